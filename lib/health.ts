@@ -1,0 +1,48 @@
+// Liveness says the process answers; readiness says every store and broker it
+// needs answers too, so an orchestrator only routes work to a usable replica.
+import { Elysia, t } from "elysia";
+
+export type ReadinessChecks = Record<string, () => Promise<unknown>>;
+
+const CHECK_TIMEOUT_MS = 2000;
+
+export const Readiness = t.Object({
+  status: t.Union([t.Literal("ready"), t.Literal("unavailable")]),
+  checks: t.Record(t.String(), t.String({ description: "'up' or why not" })),
+});
+
+async function runCheck(check: () => Promise<unknown>): Promise<string> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([check(), timeout]);
+    return "up";
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export const health = (checks: ReadinessChecks) =>
+  new Elysia({ name: "health" })
+    .get("/health/live", () => ({ status: "live" as const }), {
+      detail: { tags: ["health"], summary: "The process answers" },
+      response: t.Object({ status: t.Literal("live") }),
+    })
+    .get(
+      "/health/ready",
+      async ({ status }) => {
+        const names = Object.keys(checks);
+        const results = await Promise.all(names.map((name) => runCheck(checks[name]!)));
+        const report = Object.fromEntries(names.map((name, i) => [name, results[i]!]));
+        const ready = results.every((result) => result === "up");
+        return status(ready ? 200 : 503, { status: ready ? ("ready" as const) : ("unavailable" as const), checks: report });
+      },
+      {
+        detail: { tags: ["health"], summary: "Every store and broker this service needs answers" },
+        response: { 200: Readiness, 503: Readiness },
+      },
+    );
