@@ -6,12 +6,14 @@ export type Logger = pino.Logger;
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export function createLogger(service: string, level: LogLevel = "info"): Logger {
-  return pino({
+/** `destination` is for tests that read the lines; services log to stdout. */
+export function createLogger(service: string, level: LogLevel = "info", destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service },
     messageKey: "msg",
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -23,9 +23,10 @@ const running = SERVICES.filter((name) => existsSync(`${root}/${name}.ts`)).map(
 });
 
 async function pipeLines(stream: ReadableStream<Uint8Array>, prefix: string, out: NodeJS.WriteStream) {
+  const decoder = new TextDecoder();
   let pending = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    const lines = (pending + chunk).split("\n");
+  for await (const chunk of stream) {
+    const lines = (pending + decoder.decode(chunk, { stream: true })).split("\n");
     pending = lines.pop() ?? "";
     for (const line of lines) out.write(`${prefix}${line}\n`);
   }

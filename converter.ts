@@ -1,0 +1,326 @@
+// converter: consumes `video`, turns the job's video into a checked MP3 with ffmpeg,
+// stores it in GridFS `mp3s`, marks the job done and publishes to `mp3`.
+// Bad input fails the job once, with a reason a person understands; transient
+// trouble is retried a bounded number of times, then dead-lettered. Nothing loops.
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { Type } from "@sinclair/typebox";
+import { Elysia } from "elysia";
+import ffmpeg from "fluent-ffmpeg";
+import type { ObjectId } from "mongodb";
+import { Counter, Histogram } from "prom-client";
+import { Flag, LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { fileStore } from "./lib/files.ts";
+import { health } from "./lib/health.ts";
+import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { createMetrics } from "./lib/metrics.ts";
+import { connectMongo, type Mongo } from "./lib/mongo.ts";
+import { problems } from "./lib/problem.ts";
+import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+
+// ── config ──────────────────────────────────────────────────────────────────
+export const ConverterConfig = Type.Object({
+  PORT: Port(3002),
+  LOG_LEVEL: LogLevel,
+  MONGODB_URL: Url(["mongodb", "mongodb\\+srv"], "mongodb://127.0.0.1:27017/m3dio", "a mongodb:// URL"),
+  AMQP_URL: Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL"),
+  MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" }),
+  CONVERTER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 32, default: 1, description: "conversions at once" }),
+  MP3_QUALITY: Type.Integer({ minimum: 0, maximum: 9, default: 2, description: "LAME VBR quality" }),
+  MP3_BITRATE_KBPS: Type.Optional(Type.Integer({ minimum: 32, maximum: 320, description: "constant bitrate instead of VBR" })),
+  KEEP_VIDEOS: Flag(false, "keep the source video after success"),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 25_000, description: "time running conversions get on SIGTERM" }),
+  MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: "tries before a job is given up" }),
+  URL_ALLOW_HOSTS: Type.String({ default: "", description: "hosts or CIDRs link downloads may reach" }),
+  TMP_DIR: Type.String({ default: tmpdir(), minLength: 1, description: "where videos are spooled while converting" }),
+});
+export type ConverterConfig = typeof ConverterConfig.static;
+
+/** Temp directories are named after the worker's pid, so a restarted worker can tell a dead one's. */
+const WORK_DIR_PREFIX = "m3dio-job-";
+/** Progress is written into the job at most this often. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+// ── models ──────────────────────────────────────────────────────────────────
+export interface VideoMessage {
+  jobId: string;
+}
+export interface Mp3Message {
+  jobId: string;
+  status: "done" | "failed";
+}
+
+// ── errors ──────────────────────────────────────────────────────────────────
+/** The video itself is the problem: retrying cannot help. The message is for the user. */
+export class BadInput extends Error {
+  override name = "BadInput";
+}
+/** The worker is stopping: hand the job back untouched. */
+class HandedBack extends Error {
+  override name = "HandedBack";
+}
+
+// ── media ───────────────────────────────────────────────────────────────────
+interface SourceInfo {
+  audioSeconds: number;
+}
+
+async function probeSource(path: string): Promise<SourceInfo> {
+  if ((await stat(path)).size === 0) throw new BadInput("the file is empty");
+  let data: ffmpeg.FfprobeData;
+  try {
+    data = await new Promise((resolve, reject) => ffmpeg.ffprobe(path, (error, result) => (error ? reject(error) : resolve(result))));
+  } catch {
+    throw new BadInput("the file is not a video we can read (damaged, truncated or not a media file)");
+  }
+  const audio = data.streams.find((stream) => stream.codec_type === "audio");
+  if (!audio) throw new BadInput("the video has no audio track");
+  const seconds = Number(audio.duration) || Number(data.format.duration);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new BadInput("the video's audio track is empty");
+  return { audioSeconds: seconds };
+}
+
+async function probeDuration(path: string): Promise<number> {
+  const data: ffmpeg.FfprobeData = await new Promise((resolve, reject) =>
+    ffmpeg.ffprobe(path, (error, result) => (error ? reject(error) : resolve(result))),
+  );
+  return Number(data.format.duration) || 0;
+}
+
+// ── the consumer ────────────────────────────────────────────────────────────
+export interface ConverterDeps {
+  config: ConverterConfig;
+  log: Logger;
+  mongo: Mongo;
+  queue: Queue;
+}
+
+export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
+  const files = fileStore(mongo.db);
+  const jobs = jobStore(mongo.db);
+  const metrics = createMetrics("converter");
+  const outcomes = new Counter({ name: "converter_jobs_total", help: "jobs handled, by outcome", labelNames: ["outcome"] as const, registers: [metrics.registry] });
+  const seconds = new Histogram({ name: "converter_conversion_seconds", help: "time from message to MP3 stored", buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [metrics.registry] });
+  const bytesIn = new Counter({ name: "converter_video_bytes_total", help: "video bytes read", registers: [metrics.registry] });
+  const bytesOut = new Counter({ name: "converter_mp3_bytes_total", help: "MP3 bytes written", registers: [metrics.registry] });
+  const running = new Map<string, { kill(): void }>();
+  let handingBack = false; // the grace period is over: hand back what is not finished
+  const checkHandBack = () => {
+    if (handingBack) throw new HandedBack("stopping");
+  };
+
+  const publishOutcome = (jobId: ObjectId, status: Mp3Message["status"]) =>
+    queue.publish(QUEUES.mp3, { jobId: jobId.toHexString(), status } satisfies Mp3Message, { messageId: `${jobId}-${status}` });
+
+  /** Converts one job; resolves when the outcome is stored and announced. */
+  async function convert(job: Job, jobLog: Logger): Promise<void> {
+    const started = performance.now();
+    const workDir = await mkdtemp(join(config.TMP_DIR, `${WORK_DIR_PREFIX}${process.pid}-${job._id}-`));
+    let audioFileId: ObjectId | undefined;
+    try {
+      const input = join(workDir, "input");
+      const output = join(workDir, "output.mp3");
+      if (!job.videoFileId) throw new BadInput("the job has no video");
+      // Spool to a file: an MP4 with its index at the end cannot be read from a pipe.
+      await pipeline(files.download("videos", job.videoFileId), createWriteStream(input));
+      bytesIn.inc((await stat(input)).size);
+      const source = await probeSource(input);
+      checkHandBack();
+      await transcode(job._id, input, output, source.audioSeconds);
+      const produced = await stat(output);
+      const durationSec = await probeDuration(output).catch(() => 0);
+      const tolerance = Math.max(1, source.audioSeconds * 0.02);
+      if (produced.size === 0 || Math.abs(durationSec - source.audioSeconds) > tolerance) {
+        throw new BadInput(`the video seems damaged: its audio should last ${source.audioSeconds.toFixed(1)} s but only ${durationSec.toFixed(1)} s could be read`);
+      }
+      const stored = await files.upload("mp3s", createReadStream(output), {
+        owner: job.userId, filename: job.source.filename.replace(/\.[^.]{1,10}$/, "") + ".mp3", contentType: "audio/mpeg", jobId: job._id.toHexString(),
+      });
+      audioFileId = stored.id;
+      const done = await jobs.markDone(job._id, stored.id, { bytes: stored.bytes, durationSec: Math.round(durationSec * 100) / 100 });
+      if (!done) {
+        jobLog.info("job deleted or finished elsewhere while converting; result dropped");
+        await files.remove("mp3s", stored.id);
+        return;
+      }
+      audioFileId = undefined; // now owned by the job
+      bytesOut.inc(stored.bytes);
+      seconds.observe((performance.now() - started) / 1000);
+      await publishOutcome(job._id, "done");
+      if (!config.KEEP_VIDEOS) await files.remove("videos", job.videoFileId);
+      outcomes.inc({ outcome: "done" });
+      jobLog.info({ bytes: stored.bytes, durationSec, seconds: (performance.now() - started) / 1000 }, "converted");
+    } finally {
+      if (audioFileId) await files.remove("mp3s", audioFileId).catch(() => {});
+      await rm(workDir, { recursive: true, force: true });
+    }
+  }
+
+  function transcode(jobId: ObjectId, input: string, output: string, totalSeconds: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let lastWrite = 0;
+      const command = ffmpeg(input).noVideo().audioCodec("libmp3lame");
+      if (config.MP3_BITRATE_KBPS) command.audioBitrate(config.MP3_BITRATE_KBPS);
+      else command.addOutputOption("-q:a", String(config.MP3_QUALITY));
+      command
+        .format("mp3")
+        .on("progress", (progress: { timemark?: string }) => {
+          const now = Date.now();
+          if (now - lastWrite < PROGRESS_INTERVAL_MS || !progress.timemark) return;
+          lastWrite = now;
+          const done = timemarkSeconds(progress.timemark) / totalSeconds;
+          void jobs.setProgress(jobId, Math.min(99, done * 100)).catch(() => {});
+        })
+        .on("error", (error: Error) => {
+          running.delete(jobId.toHexString());
+          if (handingBack) return reject(new HandedBack("stopping"));
+          if (/signal/i.test(error.message)) return reject(error); // killed from outside: transient
+          reject(new BadInput("the video could not be converted: its audio is damaged or in a format we cannot read"));
+        })
+        .on("end", () => {
+          running.delete(jobId.toHexString());
+          resolve();
+        })
+        .save(output);
+      running.set(jobId.toHexString(), { kill: () => command.kill("SIGKILL") });
+      if (handingBack) command.kill("SIGKILL");
+    });
+  }
+
+  async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
+    const jobId = typeof delivery.body?.jobId === "string" ? parseJobId(delivery.body.jobId) : null;
+    if (!jobId) {
+      log.warn({ messageId: delivery.messageId }, "video message without a valid jobId; dead-lettered");
+      return delivery.deadLetter();
+    }
+    const jobLog = log.child({ jobId: jobId.toHexString() });
+    const existing = await jobs.get(jobId);
+    if (!existing) {
+      jobLog.info("job no longer exists; message dropped");
+      return delivery.ack();
+    }
+    if (existing.status === "done" || existing.status === "failed") {
+      // A redelivery after the outcome was stored: announce it again only if the user never heard.
+      if (!existing.notifiedAt) await publishOutcome(jobId, existing.status);
+      jobLog.info({ status: existing.status }, "redelivered message for a finished job");
+      return delivery.ack();
+    }
+    const job = await jobs.startConverting(jobId);
+    if (!job) return delivery.ack();
+    const userLog = jobLog.child({ userId: job.userId, attempt: delivery.attempt });
+    try {
+      userLog.info("converting");
+      await convert(job, userLog);
+      return delivery.ack();
+    } catch (error) {
+      if (error instanceof HandedBack) {
+        // Not the job's fault: the attempt does not count on the job's record.
+        await jobs.collection.updateOne({ _id: jobId }, { $inc: { attempts: -1 } });
+        userLog.info("handed back on shutdown");
+        return delivery.requeue();
+      }
+      if (error instanceof BadInput) {
+        const failed = await jobs.markFailed(jobId, error.message);
+        if (failed) await publishOutcome(jobId, "failed");
+        outcomes.inc({ outcome: "failed" });
+        userLog.info({ reason: error.message }, "job failed: bad input");
+        return delivery.ack();
+      }
+      userLog.warn({ err: error }, "conversion hit transient trouble; retrying");
+      outcomes.inc({ outcome: "retried" });
+      return delivery.retry(error); // on the last attempt this dead-letters and calls giveUp
+    }
+  }
+
+  /** The queue ran out of attempts for this message: the job fails, the user hears of it. */
+  async function giveUp(body: VideoMessage) {
+    const jobId = typeof body?.jobId === "string" ? parseJobId(body.jobId) : null;
+    if (!jobId) return;
+    const reason = `gave up after ${config.MAX_ATTEMPTS} attempts; please try again later`;
+    const failed = await jobs.markFailed(jobId, reason);
+    if (failed) await publishOutcome(jobId, "failed");
+    outcomes.inc({ outcome: "gave_up" });
+    log.error({ jobId: jobId.toHexString(), userId: failed?.userId, reason }, "job given up; message dead-lettered");
+  }
+
+  const app = new Elysia({ name: "converter" })
+    .use(problems(log))
+    .use(metrics.plugin)
+    .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
+
+  return {
+    app,
+    async start() {
+      await removeDeadWorkersFiles(config.TMP_DIR, log);
+      await jobs.ensureIndexes();
+      await queue.consume<VideoMessage>(
+        QUEUES.video,
+        { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted: giveUp },
+        handle,
+      );
+    },
+    /** Stop taking work; give running conversions the grace period, then hand them back. */
+    async stop(graceMs = config.SHUTDOWN_GRACE_MS) {
+      await queue.stopConsuming();
+      const deadline = Date.now() + graceMs;
+      while (queue.inFlight() > 0 && Date.now() < deadline) await Bun.sleep(100);
+      handingBack = true;
+      for (const conversion of running.values()) conversion.kill();
+      // What is past ffmpeg (storing the MP3) finishes; the rest sees handingBack and requeues.
+      while (queue.inFlight() > 0) await Bun.sleep(50);
+    },
+    running: () => running.size,
+  };
+}
+
+/** A worker killed outright (SIGKILL, OOM) leaves its spool behind; remove those of dead pids. */
+async function removeDeadWorkersFiles(dir: string, log: Logger) {
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const pid = Number(entry.slice(WORK_DIR_PREFIX.length).split("-")[0]);
+    if (!entry.startsWith(WORK_DIR_PREFIX) || !pid) continue;
+    if (pid !== process.pid && isAlive(pid)) continue;
+    await rm(join(dir, entry), { recursive: true, force: true });
+    log.info({ dir: entry }, "removed a dead worker's temp directory");
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function timemarkSeconds(timemark: string): number {
+  const [hours = 0, minutes = 0, secs = 0] = timemark.split(":").map(Number);
+  return hours * 3600 + minutes * 60 + secs;
+}
+
+// ── start and graceful stop ─────────────────────────────────────────────────
+if (import.meta.main) {
+  const config = loadConfig(ConverterConfig);
+  const log = createLogger("converter", config.LOG_LEVEL);
+  const mongo = await connectMongo(config.MONGODB_URL, { appName: "converter" });
+  const queue = await connectQueue(config.AMQP_URL, log);
+  const converter = createConverter({ config, log, mongo, queue });
+  await converter.start();
+  converter.app.listen({ port: config.PORT, hostname: "0.0.0.0" });
+  log.info({ port: converter.app.server?.port, concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
+  const stop = async (signal: string) => {
+    log.info({ signal }, "stopping");
+    await converter.stop();
+    await queue.close();
+    await mongo.close();
+    await converter.app.stop();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}

@@ -1,0 +1,451 @@
+// gateway: the only public entry. Forwards registration and login to auth,
+// verifies tokens locally (JWKS), streams uploads into GridFS, records jobs,
+// publishes them to the `video` queue, and serves status, live progress, the MP3,
+// the OpenAPI document with Swagger UI, and the web page.
+import { Readable } from "node:stream";
+import { openapi } from "@elysiajs/openapi";
+import { Type } from "@sinclair/typebox";
+import { create as contentDisposition } from "content-disposition";
+import { Elysia, sse, t } from "elysia";
+import type { ObjectId } from "mongodb";
+import { Counter } from "prom-client";
+import parseRange from "range-parser";
+import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
+import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { type FileStore, fileStore } from "./lib/files.ts";
+import { health } from "./lib/health.ts";
+import { type Job, type JobStore, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { createMetrics } from "./lib/metrics.ts";
+import { connectMongo, type Mongo } from "./lib/mongo.ts";
+import { Conflict, HttpProblem, NotFound, Problem, Unavailable, Unauthorized, problemResponse, problems } from "./lib/problem.ts";
+import { QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./lib/upload.ts";
+
+// ── config ──────────────────────────────────────────────────────────────────
+export const GatewayConfig = Type.Object({
+  PORT: Port(8080),
+  LOG_LEVEL: LogLevel,
+  AUTH_URL: Url(["http", "https"], "http://127.0.0.1:3001", "an http(s):// URL of the auth service"),
+  MONGODB_URL: Url(["mongodb", "mongodb\\+srv"], "mongodb://127.0.0.1:27017/m3dio", "a mongodb:// URL"),
+  AMQP_URL: Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL"),
+  MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" }),
+  PUBLIC_URL: Url(["http", "https"], "http://localhost:8080", "the gateway's public http(s):// address"),
+});
+export type GatewayConfig = typeof GatewayConfig.static;
+
+const AUTH_TIMEOUT_MS = 5000;
+const SSE_POLL_MS = 500;
+const SSE_KEEPALIVE_MS = 15_000;
+
+// ── models ──────────────────────────────────────────────────────────────────
+const JobId = t.String({ pattern: "^[0-9a-fA-F]{24}$", description: "a job id" });
+export const JobView = t.Object({
+  id: t.String(),
+  status: t.UnionEnum(JOB_STATUSES),
+  progress: t.Integer({ minimum: 0, maximum: 100 }),
+  error: t.Optional(t.String({ description: "why the job failed, in words for a person" })),
+  source: t.Object({
+    kind: t.Union([t.Literal("upload"), t.Literal("url")]),
+    filename: t.String(),
+    url: t.Optional(t.String()),
+    bytes: t.Integer(),
+    contentType: t.String(),
+  }),
+  audio: t.Optional(t.Object({ bytes: t.Integer(), durationSec: t.Number() })),
+  createdAt: t.String({ format: "date-time" }),
+  updatedAt: t.String({ format: "date-time" }),
+  links: t.Object({ self: t.String(), events: t.String(), audio: t.String() }),
+});
+export type JobView = typeof JobView.static;
+const JobPage = t.Object({
+  items: t.Array(JobView),
+  nextCursor: t.Optional(t.String({ description: "pass as `cursor` for the next page" })),
+});
+const AuthBody = t.Object({ email: t.String(), password: t.String() });
+const Token = t.Object({ token: t.String(), expiresAt: t.String({ format: "date-time" }) });
+
+// ── errors ──────────────────────────────────────────────────────────────────
+class PayloadTooLarge extends HttpProblem {
+  constructor(limit: number) {
+    super(413, "Content Too Large", `the video is larger than ${formatBytes(limit)}`);
+  }
+}
+class UnsupportedMediaType extends HttpProblem {
+  constructor(detail: string) {
+    super(415, "Unsupported Media Type", detail);
+  }
+}
+class BadUpload extends HttpProblem {
+  constructor(detail: string) {
+    super(422, "Unprocessable Content", detail);
+  }
+}
+
+/** MongoDB or the broker being away is a 503 the client may retry, not a 500. */
+function isStoreUnavailable(error: unknown): boolean {
+  const name = (error as { name?: string })?.name ?? "";
+  return /^Mongo(ServerSelection|Network|NotConnected|TopologyClosed|NetworkTimeout)Error$/.test(name) || name === "QueueUnavailable";
+}
+
+// ── the app ─────────────────────────────────────────────────────────────────
+export interface GatewayDeps {
+  config: GatewayConfig;
+  log: Logger;
+  mongo: Mongo;
+  queue: Pick<Queue, "publish" | "ping">;
+  verifier: TokenVerifier & { reload?(): Promise<unknown>; fresh?: boolean };
+}
+
+export function createGateway({ config, log, mongo, queue, verifier }: GatewayDeps) {
+  const files: FileStore = fileStore(mongo.db);
+  const jobs: JobStore = jobStore(mongo.db);
+  const metrics = createMetrics("gateway");
+  const uploadedBytes = new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] });
+  const jobsCreated = new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] });
+  let keysLoaded = false;
+
+  const view = (job: Job): JobView => ({
+    id: job._id.toHexString(),
+    status: job.status,
+    progress: job.progress,
+    ...(job.error ? { error: job.error } : {}),
+    source: job.source,
+    ...(job.audio ? { audio: job.audio } : {}),
+    createdAt: job.createdAt.toISOString(),
+    updatedAt: job.updatedAt.toISOString(),
+    links: { self: `/jobs/${job._id}`, events: `/jobs/${job._id}/events`, audio: `/jobs/${job._id}/audio` },
+  });
+
+  async function ownedJob(id: string, user: Caller): Promise<Job> {
+    const jobId = parseJobId(id);
+    const job = jobId && (await jobs.getOwned(jobId, user.id));
+    if (!job) throw new NotFound("no such job");
+    return job;
+  }
+
+  /** Stores one upload and queues it; nothing is left behind if any step fails. */
+  async function acceptVideo(user: Caller, stream: Readable, filename: string): Promise<Job> {
+    const sniffer = videoSniffer();
+    const job = { userId: user.id, filename: cleanFilename(filename) };
+    let stored;
+    try {
+      stored = await files.upload("videos", stream, { owner: user.id, filename: job.filename, contentType: "video" }, sniffer, byteLimit(config.MAX_UPLOAD_BYTES));
+    } catch (error) {
+      stream.resume();
+      if (error instanceof TooLarge) throw new PayloadTooLarge(config.MAX_UPLOAD_BYTES);
+      if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
+      throw error;
+    }
+    const { mime } = await sniffer.sniffed;
+    const record = await jobs
+      .create({ userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: job.filename, bytes: stored.bytes, contentType: mime } })
+      .catch(async (error) => {
+        await files.remove("videos", stored.id);
+        throw error;
+      });
+    try {
+      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
+    } catch (error) {
+      await jobs.remove(record._id);
+      await files.remove("videos", stored.id);
+      log.error({ err: error, jobId: record._id, userId: user.id }, "could not queue the job; removed it");
+      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
+    }
+    uploadedBytes.inc(stored.bytes);
+    jobsCreated.inc();
+    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
+    return record;
+  }
+
+  async function receiveUpload(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
+    const type = request.headers.get("content-type") ?? "";
+    if (!request.body) throw new BadUpload("the request has no body: send a video");
+    if (/^multipart\/form-data/i.test(type)) {
+      try {
+        return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename));
+      } catch (error) {
+        if (error instanceof BadMultipart) throw new BadUpload(error.message);
+        throw error;
+      }
+    }
+    if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
+      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video");
+    }
+    throw new UnsupportedMediaType("send multipart/form-data with a `file` field, or the video itself with a video/* content type");
+  }
+
+  async function audioResponse(job: Job, request: Request): Promise<Response> {
+    if (job.status !== "done" || !job.audioFileId) {
+      throw new Conflict(job.status === "failed" ? `the job failed: ${job.error ?? "no MP3"}` : `the MP3 is not ready yet (status: ${job.status})`);
+    }
+    const file = await files.stat("mp3s", job.audioFileId);
+    if (!file) throw new NotFound("the MP3 is gone");
+    const headers: Record<string, string> = {
+      "content-type": "audio/mpeg",
+      "accept-ranges": "bytes",
+      "content-disposition": contentDisposition(audioFilename(job.source.filename)),
+      "cache-control": "private, max-age=3600",
+      etag: `"${job.audioFileId}"`,
+    };
+    const rangeHeader = request.headers.get("range");
+    const ranges = rangeHeader ? parseRange(file.length, rangeHeader, { combine: true }) : undefined;
+    if (ranges === -1) {
+      return problemResponse(
+        { type: "about:blank", title: "Range Not Satisfiable", status: 416, detail: `the MP3 has ${file.length} bytes` },
+        { "content-range": `bytes */${file.length}` },
+      );
+    }
+    // A malformed Range header is ignored, as RFC 9110 allows; several ranges get the first.
+    const range = Array.isArray(ranges) && ranges.type === "bytes" ? ranges[0] : undefined;
+    const stream = files.download("mp3s", job.audioFileId, range);
+    const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
+    if (!range) return new Response(body, { headers: { ...headers, "content-length": String(file.length) } });
+    return new Response(body, {
+      status: 206,
+      headers: { ...headers, "content-length": String(range.end - range.start + 1), "content-range": `bytes ${range.start}-${range.end}/${file.length}` },
+    });
+  }
+
+  async function forwardToAuth(path: string, request: Request, body: unknown): Promise<Response> {
+    try {
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      const authorization = request.headers.get("authorization");
+      if (authorization) headers.authorization = authorization;
+      const answer = await fetch(new URL(path, config.AUTH_URL), {
+        method: "POST",
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(AUTH_TIMEOUT_MS),
+      });
+      const passOn = ["content-type", "retry-after", "www-authenticate"].flatMap((name) => {
+        const value = answer.headers.get(name);
+        return value ? [[name, value] as [string, string]] : [];
+      });
+      return new Response(await answer.arrayBuffer(), { status: answer.status, headers: passOn });
+    } catch (error) {
+      log.warn({ err: error, path }, "auth did not answer");
+      throw new Unavailable("the login service is not answering; try again shortly");
+    }
+  }
+
+  const jobRoutes = new Elysia({ name: "jobs" })
+    .use(bearer(verifier))
+    .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+      app
+        .post("/jobs", ({ request, user, query, status }) => receiveUpload(request, user, query).then((job) => status(202, view(job))), {
+          parse: "none",
+          query: t.Object({ filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })) }),
+          response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
+          detail: {
+            tags: ["jobs"],
+            summary: "Upload a video to convert: multipart field `file`, or the raw video with a video/* content type",
+            requestBody: {
+              content: {
+                "multipart/form-data": { schema: { type: "object", properties: { file: { type: "string", format: "binary" } }, required: ["file"] } },
+                "video/*": { schema: { type: "string", format: "binary" } },
+              },
+            },
+          },
+        })
+        .get(
+          "/jobs",
+          async ({ user, query }) => {
+            const before = query.cursor ? parseJobId(query.cursor) : undefined;
+            if (before === null) throw new BadUpload("cursor is not a job id");
+            const page = await jobs.list(user.id, { limit: query.limit + 1, ...(before ? { before } : {}) });
+            const items = page.slice(0, query.limit).map(view);
+            return page.length > query.limit ? { items, nextCursor: items.at(-1)!.id } : { items };
+          },
+          {
+            query: t.Object({ limit: t.Integer({ minimum: 1, maximum: 100, default: 20 }), cursor: t.Optional(t.String()) }),
+            response: { 200: JobPage, 401: Problem, 422: Problem },
+            detail: { tags: ["jobs"], summary: "Your jobs, newest first" },
+          },
+        )
+        .get("/jobs/:id", async ({ params, user }) => view(await ownedJob(params.id, user)), {
+          params: t.Object({ id: t.String() }),
+          response: { 200: JobView, 401: Problem, 404: Problem },
+          detail: { tags: ["jobs"], summary: "One job's status and progress" },
+        })
+        .delete(
+          "/jobs/:id",
+          async ({ params, user, status }) => {
+            const job = await ownedJob(params.id, user);
+            await jobs.remove(job._id);
+            await Promise.all([
+              job.videoFileId && files.remove("videos", job.videoFileId),
+              job.audioFileId && files.remove("mp3s", job.audioFileId),
+            ]);
+            log.info({ jobId: job._id, userId: user.id }, "job deleted");
+            return status(204, undefined);
+          },
+          {
+            params: t.Object({ id: t.String() }),
+            detail: { tags: ["jobs"], summary: "Delete a job, its video and its MP3" },
+          },
+        )
+        .get(
+          "/jobs/:id/events",
+          async function* ({ params, user, request }) {
+            let job: Job | null = await ownedJob(params.id, user);
+            let last = "";
+            let lastSent = 0;
+            while (job && !request.signal.aborted) {
+              const state = `${job.status}:${job.progress}`;
+              if (state !== last || Date.now() - lastSent > SSE_KEEPALIVE_MS) {
+                last = state;
+                lastSent = Date.now();
+                yield sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: view(job) });
+              }
+              if (job.status === "done" || job.status === "failed") return;
+              await Bun.sleep(SSE_POLL_MS);
+              job = await jobs.getOwned(job._id, user.id);
+            }
+            if (!job) yield sse({ event: "deleted", data: { id: params.id } });
+          },
+          {
+            params: t.Object({ id: t.String() }),
+            detail: {
+              tags: ["jobs"],
+              summary: "Server-Sent Events: a `status` event (the job) on each change; ends after done or failed",
+              responses: { 200: { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } } },
+            },
+          },
+        )
+        .get("/jobs/:id/audio", async ({ params, user, request }) => audioResponse(await ownedJob(params.id, user), request), {
+          params: t.Object({ id: t.String() }),
+          detail: {
+            tags: ["jobs"],
+            summary: "The MP3 (Range requests supported); 409 until the job is done",
+            responses: { 200: { description: "audio/mpeg" }, 206: { description: "partial audio/mpeg" }, 409: { description: "not done yet" } },
+          },
+        })
+        // Reference-system compatibility: `curl -F file=@video.mp4 /upload` and `/download?fid=<mp3 file id>`.
+        .post("/upload", ({ request, user, status }) => receiveUpload(request, user, {}).then((job) => status(202, view(job))), {
+          parse: "none",
+          response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
+          detail: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
+        })
+        .get(
+          "/download",
+          async ({ query, user, request }) => {
+            const fileId = parseJobId(query.fid);
+            const job = fileId && (await jobs.findByAudioFile(fileId, user.id));
+            if (!job) throw new NotFound("no such MP3");
+            return audioResponse(job, request);
+          },
+          {
+            query: t.Object({ fid: t.String({ description: "the MP3's file id" }) }),
+            detail: { tags: ["compatibility"], summary: "The MP3 by its file id (owner only)" },
+          },
+        ),
+    );
+
+  const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: config.MAX_UPLOAD_BYTES + 1024 * 1024 } })
+    .onError(({ error, path }) => {
+      if (isStoreUnavailable(error)) {
+        log.warn({ err: error, path }, "store unavailable");
+        return problemResponse({ type: "about:blank", title: "Service Unavailable", status: 503, detail: "storage is briefly unavailable; try again shortly", instance: path }, { "retry-after": "5" });
+      }
+    })
+    .use(problems(log))
+    .use(metrics.plugin)
+    .use(
+      openapi({
+        path: "/docs",
+        provider: "swagger-ui",
+        swagger: { cdn: "/docs/assets/swagger-ui-bundle.js", theme: "/docs/assets/swagger-ui.css" },
+        exclude: { paths: ["/docs/assets/:file", "/metrics"] },
+        documentation: {
+          info: { title: "m3dio", version: "1.0.0", description: "Convert videos to MP3: upload, follow, download." },
+          components: {
+            securitySchemes: {
+              bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+              basic: { type: "http", scheme: "basic" },
+            },
+          },
+        },
+      }),
+    )
+    .get("/docs/assets/:file", ({ params }) => swaggerAsset(params.file), { detail: { hide: true } })
+    .use(
+      health({
+        mongodb: () => mongo.ping(),
+        rabbitmq: () => queue.ping(),
+        jwks: async () => {
+          if (!keysLoaded && verifier.reload) await verifier.reload();
+          keysLoaded = true;
+        },
+      }),
+    )
+    .post("/auth/register", ({ request, body }) => forwardToAuth("/register", request, body), {
+      body: AuthBody,
+      response: { 201: t.Object({ id: t.Integer(), email: t.String() }), 409: Problem, 422: Problem, 503: Problem },
+      detail: { tags: ["auth"], summary: "Create an account" },
+    })
+    .post("/auth/login", ({ request, body }) => forwardToAuth("/login", request, body), {
+      body: t.Optional(AuthBody),
+      response: { 200: Token, 401: Problem, 429: Problem, 503: Problem },
+      detail: { tags: ["auth"], summary: "Log in with JSON or HTTP Basic; answers a bearer token", security: [{}, { basic: [] }] },
+    })
+    .post(
+      "/login",
+      async ({ request }) => {
+        if (!/^Basic /i.test(request.headers.get("authorization") ?? "")) throw new Unauthorized("send HTTP Basic credentials");
+        const answer = await forwardToAuth("/login", request, undefined);
+        if (!answer.ok) return answer;
+        const { token } = (await answer.json()) as { token: string };
+        return new Response(token, { headers: { "content-type": "text/plain; charset=utf-8" } });
+      },
+      { detail: { tags: ["compatibility"], summary: "HTTP Basic login answering the bare token as text", security: [{ basic: [] }] } },
+    )
+    .use(jobRoutes);
+
+  return { app, files, jobs, markKeysLoaded: () => (keysLoaded = true) };
+}
+
+// ── helpers ─────────────────────────────────────────────────────────────────
+const SWAGGER_ASSETS = new Set(["swagger-ui-bundle.js", "swagger-ui.css"]);
+function swaggerAsset(name: string): Response {
+  if (!SWAGGER_ASSETS.has(name)) throw new NotFound("no such asset");
+  return new Response(Bun.file(require.resolve(`swagger-ui-dist/${name}`)), { headers: { "cache-control": "public, max-age=86400" } });
+}
+
+/** The name a person gave the file, without directories, control characters or excess length. */
+export function cleanFilename(name: string): string {
+  const base = name.split(/[\\/]/).pop() ?? "";
+  const clean = base.replace(/[\u0000-\u001f\u007f"]/g, "").trim().slice(0, 200);
+  return clean && clean !== "." && clean !== ".." ? clean : "video";
+}
+
+export function audioFilename(original: string): string {
+  const stem = cleanFilename(original).replace(/\.[^.]{1,10}$/, "") || "audio";
+  return `${stem}.mp3`;
+}
+
+// ── start and graceful stop ─────────────────────────────────────────────────
+if (import.meta.main) {
+  const config = loadConfig(GatewayConfig);
+  const log = createLogger("gateway", config.LOG_LEVEL);
+  const mongo = await connectMongo(config.MONGODB_URL, { appName: "gateway" });
+  await jobStore(mongo.db).ensureIndexes();
+  const queue = await connectQueue(config.AMQP_URL, log);
+  const verifier = jwksVerifier(new URL("/.well-known/jwks.json", config.AUTH_URL).toString());
+  const gateway = createGateway({ config, log, mongo, queue, verifier });
+  await verifier.reload().then(
+    () => gateway.markKeysLoaded(),
+    (error) => log.warn({ err: error }, "auth's JWKS not reachable yet; will fetch on first use"),
+  );
+  gateway.app.listen({ port: config.PORT, hostname: "0.0.0.0" });
+  log.info({ port: gateway.app.server?.port }, "gateway listening");
+  const stop = async (signal: string) => {
+    log.info({ signal }, "stopping");
+    await gateway.app.stop(); // lets requests in flight finish
+    await queue.close();
+    await mongo.close();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}

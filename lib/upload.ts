@@ -1,0 +1,174 @@
+// Streaming video intake, for uploads and downloaded links alike: a size limit
+// checked while the bytes flow, a check of the first bytes that this is a video
+// (by its signature, with file-type, not by its name or declared type), and a
+// streaming multipart reader (busboy), so no upload is ever held in memory whole.
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import busboy from "busboy";
+import { fileTypeFromBuffer } from "file-type";
+
+export class TooLarge extends Error {
+  override name = "TooLarge";
+  constructor(readonly limit: number) {
+    super(`larger than ${formatBytes(limit)}`);
+  }
+}
+
+export class NotAVideo extends Error {
+  override name = "NotAVideo";
+}
+
+export class BadMultipart extends Error {
+  override name = "BadMultipart";
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** Passes bytes through, failing with TooLarge as soon as more than `max` have passed. */
+export function byteLimit(max: number): Transform & { bytes: number } {
+  let bytes = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      limit.bytes = bytes;
+      if (bytes > max) done(new TooLarge(max));
+      else done(null, chunk);
+    },
+  }) as Transform & { bytes: number };
+  limit.bytes = 0;
+  return limit;
+}
+
+// file-type reads at most this many bytes to recognise a container.
+const SNIFF_BYTES = 4100;
+
+export interface Sniffed {
+  mime: string;
+  ext: string;
+}
+
+/**
+ * Holds back the first bytes until their signature says "video" (MP4/MOV, Matroska,
+ * WebM, AVI, MPEG-TS, FLV, ...), then passes everything through; fails with NotAVideo.
+ */
+export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
+  let head: Buffer[] = [];
+  let headBytes = 0;
+  let decided = false;
+  let resolveSniffed!: (value: Sniffed) => void;
+  let rejectSniffed!: (error: Error) => void;
+  const sniffed = new Promise<Sniffed>((resolve, reject) => {
+    resolveSniffed = resolve;
+    rejectSniffed = reject;
+  });
+  sniffed.catch(() => {}); // the stream error reports it; the promise is for callers who want the type
+
+  async function decide(stream: Transform, done: TransformCallback) {
+    decided = true;
+    const buffer = Buffer.concat(head);
+    head = [];
+    const type = await fileTypeFromBuffer(buffer.subarray(0, SNIFF_BYTES));
+    if (!type || !type.mime.startsWith("video/")) {
+      const error = new NotAVideo(buffer.length === 0 ? "the file is empty" : "the file is not a video");
+      rejectSniffed(error);
+      return done(error);
+    }
+    resolveSniffed({ mime: type.mime, ext: type.ext });
+    stream.push(buffer);
+    done();
+  }
+
+  const sniffer = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (decided) return done(null, chunk);
+      head.push(chunk);
+      headBytes += chunk.length;
+      if (headBytes < SNIFF_BYTES) return done();
+      void decide(this, done);
+    },
+    flush(done) {
+      if (decided) return done();
+      void decide(this, done);
+    },
+  }) as Transform & { sniffed: Promise<Sniffed> };
+  sniffer.sniffed = sniffed;
+  return sniffer;
+}
+
+export interface MultipartFile {
+  stream: Readable;
+  filename: string;
+  contentType: string;
+}
+
+/**
+ * Reads a multipart/form-data body as a stream and hands the one file in `field` to
+ * `handle` while it arrives. Fails with BadMultipart when the body is malformed, has
+ * no such file, or has more than one file.
+ */
+export function readMultipartFile<T>(
+  body: ReadableStream<Uint8Array>,
+  contentType: string,
+  field: string,
+  handle: (file: MultipartFile) => Promise<T>,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const source = Readable.fromWeb(body as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: { "content-type": contentType }, limits: { files: 1, fields: 20, parts: 30 } });
+    } catch (error) {
+      source.destroy();
+      return reject(new BadMultipart(`the multipart body could not be read: ${(error as Error).message}`));
+    }
+    let handling: Promise<T> | undefined;
+    let fileStream: Readable | undefined;
+    let failure: Error | undefined;
+    let settled = false;
+
+    // Settles once, after the file handler (if any) has finished cleaning up.
+    const settle = async () => {
+      if (settled) return;
+      settled = true;
+      if (!handling) return reject(failure ?? new BadMultipart(`the multipart body has no file in the '${field}' field`));
+      try {
+        const result = await handling;
+        if (failure) reject(failure);
+        else resolve(result);
+      } catch (error) {
+        reject(failure ?? error);
+      }
+    };
+    const fail = (error: Error) => {
+      failure ??= error;
+      source.unpipe(parser);
+      source.destroy();
+      fileStream?.destroy(failure);
+      void settle();
+    };
+
+    parser.on("file", (name, stream, info) => {
+      if (name !== field || handling) {
+        stream.resume();
+        if (name === field) fail(new BadMultipart(`send exactly one file in the '${field}' field`));
+        return;
+      }
+      fileStream = stream;
+      handling = handle({ stream, filename: info.filename ?? "video", contentType: info.mimeType });
+      handling.catch((error: Error) => fail(error));
+    });
+    parser.on("filesLimit", () => fail(new BadMultipart(`send exactly one file in the '${field}' field`)));
+    parser.on("error", (error: Error) => fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)));
+    parser.on("close", () => void settle());
+    source.on("error", (error) => fail(error));
+    source.pipe(parser);
+  });
+}

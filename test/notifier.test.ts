@@ -1,0 +1,190 @@
+// The notifier against a local Resend stand-in (through the SDK's base-URL
+// override), real RabbitMQ (a vhost of its own) and MongoDB (MONGODB_URL or the stand-in).
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import amqp from "amqplib";
+import { ObjectId } from "mongodb";
+import { parseConfig } from "../lib/config.ts";
+import { jobStore } from "../lib/jobs.ts";
+import { createLogger } from "../lib/log.ts";
+import { connectMongo, type Mongo } from "../lib/mongo.ts";
+import { QUEUES, type Queue, connectQueue } from "../lib/queue.ts";
+import { NotifierConfig, createNotifier } from "../notifier.ts";
+import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
+import { createTestVhost } from "./support/rabbit.ts";
+import { startResendStandin } from "./support/resend.ts";
+
+const log = createLogger("notifier-test", "silent");
+let mongo: Mongo;
+let mongoUrl: string;
+let vhost: Awaited<ReturnType<typeof createTestVhost>>;
+let publisher: Queue;
+let consumerQueue: Queue;
+let jobs: ReturnType<typeof jobStore>;
+const resend = startResendStandin();
+let notifier: ReturnType<typeof createNotifier>;
+
+beforeAll(async () => {
+  mongoUrl = await testMongoUrl();
+  mongo = await connectMongo(mongoUrl);
+  vhost = await createTestVhost();
+  publisher = await connectQueue(vhost.url, log);
+  consumerQueue = await connectQueue(vhost.url, log);
+  jobs = jobStore(mongo.db);
+  const config = parseConfig(NotifierConfig, {
+    MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, RESEND_API_KEY: "re_test_key", RESEND_BASE_URL: resend.url,
+    MAIL_FROM: "m3dio <mp3@example.com>", PUBLIC_URL: "https://m3dio.example", MAX_ATTEMPTS: "3", RETRY_BASE_MS: "20",
+  });
+  notifier = createNotifier({ config, log, mongo, queue: consumerQueue });
+  await notifier.start();
+});
+afterAll(async () => {
+  await notifier?.stop();
+  await consumerQueue?.close();
+  await publisher?.close();
+  await vhost?.drop();
+  await mongo?.close();
+  if (mongoUrl) await dropTestDatabase(mongoUrl);
+  resend.stop();
+});
+beforeEach(() => resend.reset());
+
+/** A finished job as the converter leaves it, announced on `mp3`. */
+async function finishedJob(status: "done" | "failed", filename = "Summer <b>& Friends</b>.mp4", email = "ada@example.com") {
+  const job = await jobs.create({ userId: "7", email, source: { kind: "upload", filename, bytes: 1234, contentType: "video/mp4" } });
+  await jobs.startConverting(job._id);
+  if (status === "done") await jobs.markDone(job._id, new ObjectId(), { bytes: 3 * 1024 * 1024, durationSec: 125.4 });
+  else await jobs.markFailed(job._id, "the video has no audio track");
+  return job._id;
+}
+const announce = (id: ObjectId, status: "done" | "failed") =>
+  publisher.publish(QUEUES.mp3, { jobId: id.toHexString(), status }, { messageId: `${id}-${status}` });
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await Bun.sleep(25);
+  }
+}
+const notified = async (id: ObjectId) => Boolean((await jobs.get(id))?.notifiedAt);
+
+describe("emails", () => {
+  test("a done job: the owner gets the link, file id, name, length and size, with the file name escaped", async () => {
+    const id = await finishedJob("done");
+    await announce(id, "done");
+    await until(() => notified(id));
+    expect(resend.received).toHaveLength(1);
+    const [email] = resend.received;
+    const job = (await jobs.get(id))!;
+    expect(email!.to).toEqual("ada@example.com");
+    expect(email!.from).toBe("m3dio <mp3@example.com>");
+    expect(email!.subject).toBe("Your MP3 is ready: Summer <b>& Friends</b>.mp3");
+    expect(email!.authorization).toBe("Bearer re_test_key");
+    expect(email!.idempotencyKey).toBe(`job-${id}-done`);
+    const link = `https://m3dio.example/jobs/${id}/audio`;
+    expect(email!.text).toContain(link);
+    expect(email!.text).toContain(job.audioFileId!.toHexString());
+    expect(email!.text).toContain("2:05");
+    expect(email!.text).toContain("3 MiB");
+    expect(email!.html).toContain(`href="${link}"`);
+    expect(email!.html).toContain("Summer &lt;b&gt;&amp; Friends&lt;/b&gt;.mp4");
+    expect(email!.html).not.toContain("<b>&");
+  });
+
+  test("a failed job: the reason in words, and what to try", async () => {
+    const id = await finishedJob("failed", "silent.mp4");
+    await announce(id, "failed");
+    await until(() => notified(id));
+    const [email] = resend.received;
+    expect(email!.subject).toBe("We could not convert silent.mp4");
+    expect(email!.text).toContain("the video has no audio track");
+    expect(email!.text).toContain("upload it again");
+    expect(email!.idempotencyKey).toBe(`job-${id}-failed`);
+  });
+
+  test("a redelivered message sends nothing twice", async () => {
+    const id = await finishedJob("done");
+    await announce(id, "done");
+    await until(() => notified(id));
+    await announce(id, "done");
+    await announce(id, "done");
+    await Bun.sleep(500);
+    expect(resend.received).toHaveLength(1);
+  });
+
+  test("Resend answering 500 twice, then success: one email delivered, with the same idempotency key each time", async () => {
+    resend.answer([500, 503]);
+    const id = await finishedJob("done");
+    await announce(id, "done");
+    await until(() => notified(id));
+    expect(resend.received).toHaveLength(3);
+    expect(new Set(resend.received.map((email) => email.idempotencyKey))).toEqual(new Set([`job-${id}-done`]));
+    expect(resend.delivered()).toBe(1);
+  });
+
+  test("Resend failing forever: tried MAX_ATTEMPTS times, then dead-lettered, the job not marked notified", async () => {
+    resend.failAlways(500);
+    const id = await finishedJob("done");
+    await announce(id, "done");
+    const connection = await amqp.connect(vhost.url);
+    const channel = await connection.createChannel();
+    let dead: amqp.GetMessage | false = false;
+    await until(async () => Boolean((dead = await channel.get(`${QUEUES.mp3}.dead`, { noAck: true }))));
+    await connection.close();
+    expect(JSON.parse((dead as unknown as amqp.GetMessage).content.toString())).toEqual({ jobId: id.toHexString(), status: "done" });
+    expect(resend.received).toHaveLength(3);
+    expect(await notified(id)).toBe(false);
+  });
+
+  test("an invalid recipient (422) is recorded on the job and not retried", async () => {
+    resend.failAlways(422);
+    const id = await finishedJob("done", "clip.mp4", "not-deliverable");
+    await announce(id, "done");
+    await until(() => notified(id));
+    const job = (await jobs.get(id))!;
+    expect(job.notifyError).toContain("422");
+    await Bun.sleep(300);
+    expect(resend.received).toHaveLength(1);
+  });
+});
+
+describe("without RESEND_API_KEY", () => {
+  test("the email is one JSON log line, the job is marked notified, and startup warns", async () => {
+    const lines: string[] = [];
+    const capture = { write: (line: string) => void lines.push(line) };
+    const quietQueue = await connectQueue(vhost.url, log);
+    const keyless = createNotifier({
+      config: parseConfig(NotifierConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, PUBLIC_URL: "https://m3dio.example" }),
+      log: createLogger("notifier", "info", capture),
+      mongo,
+      queue: quietQueue,
+    });
+    await notifier.stop(); // only the keyless notifier consumes now
+    await keyless.start();
+    try {
+      const id = await finishedJob("done", "talk.mp4", "grace@example.com");
+      await announce(id, "done");
+      await until(() => notified(id));
+      const records = lines.map((line) => JSON.parse(line) as { level: string; service: string; msg: string; email?: { to: string; subject: string; text: string } });
+      expect(records.some((record) => record.level === "warn" && record.msg.includes("RESEND_API_KEY"))).toBe(true);
+      const emailLine = records.find((record) => record.email);
+      expect(emailLine).toMatchObject({ service: "notifier", level: "info", email: { to: "grace@example.com", subject: "Your MP3 is ready: talk.mp3" } });
+      expect(emailLine!.email!.text).toContain(`https://m3dio.example/jobs/${id}/audio`);
+      expect(resend.received).toHaveLength(0);
+    } finally {
+      await keyless.stop();
+      await quietQueue.close();
+    }
+  });
+});
+
+describe("health and metrics", () => {
+  test("ready reports MongoDB and RabbitMQ; metrics count emails by outcome", async () => {
+    const ready = await notifier.app.handle(new Request("http://notifier/health/ready"));
+    expect(await ready.json()).toEqual({ status: "ready", checks: { mongodb: "up", rabbitmq: "up" } });
+    const text = await (await notifier.app.handle(new Request("http://notifier/metrics"))).text();
+    expect(text).toMatch(/notifier_emails_total\{[^}]*outcome="sent"[^}]*\} [1-9]/);
+    expect(text).toMatch(/notifier_emails_total\{[^}]*outcome="dead_lettered"[^}]*\} 1/);
+    expect(text).toMatch(/notifier_emails_total\{[^}]*outcome="refused"[^}]*\} 1/);
+  });
+});
