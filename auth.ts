@@ -4,7 +4,6 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { jwt } from "@elysiajs/jwt";
-import { openapi } from "@elysiajs/openapi";
 import { Type } from "@sinclair/typebox";
 import { and, count, eq, gt, lt, min } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/mysql2";
@@ -14,6 +13,7 @@ import { createPool } from "mysql2/promise";
 import { migrateDatabase } from "./db/migrate.ts";
 import { loginAttempts, users } from "./db/schema.ts";
 import { LogLevel, Port, Url, Flag, loadConfig } from "./lib/config.ts";
+import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
@@ -124,15 +124,7 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
   const app = new Elysia({ name: "auth" })
     .use(problems(log))
     .use(metrics.plugin)
-    .use(
-      openapi({
-        path: "/docs",
-        documentation: {
-          info: { title: "m3dio auth", version: "1.0.0", description: "Internal: registration, login and token signing. The public API is the gateway's." },
-        },
-        exclude: { paths: ["/metrics"], staticFile: false },
-      }),
-    )
+    .use(apiDocs({ title: "m3dio auth", description: "Internal: registration, login and token signing. The public API is the gateway's." }))
     .use(jwt({ name: "tokens", secret: key.privateKey, alg: key.alg, kid: key.kid }))
     .use(health({ mysql: () => pool.query("SELECT 1") }))
     .onTransform(({ body }) => {

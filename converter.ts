@@ -13,7 +13,7 @@ import ffmpeg from "fluent-ffmpeg";
 import type { ObjectId } from "mongodb";
 import { Counter, Histogram } from "prom-client";
 import { Flag, LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
-import { fileStore } from "./lib/files.ts";
+import { fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
@@ -138,7 +138,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
         throw new BadInput(`the video seems damaged: its audio should last ${source.audioSeconds.toFixed(1)} s but only ${durationSec.toFixed(1)} s could be read`);
       }
       const stored = await files.upload("mp3s", createReadStream(output), {
-        owner: job.userId, filename: job.source.filename.replace(/\.[^.]{1,10}$/, "") + ".mp3", contentType: "audio/mpeg", jobId: job._id.toHexString(),
+        owner: job.userId, filename: mp3Filename(job.source.filename), contentType: "audio/mpeg", jobId: job._id.toHexString(),
       });
       audioFileId = stored.id;
       const done = await jobs.markDone(job._id, stored.id, { bytes: stored.bytes, durationSec: Math.round(durationSec * 100) / 100 });

@@ -3,7 +3,6 @@
 // publishes them to the `video` queue, and serves status, live progress, the MP3,
 // the OpenAPI document with Swagger UI, and the web page.
 import { Readable } from "node:stream";
-import { openapi } from "@elysiajs/openapi";
 import { Type } from "@sinclair/typebox";
 import { create as contentDisposition } from "content-disposition";
 import { Elysia, sse, t } from "elysia";
@@ -12,7 +11,8 @@ import { Counter } from "prom-client";
 import parseRange from "range-parser";
 import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
 import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
-import { type FileStore, fileStore } from "./lib/files.ts";
+import { apiDocs } from "./lib/docs.ts";
+import { type FileStore, cleanFilename, fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, type JobStore, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
@@ -125,12 +125,12 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   }
 
   /** Stores one upload and queues it; nothing is left behind if any step fails. */
-  async function acceptVideo(user: Caller, stream: Readable, filename: string): Promise<Job> {
+  async function acceptVideo(user: Caller, stream: Readable, filename: string, declaredType: string): Promise<Job> {
     const sniffer = videoSniffer();
-    const job = { userId: user.id, filename: cleanFilename(filename) };
+    const name = cleanFilename(filename);
     let stored;
     try {
-      stored = await files.upload("videos", stream, { owner: user.id, filename: job.filename, contentType: "video" }, sniffer, byteLimit(config.MAX_UPLOAD_BYTES));
+      stored = await files.upload("videos", stream, { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" }, sniffer, byteLimit(config.MAX_UPLOAD_BYTES));
     } catch (error) {
       stream.resume();
       if (error instanceof TooLarge) throw new PayloadTooLarge(config.MAX_UPLOAD_BYTES);
@@ -139,7 +139,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     }
     const { mime } = await sniffer.sniffed;
     const record = await jobs
-      .create({ userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: job.filename, bytes: stored.bytes, contentType: mime } })
+      .create({ userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime } })
       .catch(async (error) => {
         await files.remove("videos", stored.id);
         throw error;
@@ -163,14 +163,14 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     if (!request.body) throw new BadUpload("the request has no body: send a video");
     if (/^multipart\/form-data/i.test(type)) {
       try {
-        return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename));
+        return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename, file.contentType));
       } catch (error) {
         if (error instanceof BadMultipart) throw new BadUpload(error.message);
         throw error;
       }
     }
     if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video");
+      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
     }
     throw new UnsupportedMediaType("send multipart/form-data with a `file` field, or the video itself with a video/* content type");
   }
@@ -184,7 +184,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     const headers: Record<string, string> = {
       "content-type": "audio/mpeg",
       "accept-ranges": "bytes",
-      "content-disposition": contentDisposition(audioFilename(job.source.filename)),
+      "content-disposition": contentDisposition(mp3Filename(job.source.filename)),
       "cache-control": "private, max-age=3600",
       etag: `"${job.audioFileId}"`,
     };
@@ -351,24 +351,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     })
     .use(problems(log))
     .use(metrics.plugin)
-    .use(
-      openapi({
-        path: "/docs",
-        provider: "swagger-ui",
-        swagger: { cdn: "/docs/assets/swagger-ui-bundle.js", theme: "/docs/assets/swagger-ui.css" },
-        exclude: { paths: ["/docs/assets/:file", "/metrics"] },
-        documentation: {
-          info: { title: "m3dio", version: "1.0.0", description: "Convert videos to MP3: upload, follow, download." },
-          components: {
-            securitySchemes: {
-              bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
-              basic: { type: "http", scheme: "basic" },
-            },
-          },
-        },
-      }),
-    )
-    .get("/docs/assets/:file", ({ params }) => swaggerAsset(params.file), { detail: { hide: true } })
+    .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
     .use(
       health({
         mongodb: () => mongo.ping(),
@@ -403,25 +386,6 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(jobRoutes);
 
   return { app, files, jobs, markKeysLoaded: () => (keysLoaded = true) };
-}
-
-// ── helpers ─────────────────────────────────────────────────────────────────
-const SWAGGER_ASSETS = new Set(["swagger-ui-bundle.js", "swagger-ui.css"]);
-function swaggerAsset(name: string): Response {
-  if (!SWAGGER_ASSETS.has(name)) throw new NotFound("no such asset");
-  return new Response(Bun.file(require.resolve(`swagger-ui-dist/${name}`)), { headers: { "cache-control": "public, max-age=86400" } });
-}
-
-/** The name a person gave the file, without directories, control characters or excess length. */
-export function cleanFilename(name: string): string {
-  const base = name.split(/[\\/]/).pop() ?? "";
-  const clean = base.replace(/[\u0000-\u001f\u007f"]/g, "").trim().slice(0, 200);
-  return clean && clean !== "." && clean !== ".." ? clean : "video";
-}
-
-export function audioFilename(original: string): string {
-  const stem = cleanFilename(original).replace(/\.[^.]{1,10}$/, "") || "audio";
-  return `${stem}.mp3`;
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────

@@ -8,6 +8,7 @@ import escapeHtml from "escape-html";
 import { Counter } from "prom-client";
 import { Resend } from "resend";
 import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
@@ -60,7 +61,7 @@ class SendRefused extends Error {
 // ── the email ───────────────────────────────────────────────────────────────
 export function composeEmail(job: Job, config: Pick<NotifierConfig, "MAIL_FROM" | "PUBLIC_URL">): Email {
   const name = job.source.filename;
-  const mp3Name = `${name.replace(/\.[^.]{1,10}$/, "")}.mp3`;
+  const mp3Name = mp3Filename(name);
   const base = { from: config.MAIL_FROM, to: job.email };
   if (job.status === "done" && job.audio && job.audioFileId) {
     const link = `${config.PUBLIC_URL.replace(/\/$/, "")}/jobs/${job._id}/audio`;

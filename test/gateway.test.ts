@@ -5,7 +5,8 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
 import * as jose from "jose";
 import { AuthConfig, createAuth } from "../auth.ts";
-import { GatewayConfig, audioFilename, createGateway } from "../gateway.ts";
+import { GatewayConfig, createGateway } from "../gateway.ts";
+import { mp3Filename } from "../lib/files.ts";
 import { jwksVerifier } from "../lib/bearer.ts";
 import { parseConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
@@ -294,7 +295,7 @@ describe("download", () => {
     const disposition = response.headers.get("content-disposition")!;
     expect(disposition).toStartWith("attachment;");
     expect(disposition).not.toMatch(/[\r\n]/);
-    expect(disposition).toContain(audioFilename(job.source.filename));
+    expect(disposition).toContain(mp3Filename(job.source.filename));
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(mp3);
   });
 

@@ -49,7 +49,7 @@ afterAll(async () => {
 beforeEach(() => resend.reset());
 
 /** A finished job as the converter leaves it, announced on `mp3`. */
-async function finishedJob(status: "done" | "failed", filename = "Summer <b>& Friends</b>.mp4", email = "ada@example.com") {
+async function finishedJob(status: "done" | "failed", filename = "Tom & Jerry <b>live<b>.mp4", email = "ada@example.com") {
   const job = await jobs.create({ userId: "7", email, source: { kind: "upload", filename, bytes: 1234, contentType: "video/mp4" } });
   await jobs.startConverting(job._id);
   if (status === "done") await jobs.markDone(job._id, new ObjectId(), { bytes: 3 * 1024 * 1024, durationSec: 125.4 });
@@ -78,7 +78,7 @@ describe("emails", () => {
     const job = (await jobs.get(id))!;
     expect(email!.to).toEqual("ada@example.com");
     expect(email!.from).toBe("m3dio <mp3@example.com>");
-    expect(email!.subject).toBe("Your MP3 is ready: Summer <b>& Friends</b>.mp3");
+    expect(email!.subject).toBe("Your MP3 is ready: Tom & Jerry <b>live<b>.mp3");
     expect(email!.authorization).toBe("Bearer re_test_key");
     expect(email!.idempotencyKey).toBe(`job-${id}-done`);
     const link = `https://m3dio.example/jobs/${id}/audio`;
@@ -87,8 +87,8 @@ describe("emails", () => {
     expect(email!.text).toContain("2:05");
     expect(email!.text).toContain("3 MiB");
     expect(email!.html).toContain(`href="${link}"`);
-    expect(email!.html).toContain("Summer &lt;b&gt;&amp; Friends&lt;/b&gt;.mp4");
-    expect(email!.html).not.toContain("<b>&");
+    expect(email!.html).toContain("Tom &amp; Jerry &lt;b&gt;live&lt;b&gt;.mp4");
+    expect(email!.html).not.toContain("<b>live");
   });
 
   test("a failed job: the reason in words, and what to try", async () => {
