@@ -30,7 +30,8 @@ export function parseConfig<S extends TObject>(schema: S, env: Record<string, st
   const raw: Record<string, unknown> = {};
   for (const [name, field] of Object.entries(schema.properties) as [string, TSchema][]) {
     const value = env[name];
-    if (value === undefined || (value === "" && field.default !== undefined)) continue;
+    // An empty value (`KEY=` in an env file) means "not set": the default applies.
+    if (value === undefined || value === "") continue;
     raw[name] = coerce(name, field, value);
   }
   const withDefaults = Value.Default(schema, raw) as Record<string, unknown>;
