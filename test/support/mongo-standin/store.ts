@@ -1,0 +1,319 @@
+// In-memory databases, collections, unique indexes and cursors.
+// Stored documents are never mutated: an update stores a new object. Cursors
+// hold references to the documents they found, so a later write cannot change
+// a batch that is half sent.
+import { randomBytes } from "node:crypto";
+import { BSON, Binary, ObjectId, UUID } from "mongodb";
+import { Query } from "mingo";
+import { resolve } from "mingo/util";
+import { type Doc, MAX_BSON_OBJECT_SIZE } from "./wire.ts";
+
+const CODE_NAMES: Record<number, string> = {
+  2: "BadValue",
+  9: "FailedToParse",
+  14: "TypeMismatch",
+  26: "NamespaceNotFound",
+  27: "IndexNotFound",
+  43: "CursorNotFound",
+  48: "NamespaceExists",
+  59: "CommandNotFound",
+  66: "ImmutableField",
+  67: "CannotCreateIndex",
+  72: "InvalidOptions",
+  73: "InvalidNamespace",
+  85: "IndexOptionsConflict",
+  86: "IndexKeySpecsConflict",
+  11000: "DuplicateKey",
+};
+
+/** An error with MongoDB's code; becomes `{ok: 0, ...}` or a `writeErrors` entry. */
+export class CommandError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly extra: Doc = {},
+  ) {
+    super(message);
+  }
+  get codeName(): string {
+    return CODE_NAMES[this.code] ?? "UnknownError";
+  }
+}
+
+/**
+ * A string that is equal for two values exactly when MongoDB's index would
+ * treat them as the same key (1 == 1.0 == NumberLong(1); field order matters in
+ * embedded documents). Used for `_id` and unique-index lookups.
+ */
+export function keyString(value: unknown): string {
+  if (value === undefined || value === null) return "null";
+  switch (typeof value) {
+    case "number":
+      return `n${Object.is(value, -0) ? 0 : value}`;
+    case "bigint":
+      return `n${value}`;
+    case "string":
+      return JSON.stringify(value);
+    case "boolean":
+      return `b${value}`;
+  }
+  if (value instanceof Date) return `d${value.getTime()}`;
+  if (value instanceof ObjectId) return `o${value.toHexString()}`;
+  if (value instanceof Binary) return `x${value.sub_type}:${Buffer.from(value.buffer).toString("base64")}`;
+  if (value instanceof RegExp) return `r${value}`;
+  if (Array.isArray(value)) return `[${value.map(keyString).join(",")}]`;
+  const bsonType = (value as { _bsontype?: string })._bsontype;
+  if (bsonType) return `${bsonType}:${String(value)}`;
+  return `{${Object.entries(value as Doc)
+    .map(([k, v]) => `${JSON.stringify(k)}:${keyString(v)}`)
+    .join(",")}}`;
+}
+
+/** How MongoDB prints a key value in E11000 messages: `{ email: "a@b.c" }`. */
+function showKey(keyValue: Doc): string {
+  const show = (v: unknown): string => {
+    if (v instanceof ObjectId) return `ObjectId('${v.toHexString()}')`;
+    if (v instanceof Date) return `new Date(${v.getTime()})`;
+    if (typeof v === "string") return JSON.stringify(v);
+    if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return String(v);
+    if (v === null || v === undefined) return "null";
+    return BSON.EJSON.stringify(v as Doc, { relaxed: true });
+  };
+  const parts = Object.entries(keyValue).map(([k, v]) => `${k}: ${show(v)}`);
+  return parts.length ? `{ ${parts.join(", ")} }` : "{}";
+}
+
+export class Index {
+  readonly name: string;
+  readonly keyPattern: Doc;
+  readonly unique: boolean;
+  readonly sparse: boolean;
+  readonly #partial: Query | undefined;
+  /** For unique indexes: key string -> key string of the owning document's `_id`. */
+  readonly entries = new Map<string, string>();
+
+  constructor(readonly spec: Doc) {
+    this.name = String(spec.name);
+    this.keyPattern = spec.key as Doc;
+    this.unique = spec.unique === true || this.name === "_id_";
+    this.sparse = spec.sparse === true;
+    const partial = spec.partialFilterExpression;
+    this.#partial = partial && typeof partial === "object" ? new Query(partial as Doc) : undefined;
+  }
+
+  /** The indexed values of `doc` (missing fields are null, as in MongoDB), or undefined if not indexed. */
+  keyValue(doc: Doc): Doc | undefined {
+    const out: Doc = {};
+    let present = false;
+    for (const field of Object.keys(this.keyPattern)) {
+      const v = resolve(doc, field);
+      if (v !== undefined) present = true;
+      out[field] = v ?? null;
+    }
+    if (this.sparse && !present) return undefined;
+    if (this.#partial && !this.#partial.test(doc)) return undefined;
+    return out;
+  }
+}
+
+export class Collection {
+  /** `_id` key string -> document; a Map keeps insertion (natural) order and keeps a slot when replaced. */
+  readonly docs = new Map<string, Doc>();
+  readonly indexes: Index[] = [new Index({ v: 2, key: { _id: 1 }, name: "_id_" })];
+  readonly uuid = new UUID();
+
+  constructor(
+    readonly db: string,
+    readonly name: string,
+  ) {}
+
+  get ns(): string {
+    return `${this.db}.${this.name}`;
+  }
+
+  all(): Doc[] {
+    return Array.from(this.docs.values());
+  }
+
+  /** Throws E11000 if `doc` collides in a unique index with a document other than `self` (an `_id` key string). */
+  #checkUnique(doc: Doc, self?: string): void {
+    for (const index of this.indexes) {
+      if (!index.unique) continue;
+      const keyValue = index.keyValue(doc);
+      if (!keyValue) continue;
+      const owner = index.entries.get(keyString(Object.values(keyValue)));
+      if (owner !== undefined && owner !== self) {
+        throw new CommandError(
+          11000,
+          `E11000 duplicate key error collection: ${this.ns} index: ${index.name} dup key: ${showKey(keyValue)}`,
+          { keyPattern: index.keyPattern, keyValue },
+        );
+      }
+    }
+  }
+
+  #index(doc: Doc, id: string, add: boolean): void {
+    for (const index of this.indexes) {
+      if (!index.unique) continue;
+      const keyValue = index.keyValue(doc);
+      if (!keyValue) continue;
+      const key = keyString(Object.values(keyValue));
+      if (add) index.entries.set(key, id);
+      else if (index.entries.get(key) === id) index.entries.delete(key);
+    }
+  }
+
+  insert(doc: Doc): void {
+    this.#checkUnique(doc);
+    const id = keyString(doc._id);
+    this.docs.set(id, doc);
+    this.#index(doc, id, true);
+  }
+
+  /** Stores `next` in place of `prev` (same `_id`), checking unique indexes first. */
+  replace(prev: Doc, next: Doc): void {
+    const id = keyString(prev._id);
+    if (keyString(next._id) !== id) {
+      throw new CommandError(66, "Performing an update on the path '_id' would modify the immutable field '_id'");
+    }
+    this.#checkUnique(next, id);
+    this.#index(prev, id, false);
+    this.docs.set(id, next);
+    this.#index(next, id, true);
+  }
+
+  remove(doc: Doc): void {
+    const id = keyString(doc._id);
+    this.#index(doc, id, false);
+    this.docs.delete(id);
+  }
+
+  /** Adds an index; returns false if an identical one exists. Conflicts and duplicate data throw like MongoDB. */
+  createIndex(spec: Doc): boolean {
+    const key = spec.key;
+    if (!key || typeof key !== "object" || !Object.keys(key).length) throw new CommandError(67, "Index key pattern must be a non-empty object");
+    const name = typeof spec.name === "string" ? spec.name : Object.entries(key as Doc).map(([k, v]) => `${k}_${v}`).join("_");
+    const sameName = this.indexes.find((i) => i.name === name);
+    const sameKey = this.indexes.find((i) => keyString(i.keyPattern) === keyString(key));
+    const index = new Index({ v: 2, ...spec, key, name });
+    if (sameName) {
+      if (keyString(sameName.keyPattern) !== keyString(key)) {
+        throw new CommandError(86, `An existing index has the same name as the requested index. Requested index: ${name}, existing index: ${sameName.name}`);
+      }
+      if (sameName.unique !== index.unique || sameName.sparse !== index.sparse) {
+        throw new CommandError(85, `An equivalent index already exists with the same name but different options. Requested index: ${name}`);
+      }
+      return false;
+    }
+    if (sameKey && sameKey.unique === index.unique && sameKey.sparse === index.sparse && !spec.partialFilterExpression) {
+      throw new CommandError(85, `Index already exists with a different name: ${sameKey.name}`);
+    }
+    if (index.unique) {
+      for (const doc of this.docs.values()) {
+        const keyValue = index.keyValue(doc);
+        if (!keyValue) continue;
+        const k = keyString(Object.values(keyValue));
+        if (index.entries.has(k)) {
+          throw new CommandError(11000, `Index build failed: E11000 duplicate key error collection: ${this.ns} index: ${name} dup key: ${showKey(keyValue)}`, {
+            keyPattern: index.keyPattern,
+            keyValue,
+          });
+        }
+        index.entries.set(k, keyString(doc._id));
+      }
+    }
+    this.indexes.push(index);
+    return true;
+  }
+}
+
+interface Cursor {
+  ns: string;
+  docs: Doc[];
+  pos: number;
+  lastUsed: number;
+}
+
+/** Cursors untouched this long are dropped (MongoDB's default cursorTimeoutMillis). */
+const CURSOR_TIMEOUT_MS = 10 * 60 * 1000;
+/** Room left in a 16 MiB reply for the envelope around a batch. */
+const BATCH_BYTES = MAX_BSON_OBJECT_SIZE - 16 * 1024;
+
+export interface Batch {
+  id: bigint;
+  ns: string;
+  docs: Doc[];
+}
+
+export class Store {
+  readonly dbs = new Map<string, Map<string, Collection>>();
+  readonly #cursors = new Map<bigint, Cursor>();
+
+  collection(db: string, name: string, create: true): Collection;
+  collection(db: string, name: string, create?: boolean): Collection | undefined;
+  collection(db: string, name: string, create = false): Collection | undefined {
+    let collections = this.dbs.get(db);
+    let coll = collections?.get(name);
+    if (coll || !create) return coll;
+    if (!name || name.includes("$") || name.includes("\0")) throw new CommandError(73, `Invalid collection name: ${name}`);
+    if (!collections) this.dbs.set(db, (collections = new Map()));
+    coll = new Collection(db, name);
+    collections.set(name, coll);
+    return coll;
+  }
+
+  /**
+   * Starts a cursor over `docs` and returns the first batch. The cursor id is
+   * 0 when everything fit (or `singleBatch`), as MongoDB answers.
+   */
+  openCursor(ns: string, docs: Doc[], batchSize: number | undefined, singleBatch = false): Batch {
+    const cursor: Cursor = { ns, docs, pos: 0, lastUsed: Date.now() };
+    const batch = this.#take(cursor, batchSize ?? 101);
+    if (singleBatch || cursor.pos >= docs.length) return { id: 0n, ns, docs: batch };
+    this.#sweep();
+    let id: bigint;
+    do id = randomBytes(8).readBigInt64LE() & 0x7fffffffffffffffn;
+    while (id === 0n || this.#cursors.has(id));
+    this.#cursors.set(id, cursor);
+    return { id, ns, docs: batch };
+  }
+
+  getMore(id: bigint, batchSize: number | undefined): Batch {
+    const cursor = this.#cursors.get(id);
+    if (!cursor) throw new CommandError(43, `cursor id ${id} not found`);
+    const batch = this.#take(cursor, batchSize || Number.POSITIVE_INFINITY);
+    if (cursor.pos >= cursor.docs.length) {
+      this.#cursors.delete(id);
+      return { id: 0n, ns: cursor.ns, docs: batch };
+    }
+    cursor.lastUsed = Date.now();
+    return { id, ns: cursor.ns, docs: batch };
+  }
+
+  killCursor(id: bigint): boolean {
+    return this.#cursors.delete(id);
+  }
+
+  /** Up to `count` documents, stopping before the batch would overflow a 16 MiB reply (always at least one). */
+  #take(cursor: Cursor, count: number): Doc[] {
+    const out: Doc[] = [];
+    let bytes = 0;
+    while (out.length < count && cursor.pos < cursor.docs.length) {
+      const doc = cursor.docs[cursor.pos]!;
+      // + key ("123") and type byte of the array element.
+      const size = BSON.calculateObjectSize(doc) + 2 + String(out.length).length;
+      if (out.length && bytes + size > BATCH_BYTES) break;
+      bytes += size;
+      out.push(doc);
+      cursor.pos++;
+    }
+    return out;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [id, cursor] of this.#cursors) {
+      if (now - cursor.lastUsed > CURSOR_TIMEOUT_MS) this.#cursors.delete(id);
+    }
+  }
+}
