@@ -42,6 +42,7 @@ describe("GridFS", () => {
     const upload = bucket.openUploadStream("clip.mp4", { metadata: { owner: "alice", kind: "video" } });
     await pipeline(Readable.from([data]), upload);
     id = upload.id as ObjectId;
+    await Bun.sleep(5); // distinct uploadDates (millisecond resolution), so "newest first" has one answer
     const other = bucket.openUploadStream("other.mp4", { metadata: { owner: "bob" } });
     await pipeline(Readable.from([Buffer.from("small file")]), other);
   });
