@@ -15,6 +15,7 @@ import { loginAttempts, users } from "./db/schema.ts";
 import { LogLevel, Port, Url, Flag, loadConfig } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
+import { limitedJson } from "./lib/json.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { Conflict, Problem, TooManyRequests, Unauthorized, problems } from "./lib/problem.ts";
@@ -104,21 +105,23 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
   const dummyHash = await Bun.password.hash(randomUUID(), "argon2id");
   const metrics = createMetrics("auth");
 
-  async function recentFailures(email: string, now: Date) {
+  /**
+   * Records this login attempt as a failure before the password is checked, so a
+   * burst of parallel guesses is counted at once and only the first few ever reach
+   * the (deliberately slow) hash check. Every attempt counts, also while locked: the
+   * lock lifts a window after the guessing stops. Answers the seconds to wait when locked.
+   */
+  async function recordAttempt(email: string, now: Date): Promise<number | undefined> {
     const since = new Date(now.getTime() - LOCKOUT.windowMs);
+    await db.insert(loginAttempts).values({ email, attemptedAt: now });
+    // Rows older than the window no longer count for anything.
+    await db.delete(loginAttempts).where(and(eq(loginAttempts.email, email), lt(loginAttempts.attemptedAt, since)));
     const [row] = await db
-      .select({ failures: count(), oldest: min(loginAttempts.attemptedAt) })
+      .select({ attempts: count(), oldest: min(loginAttempts.attemptedAt) })
       .from(loginAttempts)
       .where(and(eq(loginAttempts.email, email), gt(loginAttempts.attemptedAt, since)));
-    return { failures: row?.failures ?? 0, oldest: row?.oldest ?? null };
-  }
-
-  async function recordFailure(email: string, now: Date) {
-    await db.insert(loginAttempts).values({ email, attemptedAt: now });
-    // Keep the table to the window: older rows no longer count for anything.
-    await db
-      .delete(loginAttempts)
-      .where(and(eq(loginAttempts.email, email), lt(loginAttempts.attemptedAt, new Date(now.getTime() - LOCKOUT.windowMs))));
+    if ((row?.attempts ?? 0) <= LOCKOUT.maxFailures) return undefined;
+    return ((row?.oldest ?? now).getTime() + LOCKOUT.windowMs - now.getTime()) / 1000;
   }
 
   const app = new Elysia({ name: "auth" })
@@ -147,6 +150,7 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
         }
       },
       {
+        parse: limitedJson(),
         body: Credentials,
         response: { 201: UserView, 409: Problem, 422: Problem },
         detail: { tags: ["auth"], summary: "Create an account" },
@@ -161,26 +165,24 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
         }
         const email = normaliseEmail(credentials.email);
         const now = new Date();
-        const { failures, oldest } = await recentFailures(email, now);
-        if (failures >= LOCKOUT.maxFailures && oldest) {
-          const retryAfter = (oldest.getTime() + LOCKOUT.windowMs - now.getTime()) / 1000;
+        const lockedFor = await recordAttempt(email, now);
+        if (lockedFor !== undefined) {
           log.warn({ email }, "login locked out");
-          throw new TooManyRequests("too many failed logins for this account; try again later", retryAfter);
+          throw new TooManyRequests("too many failed logins for this account; try again later", lockedFor);
         }
         const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
         const valid = await Bun.password.verify(credentials.password, user?.passwordHash ?? dummyHash);
         if (!user || !valid) {
-          await recordFailure(email, now);
           log.info({ email }, "login failed");
           throw new Unauthorized("wrong email or password");
         }
         await db.delete(loginAttempts).where(eq(loginAttempts.email, email));
-        const expiresAtSec = Math.floor(now.getTime() / 1000) + config.JWT_TTL_SECONDS;
-        const token = await tokens.sign({ sub: String(user.id), email: user.email, jti: randomUUID(), exp: expiresAtSec });
+        const token = await tokens.sign({ sub: String(user.id), email: user.email, jti: randomUUID(), exp: `${config.JWT_TTL_SECONDS}s` });
         log.info({ userId: user.id }, "login");
-        return { token, expiresAt: new Date(expiresAtSec * 1000).toISOString() };
+        return { token, expiresAt: new Date(jose.decodeJwt(token).exp! * 1000).toISOString() };
       },
       {
+        parse: limitedJson(),
         body: t.Optional(LoginBody),
         response: { 200: TokenView, 401: Problem, 429: Problem },
         detail: {

@@ -47,6 +47,12 @@ export class NotFound extends HttpProblem {
 export class Conflict extends HttpProblem {
   constructor(detail: string) { super(409, "Conflict", detail); }
 }
+export class ContentTooLarge extends HttpProblem {
+  constructor(detail: string) { super(413, "Content Too Large", detail); }
+}
+export class UnsupportedMediaType extends HttpProblem {
+  constructor(detail: string) { super(415, "Unsupported Media Type", detail); }
+}
 export class Unprocessable extends HttpProblem {
   constructor(detail: string, errors: { field: string; message: string }[] = []) {
     super(422, "Unprocessable Content", detail, errors.length ? { errors } : {});
@@ -72,10 +78,12 @@ export function problemResponse(problem: ProblemBody, headers: Record<string, st
 /** Maps every error to problem+json; unexpected ones are logged and answered 500 without details. */
 export const problems = (log: Logger) =>
   new Elysia({ name: "problems" }).onError({ as: "global" }, ({ code, error, request, path }) => {
-    if (error instanceof HttpProblem) {
+    // A body parser's own problem (too large, not JSON) arrives wrapped in Elysia's ParseError.
+    const problem = error instanceof HttpProblem ? error : code === "PARSE" && error.cause instanceof HttpProblem ? error.cause : undefined;
+    if (problem) {
       return problemResponse(
-        { type: "about:blank", title: error.title, status: error.status, detail: error.detail, instance: path, ...error.extra },
-        error.headers,
+        { type: "about:blank", title: problem.title, status: problem.status, detail: problem.detail, instance: path, ...problem.extra },
+        problem.headers,
       );
     }
     switch (code) {

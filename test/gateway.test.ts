@@ -4,81 +4,36 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
 import * as jose from "jose";
-import { AuthConfig, createAuth } from "../auth.ts";
-import { GatewayConfig, createGateway } from "../gateway.ts";
 import { mp3Filename } from "../lib/files.ts";
 import { jwksVerifier } from "../lib/bearer.ts";
-import { parseConfig } from "../lib/config.ts";
-import { createLogger } from "../lib/log.ts";
-import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { connectQueue, type Queue } from "../lib/queue.ts";
+import { connectQueue } from "../lib/queue.ts";
 import { makeVideo } from "./support/media.ts";
-import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
-import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { createTestVhost } from "./support/rabbit.ts";
+import { type Stack, startStack } from "./support/stack.ts";
 
-const log = createLogger("gateway-test", "silent");
-let database: TestDatabase;
-let auth: Awaited<ReturnType<typeof createAuth>>;
-let authBase: string;
-let mongo: Mongo;
-let mongoUrl: string;
-let vhost: Awaited<ReturnType<typeof createTestVhost>>;
-let queue: Queue;
-let gateway: ReturnType<typeof createGateway>;
+let stack: Stack;
 let videoPath: string;
-
-function gatewayWith(overrides: Record<string, string> = {}, deps: Partial<Parameters<typeof createGateway>[0]> = {}) {
-  const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: "mongodb://unused", AMQP_URL: vhost.url, ...overrides });
-  const verifier = jwksVerifier(`${authBase}/.well-known/jwks.json`);
-  return createGateway({ config, log, mongo, queue, verifier, ...deps });
-}
-
 beforeAll(async () => {
-  database = await createTestDatabase();
-  auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
-  auth.app.listen({ port: 0, hostname: "127.0.0.1" });
-  authBase = `http://127.0.0.1:${auth.app.server!.port}`;
-  mongoUrl = await testMongoUrl();
-  mongo = await connectMongo(mongoUrl);
-  vhost = await createTestVhost();
-  queue = await connectQueue(vhost.url, log);
-  gateway = gatewayWith();
+  stack = await startStack();
   videoPath = await makeVideo({ seconds: 1 });
 });
+afterAll(() => stack?.stop());
 
-afterAll(async () => {
-  await queue?.close();
-  await vhost?.drop();
-  await mongo?.close();
-  if (mongoUrl) await dropTestDatabase(mongoUrl);
-  await auth?.app.stop();
-  await auth?.close();
-  await database?.drop();
-});
-
-const call = (path: string, init: RequestInit = {}, app = gateway.app) => app.handle(new Request(`http://gateway${path}`, init));
-let userCounter = 0;
-async function newUser() {
-  const email = `gw${++userCounter}.${Date.now()}@example.com`;
-  const password = "gateway password";
-  const registered = await call("/auth/register", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
-  expect(registered.status).toBe(201);
-  const login = await call("/auth/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
-  const { token } = (await login.json()) as { token: string };
-  return { email, password, token, headers: { authorization: `Bearer ${token}` } };
-}
-async function uploadForm(headers: Record<string, string>, bytes: Blob, name = "holiday.mp4", app = gateway.app, path = "/jobs") {
+// Short names for what almost every test uses.
+const call = (path: string, init: RequestInit = {}, app = stack.gateway.app) => stack.call(path, init, app);
+const newUser = () => stack.newUser("gw");
+const gatewayWith = (...args: Parameters<Stack["gatewayWith"]>) => stack.gatewayWith(...args);
+async function uploadForm(headers: Record<string, string>, bytes: Blob, name = "holiday.mp4", app = stack.gateway.app, path = "/jobs") {
   const form = new FormData();
   form.append("file", bytes, name);
   return call(path, { method: "POST", headers, body: form }, app);
 }
 const videoBlob = () => Bun.file(videoPath);
-const countFiles = (bucket: string) => mongo.db.collection(`${bucket}.files`).countDocuments();
-const countJobs = () => mongo.db.collection("jobs").countDocuments();
+const countFiles = (bucket: string) => stack.mongo.db.collection(`${bucket}.files`).countDocuments();
+const countJobs = () => stack.mongo.db.collection("jobs").countDocuments();
 
 async function takeVideoMessage(): Promise<{ jobId: string; messageId: string } | null> {
-  const connection = await amqp.connect(vhost.url);
+  const connection = await amqp.connect(stack.vhost.url);
   const channel = await connection.createChannel();
   const message = await channel.get("video", { noAck: true });
   await connection.close();
@@ -95,9 +50,9 @@ describe("uploads", () => {
     expect(job).toMatchObject({ status: "queued", progress: 0, source: { kind: "upload", filename: "My Holiday.mp4", contentType: "video/mp4" } });
     expect(job.source.bytes).toBe(videoBlob().size);
     expect(await takeVideoMessage()).toEqual({ jobId: job.id, messageId: job.id });
-    const stored = await gateway.jobs.get(new (await import("mongodb")).ObjectId(job.id));
+    const stored = await stack.gateway.jobs.get(new (await import("mongodb")).ObjectId(job.id));
     expect(stored?.videoFileId).toBeDefined();
-    const file = await gateway.files.stat("videos", stored!.videoFileId!);
+    const file = await stack.gateway.files.stat("videos", stored!.videoFileId!);
     expect(file?.length).toBe(videoBlob().size);
     expect(file?.metadata).toMatchObject({ owner: stored!.userId, filename: "My Holiday.mp4" });
   });
@@ -115,7 +70,7 @@ describe("uploads", () => {
     const user = await newUser();
     const limit = videoBlob().size - 1;
     const small = gatewayWith({ MAX_UPLOAD_BYTES: String(limit) });
-    const chunks = () => mongo.db.collection("videos.chunks").countDocuments();
+    const chunks = () => stack.mongo.db.collection("videos.chunks").countDocuments();
     const [files, jobs, chunksBefore] = [await countFiles("videos"), await countJobs(), await chunks()];
     const response = await uploadForm(user.headers, videoBlob(), "big.mp4", small.app);
     expect(response.status).toBe(413);
@@ -155,7 +110,7 @@ describe("uploads", () => {
   test("with the broker away, the upload is 503 and no job or file is kept", async () => {
     const user = await newUser();
     const doomed = await createTestVhost();
-    const brokenQueue = await connectQueue(doomed.url, log, { publishTimeoutMs: 1000 });
+    const brokenQueue = await connectQueue(doomed.url, stack.log, { publishTimeoutMs: 1000 });
     await doomed.drop(); // the broker closes the vhost's connections and refuses new ones
     const [files, jobs] = [await countFiles("videos"), await countJobs()];
     const response = await uploadForm(user.headers, videoBlob(), "x.mp4", gatewayWith({}, { queue: brokenQueue }).app);
@@ -171,14 +126,14 @@ describe("tokens", () => {
     const user = await newUser();
     const claims = JSON.parse(Buffer.from(user.token.split(".")[1]!, "base64url").toString());
     const expired = await new jose.SignJWT({ email: claims.email })
-      .setProtectedHeader({ alg: auth.signingKey.alg, kid: auth.signingKey.kid })
+      .setProtectedHeader({ alg: stack.auth.signingKey.alg, kid: stack.auth.signingKey.kid })
       .setSubject(claims.sub)
       .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
       .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
-      .sign(auth.signingKey.privateKey);
+      .sign(stack.auth.signingKey.privateKey);
     const other = await jose.generateKeyPair("EdDSA");
     const foreign = await new jose.SignJWT({ email: claims.email })
-      .setProtectedHeader({ alg: "EdDSA", kid: auth.signingKey.kid })
+      .setProtectedHeader({ alg: "EdDSA", kid: stack.auth.signingKey.kid })
       .setSubject(claims.sub)
       .setExpirationTime("1h")
       .sign(other.privateKey);
@@ -254,10 +209,10 @@ describe("jobs", () => {
     };
     events.push((await readEvent())!);
     const jobId = new (await import("mongodb")).ObjectId(id);
-    await gateway.jobs.startConverting(jobId);
-    await gateway.jobs.setProgress(jobId, 40);
+    await stack.gateway.jobs.startConverting(jobId);
+    await stack.gateway.jobs.setProgress(jobId, 40);
     events.push((await readEvent())!);
-    await gateway.jobs.markDone(jobId, new (await import("mongodb")).ObjectId(), { bytes: 10, durationSec: 1 });
+    await stack.gateway.jobs.markDone(jobId, new (await import("mongodb")).ObjectId(), { bytes: 10, durationSec: 1 });
     events.push((await readEvent())!);
     expect(events.map((event) => `${event.status}:${event.progress}`)).toEqual(["queued:0", "converting:40", "done:100"]);
     expect(await reader.read()).toMatchObject({ done: true });
@@ -271,10 +226,10 @@ async function doneJob(headers: Record<string, string>, mp3: Uint8Array, name = 
   const { ObjectId } = await import("mongodb");
   const { Readable } = await import("node:stream");
   const jobId = new ObjectId(id);
-  const job = (await gateway.jobs.get(jobId))!;
-  const audio = await gateway.files.upload("mp3s", Readable.from([Buffer.from(mp3)]), { owner: job.userId, filename: "song.mp3", contentType: "audio/mpeg" });
-  await gateway.jobs.startConverting(jobId);
-  const done = (await gateway.jobs.markDone(jobId, audio.id, { bytes: audio.bytes, durationSec: 1 }))!;
+  const job = (await stack.gateway.jobs.get(jobId))!;
+  const audio = await stack.gateway.files.upload("mp3s", Readable.from([Buffer.from(mp3)]), { owner: job.userId, filename: "song.mp3", contentType: "audio/mpeg" });
+  await stack.gateway.jobs.startConverting(jobId);
+  const done = (await stack.gateway.jobs.markDone(jobId, audio.id, { bytes: audio.bytes, durationSec: 1 }))!;
   return { job: done, audioFileId: audio.id.toHexString() };
 }
 
@@ -323,7 +278,7 @@ describe("the reference curl flow", () => {
     const token = await login.text();
     expect(token.split(".")).toHaveLength(3);
     const bearerHeaders = { authorization: `Bearer ${token}` };
-    const uploaded = await uploadForm(bearerHeaders, videoBlob(), "ref.mp4", gateway.app, "/upload");
+    const uploaded = await uploadForm(bearerHeaders, videoBlob(), "ref.mp4", stack.gateway.app, "/upload");
     expect(uploaded.status).toBe(202);
     expect((await takeVideoMessage())?.jobId).toBe(((await uploaded.json()) as { id: string }).id);
     const { audioFileId } = await doneJob(bearerHeaders, new Uint8Array([1, 2, 3]));
@@ -339,7 +294,7 @@ describe("the reference curl flow", () => {
   test("with auth away, login is 503 and valid tokens keep working", async () => {
     const user = await newUser();
     await call("/jobs", { headers: user.headers }); // keys fetched
-    const lonely = gatewayWith({ AUTH_URL: "http://127.0.0.1:1" }, { verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
+    const lonely = gatewayWith({ AUTH_URL: "http://127.0.0.1:1" }, { verifier: jwksVerifier(`${stack.authBase}/.well-known/jwks.json`) });
     const login = await call("/auth/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: user.email, password: user.password }) }, lonely.app);
     expect(login.status).toBe(503);
     expect(login.headers.get("content-type")).toStartWith("application/problem+json");
