@@ -16,6 +16,7 @@ import { Flag, LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
 import { fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
+import { BadLink, fetchVideo, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo } from "./lib/mongo.ts";
@@ -36,6 +37,7 @@ export const ConverterConfig = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 25_000, description: "time running conversions get on SIGTERM" }),
   MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: "tries before a job is given up" }),
   URL_ALLOW_HOSTS: Type.String({ default: "", description: "hosts or CIDRs link downloads may reach" }),
+  URL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 60_000, description: "longest a link download may take, redirects included" }),
   TMP_DIR: Type.String({ default: tmpdir(), minLength: 1, description: "where videos are spooled while converting" }),
 });
 export type ConverterConfig = typeof ConverterConfig.static;
@@ -44,6 +46,8 @@ export type ConverterConfig = typeof ConverterConfig.static;
 const WORK_DIR_PREFIX = "m3dio-job-";
 /** Progress is written into the job at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
+/** A link job's progress: downloading fills 0-50, converting 50-100 (an upload's converting fills 0-100). */
+const DOWNLOAD_SHARE = 50;
 
 // ── models ──────────────────────────────────────────────────────────────────
 export interface VideoMessage {
@@ -107,6 +111,8 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   const seconds = new Histogram({ name: "converter_conversion_seconds", help: "time from message to MP3 stored", buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [metrics.registry] });
   const bytesIn = new Counter({ name: "converter_video_bytes_total", help: "video bytes read", registers: [metrics.registry] });
   const bytesOut = new Counter({ name: "converter_mp3_bytes_total", help: "MP3 bytes written", registers: [metrics.registry] });
+  const bytesLinked = new Counter({ name: "converter_link_bytes_total", help: "video bytes downloaded from links", registers: [metrics.registry] });
+  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   const running = new Map<string, { kill(): void }>();
   let handingBack = false; // the grace period is over: hand back what is not finished
   const checkHandBack = () => {
@@ -115,6 +121,62 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
 
   const publishOutcome = (jobId: ObjectId, status: Mp3Message["status"]) =>
     queue.publish(QUEUES.mp3, { jobId: jobId.toHexString(), status } satisfies Mp3Message, { messageId: `${jobId}-${status}` });
+
+  const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
+
+  /**
+   * A link job's first step: the video is fetched into GridFS `videos` and attached to
+   * the job, then converted like an upload. Null if the job went away meanwhile.
+   */
+  async function download(job: Job, jobLog: Logger): Promise<Job | null> {
+    checkHandBack();
+    const started = performance.now();
+    const jobId = job._id.toHexString();
+    // A worker killed mid-download leaves a partial file nobody points to: start clean.
+    const leftovers = await mongo.db.collection("videos.files").find({ "metadata.jobId": jobId }, { projection: { _id: 1 } }).toArray();
+    for (const { _id } of leftovers) await files.remove("videos", _id as ObjectId);
+    const stopping = new AbortController();
+    running.set(jobId, { kill: () => stopping.abort(new HandedBack("stopping")) });
+    let lastWrite = 0;
+    let stored;
+    try {
+      stored = await fetchVideo(
+        job.source.url ?? "",
+        {
+          allow: allowList,
+          maxBytes: config.MAX_UPLOAD_BYTES,
+          timeoutMs: config.URL_TIMEOUT_MS,
+          signal: stopping.signal,
+          onProgress(bytes, total) {
+            const now = Date.now();
+            if (!total || now - lastWrite < PROGRESS_INTERVAL_MS) return; // an unknown size shows no fraction
+            lastWrite = now;
+            void jobs.setProgress(job._id, Math.min(DOWNLOAD_SHARE - 1, (bytes / total) * DOWNLOAD_SHARE)).catch(() => {});
+          },
+        },
+        async (video) => {
+          const metadata = { owner: job.userId, filename: job.source.filename, contentType: "application/octet-stream", jobId };
+          const file = await files.upload("videos", video.source, metadata, ...video.transforms);
+          return { ...file, mime: (await video.sniffed).mime, url: video.url };
+        },
+      );
+    } catch (error) {
+      if (!(error instanceof BadLink)) throw error; // LinkUnavailable, store trouble, HandedBack
+      jobLog.info({ reason: error.message, ...error.details }, "link refused");
+      throw new BadInput(error.message);
+    } finally {
+      running.delete(jobId);
+    }
+    const attached = await jobs.attachVideo(job._id, stored.id, { bytes: stored.bytes, contentType: stored.mime }, DOWNLOAD_SHARE);
+    if (!attached) {
+      await files.remove("videos", stored.id);
+      jobLog.info("job deleted or finished elsewhere while downloading; video dropped");
+      return null;
+    }
+    bytesLinked.inc(stored.bytes);
+    jobLog.info({ bytes: stored.bytes, type: stored.mime, host: new URL(stored.url).host, seconds: (performance.now() - started) / 1000 }, "link downloaded");
+    return attached;
+  }
 
   /** Converts one job; resolves when the outcome is stored and announced. */
   async function convert(job: Job, jobLog: Logger): Promise<void> {
@@ -130,7 +192,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       bytesIn.inc((await stat(input)).size);
       const source = await probeSource(input);
       checkHandBack();
-      await transcode(job._id, input, output, source.audioSeconds);
+      await transcode(job._id, input, output, source.audioSeconds, job.source.kind === "url" ? DOWNLOAD_SHARE : 0);
       const produced = await stat(output);
       const durationSec = await probeDuration(output).catch(() => 0);
       const tolerance = Math.max(1, source.audioSeconds * 0.02);
@@ -160,7 +222,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     }
   }
 
-  function transcode(jobId: ObjectId, input: string, output: string, totalSeconds: number): Promise<void> {
+  function transcode(jobId: ObjectId, input: string, output: string, totalSeconds: number, progressFrom: number): Promise<void> {
     return new Promise((resolve, reject) => {
       let lastWrite = 0;
       const command = ffmpeg(input).noVideo().audioCodec("libmp3lame");
@@ -173,7 +235,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
           if (now - lastWrite < PROGRESS_INTERVAL_MS || !progress.timemark) return;
           lastWrite = now;
           const done = timemarkSeconds(progress.timemark) / totalSeconds;
-          void jobs.setProgress(jobId, Math.min(99, done * 100)).catch(() => {});
+          void jobs.setProgress(jobId, Math.min(99, progressFrom + done * (100 - progressFrom))).catch(() => {});
         })
         .on("error", (error: Error) => {
           running.delete(jobId.toHexString());
@@ -209,12 +271,13 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       jobLog.info({ status: existing.status }, "redelivered message for a finished job");
       return delivery.ack();
     }
-    const job = await jobs.startConverting(jobId);
+    const job = await jobs.startConverting(jobId, needsDownload(existing) ? "downloading" : "converting");
     if (!job) return delivery.ack();
     const userLog = jobLog.child({ userId: job.userId, attempt: delivery.attempt });
     try {
-      userLog.info("converting");
-      await convert(job, userLog);
+      userLog.info({ phase: job.phase }, "converting");
+      const ready = needsDownload(job) ? await download(job, userLog) : job;
+      if (ready) await convert(ready, userLog);
       return delivery.ack();
     } catch (error) {
       if (error instanceof HandedBack) {

@@ -14,11 +14,15 @@ import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { type FileStore, cleanFilename, fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
-import { type Job, type JobStore, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
+import { limitedJson } from "./lib/json.ts";
+import { type Job, type JobStore, JOB_PHASES, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
+import { BadLink, MAX_LINK_LENGTH, checkPostedLink, linkFilename, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo } from "./lib/mongo.ts";
-import { Conflict, HttpProblem, NotFound, Problem, Unavailable, Unauthorized, problemResponse, problems } from "./lib/problem.ts";
+import {
+  Conflict, ContentTooLarge, HttpProblem, NotFound, Problem, Unavailable, Unauthorized, Unprocessable, UnsupportedMediaType, problemResponse, problems,
+} from "./lib/problem.ts";
 import { QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
 import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./lib/upload.ts";
 
@@ -31,6 +35,7 @@ export const GatewayConfig = Type.Object({
   AMQP_URL: Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL"),
   MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" }),
   PUBLIC_URL: Url(["http", "https"], "http://localhost:8080", "the gateway's public http(s):// address"),
+  URL_ALLOW_HOSTS: Type.String({ default: "", description: "hosts or CIDRs links may reach (the same list as the converter's)" }),
 });
 export type GatewayConfig = typeof GatewayConfig.static;
 
@@ -43,13 +48,22 @@ const JobId = t.String({ pattern: "^[0-9a-fA-F]{24}$", description: "a job id" }
 export const JobView = t.Object({
   id: t.String(),
   status: t.UnionEnum(JOB_STATUSES),
-  progress: t.Integer({ minimum: 0, maximum: 100 }),
+  phase: t.Optional(
+    t.UnionEnum(JOB_PHASES, {
+      description: "while converting (and after, the last one): `downloading` a link's video, then `converting` it; absent while queued",
+    }),
+  ),
+  progress: t.Integer({
+    minimum: 0,
+    maximum: 100,
+    description: "the whole job: for a link, downloading fills 0-50 (when the server tells the size) and converting 50-100; for an upload, converting fills 0-100",
+  }),
   error: t.Optional(t.String({ description: "why the job failed, in words for a person" })),
   source: t.Object({
     kind: t.Union([t.Literal("upload"), t.Literal("url")]),
     filename: t.String(),
-    url: t.Optional(t.String()),
-    bytes: t.Integer(),
+    url: t.Optional(t.String({ description: "the link the video comes from (kind url)" })),
+    bytes: t.Integer({ description: "the video's size; 0 for a link until it is downloaded" }),
     contentType: t.String(),
   }),
   audio: t.Optional(t.Object({ bytes: t.Integer(), durationSec: t.Number() })),
@@ -66,21 +80,6 @@ const AuthBody = t.Object({ email: t.String(), password: t.String() });
 const Token = t.Object({ token: t.String(), expiresAt: t.String({ format: "date-time" }) });
 
 // ── errors ──────────────────────────────────────────────────────────────────
-class PayloadTooLarge extends HttpProblem {
-  constructor(limit: number) {
-    super(413, "Content Too Large", `the video is larger than ${formatBytes(limit)}`);
-  }
-}
-class UnsupportedMediaType extends HttpProblem {
-  constructor(detail: string) {
-    super(415, "Unsupported Media Type", detail);
-  }
-}
-class BadUpload extends HttpProblem {
-  constructor(detail: string) {
-    super(422, "Unprocessable Content", detail);
-  }
-}
 
 /** MongoDB or the broker being away is a 503 the client may retry, not a 500. */
 function isStoreUnavailable(error: unknown): boolean {
@@ -103,11 +102,13 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   const metrics = createMetrics("gateway");
   const uploadedBytes = new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] });
   const jobsCreated = new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] });
+  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   let keysLoaded = false;
 
   const view = (job: Job): JobView => ({
     id: job._id.toHexString(),
     status: job.status,
+    ...(job.phase ? { phase: job.phase } : {}),
     progress: job.progress,
     ...(job.error ? { error: job.error } : {}),
     source: job.source,
@@ -133,7 +134,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       stored = await files.upload("videos", stream, { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" }, sniffer, byteLimit(config.MAX_UPLOAD_BYTES));
     } catch (error) {
       stream.resume();
-      if (error instanceof TooLarge) throw new PayloadTooLarge(config.MAX_UPLOAD_BYTES);
+      if (error instanceof TooLarge) throw new ContentTooLarge(`the video is larger than ${formatBytes(config.MAX_UPLOAD_BYTES)}`);
       if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
       throw error;
     }
@@ -158,21 +159,47 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     return record;
   }
 
+  /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
+  async function acceptLink(user: Caller, body: unknown): Promise<Job> {
+    let url: URL;
+    try {
+      url = checkPostedLink((body as { url?: unknown } | undefined)?.url, allowList);
+    } catch (error) {
+      if (error instanceof BadLink) throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
+      throw error;
+    }
+    const record = await jobs.create({
+      userId: user.id, email: user.email,
+      source: { kind: "url", url: url.href, filename: linkFilename(url), bytes: 0, contentType: "application/octet-stream" },
+    });
+    try {
+      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
+    } catch (error) {
+      await jobs.remove(record._id);
+      log.error({ err: error, jobId: record._id, userId: user.id }, "could not queue the link job; removed it");
+      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
+    }
+    jobsCreated.inc();
+    log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
+    return record;
+  }
+
   async function receiveUpload(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
     const type = request.headers.get("content-type") ?? "";
-    if (!request.body) throw new BadUpload("the request has no body: send a video");
+    if (!request.body) throw new Unprocessable("the request has no body: send a video");
     if (/^multipart\/form-data/i.test(type)) {
       try {
         return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename, file.contentType));
       } catch (error) {
-        if (error instanceof BadMultipart) throw new BadUpload(error.message);
+        if (error instanceof BadMultipart) throw new Unprocessable(error.message);
         throw error;
       }
     }
     if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
       return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
     }
-    throw new UnsupportedMediaType("send multipart/form-data with a `file` field, or the video itself with a video/* content type");
+    if (/^application\/json/i.test(type)) return acceptLink(user, await limitedJson()({ request }));
+    throw new UnsupportedMediaType("send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}");
   }
 
   async function audioResponse(job: Job, request: Request): Promise<Response> {
@@ -236,14 +263,24 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         .post("/jobs", ({ request, user, query, status }) => receiveUpload(request, user, query).then((job) => status(202, view(job))), {
           parse: "none",
           query: t.Object({ filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })) }),
-          response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
+          response: { 202: JobView, 400: Problem, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
           detail: {
             tags: ["jobs"],
-            summary: "Upload a video to convert: multipart field `file`, or the raw video with a video/* content type",
+            summary: "Convert a video: multipart field `file`, the raw video with a video/* content type, or JSON {url} of a video to download",
+            description:
+              "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
+              "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`.",
             requestBody: {
               content: {
                 "multipart/form-data": { schema: { type: "object", properties: { file: { type: "string", format: "binary" } }, required: ["file"] } },
                 "video/*": { schema: { type: "string", format: "binary" } },
+                "application/json": {
+                  schema: {
+                    type: "object",
+                    properties: { url: { type: "string", format: "uri", maxLength: MAX_LINK_LENGTH, description: "an http(s) link to a video file" } },
+                    required: ["url"],
+                  },
+                },
               },
             },
           },
@@ -252,7 +289,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
           "/jobs",
           async ({ user, query }) => {
             const before = query.cursor ? parseJobId(query.cursor) : undefined;
-            if (before === null) throw new BadUpload("cursor is not a job id");
+            if (before === null) throw new Unprocessable("cursor is not a job id");
             const page = await jobs.list(user.id, { limit: query.limit + 1, ...(before ? { before } : {}) });
             const items = page.slice(0, query.limit).map(view);
             return page.length > query.limit ? { items, nextCursor: items.at(-1)!.id } : { items };
@@ -292,7 +329,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             let last = "";
             let lastSent = 0;
             while (job && !request.signal.aborted) {
-              const state = `${job.status}:${job.progress}`;
+              const state = `${job.status}:${job.phase}:${job.progress}`;
               if (state !== last || Date.now() - lastSent > SSE_KEEPALIVE_MS) {
                 last = state;
                 lastSent = Date.now();
@@ -363,11 +400,13 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       }),
     )
     .post("/auth/register", ({ request, body }) => forwardToAuth("/register", request, body), {
+      parse: limitedJson(),
       body: AuthBody,
       response: { 201: t.Object({ id: t.Integer(), email: t.String() }), 409: Problem, 422: Problem, 503: Problem },
       detail: { tags: ["auth"], summary: "Create an account" },
     })
     .post("/auth/login", ({ request, body }) => forwardToAuth("/login", request, body), {
+      parse: limitedJson(),
       body: t.Optional(AuthBody),
       response: { 200: Token, 401: Problem, 429: Problem, 503: Problem },
       detail: { tags: ["auth"], summary: "Log in with JSON or HTTP Basic; answers a bearer token", security: [{}, { basic: [] }] },

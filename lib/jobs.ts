@@ -6,6 +6,9 @@ import { type Collection, type Db, ObjectId } from "mongodb";
 
 export const JOB_STATUSES = ["queued", "converting", "done", "failed"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
+/** What a converting job is doing: a link job downloads its video first. */
+export const JOB_PHASES = ["downloading", "converting"] as const;
+export type JobPhase = (typeof JOB_PHASES)[number];
 
 export interface JobSource {
   kind: "upload" | "url";
@@ -29,6 +32,7 @@ export interface Job {
   audioFileId?: ObjectId;
   audio?: JobAudio;
   status: JobStatus;
+  phase?: JobPhase;
   progress: number;
   error?: string;
   attempts: number;
@@ -84,10 +88,21 @@ export function jobStore(db: Db) {
     },
 
     /** queued (or converting again, after a crash) → converting; counts the attempt. */
-    startConverting: (id: ObjectId) =>
+    startConverting: (id: ObjectId, phase: JobPhase = "converting") =>
       jobs.findOneAndUpdate(
         { _id: id, status: { $in: ["queued", "converting"] } },
-        { $set: { status: "converting", updatedAt: new Date(), startedAt: new Date() }, $inc: { attempts: 1 } },
+        { $set: { status: "converting", phase, updatedAt: new Date(), startedAt: new Date() }, $inc: { attempts: 1 } },
+        { returnDocument: "after" },
+      ),
+
+    /** A link job's video is downloaded: attach it once and move on to converting, progress at least `progress`. */
+    attachVideo: (id: ObjectId, videoFileId: ObjectId, video: { bytes: number; contentType: string }, progress: number) =>
+      jobs.findOneAndUpdate(
+        { _id: id, status: "converting", videoFileId: { $exists: false } },
+        {
+          $set: { videoFileId, "source.bytes": video.bytes, "source.contentType": video.contentType, phase: "converting", updatedAt: new Date() },
+          $max: { progress },
+        },
         { returnDocument: "after" },
       ),
 
