@@ -8,7 +8,6 @@ import { create as contentDisposition } from "content-disposition";
 import { Elysia, sse, t } from "elysia";
 import type { ObjectId } from "mongodb";
 import { Counter } from "prom-client";
-import parseRange from "range-parser";
 import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
 import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
@@ -145,18 +144,23 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         await files.remove("videos", stored.id);
         throw error;
       });
+    await enqueue(record, () => files.remove("videos", stored.id));
+    uploadedBytes.inc(stored.bytes);
+    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
+    return record;
+  }
+
+  /** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
+  async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
     try {
       await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
     } catch (error) {
       await jobs.remove(record._id);
-      await files.remove("videos", stored.id);
-      log.error({ err: error, jobId: record._id, userId: user.id }, "could not queue the job; removed it");
+      await removeVideo();
+      log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
       throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
     }
-    uploadedBytes.inc(stored.bytes);
     jobsCreated.inc();
-    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
-    return record;
   }
 
   /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
@@ -172,14 +176,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       userId: user.id, email: user.email,
       source: { kind: "url", url: url.href, filename: linkFilename(url), bytes: 0, contentType: "application/octet-stream" },
     });
-    try {
-      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
-    } catch (error) {
-      await jobs.remove(record._id);
-      log.error({ err: error, jobId: record._id, userId: user.id }, "could not queue the link job; removed it");
-      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
-    }
-    jobsCreated.inc();
+    await enqueue(record);
     log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
     return record;
   }
@@ -206,31 +203,10 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     if (job.status !== "done" || !job.audioFileId) {
       throw new Conflict(job.status === "failed" ? `the job failed: ${job.error ?? "no MP3"}` : `the MP3 is not ready yet (status: ${job.status})`);
     }
-    const file = await files.stat("mp3s", job.audioFileId);
-    if (!file) throw new NotFound("the MP3 is gone");
-    const headers: Record<string, string> = {
+    return files.respond("mp3s", job.audioFileId, request, {
       "content-type": "audio/mpeg",
-      "accept-ranges": "bytes",
       "content-disposition": contentDisposition(mp3Filename(job.source.filename)),
       "cache-control": "private, max-age=3600",
-      etag: `"${job.audioFileId}"`,
-    };
-    const rangeHeader = request.headers.get("range");
-    const ranges = rangeHeader ? parseRange(file.length, rangeHeader, { combine: true }) : undefined;
-    if (ranges === -1) {
-      return problemResponse(
-        { type: "about:blank", title: "Range Not Satisfiable", status: 416, detail: `the MP3 has ${file.length} bytes` },
-        { "content-range": `bytes */${file.length}` },
-      );
-    }
-    // A malformed Range header is ignored, as RFC 9110 allows; several ranges get the first.
-    const range = Array.isArray(ranges) && ranges.type === "bytes" ? ranges[0] : undefined;
-    const stream = files.download("mp3s", job.audioFileId, range);
-    const body = Readable.toWeb(stream) as unknown as ReadableStream<Uint8Array>;
-    if (!range) return new Response(body, { headers: { ...headers, "content-length": String(file.length) } });
-    return new Response(body, {
-      status: 206,
-      headers: { ...headers, "content-length": String(range.end - range.start + 1), "content-range": `bytes ${range.start}-${range.end}/${file.length}` },
     });
   }
 

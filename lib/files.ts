@@ -1,8 +1,11 @@
 // Video and MP3 bytes live in MongoDB GridFS: bucket `videos` for uploads, `mp3s`
-// for results. Files carry their owner and original name in their metadata.
+// for results. Files carry their owner and original name in their metadata, and
+// stream in and out (also as HTTP answers with Range support) without being buffered.
+import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Readable, Transform } from "node:stream";
 import { type Db, type GridFSFile, GridFSBucket, ObjectId } from "mongodb";
+import parseRange from "range-parser";
+import { NotFound, problemResponse } from "./problem.ts";
 
 export const BUCKETS = ["videos", "mp3s"] as const;
 export type BucketName = (typeof BUCKETS)[number];
@@ -25,6 +28,13 @@ export function fileStore(db: Db) {
     GridFSBucket
   >;
 
+  /** The file's bytes, or the inclusive byte range [start, end]. */
+  const download = (bucket: BucketName, id: ObjectId, range?: { start: number; end: number }): Readable =>
+    buckets[bucket].openDownloadStream(id, range ? { start: range.start, end: range.end + 1 } : {});
+
+  const stat = async (bucket: BucketName, id: ObjectId): Promise<GridFSFile | null> =>
+    (await buckets[bucket].find({ _id: id }, { limit: 1 }).next()) ?? null;
+
   return {
     /**
      * Streams `source` (through optional transforms, e.g. a size limit) into GridFS.
@@ -43,13 +53,33 @@ export function fileStore(db: Db) {
       return { id, bytes: sink.length };
     },
 
-    /** The file's bytes, or the inclusive byte range [start, end]. */
-    download(bucket: BucketName, id: ObjectId, range?: { start: number; end: number }): Readable {
-      return buckets[bucket].openDownloadStream(id, range ? { start: range.start, end: range.end + 1 } : {});
-    },
+    download,
+    stat,
 
-    async stat(bucket: BucketName, id: ObjectId): Promise<GridFSFile | null> {
-      return (await buckets[bucket].find({ _id: id }, { limit: 1 }).next()) ?? null;
+    /**
+     * An HTTP answer with the file's bytes: 200 whole, 206 for a `Range` request (the
+     * first range, when several are asked for), 416 for a range past the end, 404 if gone.
+     */
+    async respond(bucket: BucketName, id: ObjectId, request: Request, headers: Record<string, string>): Promise<Response> {
+      const file = await stat(bucket, id);
+      if (!file) throw new NotFound("the file is gone");
+      const common = { ...headers, "accept-ranges": "bytes", etag: `"${id}"` };
+      const header = request.headers.get("range");
+      const ranges = header ? parseRange(file.length, header, { combine: true }) : undefined;
+      if (ranges === -1) {
+        return problemResponse(
+          { type: "about:blank", title: "Range Not Satisfiable", status: 416, detail: `the file has ${file.length} bytes` },
+          { "content-range": `bytes */${file.length}` },
+        );
+      }
+      // A malformed Range header is ignored, as RFC 9110 allows.
+      const range = Array.isArray(ranges) && ranges.type === "bytes" ? ranges[0] : undefined;
+      const body = Readable.toWeb(download(bucket, id, range)) as unknown as ReadableStream<Uint8Array>;
+      if (!range) return new Response(body, { headers: { ...common, "content-length": String(file.length) } });
+      return new Response(body, {
+        status: 206,
+        headers: { ...common, "content-length": String(range.end - range.start + 1), "content-range": `bytes ${range.start}-${range.end}/${file.length}` },
+      });
     },
 
     /** Removes a file; a file that is already gone is not an error. */
