@@ -24,6 +24,10 @@ RUN bun install --frozen-lockfile --production --ignore-scripts
 
 # ── build: every dependency and the whole tree, as the image's user ──────────
 FROM base AS build
+# Chromium for the suite's browser test (test/web.test.ts); only in this stage.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium \
+ && rm -rf /var/lib/apt/lists/*
 # kubectl (with its built-in kustomize) for the suite's checks of k3d/ (test/deploy.test.ts)
 ARG KUBECTL_VERSION=v1.32.4
 ARG TARGETARCH

@@ -24,6 +24,7 @@ import {
 } from "./lib/problem.ts";
 import { QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
 import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./lib/upload.ts";
+import { webPage } from "./web/serve.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const GatewayConfig = Type.Object({
@@ -365,6 +366,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(problems(log))
     .use(metrics.plugin)
     .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
+    .use(webPage())
     .use(
       health({
         mongodb: () => mongo.ping(),

@@ -90,7 +90,11 @@ export const problems = (log: Logger) =>
       case "VALIDATION": {
         const errors = error.all.map((issue) => ({
           field: "path" in issue && issue.path ? issue.path.replace(/^\//, "").replaceAll("/", ".") : error.type,
-          message: "message" in issue && issue.message ? issue.message : issue.summary ?? "is invalid",
+          // A schema's own `error` text ("must be an email address") beats TypeBox's generic one.
+          message:
+            "schema" in issue && typeof issue.schema?.error === "string"
+              ? issue.schema.error
+              : "message" in issue && issue.message ? issue.message : issue.summary ?? "is invalid",
         }));
         const fields = [...new Set(errors.map((e) => e.field))].join(", ");
         return problemResponse({

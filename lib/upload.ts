@@ -124,7 +124,11 @@ export function readMultipartFile<T>(
     const source = Readable.fromWeb(body as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: { "content-type": contentType }, limits: { files: 1, fields: 20, parts: 30 } });
+      parser = busboy({
+        headers: { "content-type": contentType },
+        limits: { files: 1, fields: 20, parts: 30 },
+        defParamCharset: "utf8", // browsers send file names as UTF-8; busboy's default is latin1
+      });
     } catch (error) {
       source.destroy();
       return reject(new BadMultipart(`the multipart body could not be read: ${(error as Error).message}`));

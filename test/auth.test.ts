@@ -66,8 +66,10 @@ describe("POST /register", () => {
     const response = await json("/register", body);
     expect(response.status).toBe(422);
     expect(response.headers.get("content-type")).toStartWith("application/problem+json");
-    const problem = (await response.json()) as { errors: { field: string }[]; detail: string };
+    const problem = (await response.json()) as { errors: { field: string; message: string }[]; detail: string };
     expect(problem.errors.map((error) => error.field)).toContain(field);
+    const message = problem.errors.find((error) => error.field === field)!.message;
+    expect(message).toBe(field === "email" ? "must be an email address" : "must be 8 to 256 characters");
     expect(problem.detail).toContain(field);
   });
 
