@@ -66,7 +66,13 @@ export const JobView = t.Object({
     bytes: t.Integer({ description: "the video's size; 0 for a link until it is downloaded" }),
     contentType: t.String(),
   }),
-  audio: t.Optional(t.Object({ bytes: t.Integer(), durationSec: t.Number() })),
+  audio: t.Optional(
+    t.Object({
+      bytes: t.Integer(),
+      durationSec: t.Number(),
+      fileId: t.String({ description: "the MP3's file id, for GET /download?fid=" }),
+    }),
+  ),
   createdAt: t.String({ format: "date-time" }),
   updatedAt: t.String({ format: "date-time" }),
   links: t.Object({ self: t.String(), events: t.String(), audio: t.String() }),
@@ -112,7 +118,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     progress: job.progress,
     ...(job.error ? { error: job.error } : {}),
     source: job.source,
-    ...(job.audio ? { audio: job.audio } : {}),
+    ...(job.audio && job.audioFileId ? { audio: { ...job.audio, fileId: job.audioFileId.toHexString() } } : {}),
     createdAt: job.createdAt.toISOString(),
     updatedAt: job.updatedAt.toISOString(),
     links: { self: `/jobs/${job._id}`, events: `/jobs/${job._id}/events`, audio: `/jobs/${job._id}/audio` },

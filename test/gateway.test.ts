@@ -281,7 +281,9 @@ describe("the reference curl flow", () => {
     const uploaded = await uploadForm(bearerHeaders, videoBlob(), "ref.mp4", stack.gateway.app, "/upload");
     expect(uploaded.status).toBe(202);
     expect((await takeVideoMessage())?.jobId).toBe(((await uploaded.json()) as { id: string }).id);
-    const { audioFileId } = await doneJob(bearerHeaders, new Uint8Array([1, 2, 3]));
+    const { job, audioFileId } = await doneJob(bearerHeaders, new Uint8Array([1, 2, 3]));
+    const shown = (await (await call(`/jobs/${job._id}`, { headers: bearerHeaders })).json()) as { audio: { fileId: string } };
+    expect(shown.audio.fileId).toBe(audioFileId); // the job tells the fid the reference flow needs
     const download = await call(`/download?fid=${audioFileId}`, { headers: bearerHeaders });
     expect(download.status).toBe(200);
     expect(new Uint8Array(await download.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
