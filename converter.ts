@@ -133,8 +133,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     const started = performance.now();
     const jobId = job._id.toHexString();
     // A worker killed mid-download leaves a partial file nobody points to: start clean.
-    const leftovers = await mongo.db.collection("videos.files").find({ "metadata.jobId": jobId }, { projection: { _id: 1 } }).toArray();
-    for (const { _id } of leftovers) await files.remove("videos", _id as ObjectId);
+    await files.removeJobFiles("videos", jobId);
     const stopping = new AbortController();
     running.set(jobId, { kill: () => stopping.abort(new HandedBack("stopping")) });
     let lastWrite = 0;

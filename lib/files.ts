@@ -82,6 +82,12 @@ export function fileStore(db: Db) {
       });
     },
 
+    /** Removes every file a job left in the bucket (e.g. a partial download of a killed worker). */
+    async removeJobFiles(bucket: BucketName, jobId: string): Promise<void> {
+      const leftovers = await buckets[bucket].find({ "metadata.jobId": jobId }, { projection: { _id: 1 } }).toArray();
+      for (const { _id } of leftovers) await removeQuietly(buckets[bucket], _id);
+    },
+
     /** Removes a file; a file that is already gone is not an error. */
     remove: (bucket: BucketName, id: ObjectId) => removeQuietly(buckets[bucket], id),
   };
