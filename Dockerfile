@@ -28,7 +28,7 @@ FROM base AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends chromium \
  && rm -rf /var/lib/apt/lists/*
-# kubectl (with its built-in kustomize) for the suite's checks of k3d/ (test/deploy.test.ts)
+# kubectl (with its built-in kustomize) for the suite's checks of k3d/ (test/deploy/k3d.test.ts)
 ARG KUBECTL_VERSION=v1.32.4
 ARG TARGETARCH
 ADD --chmod=755 https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}/kubectl /usr/local/bin/kubectl
