@@ -1,5 +1,9 @@
 // Helpers every benchmark uses: print a figure, and measure latency percentiles
 // of an async operation driven by N concurrent loops for a fixed time.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+
 export function report(bench: string, metric: string, value: number, unit: string, goal?: string) {
   console.log(JSON.stringify({ bench, metric, value: Math.round(value * 100) / 100, unit, goal }));
 }
@@ -24,4 +28,239 @@ export async function drive(concurrency: number, durationMs: number, operation: 
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   return { count: latencies.length, errors, perSecond: latencies.length / (durationMs / 1000), p50: at(0.5), p99: at(0.99) };
+}
+
+// ── processes, memory and media for the service benchmarks ──────────────────
+// Services run as real processes (`bun <name>.ts`), so their memory is their own
+// and can be read from /proc; everything listens on 127.0.0.1 only.
+
+export const ROOT = join(import.meta.dir, "..");
+export const MiB = 1024 * 1024;
+
+/** A free TCP port on 127.0.0.1 (free now; the caller binds it right away). */
+export function freePort(): number {
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = server.port!;
+  server.stop(true);
+  return port;
+}
+
+export interface Proc {
+  pid: number;
+  child: Bun.Subprocess;
+  /** The last lines it printed (stdout and stderr), for a failure message. */
+  logs: string[];
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+function keepLines(stream: ReadableStream<Uint8Array> | null | undefined, logs: string[], onLine?: (line: string) => void) {
+  if (!stream) return;
+  void (async () => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of stream) {
+      const lines = (pending + decoder.decode(chunk, { stream: true })).split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        onLine?.(line);
+        logs.push(line);
+        if (logs.length > 200) logs.shift();
+      }
+    }
+  })().catch(() => {});
+}
+
+const running = new Set<Proc>();
+/** Every process a benchmark started and has not stopped (but the MongoDB stand-in: stop that last, yourself). */
+export async function stopAll() {
+  await Promise.all([...running].map((proc) => proc.stop(2000)));
+}
+// However a benchmark ends (an uncaught error, Ctrl-C), no process it started outlives it.
+const started = new Set<Bun.Subprocess>();
+process.on("exit", () => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
+export function spawnProcess(command: string[], env: Record<string, string> = {}, onLine?: (line: string) => void): Proc {
+  const logs: string[] = [];
+  const child = Bun.spawn(command, { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  keepLines(child.stdout as ReadableStream<Uint8Array>, logs, onLine);
+  keepLines(child.stderr as ReadableStream<Uint8Array>, logs, onLine);
+  started.add(child);
+  const proc: Proc = {
+    pid: child.pid,
+    child,
+    logs,
+    async stop(graceMs = 5000) {
+      running.delete(proc);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      await child.exited;
+      clearTimeout(timer);
+    },
+  };
+  running.add(proc);
+  return proc;
+}
+
+export interface Service extends Proc {
+  name: string;
+  port: number;
+  url: string;
+}
+
+/** Every variable the services read, so a benchmark's own environment cannot leak into them. */
+async function serviceVariables(): Promise<Set<string>> {
+  const modules = await Promise.all([import("../auth.ts"), import("../gateway.ts"), import("../converter.ts"), import("../notifier.ts")]);
+  const schemas = [modules[0].AuthConfig, modules[1].GatewayConfig, modules[2].ConverterConfig, modules[3].NotifierConfig];
+  return new Set(schemas.flatMap((schema) => Object.keys(schema.properties)));
+}
+
+/**
+ * Starts `bun <name>.ts` on a free port, configured by `env` alone (no `.env` file, none
+ * of the benchmark's own service variables), and waits until `/health/live` answers.
+ */
+export async function startService(name: string, env: Record<string, string>, timeoutMs = 20_000): Promise<Service> {
+  const port = freePort();
+  const inherited = await serviceVariables();
+  const clean = Object.fromEntries(Object.keys(process.env).filter((key) => inherited.has(key)).map((key) => [key, undefined]));
+  const proc = spawnProcess([process.execPath, "--no-env-file", `${name}.ts`], { ...clean, LOG_LEVEL: "warn", ...env, PORT: String(port) } as Record<string, string>);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`${name} exited (${proc.child.exitCode}):\n${proc.logs.join("\n")}`);
+    const live = await fetch(`${url}/health/live`).then((r) => r.ok, () => false);
+    if (live) return { ...proc, stop: proc.stop, name, port, url };
+    if (Date.now() > deadline) {
+      await proc.stop();
+      throw new Error(`${name} did not answer on ${url} within ${timeoutMs} ms:\n${proc.logs.join("\n")}`);
+    }
+    await Bun.sleep(50);
+  }
+}
+
+/** The MongoDB stand-in in a process of its own (its memory is not the service's); MONGODB_URL instead when set. */
+export async function startMongo(): Promise<{ url: string; kind: string; stop(): Promise<void> }> {
+  if (process.env.MONGODB_URL) {
+    process.stderr.write("MongoDB: the server at MONGODB_URL\n");
+    return { url: process.env.MONGODB_URL, kind: "MongoDB at MONGODB_URL", stop: async () => {} };
+  }
+  process.stderr.write("MongoDB: the in-memory stand-in, in a process of its own (set MONGODB_URL for a real one)\n");
+  let resolveUrl!: (url: string) => void;
+  const first = new Promise<string>((resolve) => (resolveUrl = resolve));
+  const proc = spawnProcess([process.execPath, "test/support/mongo-standin.ts", "--port", "0"], {}, (line) => {
+    if (line.startsWith("mongodb://")) resolveUrl(line.trim());
+  });
+  running.delete(proc); // outlives stopAll(), so services can be stopped while it still answers
+  const url = await Promise.race([first, Bun.sleep(10_000).then(() => Promise.reject(new Error(`mongo stand-in did not start:\n${proc.logs.join("\n")}`)))]);
+  return { url, kind: "the in-memory MongoDB stand-in (test/support/mongo-standin.ts), in a process of its own", stop: () => proc.stop() };
+}
+
+export interface Memory {
+  rss: number; // bytes resident now (VmRSS)
+  hwm: number; // peak resident since start or the last resetPeak (VmHWM)
+}
+
+/** VmRSS and VmHWM of a process, in bytes; null once it is gone. */
+export function readMemory(pid: number): Memory | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024;
+    return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
+  } catch {
+    return null;
+  }
+}
+
+/** Resets VmHWM to the current RSS (Linux ≥ 4.0, `clear_refs` 5), so a peak belongs to one phase. */
+export function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Samples VmRSS every `intervalMs`; `stop()` answers the highest sample and the kernel's VmHWM. */
+export function sampleMemory(pids: number[], intervalMs = 50) {
+  const peaks = new Map<number, number>(pids.map((pid) => [pid, readMemory(pid)?.rss ?? 0]));
+  const sample = () => {
+    for (const pid of pids) {
+      const memory = readMemory(pid);
+      if (memory && memory.rss > peaks.get(pid)!) peaks.set(pid, memory.rss);
+    }
+  };
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return new Map(pids.map((pid) => [pid, { peakRss: peaks.get(pid)!, hwm: readMemory(pid)?.hwm ?? NaN }]));
+    },
+  };
+}
+
+/** Runs a command to completion; throws with its stderr on failure; answers the wall time in ms. */
+export async function run(command: string[], options: { cwd?: string } = {}): Promise<number> {
+  const started = performance.now();
+  const child = Bun.spawn(command, { cwd: options.cwd ?? ROOT, stdout: "ignore", stderr: "pipe" });
+  const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+  if (code !== 0) throw new Error(`${command.join(" ")} failed (${code}): ${err.slice(-2000)}`);
+  return performance.now() - started;
+}
+
+export const MEDIA_DIR = join(tmpdir(), "m3dio-bench-media");
+
+/**
+ * A test video made with ffmpeg once and kept under the temp dir, named after its
+ * parameters, so reruns skip the encoding (delete MEDIA_DIR to reclaim the space).
+ * Written under a temporary name and renamed, so an interrupted run never leaves
+ * a truncated file to reuse.
+ */
+export async function cachedVideo(name: string, format: string, ffmpegArgs: string[]): Promise<string> {
+  mkdirSync(MEDIA_DIR, { recursive: true });
+  const key = Bun.hash(JSON.stringify([format, ffmpegArgs])).toString(36);
+  const path = join(MEDIA_DIR, `${name}-${key}.${format}`);
+  if (existsSync(path)) return path;
+  const partial = `${path}.partial-${process.pid}`;
+  try {
+    const ms = await run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", ...ffmpegArgs, "-f", format, partial]);
+    renameSync(partial, path);
+    process.stderr.write(`made ${name} in ${(ms / 1000).toFixed(1)} s (kept at ${path})\n`);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+  return path;
+}
+
+/** testsrc video with a sine tone: `seconds` long, `size`, H.264 ultrafast + AAC in MP4 (index at the end, as cameras write it). */
+export const testClip = (seconds: number, size = "1280x720", rate = 30) =>
+  cachedVideo(`clip-${seconds}s-${size}`, "mp4", [
+    "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=${size}:rate=${rate}`,
+    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+  ]);
+
+/** Duration in seconds (ffprobe). */
+export async function durationOf(path: string): Promise<number> {
+  const child = Bun.spawn(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path], { stdout: "pipe" });
+  return Number((await new Response(child.stdout).text()).trim());
+}
+
+export const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+/**
+ * The machine's 1-minute load average, as a figure: timings taken while other work
+ * runs on the same cores (a test suite, a browser) read differently, so each service
+ * benchmark reports it at its start and end.
+ */
+export function reportLoad(bench: string, when: "start" | "end") {
+  report(bench, `load average (1 min) at ${when}, ${navigator.hardwareConcurrency} cores`, loadavg()[0]!, "");
 }

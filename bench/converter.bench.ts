@@ -1,0 +1,162 @@
+// converter as real processes (`bun converter.ts`) with RabbitMQ (a vhost of its own)
+// and MongoDB (MONGODB_URL, or the stand-in in a process of its own): a job's time from
+// the `video` message published to the `mp3` message arriving, against bare ffmpeg on
+// the same file; the converter process's peak memory (VmHWM, ffmpeg's own aside) for a
+// 1 GiB input; and jobs per minute (16 jobs of a 60 s clip) with one worker, two worker
+// processes, and one process with CONVERTER_CONCURRENCY=2.
+//
+// Media are made with ffmpeg once and kept under the temp dir (support.ts cachedVideo).
+import { createReadStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ObjectId } from "mongodb";
+import { fileStore } from "../lib/files.ts";
+import { jobStore } from "../lib/jobs.ts";
+import { createLogger } from "../lib/log.ts";
+import { connectMongo } from "../lib/mongo.ts";
+import { QUEUES, connectQueue } from "../lib/queue.ts";
+import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
+import { createTestVhost } from "../test/support/rabbit.ts";
+import {
+  MiB, cachedVideo, durationOf, median, readMemory, report, reportLoad, resetPeak, run, sampleMemory, startMongo, startService, stopAll,
+  testClip, type Service,
+} from "./support.ts";
+
+const BENCH = "converter";
+const RUNS = 5;
+const log = createLogger("bench", "silent");
+
+reportLoad(BENCH, "start");
+const mongoServer = await startMongo();
+const mongoUrl = withDatabase(mongoServer.url, `m3dio_bench_${process.pid}`);
+const work = mkdtempSync(join(tmpdir(), "m3dio-bench-converter-"));
+const vhost = await createTestVhost().catch(async (error) => {
+  await mongoServer.stop();
+  rmSync(work, { recursive: true, force: true });
+  throw error;
+});
+const mongo = await connectMongo(mongoUrl);
+const queue = await connectQueue(vhost.url, log);
+const files = fileStore(mongo.db);
+const jobs = jobStore(mongo.db);
+
+// Every `mp3` message, by job id, with the time it arrived here.
+const arrivals = new Map<string, { at: number; status: string }>();
+const waiting = new Map<string, (arrival: { at: number; status: string }) => void>();
+await queue.consume<{ jobId: string; status: string }>(QUEUES.mp3, { prefetch: 50 }, (delivery) => {
+  const arrival = { at: performance.now(), status: delivery.body.status };
+  arrivals.set(delivery.body.jobId, arrival);
+  waiting.get(delivery.body.jobId)?.(arrival);
+});
+const announced = (id: ObjectId, timeoutMs: number) =>
+  new Promise<{ at: number; status: string }>((resolve, reject) => {
+    const known = arrivals.get(id.toHexString());
+    if (known) return resolve(known);
+    const timer = setTimeout(() => reject(new Error(`no mp3 message for job ${id} within ${timeoutMs} ms`)), timeoutMs);
+    waiting.set(id.toHexString(), (arrival) => (clearTimeout(timer), resolve(arrival)));
+  });
+
+/** A job as the gateway leaves it, minus the message: video in GridFS, record queued. */
+async function storeJob(path: string): Promise<ObjectId> {
+  const stored = await files.upload("videos", createReadStream(path, { highWaterMark: MiB }), { owner: "bench", filename: "bench.mp4", contentType: "video/mp4" });
+  const job = await jobs.create({ userId: "bench", email: "bench@example.com", videoFileId: stored.id, source: { kind: "upload", filename: "bench.mp4", bytes: stored.bytes, contentType: "video/mp4" } });
+  return job._id;
+}
+const publish = (id: ObjectId) => queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
+
+/** Publishes a stored job and answers the ms until its `mp3` message arrived; fails unless done. */
+async function convertOnce(id: ObjectId, timeoutMs = 120_000): Promise<number> {
+  const started = performance.now();
+  await publish(id);
+  const arrival = await announced(id, timeoutMs);
+  if (arrival.status !== "done") throw new Error(`job ${id} ${arrival.status}: ${(await jobs.get(id))?.error}`);
+  return arrival.at - started;
+}
+
+const converterEnv = (extra: Record<string, string> = {}) => ({
+  MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: work, MAX_UPLOAD_BYTES: String(2 * 1024 * MiB), MP3_QUALITY: "2", ...extra,
+});
+const bareFfmpeg = (input: string) =>
+  run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", input, "-vn", "-c:a", "libmp3lame", "-q:a", "2", join(work, "bare.mp3")]);
+
+try {
+  const warmup = await testClip(2, "160x90");
+  const fiveMinutes = await testClip(300);
+  const oneMinute = await testClip(60);
+  // 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
+  // noise keeps the encoder from compressing the test pattern away.
+  const big = await cachedVideo("big-180s-720p-mpeg2-48M", "mp4", [
+    "-f", "lavfi", "-i", "testsrc=duration=180:size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:duration=180",
+    "-vf", "noise=alls=30:allf=t", "-c:v", "mpeg2video", "-b:v", "48M", "-minrate", "48M", "-maxrate", "48M", "-bufsize", "16M",
+    "-c:a", "aac", "-shortest",
+  ]);
+
+  // ── one worker: latency against bare ffmpeg, then memory on 1 GiB ──────────
+  let converter: Service = await startService("converter", converterEnv());
+  await convertOnce(await storeJob(warmup)); // first job pays fluent-ffmpeg's capability probes
+
+  const converterMs: number[] = [];
+  const ffmpegMs: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    converterMs.push(await convertOnce(await storeJob(fiveMinutes)));
+    ffmpegMs.push(await bareFfmpeg(fiveMinutes));
+  }
+  const ratio = median(converterMs) / median(ffmpegMs);
+  report(BENCH, "5-min 720p clip: message to mp3 (median of 5)", median(converterMs), "ms");
+  report(BENCH, "5-min 720p clip: bare ffmpeg (median of 5)", median(ffmpegMs), "ms");
+  report(BENCH, "5-min 720p clip: converter / bare ffmpeg", ratio, "x", "≤ 1.15x");
+  report(BENCH, "5-min 720p clip: converter overhead", median(converterMs) - median(ffmpegMs), "ms");
+
+  const bigBytes = statSync(big).size;
+  const bigId = await storeJob(big);
+  const idle = readMemory(converter.pid)!;
+  resetPeak(converter.pid);
+  const sampler = sampleMemory([converter.pid], 50);
+  const bigMs = await convertOnce(bigId, 300_000);
+  const memory = sampler.stop().get(converter.pid)!;
+  report(BENCH, "converter RSS at rest", idle.rss / 1e6, "MB");
+  report(BENCH, `peak RSS, ${(bigBytes / 2 ** 30).toFixed(2)} GiB input (converter process)`, Math.max(memory.hwm, memory.peakRss) / 1e6, "MB", "< 200 MB");
+  report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: message to mp3`, bigMs / 1000, "s");
+  report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: bare ffmpeg`, (await bareFfmpeg(big)) / 1000, "s");
+  await files.remove("videos", (await jobs.get(bigId))!.videoFileId!); // gone already unless KEEP_VIDEOS; frees the stand-in
+
+  // ── throughput: 8 jobs of a 60-second clip ─────────────────────────────────
+  const JOBS = 16; // 8 finish in ~2 s, too short to read through this machine's noise
+  const clipSeconds = await durationOf(oneMinute);
+  async function throughput(label: string) {
+    const ids: ObjectId[] = [];
+    for (let i = 0; i < JOBS; i++) ids.push(await storeJob(oneMinute));
+    const started = performance.now();
+    await Promise.all(ids.map(publish));
+    const done = await Promise.all(ids.map((id) => announced(id, 300_000)));
+    const failed = done.filter((arrival) => arrival.status !== "done").length;
+    if (failed) throw new Error(`${label}: ${failed} jobs failed`);
+    const minutes = (Math.max(...done.map((arrival) => arrival.at)) - started) / 60_000;
+    report(BENCH, `jobs/min, ${JOBS} × ${Math.round(clipSeconds)} s clips, ${label}`, JOBS / minutes, "jobs/min");
+    return JOBS / minutes;
+  }
+  const one = await throughput("1 worker");
+  const second = await startService("converter", converterEnv());
+  await Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]); // one each, most likely
+  const two = await throughput("2 worker processes");
+  await second.stop();
+  await converter.stop();
+  converter = await startService("converter", converterEnv({ CONVERTER_CONCURRENCY: "2" }));
+  await Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]);
+  const concurrent = await throughput("1 process, CONVERTER_CONCURRENCY=2");
+  report(BENCH, "speed-up, 2 processes / 1 worker", two / one, "x");
+  report(BENCH, "speed-up, CONVERTER_CONCURRENCY=2 / 1 worker", concurrent / one, "x");
+  // What ffmpeg alone does with the same 8 files, one at a time: the floor for one worker.
+  const started = performance.now();
+  for (let i = 0; i < JOBS; i++) await bareFfmpeg(oneMinute);
+  report(BENCH, `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`, JOBS / ((performance.now() - started) / 60_000), "jobs/min");
+  reportLoad(BENCH, "end");
+} finally {
+  await stopAll();
+  await queue.close();
+  if (process.env.MONGODB_URL) await dropTestDatabase(mongoUrl).catch(() => {});
+  await mongo.close();
+  await mongoServer.stop();
+  await vhost.drop();
+  rmSync(work, { recursive: true, force: true });
+}
