@@ -19,6 +19,7 @@ import { limitedJson } from "./lib/json.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { Conflict, Problem, TooManyRequests, Unauthorized, problems } from "./lib/problem.ts";
+import { stopServing } from "./lib/shutdown.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const AuthConfig = Type.Object({
@@ -236,7 +237,7 @@ if (import.meta.main) {
   log.info({ port: auth.app.server?.port }, "auth listening");
   const stop = async (signal: string) => {
     log.info({ signal }, "stopping");
-    await auth.app.stop(); // lets requests in flight finish
+    await stopServing(auth.app, { log }); // lets requests in flight finish
     await auth.close();
     process.exit(0);
   };

@@ -19,9 +19,10 @@ import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { BadLink, fetchVideo, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, type Mongo } from "./lib/mongo.ts";
+import { connectMongo, isMongoUnavailable, type Mongo, waitForMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { stopServing } from "./lib/shutdown.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const ConverterConfig = Type.Object({
@@ -46,6 +47,8 @@ export type ConverterConfig = typeof ConverterConfig.static;
 const WORK_DIR_PREFIX = "m3dio-job-";
 /** Progress is written into the job at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
+/** Longest a failed attempt waits for MongoDB to answer again before it is retried. */
+const STORE_WAIT_MS = 60_000;
 /** A link job's progress: downloading fills 0-50, converting 50-100 (an upload's converting fills 0-100). */
 const DOWNLOAD_SHARE = 50;
 
@@ -104,7 +107,7 @@ export interface ConverterDeps {
 }
 
 export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
-  const files = fileStore(mongo.db);
+  const files = fileStore(mongo.db, { log });
   const jobs = jobStore(mongo.db);
   const metrics = createMetrics("converter");
   const outcomes = new Counter({ name: "converter_jobs_total", help: "jobs handled, by outcome", labelNames: ["outcome"] as const, registers: [metrics.registry] });
@@ -123,6 +126,32 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     queue.publish(QUEUES.mp3, { jobId: jobId.toHexString(), status } satisfies Mp3Message, { messageId: `${jobId}-${status}` });
 
   const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
+
+  /**
+   * MP3s of this job other than the one it points to: left by an attempt that stored its
+   * MP3 and died (or lost the store) before marking the job done. Run once the job is
+   * finished, when its `audioFileId` can no longer change, so a concurrent attempt's
+   * file is never mistaken for the job's. Failing here does not fail the job.
+   */
+  async function removeStrayMp3s(jobId: ObjectId, keep: ObjectId | undefined, jobLog: Logger) {
+    try {
+      const strays = await mongo.db
+        .collection("mp3s.files")
+        .find({ "metadata.jobId": jobId.toHexString(), ...(keep ? { _id: { $ne: keep } } : {}) }, { projection: { _id: 1 } })
+        .toArray();
+      for (const { _id } of strays) await files.remove("mp3s", _id as ObjectId);
+      if (strays.length) jobLog.info({ removed: strays.length }, "removed MP3s an earlier attempt left behind");
+    } catch (error) {
+      jobLog.warn({ err: error }, "could not look for MP3s an earlier attempt left behind");
+    }
+  }
+
+  /** After a failure past storing the MP3: remove it unless the job points to it (markDone may have landed without its answer). */
+  async function dropUnclaimedMp3(jobId: ObjectId, fileId: ObjectId) {
+    const job = await jobs.get(jobId);
+    if (job?.audioFileId?.equals(fileId)) return;
+    await files.remove("mp3s", fileId);
+  }
 
   /**
    * A link job's first step: the video is fetched into GridFS `videos` and attached to
@@ -209,6 +238,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
         return;
       }
       audioFileId = undefined; // now owned by the job
+      await removeStrayMp3s(job._id, stored.id, jobLog);
       bytesOut.inc(stored.bytes);
       seconds.observe((performance.now() - started) / 1000);
       await publishOutcome(job._id, "done");
@@ -216,7 +246,8 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       outcomes.inc({ outcome: "done" });
       jobLog.info({ bytes: stored.bytes, durationSec, seconds: (performance.now() - started) / 1000 }, "converted");
     } finally {
-      if (audioFileId) await files.remove("mp3s", audioFileId).catch(() => {});
+      // If the store is away this leaves the file; the attempt that finishes the job removes it.
+      if (audioFileId) await dropUnclaimedMp3(job._id, audioFileId).catch(() => {});
       await rm(workDir, { recursive: true, force: true });
     }
   }
@@ -252,7 +283,25 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     });
   }
 
+  /**
+   * A failure a retry may fix is thrown to the queue, which retries it (counted; the last
+   * attempt dead-letters and calls giveUp). If MongoDB was away, its return is waited for
+   * first: retried at once, an outage of a few seconds would use up every attempt in a
+   * burst of instant failures and strand the job, whose failure could not even be recorded.
+   */
   async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
+    try {
+      await handleJob(delivery);
+    } catch (error) {
+      if (isMongoUnavailable(error)) {
+        log.warn({ jobId: delivery.body?.jobId, err: error }, "MongoDB is away; waiting for it before trying again");
+        await waitForMongo(mongo, { timeoutMs: STORE_WAIT_MS, giveUp: () => handingBack });
+      }
+      throw error;
+    }
+  }
+
+  async function handleJob(delivery: Delivery<VideoMessage>): Promise<void> {
     const jobId = typeof delivery.body?.jobId === "string" ? parseJobId(delivery.body.jobId) : null;
     if (!jobId) {
       log.warn({ messageId: delivery.messageId }, "video message without a valid jobId; dead-lettered");
@@ -267,6 +316,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     if (existing.status === "done" || existing.status === "failed") {
       // A redelivery after the outcome was stored: announce it again only if the user never heard.
       if (!existing.notifiedAt) await publishOutcome(jobId, existing.status);
+      await removeStrayMp3s(jobId, existing.audioFileId, jobLog);
       jobLog.info({ status: existing.status }, "redelivered message for a finished job");
       return delivery.ack();
     }
@@ -294,7 +344,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       }
       userLog.warn({ err: error }, "conversion hit transient trouble; retrying");
       outcomes.inc({ outcome: "retried" });
-      return delivery.retry(error); // on the last attempt this dead-letters and calls giveUp
+      throw error; // handle() waits out a MongoDB outage, then the queue retries it
     }
   }
 
@@ -305,6 +355,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     const reason = `gave up after ${config.MAX_ATTEMPTS} attempts; please try again later`;
     const failed = await jobs.markFailed(jobId, reason);
     if (failed) await publishOutcome(jobId, "failed");
+    await removeStrayMp3s(jobId, undefined, log.child({ jobId: jobId.toHexString() }));
     outcomes.inc({ outcome: "gave_up" });
     log.error({ jobId: jobId.toHexString(), userId: failed?.userId, reason }, "job given up; message dead-lettered");
   }
@@ -380,7 +431,7 @@ if (import.meta.main) {
     await converter.stop();
     await queue.close();
     await mongo.close();
-    await converter.app.stop();
+    await stopServing(converter.app, { log, graceMs: 1000 }); // health and metrics only
     process.exit(0);
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));

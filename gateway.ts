@@ -6,10 +6,11 @@ import { Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import { create as contentDisposition } from "content-disposition";
 import { Elysia, sse, t } from "elysia";
-import type { ObjectId } from "mongodb";
+import { ObjectId } from "mongodb";
 import { Counter } from "prom-client";
 import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
 import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { cleanUp } from "./lib/cleanup.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { type FileStore, cleanFilename, fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
@@ -18,11 +19,12 @@ import { type Job, type JobStore, JOB_PHASES, JOB_STATUSES, jobStore, parseJobId
 import { BadLink, MAX_LINK_LENGTH, checkPostedLink, linkFilename, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, type Mongo } from "./lib/mongo.ts";
+import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
 import {
   Conflict, ContentTooLarge, HttpProblem, NotFound, Problem, Unavailable, Unauthorized, Unprocessable, UnsupportedMediaType, problemResponse, problems,
 } from "./lib/problem.ts";
 import { QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { stopServing } from "./lib/shutdown.ts";
 import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./lib/upload.ts";
 import { webPage } from "./web/serve.ts";
 
@@ -89,8 +91,7 @@ const Token = t.Object({ token: t.String(), expiresAt: t.String({ format: "date-
 
 /** MongoDB or the broker being away is a 503 the client may retry, not a 500. */
 function isStoreUnavailable(error: unknown): boolean {
-  const name = (error as { name?: string })?.name ?? "";
-  return /^Mongo(ServerSelection|Network|NotConnected|TopologyClosed|NetworkTimeout)Error$/.test(name) || name === "QueueUnavailable";
+  return isMongoUnavailable(error) || (error as { name?: string })?.name === "QueueUnavailable";
 }
 
 // ── the app ─────────────────────────────────────────────────────────────────
@@ -103,13 +104,17 @@ export interface GatewayDeps {
 }
 
 export function createGateway({ config, log, mongo, queue, verifier }: GatewayDeps) {
-  const files: FileStore = fileStore(mongo.db);
+  const files: FileStore = fileStore(mongo.db, { log });
   const jobs: JobStore = jobStore(mongo.db);
   const metrics = createMetrics("gateway");
   const uploadedBytes = new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] });
   const jobsCreated = new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] });
   const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   let keysLoaded = false;
+  // On SIGTERM live event streams end (cleanly; clients reopen them elsewhere), or the
+  // server, which lets requests in flight finish, would wait for jobs that may never end.
+  const draining = new AbortController();
+  const drained = new Promise<void>((resolve) => draining.signal.addEventListener("abort", () => resolve(), { once: true }));
 
   const view = (job: Job): JobView => ({
     id: job._id.toHexString(),
@@ -145,24 +150,33 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       throw error;
     }
     const { mime } = await sniffer.sniffed;
+    const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
+    const removeVideo = () => undo(`remove video ${stored.id}`, () => files.remove("videos", stored.id));
     const record = await jobs
-      .create({ userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime } })
+      .create({ _id: jobId, userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime } })
       .catch(async (error) => {
-        await files.remove("videos", stored.id);
+        await undo(`remove job ${jobId}`, () => jobs.remove(jobId));
+        await removeVideo();
         throw error;
       });
-    await enqueue(record, () => files.remove("videos", stored.id));
+    await enqueue(record, removeVideo);
     uploadedBytes.inc(stored.bytes);
     log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
     return record;
   }
+
+  /**
+   * A rollback step that must happen even if MongoDB is failing right now (which is often
+   * why we roll back): tried at once, then retried in the background until it works.
+   */
+  const undo = (what: string, action: () => Promise<unknown>) => cleanUp(what, action, { log }).then(() => {});
 
   /** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
   async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
     try {
       await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
     } catch (error) {
-      await jobs.remove(record._id);
+      await undo(`remove job ${record._id}`, () => jobs.remove(record._id));
       await removeVideo();
       log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
       throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
@@ -293,9 +307,10 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
           async ({ params, user, status }) => {
             const job = await ownedJob(params.id, user);
             await jobs.remove(job._id);
+            // The job is gone: its files must follow even if MongoDB falters now.
             await Promise.all([
-              job.videoFileId && files.remove("videos", job.videoFileId),
-              job.audioFileId && files.remove("mp3s", job.audioFileId),
+              job.videoFileId && undo(`remove video ${job.videoFileId}`, () => files.remove("videos", job.videoFileId!)),
+              job.audioFileId && undo(`remove MP3 ${job.audioFileId}`, () => files.remove("mp3s", job.audioFileId!)),
             ]);
             log.info({ jobId: job._id, userId: user.id }, "job deleted");
             return status(204, undefined);
@@ -311,7 +326,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             let job: Job | null = await ownedJob(params.id, user);
             let last = "";
             let lastSent = 0;
-            while (job && !request.signal.aborted) {
+            while (job && !request.signal.aborted && !draining.signal.aborted) {
               const state = `${job.status}:${job.phase}:${job.progress}`;
               if (state !== last || Date.now() - lastSent > SSE_KEEPALIVE_MS) {
                 last = state;
@@ -319,7 +334,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
                 yield sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: view(job) });
               }
               if (job.status === "done" || job.status === "failed") return;
-              await Bun.sleep(SSE_POLL_MS);
+              await Promise.race([Bun.sleep(SSE_POLL_MS), drained]);
+              if (draining.signal.aborted) return;
               job = await jobs.getOwned(job._id, user.id);
             }
             if (!job) yield sse({ event: "deleted", data: { id: params.id } });
@@ -408,7 +424,12 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     )
     .use(jobRoutes);
 
-  return { app, files, jobs, markKeysLoaded: () => (keysLoaded = true) };
+  return {
+    app, files, jobs,
+    markKeysLoaded: () => (keysLoaded = true),
+    /** Ends the live event streams (before stopServing(), which waits for requests in flight). */
+    drain: () => draining.abort(),
+  };
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────
@@ -428,7 +449,8 @@ if (import.meta.main) {
   log.info({ port: gateway.app.server?.port }, "gateway listening");
   const stop = async (signal: string) => {
     log.info({ signal }, "stopping");
-    await gateway.app.stop(); // lets requests in flight finish
+    gateway.drain();
+    await stopServing(gateway.app, { log }); // lets requests in flight finish
     await queue.close();
     await mongo.close();
     process.exit(0);

@@ -13,9 +13,10 @@ import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, type Mongo } from "./lib/mongo.ts";
+import { connectMongo, isMongoUnavailable, type Mongo, waitForMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { stopServing } from "./lib/shutdown.ts";
 import { formatBytes } from "./lib/upload.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -33,6 +34,9 @@ export const NotifierConfig = Type.Object({
   SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: "how long one send may take" }),
 });
 export type NotifierConfig = typeof NotifierConfig.static;
+
+/** Longest a failed attempt waits for MongoDB to answer again before it is retried. */
+const STORE_WAIT_MS = 60_000;
 
 // ── models ──────────────────────────────────────────────────────────────────
 export interface Mp3Message {
@@ -129,7 +133,26 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
     throw new SendRefused(`Resend refused the email (${status} ${error.name}): ${error.message}`);
   }
 
+  let stopping = false;
+
+  /**
+   * A failure a retry may fix is thrown to the queue, which retries it (counted). If MongoDB
+   * was away, its return is waited for first, so a short outage costs one attempt instead
+   * of every attempt in a burst of instant failures (and the email with them).
+   */
   async function handle(delivery: Delivery<Mp3Message>): Promise<void> {
+    try {
+      await handleMessage(delivery);
+    } catch (error) {
+      if (isMongoUnavailable(error)) {
+        log.warn({ jobId: delivery.body?.jobId, err: error }, "MongoDB is away; waiting for it before trying again");
+        await waitForMongo(mongo, { timeoutMs: STORE_WAIT_MS, giveUp: () => stopping });
+      }
+      throw error;
+    }
+  }
+
+  async function handleMessage(delivery: Delivery<Mp3Message>): Promise<void> {
     const jobId = typeof delivery.body?.jobId === "string" ? parseJobId(delivery.body.jobId) : null;
     if (!jobId) {
       log.warn({ messageId: delivery.messageId }, "mp3 message without a valid jobId; dead-lettered");
@@ -156,6 +179,7 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
       jobLog.info({ emailId, status: job.status }, resend ? "email sent" : "email logged");
       return delivery.ack();
     } catch (error) {
+      if (isMongoUnavailable(error)) throw error; // sent, not recorded: handle() waits for MongoDB; the retry's send is deduplicated by its key
       if (error instanceof SendRefused) {
         await jobs.markNotified(job._id, error.message);
         emails.inc({ outcome: "refused" });
@@ -190,6 +214,7 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
       await queue.consume<Mp3Message>(QUEUES.mp3, { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: exhausted }, handle);
     },
     async stop() {
+      stopping = true;
       await queue.stopConsuming();
       while (queue.inFlight() > 0) await Bun.sleep(50);
     },
@@ -211,7 +236,7 @@ if (import.meta.main) {
     await notifier.stop();
     await queue.close();
     await mongo.close();
-    await notifier.app.stop();
+    await stopServing(notifier.app, { log, graceMs: 1000 }); // health and metrics only
     process.exit(0);
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));

@@ -4,15 +4,47 @@
 // call to auth. Routes opt in with `{ auth: true }` and receive the caller as `user`.
 import { Elysia } from "elysia";
 import * as jose from "jose";
-import { Unauthorized } from "./problem.ts";
+import { Unauthorized, Unavailable } from "./problem.ts";
 
 export interface Caller {
   id: string;
   email: string;
 }
 
-export function jwksVerifier(jwksUrl: string) {
-  const keys = jose.createRemoteJWKSet(new URL(jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000 });
+/** auth's keys could not be fetched and none held fits the token: it cannot be checked now, which is not the token's fault. */
+export class KeysUnavailable extends Error {
+  override name = "KeysUnavailable";
+}
+
+const REFRESH_RETRY_MS = 30_000;
+
+/**
+ * Keys are held without expiry and refreshed in the background every `refreshMs`
+ * (10 min), keeping the ones held when a refresh fails. jose's own cache expiry would
+ * instead make every token fail once the cache is 10 minutes old and auth is away:
+ * with auth down, valid tokens must keep working. A token naming an unknown `kid`
+ * still fetches at once (key rotation).
+ */
+export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { refreshMs?: number } = {}) {
+  const remote = jose.createRemoteJWKSet(new URL(jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: Infinity });
+  let loadedAt = 0; // last successful fetch
+  let triedAt = 0; // last background refresh attempt
+  const reload = () => remote.reload().then(() => void (loadedAt = Date.now()));
+  const keys: jose.JWTVerifyGetKey = async (header, token) => {
+    const now = Date.now();
+    if (loadedAt && now - loadedAt > refreshMs && now - triedAt > Math.min(refreshMs, REFRESH_RETRY_MS)) {
+      triedAt = now;
+      void reload().catch(() => {}); // stale keys serve meanwhile, and after a failure
+    }
+    try {
+      const key = await remote(header, token);
+      loadedAt ||= Date.now(); // the first use fetched them
+      return key;
+    } catch (error) {
+      if (error instanceof jose.errors.JWKSNoMatchingKey || error instanceof jose.errors.JWKSMultipleMatchingKeys) throw error;
+      throw new KeysUnavailable(`auth's keys could not be fetched: ${(error as Error).message}`, { cause: error });
+    }
+  };
   return {
     /** The caller a token speaks for; throws for a bad, expired, tampered, `alg: none` or foreign token. */
     async verify(token: string): Promise<Caller> {
@@ -21,9 +53,10 @@ export function jwksVerifier(jwksUrl: string) {
       return { id: payload.sub!, email: payload.email };
     },
     /** Fetches the keys now (at start, and as the readiness check). */
-    reload: () => keys.reload(),
+    reload,
+    /** Keys were fetched within `refreshMs`. */
     get fresh() {
-      return keys.fresh;
+      return loadedAt > 0 && Date.now() - loadedAt <= refreshMs;
     },
   };
 }
@@ -42,7 +75,8 @@ export const bearer = (verifier: TokenVerifier) =>
         if (!token) throw new Unauthorized();
         try {
           return { user: await verifier.verify(token) };
-        } catch {
+        } catch (error) {
+          if (error instanceof KeysUnavailable) throw new Unavailable("tokens cannot be checked right now (the login service is not answering); try again shortly");
           throw new Unauthorized("the token is invalid or expired; log in again");
         }
       },

@@ -5,6 +5,8 @@ import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type Db, type GridFSFile, GridFSBucket, ObjectId } from "mongodb";
 import parseRange from "range-parser";
+import { cleanUp } from "./cleanup.ts";
+import type { Logger } from "./log.ts";
 import { NotFound, problemResponse } from "./problem.ts";
 
 export const BUCKETS = ["videos", "mp3s"] as const;
@@ -22,7 +24,7 @@ export interface StoredFile {
   bytes: number;
 }
 
-export function fileStore(db: Db) {
+export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
   const buckets = Object.fromEntries(BUCKETS.map((name) => [name, new GridFSBucket(db, { bucketName: name })])) as Record<
     BucketName,
     GridFSBucket
@@ -38,7 +40,9 @@ export function fileStore(db: Db) {
   return {
     /**
      * Streams `source` (through optional transforms, e.g. a size limit) into GridFS.
-     * On any error the partial file is removed before the error is rethrown.
+     * On any error the partial file is removed before the error is rethrown; if MongoDB
+     * itself failed (and the removal with it), the removal is retried in the background
+     * until MongoDB answers again (lib/cleanup.ts), so no orphaned chunks remain.
      */
     async upload(bucket: BucketName, source: Readable, metadata: FileMetadata, ...transforms: Transform[]): Promise<StoredFile> {
       const id = new ObjectId();
@@ -47,7 +51,7 @@ export function fileStore(db: Db) {
         await pipeline([source, ...transforms, sink]);
       } catch (error) {
         await sink.abort().catch(() => {});
-        await removeQuietly(buckets[bucket], id);
+        await cleanUp(`remove the partial ${bucket} file ${id}`, () => removeQuietly(buckets[bucket], id), { log });
         throw error;
       }
       return { id, bytes: sink.length };

@@ -25,3 +25,30 @@ export async function connectMongo(url: string, { appName = "m3dio" } = {}): Pro
     close: () => client.close(),
   };
 }
+
+/**
+ * MongoDB (not the request) is the trouble: it cannot be reached or the connection
+ * broke. Retrying the same work helps once it answers again; failing a job for it does not.
+ */
+export function isMongoUnavailable(error: unknown): boolean {
+  const name = (error as { name?: string })?.name ?? "";
+  return /^Mongo(ServerSelection|Network|NetworkTimeout|NotConnected|TopologyClosed|PoolCleared)Error$/.test(name);
+}
+
+/**
+ * Waits until MongoDB answers a ping again: at most `timeoutMs`, or until `giveUp()`
+ * says to stop (e.g. the worker is shutting down). Answers whether it answered.
+ * Workers call this before retrying work that failed because MongoDB was away, so an
+ * outage pauses the work instead of using up its attempts in a few quick failures.
+ */
+export async function waitForMongo(
+  mongo: Pick<Mongo, "ping">,
+  { timeoutMs = 60_000, giveUp = () => false }: { timeoutMs?: number; giveUp?: () => boolean } = {},
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 250; !giveUp() && Date.now() < deadline; delay = Math.min(delay * 2, 2000)) {
+    if (await mongo.ping().then(() => true, () => false)) return true;
+    await Bun.sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+  }
+  return false;
+}

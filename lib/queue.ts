@@ -38,12 +38,17 @@ export interface QueueOptions {
   initialDelayMs?: number; // first reconnect delay (100)
   maxDelayMs?: number; // longest reconnect delay (5000)
   publishTimeoutMs?: number; // all publish() may take: waiting for a connection plus the confirm (5000)
+  exhaustedRetryMs?: number; // pause before a message whose onExhausted failed is handed back (2000)
 }
 
 export interface ConsumeOptions<T = unknown> {
   prefetch: number; // unsettled messages this consumer holds at once
   maxAttempts?: number; // tries per message before it dead-letters (5)
-  /** Called when a message dead-letters because its attempts ran out, e.g. to record the failure. */
+  /**
+   * Called when a message dead-letters because its attempts ran out, e.g. to record the failure.
+   * If it throws (the store it records in is away), the message is not dead-lettered but handed
+   * back after `exhaustedRetryMs`, and this is called again when it returns.
+   */
   onExhausted?: (body: T, messageId: string | undefined) => Promise<void> | void;
 }
 
@@ -86,6 +91,7 @@ interface Consumer { queue: QueueName; options: ConsumeOptions<any>; handler: Ha
 
 export async function connectQueue(url: string, log: Logger, options: QueueOptions = {}): Promise<Queue> {
   const publishTimeoutMs = options.publishTimeoutMs ?? 5000;
+  const exhaustedRetryMs = options.exhaustedRetryMs ?? 2000;
   const consumers: Consumer[] = [];
   let current: Conn | null = null; // a connection whose setup has finished
   let failure: Error | null = null; // recovery gave up for good
@@ -102,9 +108,13 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
       log.error({ why }, "broker channel lost; reconnecting");
       conn.model.close().catch(() => {});
     });
+  const closedChannels = new WeakSet<Channel>(); // the broker has already taken back their unsettled messages
   const watch = (conn: Conn, channel: Channel, what: string) => {
     channel.on("error", (err: Error) => log.warn({ err, channel: what }, "broker channel error"));
-    channel.on("close", () => restart(conn, `${what} channel closed`));
+    channel.on("close", () => {
+      closedChannels.add(channel);
+      restart(conn, `${what} channel closed`);
+    });
   };
 
   async function setup(model: ChannelModel) {
@@ -161,6 +171,9 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
   /** A counted copy goes back on the queue, then the original is acked; if that fails the original is handed back. */
   async function republish(channel: Channel, msg: ConsumeMessage, attempts: number) {
     const { messageId, contentType, headers } = msg.properties;
+    // Its channel is gone: the broker requeued the original already, and it comes back
+    // as a redelivery (counted then). A copy now would be a second message for one job.
+    if (closedChannels.has(channel)) return log.info({ messageId }, "channel closed before the retry; the broker redelivers the message");
     try {
       await publishRaw(msg.fields.routingKey, msg.content, { messageId, contentType, headers: { ...headers, [ATTEMPTS_HEADER]: attempts } });
       channel.ack(msg);
@@ -186,7 +199,16 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     const toDead = settle("dead-letter", () => channel.reject(msg, false));
     const exhausted = async (body: unknown, reason: unknown) => {
       log.error({ ...context, reason: String(reason) }, "attempts used up; dead-lettering the message");
-      await Promise.resolve(options.onExhausted?.(body, messageId)).catch((err) => log.error({ err, ...context }, "onExhausted failed"));
+      try {
+        await options.onExhausted?.(body, messageId);
+      } catch (err) {
+        // The failure could not be recorded (its store is away): dead-lettered now, the message
+        // would be lost without a trace. Held a moment and handed back, it comes back here
+        // (its attempts are used up) and the recording is tried again.
+        log.error({ err, ...context, retryInMs: exhaustedRetryMs }, "onExhausted failed; handing the message back to record the failure later");
+        await new Promise((resolve) => setTimeout(resolve, exhaustedRetryMs));
+        return settle("requeue after onExhausted failed", () => channel.nack(msg, false, true))();
+      }
       await toDead();
     };
 

@@ -7,6 +7,14 @@
 //   MongoDB    a fresh database (testMongoUrl: MONGODB_URL or the in-process stand-in), dropped by stop()
 //   Resend     a stand-in in this process (startResendStandin), unless `resend: false`
 //
+// For fault tests, `proxy: { mongodb: true, rabbitmq: true }` puts a TCP proxy
+// (test/support/tcp-proxy.ts) between the services and that store: the services get
+// the proxy's address, the test cuts and restores it (`system.proxies.mongodb.cut()`),
+// while `mongoUrl`/`amqpUrl` stay the direct addresses, so the test itself can still
+// look at the stores during the cut. `mongoServer` names a MongoDB server to use
+// instead of MONGODB_URL or the in-process stand-in (e.g. a stand-in in a process of
+// its own); the system still gets a fresh database on it.
+//
 //   const system = await startSystem({ converters: 2 });
 //   afterAll(() => system.stop());
 //   await fetch(`${system.gatewayUrl}/auth/register`, ...);
@@ -40,10 +48,11 @@ import { AuthConfig } from "../../auth.ts";
 import { ConverterConfig } from "../../converter.ts";
 import { GatewayConfig } from "../../gateway.ts";
 import { NotifierConfig } from "../../notifier.ts";
-import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
+import { dropTestDatabase, testMongoUrl, withDatabase } from "./mongo.ts";
 import { createTestDatabase, type TestDatabase } from "./mysql.ts";
 import { createTestVhost, type TestVhost } from "./rabbit.ts";
 import { startResendStandin } from "./resend.ts";
+import { type TcpProxy, startTcpProxy } from "./tcp-proxy.ts";
 
 export type ServiceName = "auth" | "gateway" | "converter" | "notifier";
 export const SERVICE_NAMES: readonly ServiceName[] = ["auth", "gateway", "converter", "notifier"];
@@ -57,6 +66,10 @@ export interface SystemOptions {
   resend?: boolean;
   /** How long each service may take to answer 200 on /health/ready (30 s). */
   readyTimeoutMs?: number;
+  /** TCP proxies between the services and these stores, for a test to cut (`system.proxies`); none by default. */
+  proxy?: { mongodb?: boolean; rabbitmq?: boolean };
+  /** A MongoDB server (`mongodb://host:port`) for this system's database instead of MONGODB_URL or the in-process stand-in. */
+  mongoServer?: string;
 }
 
 export interface ServiceProcess {
@@ -87,6 +100,8 @@ export interface System {
   mysqlUrl: string;
   /** The Resend stand-in (unless `resend: false`): `received` holds every email the notifier sent. */
   resend?: ReturnType<typeof startResendStandin>;
+  /** The proxies asked for with `proxy` (the services reach that store only through it). */
+  proxies: { mongodb?: TcpProxy; rabbitmq?: TcpProxy };
   /** The vhost, e.g. `vhost.closeConnections()` to cut every broker connection as a broker restart would. */
   vhost: TestVhost;
   database: TestDatabase;
@@ -171,7 +186,9 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     cleanups.push({ what: "drop the MySQL database", run: () => database.drop() });
     const vhost = await createTestVhost();
     cleanups.push({ what: "delete the vhost", run: () => vhost.drop() });
-    const mongoUrl = await testMongoUrl();
+    const mongoUrl = options.mongoServer
+      ? withDatabase(options.mongoServer, `m3dio_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`)
+      : await testMongoUrl();
     cleanups.push({ what: "drop the MongoDB database", run: () => dropTestDatabase(mongoUrl) });
     const resend = withResend ? startResendStandin() : undefined;
     if (resend) cleanups.push({ what: "stop the Resend stand-in", run: () => resend.stop() });
@@ -188,7 +205,22 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     await portFor("notifier", 0);
     const authUrl = `http://127.0.0.1:${authPort}`;
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const stores = { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url };
+    // Proxies last, so they stop first (cleanups run in reverse): the stores are then dropped directly.
+    const proxies: System["proxies"] = {};
+    if (options.proxy?.mongodb) {
+      const target = singleHost(mongoUrl, /^mongodb:\/\/(?:[^@/]*@)?([^/?,]+)/);
+      proxies.mongodb = await startTcpProxy(target);
+      cleanups.push({ what: "stop the MongoDB proxy", run: () => proxies.mongodb!.stop() });
+    }
+    if (options.proxy?.rabbitmq) {
+      const target = singleHost(vhost.url, /^amqps?:\/\/(?:[^@/]*@)?([^/?,]+)/);
+      proxies.rabbitmq = await startTcpProxy(target);
+      cleanups.push({ what: "stop the RabbitMQ proxy", run: () => proxies.rabbitmq!.stop() });
+    }
+    const stores = {
+      MONGODB_URL: proxies.mongodb ? throughProxy(mongoUrl, proxies.mongodb) : mongoUrl,
+      AMQP_URL: proxies.rabbitmq ? throughProxy(vhost.url, proxies.rabbitmq) : vhost.url,
+    };
 
     const defaults: Record<ServiceName, Record<string, string>> = {
       auth: { MYSQL_URL: database.url, MIGRATE_ON_START: "false", JWT_PRIVATE_KEY: jwtKey },
@@ -345,7 +377,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     }
 
     Object.assign(system, {
-      gatewayUrl, authUrl, mongoUrl, amqpUrl: vhost.url, mysqlUrl: database.url, resend, vhost, database, tmpDir, services,
+      gatewayUrl, authUrl, mongoUrl, amqpUrl: vhost.url, mysqlUrl: database.url, resend, vhost, database, tmpDir, services, proxies,
       service: (name: ServiceName, index = 0) => {
         const found = find(name, index);
         if (!found) throw new Error(`system: no ${name} #${index}`);
@@ -372,6 +404,21 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
 }
 
 // ── helpers ──────────────────────────────────────────────────────────────────
+/** The one host:port of a store URL (a proxy stands in front of one server only). */
+function singleHost(url: string, hostPart: RegExp): { host: string; port: number } {
+  const found = hostPart.exec(url)?.[1];
+  const match = found && /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(found);
+  if (!match) throw new Error(`system: a proxy needs a URL with one host:port, not ${url.replace(/\/\/[^@/]*@/, "//***@")}`);
+  const host = match[1]!.replace(/^\[|\]$/g, "");
+  const port = Number(match[2] ?? (url.startsWith("mongodb") ? 27017 : url.startsWith("amqps") ? 5671 : 5672));
+  return { host: host === "localhost" ? "127.0.0.1" : host, port };
+}
+
+/** The same URL (credentials, path, query) with its host:port replaced by the proxy's. */
+function throughProxy(url: string, proxy: TcpProxy): string {
+  return url.replace(/^([a-z+]+:\/\/(?:[^@/]*@)?)[^/?,]+/, `$1127.0.0.1:${proxy.port}`);
+}
+
 function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
 }
