@@ -19,7 +19,7 @@ import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { BadLink, fetchVideo, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, isMongoUnavailable, type Mongo, waitForMongo } from "./lib/mongo.ts";
+import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
@@ -47,8 +47,6 @@ export type ConverterConfig = typeof ConverterConfig.static;
 const WORK_DIR_PREFIX = "m3dio-job-";
 /** Progress is written into the job at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
-/** Longest a failed attempt waits for MongoDB to answer again before it is retried. */
-const STORE_WAIT_MS = 60_000;
 /** A link job's progress: downloading fills 0-50, converting 50-100 (an upload's converting fills 0-100). */
 const DOWNLOAD_SHARE = 50;
 
@@ -283,25 +281,8 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     });
   }
 
-  /**
-   * A failure a retry may fix is thrown to the queue, which retries it (counted; the last
-   * attempt dead-letters and calls giveUp). If MongoDB was away, its return is waited for
-   * first: retried at once, an outage of a few seconds would use up every attempt in a
-   * burst of instant failures and strand the job, whose failure could not even be recorded.
-   */
+  /** Failures a retry may fix are thrown to the queue, which retries them (counted). */
   async function handle(delivery: Delivery<VideoMessage>): Promise<void> {
-    try {
-      await handleJob(delivery);
-    } catch (error) {
-      if (isMongoUnavailable(error)) {
-        log.warn({ jobId: delivery.body?.jobId, err: error }, "MongoDB is away; waiting for it before trying again");
-        await waitForMongo(mongo, { timeoutMs: STORE_WAIT_MS, giveUp: () => handingBack });
-      }
-      throw error;
-    }
-  }
-
-  async function handleJob(delivery: Delivery<VideoMessage>): Promise<void> {
     const jobId = typeof delivery.body?.jobId === "string" ? parseJobId(delivery.body.jobId) : null;
     if (!jobId) {
       log.warn({ messageId: delivery.messageId }, "video message without a valid jobId; dead-lettered");
@@ -373,7 +354,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       await queue.consume<VideoMessage>(
         QUEUES.video,
         { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted: giveUp },
-        handle,
+        retryAfterMongo(mongo, log, handle, { giveUp: () => handingBack }),
       );
     },
     /** Stop taking work; give running conversions the grace period, then hand them back. */

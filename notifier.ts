@@ -13,7 +13,7 @@ import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, isMongoUnavailable, type Mongo, waitForMongo } from "./lib/mongo.ts";
+import { connectMongo, isMongoUnavailable, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
@@ -35,8 +35,6 @@ export const NotifierConfig = Type.Object({
 });
 export type NotifierConfig = typeof NotifierConfig.static;
 
-/** Longest a failed attempt waits for MongoDB to answer again before it is retried. */
-const STORE_WAIT_MS = 60_000;
 
 // ── models ──────────────────────────────────────────────────────────────────
 export interface Mp3Message {
@@ -135,24 +133,8 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
 
   let stopping = false;
 
-  /**
-   * A failure a retry may fix is thrown to the queue, which retries it (counted). If MongoDB
-   * was away, its return is waited for first, so a short outage costs one attempt instead
-   * of every attempt in a burst of instant failures (and the email with them).
-   */
+  /** Failures a retry may fix are thrown to the queue, which retries them (counted). */
   async function handle(delivery: Delivery<Mp3Message>): Promise<void> {
-    try {
-      await handleMessage(delivery);
-    } catch (error) {
-      if (isMongoUnavailable(error)) {
-        log.warn({ jobId: delivery.body?.jobId, err: error }, "MongoDB is away; waiting for it before trying again");
-        await waitForMongo(mongo, { timeoutMs: STORE_WAIT_MS, giveUp: () => stopping });
-      }
-      throw error;
-    }
-  }
-
-  async function handleMessage(delivery: Delivery<Mp3Message>): Promise<void> {
     const jobId = typeof delivery.body?.jobId === "string" ? parseJobId(delivery.body.jobId) : null;
     if (!jobId) {
       log.warn({ messageId: delivery.messageId }, "mp3 message without a valid jobId; dead-lettered");
@@ -179,7 +161,7 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
       jobLog.info({ emailId, status: job.status }, resend ? "email sent" : "email logged");
       return delivery.ack();
     } catch (error) {
-      if (isMongoUnavailable(error)) throw error; // sent, not recorded: handle() waits for MongoDB; the retry's send is deduplicated by its key
+      if (isMongoUnavailable(error)) throw error; // sent, not recorded: retryAfterMongo waits for MongoDB; the retry's send is deduplicated by its key
       if (error instanceof SendRefused) {
         await jobs.markNotified(job._id, error.message);
         emails.inc({ outcome: "refused" });
@@ -211,7 +193,11 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
     app,
     async start() {
       if (!resend) log.warn("RESEND_API_KEY is not set: emails are written to the log instead of sent");
-      await queue.consume<Mp3Message>(QUEUES.mp3, { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: exhausted }, handle);
+      await queue.consume<Mp3Message>(
+        QUEUES.mp3,
+        { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: exhausted },
+        retryAfterMongo(mongo, log, handle, { giveUp: () => stopping }),
+      );
     },
     async stop() {
       stopping = true;
