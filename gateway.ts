@@ -42,7 +42,11 @@ export const GatewayConfig = Type.Object({
 export type GatewayConfig = typeof GatewayConfig.static;
 
 const AUTH_TIMEOUT_MS = 5000;
+// The event stream re-reads the job: quickly while it is changing (a short job is done
+// within a few hundred ms), slowly once it sits still (a long queue wait costs little).
+const SSE_POLL_FAST_MS = 100;
 const SSE_POLL_MS = 500;
+const SSE_FAST_FOR_MS = 5000;
 const SSE_KEEPALIVE_MS = 15_000;
 
 // ── models ──────────────────────────────────────────────────────────────────
@@ -326,15 +330,17 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             let job: Job | null = await ownedJob(params.id, user);
             let last = "";
             let lastSent = 0;
+            let changedAt = Date.now();
             while (job && !request.signal.aborted && !draining.signal.aborted) {
               const state = `${job.status}:${job.phase}:${job.progress}`;
+              if (state !== last) changedAt = Date.now();
               if (state !== last || Date.now() - lastSent > SSE_KEEPALIVE_MS) {
                 last = state;
                 lastSent = Date.now();
                 yield sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: view(job) });
               }
               if (job.status === "done" || job.status === "failed") return;
-              await Promise.race([Bun.sleep(SSE_POLL_MS), drained]);
+              await Promise.race([Bun.sleep(Date.now() - changedAt < SSE_FAST_FOR_MS ? SSE_POLL_FAST_MS : SSE_POLL_MS), drained]);
               if (draining.signal.aborted) return;
               job = await jobs.getOwned(job._id, user.id);
             }
