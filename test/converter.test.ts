@@ -6,7 +6,6 @@ import { createReadStream, mkdtempSync, readdirSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import amqp from "amqplib";
 import type { ObjectId } from "mongodb";
 import { ConverterConfig, createConverter } from "../converter.ts";
 import { parseConfig } from "../lib/config.ts";
@@ -15,6 +14,7 @@ import { type Job, jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
 import { QUEUES, type Queue, connectQueue } from "../lib/queue.ts";
+import { drainQueue, waitForJob as waitForFinished } from "./support/jobs.ts";
 import { makeVideo, probe } from "./support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
 import { createTestVhost } from "./support/rabbit.ts";
@@ -59,27 +59,9 @@ async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise
   return job._id;
 }
 
-async function waitForJob(id: ObjectId, statuses: Job["status"][] = ["done", "failed"], timeoutMs = 60_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await jobs.get(id);
-    if (job && statuses.includes(job.status)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${job?.status} after ${timeoutMs} ms`);
-    await Bun.sleep(100);
-  }
-}
-
-/** Drains the `mp3` queue of this vhost: the announcements the notifier would get. */
-async function takeMp3Messages(): Promise<{ jobId: string; status: string }[]> {
-  const connection = await amqp.connect(vhost.url);
-  const channel = await connection.createChannel();
-  const messages = [];
-  for (let message = await channel.get(QUEUES.mp3, { noAck: true }); message; message = await channel.get(QUEUES.mp3, { noAck: true })) {
-    messages.push(JSON.parse(message.content.toString()) as { jobId: string; status: string });
-  }
-  await connection.close();
-  return messages;
-}
+const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number) => waitForFinished(jobs, id, statuses, timeoutMs);
+/** The `mp3` queue's messages: the announcements the notifier would get. */
+const takeMp3Messages = () => drainQueue(vhost.url, QUEUES.mp3);
 
 async function downloadMp3(job: Job): Promise<string> {
   const path = join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3");
@@ -202,11 +184,7 @@ describe("transient trouble", () => {
       expect(job.error).toStartWith("gave up after 3 attempts");
       expect(job.attempts).toBe(3);
       expect(await takeMp3Messages()).toEqual([{ jobId: id.toHexString(), status: "failed" }]);
-      const connection = await amqp.connect(vhost.url);
-      const channel = await connection.createChannel();
-      const dead = await channel.get(`${QUEUES.video}.dead`, { noAck: true });
-      await connection.close();
-      expect(dead && JSON.parse(dead.content.toString())).toEqual({ jobId: id.toHexString() });
+      expect(await drainQueue<{ jobId: string }>(vhost.url, `${QUEUES.video}.dead`)).toEqual([{ jobId: id.toHexString() }]);
     } finally {
       await converter.stop(1000);
       await ownQueue.close();

@@ -4,7 +4,6 @@ import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import amqp from "amqplib";
 import { ObjectId } from "mongodb";
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
@@ -17,6 +16,7 @@ import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { QUEUES, type Queue, connectQueue } from "../../lib/queue.ts";
 import { probe } from "../support/media.ts";
+import { drainQueue, waitForJob as waitForFinished } from "../support/jobs.ts";
 import { dropTestDatabase, testMongoUrl } from "../support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
 import { createTestVhost } from "../support/rabbit.ts";
@@ -55,26 +55,8 @@ const call = (path: string, init: RequestInit = {}) => gateway.app.handle(new Re
 const postLink = (url: unknown) =>
   call("/jobs", { method: "POST", headers: { ...user.headers, "content-type": "application/json" }, body: JSON.stringify({ url }) });
 
-async function waitForJob(id: string, timeoutMs = 30_000): Promise<Job> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await jobs.get(new ObjectId(id));
-    if (job && (job.status === "done" || job.status === "failed")) return job;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${job?.status} after ${timeoutMs} ms`);
-    await Bun.sleep(100);
-  }
-}
-
-async function takeMp3Messages(): Promise<{ jobId: string; status: string }[]> {
-  const connection = await amqp.connect(vhost.url);
-  const channel = await connection.createChannel();
-  const messages = [];
-  for (let message = await channel.get(QUEUES.mp3, { noAck: true }); message; message = await channel.get(QUEUES.mp3, { noAck: true })) {
-    messages.push(JSON.parse(message.content.toString()) as { jobId: string; status: string });
-  }
-  await connection.close();
-  return messages;
-}
+const waitForJob = (id: string, timeoutMs = 30_000) => waitForFinished(jobs, id, ["done", "failed"], timeoutMs);
+const takeMp3Messages = () => drainQueue(vhost.url, QUEUES.mp3);
 
 /** Every `status` event of a job's SSE stream, until it closes. */
 async function readEvents(id: string): Promise<{ status: string; phase?: string; progress: number }[]> {
@@ -162,11 +144,7 @@ describe("POST /jobs {url} at the gateway", () => {
       source: { kind: "url", url: site("/media/My%20Holiday%20Clip.MP4?token=abc"), filename: "My Holiday Clip.MP4", bytes: 0, contentType: "application/octet-stream" },
     });
     expect(web.requests.length).toBe(before);
-    const connection = await amqp.connect(vhost.url);
-    const channel = await connection.createChannel();
-    const message = await channel.get(QUEUES.video, { noAck: true });
-    await connection.close();
-    expect(message && JSON.parse(message.content.toString())).toEqual({ jobId: job.id });
+    expect(await drainQueue<{ jobId: string }>(vhost.url, QUEUES.video)).toEqual([{ jobId: job.id }]);
     await call(`/jobs/${job.id}`, { method: "DELETE", headers: user.headers });
   });
 });

@@ -1,0 +1,37 @@
+// Watching jobs and queues from a test: wait for a job to reach a state, and take the
+// messages a queue holds (what the next consumer would get).
+import amqp from "amqplib";
+import { type Job, type JobStore, parseJobId } from "../../lib/jobs.ts";
+import type { QueueName } from "../../lib/queue.ts";
+
+/** The job once its status is one of `statuses` (by default: finished); throws after `timeoutMs`. */
+export async function waitForJob(
+  jobs: JobStore,
+  id: { toHexString(): string } | string,
+  statuses: Job["status"][] = ["done", "failed"],
+  timeoutMs = 60_000,
+): Promise<Job> {
+  const jobId = parseJobId(typeof id === "string" ? id : id.toHexString())!;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await jobs.get(jobId);
+    if (job && statuses.includes(job.status)) return job;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${job?.status} after ${timeoutMs} ms`);
+    await Bun.sleep(100);
+  }
+}
+
+/** Takes every message `queue` holds on the vhost at `amqpUrl`, parsed. */
+export async function drainQueue<T = { jobId: string; status: string }>(amqpUrl: string, queue: QueueName | `${QueueName}.dead`): Promise<T[]> {
+  const connection = await amqp.connect(amqpUrl);
+  try {
+    const channel = await connection.createChannel();
+    const messages: T[] = [];
+    for (let message = await channel.get(queue, { noAck: true }); message; message = await channel.get(queue, { noAck: true })) {
+      messages.push(JSON.parse(message.content.toString()) as T);
+    }
+    return messages;
+  } finally {
+    await connection.close();
+  }
+}
