@@ -2,30 +2,25 @@
 // verifies tokens locally (JWKS), streams uploads into GridFS, records jobs,
 // publishes them to the `video` queue, and serves status, live progress, the MP3,
 // the OpenAPI document with Swagger UI, and the web page.
-import { Readable } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import { create as contentDisposition } from "content-disposition";
 import { Elysia, sse, t } from "elysia";
-import { ObjectId } from "mongodb";
 import { Counter } from "prom-client";
 import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
 import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
-import { cleanUp } from "./lib/cleanup.ts";
 import { apiDocs } from "./lib/docs.ts";
-import { type FileStore, cleanFilename, fileStore, mp3Filename } from "./lib/files.ts";
+import { type FileStore, fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
+import { jobIntake } from "./lib/intake.ts";
 import { limitedJson } from "./lib/json.ts";
 import { type Job, type JobStore, JOB_PHASES, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
-import { BadLink, MAX_LINK_LENGTH, checkPostedLink, linkFilename, parseAllowList } from "./lib/link.ts";
+import { MAX_LINK_LENGTH, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
-import {
-  Conflict, ContentTooLarge, HttpProblem, NotFound, Problem, Unavailable, Unauthorized, Unprocessable, UnsupportedMediaType, problemResponse, problems,
-} from "./lib/problem.ts";
-import { QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { Conflict, NotFound, Problem, Unauthorized, Unavailable, Unprocessable, problemResponse, problems } from "./lib/problem.ts";
+import { type Queue, connectQueue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
-import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./lib/upload.ts";
 import { webPage } from "./web/serve.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -50,7 +45,6 @@ const SSE_FAST_FOR_MS = 5000;
 const SSE_KEEPALIVE_MS = 15_000;
 
 // ── models ──────────────────────────────────────────────────────────────────
-const JobId = t.String({ pattern: "^[0-9a-fA-F]{24}$", description: "a job id" });
 export const JobView = t.Object({
   id: t.String(),
   status: t.UnionEnum(JOB_STATUSES),
@@ -111,9 +105,14 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   const files: FileStore = fileStore(mongo.db, { log });
   const jobs: JobStore = jobStore(mongo.db);
   const metrics = createMetrics("gateway");
-  const uploadedBytes = new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] });
-  const jobsCreated = new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] });
-  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
+  const intake = jobIntake({
+    files, jobs, queue, log,
+    maxUploadBytes: config.MAX_UPLOAD_BYTES,
+    allowList: parseAllowList(config.URL_ALLOW_HOSTS),
+    uploadedBytes: new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] }),
+    jobsCreated: new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] }),
+  });
+  const { undo } = intake;
   let keysLoaded = false;
   // On SIGTERM live event streams end (cleanly; clients reopen them elsewhere), or the
   // server, which lets requests in flight finish, would wait for jobs that may never end.
@@ -138,90 +137,6 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     const job = jobId && (await jobs.getOwned(jobId, user.id));
     if (!job) throw new NotFound("no such job");
     return job;
-  }
-
-  /** Stores one upload and queues it; nothing is left behind if any step fails. */
-  async function acceptVideo(user: Caller, stream: Readable, filename: string, declaredType: string): Promise<Job> {
-    const sniffer = videoSniffer();
-    const name = cleanFilename(filename);
-    let stored;
-    try {
-      stored = await files.upload("videos", stream, { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" }, sniffer, byteLimit(config.MAX_UPLOAD_BYTES));
-    } catch (error) {
-      stream.resume();
-      if (error instanceof TooLarge) throw new ContentTooLarge(`the video is larger than ${formatBytes(config.MAX_UPLOAD_BYTES)}`);
-      if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
-      throw error;
-    }
-    const { mime } = await sniffer.sniffed;
-    const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
-    const removeVideo = () => undo(`remove video ${stored.id}`, () => files.remove("videos", stored.id));
-    const record = await jobs
-      .create({ _id: jobId, userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime } })
-      .catch(async (error) => {
-        await undo(`remove job ${jobId}`, () => jobs.remove(jobId));
-        await removeVideo();
-        throw error;
-      });
-    await enqueue(record, removeVideo);
-    uploadedBytes.inc(stored.bytes);
-    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
-    return record;
-  }
-
-  /**
-   * A rollback step that must happen even if MongoDB is failing right now (which is often
-   * why we roll back): tried at once, then retried in the background until it works.
-   */
-  const undo = (what: string, action: () => Promise<unknown>) => cleanUp(what, action, { log }).then(() => {});
-
-  /** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
-  async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
-    try {
-      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
-    } catch (error) {
-      await undo(`remove job ${record._id}`, () => jobs.remove(record._id));
-      await removeVideo();
-      log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
-      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
-    }
-    jobsCreated.inc();
-  }
-
-  /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
-  async function acceptLink(user: Caller, body: unknown): Promise<Job> {
-    let url: URL;
-    try {
-      url = checkPostedLink((body as { url?: unknown } | undefined)?.url, allowList);
-    } catch (error) {
-      if (error instanceof BadLink) throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
-      throw error;
-    }
-    const record = await jobs.create({
-      userId: user.id, email: user.email,
-      source: { kind: "url", url: url.href, filename: linkFilename(url), bytes: 0, contentType: "application/octet-stream" },
-    });
-    await enqueue(record);
-    log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
-    return record;
-  }
-
-  async function receiveUpload(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
-    const type = request.headers.get("content-type") ?? "";
-    if (!request.body) throw new Unprocessable("the request has no body: send a video");
-    if (/^multipart\/form-data/i.test(type)) {
-      try {
-        return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename, file.contentType));
-      } catch (error) {
-        if (error instanceof BadMultipart) throw new Unprocessable(error.message);
-        throw error;
-      }
-    }
-    if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
-    }
-    if (/^application\/json/i.test(type)) return acceptLink(user, await limitedJson()({ request }));
-    throw new UnsupportedMediaType("send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}");
   }
 
   async function audioResponse(job: Job, request: Request): Promise<Response> {
@@ -261,7 +176,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(bearer(verifier))
     .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
       app
-        .post("/jobs", ({ request, user, query, status }) => receiveUpload(request, user, query).then((job) => status(202, view(job))), {
+        .post("/jobs", ({ request, user, query, status }) => intake.receive(request, user, query).then((job) => status(202, view(job))), {
           parse: "none",
           query: t.Object({ filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })) }),
           response: { 202: JobView, 400: Problem, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
@@ -364,7 +279,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
           },
         })
         // Reference-system compatibility: `curl -F file=@video.mp4 /upload` and `/download?fid=<mp3 file id>`.
-        .post("/upload", ({ request, user, status }) => receiveUpload(request, user, {}).then((job) => status(202, view(job))), {
+        .post("/upload", ({ request, user, status }) => intake.receive(request, user, {}).then((job) => status(202, view(job))), {
           parse: "none",
           response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
           detail: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
