@@ -1,6 +1,8 @@
 // Applies the committed migrations in db/migrations to MYSQL_URL over a single
 // connection: `bun run db:migrate`, the auth service with MIGRATE_ON_START, and the
-// one-shot job in compose and k3d. Already-applied migrations are skipped.
+// one-shot job in compose and k3d. Already-applied migrations are skipped. A database
+// that does not exist yet is created first (a fresh local MariaDB has none), when the
+// account may; where it may not, the server's "Unknown database" error stands.
 import { fileURLToPath } from "node:url";
 import { drizzle } from "drizzle-orm/mysql2";
 import { migrate } from "drizzle-orm/mysql2/migrator";
@@ -9,11 +11,31 @@ import { createConnection } from "mysql2/promise";
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("./migrations", import.meta.url));
 
 export async function migrateDatabase(mysqlUrl: string): Promise<void> {
-  const connection = await createConnection({ uri: mysqlUrl, timezone: "Z" });
+  const connection = await createConnection({ uri: mysqlUrl, timezone: "Z" }).catch(async (error: Error) => {
+    if ((error as { code?: string }).code !== "ER_BAD_DB_ERROR") throw error;
+    // Not allowed to create it: the missing database is the problem to report.
+    await createDatabase(mysqlUrl).catch((denied: unknown) => {
+      throw Object.assign(error, { cause: denied });
+    });
+    return createConnection({ uri: mysqlUrl, timezone: "Z" });
+  });
   try {
     await migrate(drizzle(connection), { migrationsFolder: MIGRATIONS_FOLDER });
   } finally {
     await connection.end();
+  }
+}
+
+/** Creates the database the URL names, connected to the server without one. */
+async function createDatabase(mysqlUrl: string): Promise<void> {
+  const url = new URL(mysqlUrl);
+  const name = decodeURIComponent(url.pathname.slice(1));
+  url.pathname = "/";
+  const server = await createConnection({ uri: url.toString() });
+  try {
+    await server.query(`CREATE DATABASE IF NOT EXISTS ${server.escapeId(name)}`);
+  } finally {
+    await server.end();
   }
 }
 

@@ -288,6 +288,20 @@ describe("migrations", () => {
       await empty.drop();
     }
   });
+
+  test("create the database first when it does not exist yet (a fresh local MariaDB)", async () => {
+    const missing = await createTestDatabase({ migrate: false });
+    await missing.drop(); // a name no database has
+    try {
+      await migrateDatabase(missing.url);
+      const connection = await createConnection({ uri: missing.url });
+      const [tables] = await connection.query("SHOW TABLES");
+      await connection.end();
+      expect((tables as Record<string, string>[]).map((row) => Object.values(row)[0])).toContain("users");
+    } finally {
+      await missing.drop();
+    }
+  });
 });
 
 describe("config", () => {
