@@ -2,11 +2,10 @@
 // stores it in GridFS `mp3s`, marks the job done and publishes to `mp3`.
 // Bad input fails the job once, with a reason a person understands; transient
 // trouble is retried a bounded number of times, then dead-lettered. Nothing loops.
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import ffmpeg from "fluent-ffmpeg";
@@ -23,6 +22,7 @@ import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
+import { makeJobDir, removeDeadWorkersDirs, removeJobDir } from "./lib/workdir.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const ConverterConfig = Type.Object({
@@ -43,8 +43,6 @@ export const ConverterConfig = Type.Object({
 });
 export type ConverterConfig = typeof ConverterConfig.static;
 
-/** Temp directories are named after the worker's pid, so a restarted worker can tell a dead one's. */
-const WORK_DIR_PREFIX = "m3dio-job-";
 /** Progress is written into the job at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
 /** A link job's progress: downloading fills 0-50, converting 50-100 (an upload's converting fills 0-100). */
@@ -87,13 +85,6 @@ async function probeSource(path: string): Promise<SourceInfo> {
   const seconds = Number(audio.duration) || Number(data.format.duration);
   if (!Number.isFinite(seconds) || seconds <= 0) throw new BadInput("the video's audio track is empty");
   return { audioSeconds: seconds };
-}
-
-async function probeDuration(path: string): Promise<number> {
-  const data: ffmpeg.FfprobeData = await new Promise((resolve, reject) =>
-    ffmpeg.ffprobe(path, (error, result) => (error ? reject(error) : resolve(result))),
-  );
-  return Number(data.format.duration) || 0;
 }
 
 // ── the consumer ────────────────────────────────────────────────────────────
@@ -207,20 +198,28 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   /** Converts one job; resolves when the outcome is stored and announced. */
   async function convert(job: Job, jobLog: Logger): Promise<void> {
     const started = performance.now();
-    const workDir = await mkdtemp(join(config.TMP_DIR, `${WORK_DIR_PREFIX}${process.pid}-${job._id}-`));
+    const workDir = await makeJobDir(config.TMP_DIR, job._id.toHexString());
     let audioFileId: ObjectId | undefined;
     try {
       const input = join(workDir, "input");
       const output = join(workDir, "output.mp3");
       if (!job.videoFileId) throw new BadInput("the job has no video");
       // Spool to a file: an MP4 with its index at the end cannot be read from a pipe.
-      await pipeline(files.download("videos", job.videoFileId), createWriteStream(input));
-      bytesIn.inc((await stat(input)).size);
-      const source = await probeSource(input);
+      bytesIn.inc(await files.saveToFile("videos", job.videoFileId, input));
       checkHandBack();
-      await transcode(job._id, input, output, source.audioSeconds, job.source.kind === "url" ? DOWNLOAD_SHARE : 0);
+      // ffprobe runs beside ffmpeg rather than before it: its answer is needed only for
+      // progress and for the check below, and waiting for it cost ~60 ms per job.
+      const probing = probeSource(input);
+      probing.catch(() => running.get(job._id.toHexString())?.kill()); // bad input: stop ffmpeg too
+      const encoding = transcode(job._id, input, output, probing, job.source.kind === "url" ? DOWNLOAD_SHARE : 0);
+      const [probe, encoded] = await Promise.allSettled([probing, encoding]);
+      if (probe.status === "rejected") throw probe.reason; // names the cause better than ffmpeg's failure
+      if (encoded.status === "rejected") throw encoded.reason;
+      const source = probe.value;
+      // ffmpeg can exit 0 having written a useless file: the MP3 must last as long as the audio.
+      // Its length is ffmpeg's own count of what it encoded, not a second ffprobe (~50 ms).
+      const durationSec = encoded.value;
       const produced = await stat(output);
-      const durationSec = await probeDuration(output).catch(() => 0);
       const tolerance = Math.max(1, source.audioSeconds * 0.02);
       if (produced.size === 0 || Math.abs(durationSec - source.audioSeconds) > tolerance) {
         throw new BadInput(`the video seems damaged: its audio should last ${source.audioSeconds.toFixed(1)} s but only ${durationSec.toFixed(1)} s could be read`);
@@ -246,23 +245,34 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     } finally {
       // If the store is away this leaves the file; the attempt that finishes the job removes it.
       if (audioFileId) await dropUnclaimedMp3(job._id, audioFileId).catch(() => {});
-      await rm(workDir, { recursive: true, force: true });
+      await removeJobDir(workDir);
     }
   }
 
-  function transcode(jobId: ObjectId, input: string, output: string, totalSeconds: number, progressFrom: number): Promise<void> {
+  /** Runs ffmpeg; resolves with the seconds of audio it wrote (its last `time=` report). */
+  function transcode(jobId: ObjectId, input: string, output: string, probing: Promise<SourceInfo>, progressFrom: number): Promise<number> {
+    let totalSeconds = 0; // known once the probe answers; until then no progress is shown
+    probing.then((source) => (totalSeconds = source.audioSeconds), () => {});
     return new Promise((resolve, reject) => {
       let lastWrite = 0;
-      const command = ffmpeg(input).noVideo().audioCodec("libmp3lame");
+      let writtenSeconds = 0;
+      let killed = false;
+      // The MP3 starts at 0 even when the audio starts later than the video, so ffmpeg's
+      // time= counts the audio's length, not its offset plus its length.
+      const command = ffmpeg(input).noVideo().audioFilters("asetpts=PTS-STARTPTS").audioCodec("libmp3lame");
       if (config.MP3_BITRATE_KBPS) command.audioBitrate(config.MP3_BITRATE_KBPS);
       else command.addOutputOption("-q:a", String(config.MP3_QUALITY));
       command
         .format("mp3")
-        .on("progress", (progress: { timemark?: string }) => {
+        // Not fluent-ffmpeg's "progress" event: listening to it makes it run ffprobe once more.
+        .on("stderr", (line: string) => {
+          const time = /time=\s*(\d+:\d+:\d+(?:\.\d+)?)/.exec(line)?.[1];
+          if (!time) return;
+          writtenSeconds = timemarkSeconds(time);
           const now = Date.now();
-          if (now - lastWrite < PROGRESS_INTERVAL_MS || !progress.timemark) return;
+          if (now - lastWrite < PROGRESS_INTERVAL_MS || !totalSeconds) return;
           lastWrite = now;
-          const done = timemarkSeconds(progress.timemark) / totalSeconds;
+          const done = writtenSeconds / totalSeconds;
           void jobs.setProgress(jobId, Math.min(99, progressFrom + done * (100 - progressFrom))).catch(() => {});
         })
         .on("error", (error: Error) => {
@@ -273,11 +283,18 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
         })
         .on("end", () => {
           running.delete(jobId.toHexString());
-          resolve();
+          resolve(writtenSeconds);
         })
+        // fluent-ffmpeg spawns ffmpeg only after checking its capabilities; a kill before
+        // that finds no process, so the start is checked against it too.
+        .on("start", () => killed && command.kill("SIGKILL"))
         .save(output);
-      running.set(jobId.toHexString(), { kill: () => command.kill("SIGKILL") });
-      if (handingBack) command.kill("SIGKILL");
+      const kill = () => {
+        killed = true;
+        command.kill("SIGKILL");
+      };
+      running.set(jobId.toHexString(), { kill });
+      if (handingBack) kill();
     });
   }
 
@@ -349,7 +366,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   return {
     app,
     async start() {
-      await removeDeadWorkersFiles(config.TMP_DIR, log);
+      await removeDeadWorkersDirs(config.TMP_DIR, log);
       await jobs.ensureIndexes();
       await queue.consume<VideoMessage>(
         QUEUES.video,
@@ -369,27 +386,6 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     },
     running: () => running.size,
   };
-}
-
-/** A worker killed outright (SIGKILL, OOM) leaves its spool behind; remove those of dead pids. */
-async function removeDeadWorkersFiles(dir: string, log: Logger) {
-  const entries = await readdir(dir).catch(() => [] as string[]);
-  for (const entry of entries) {
-    const pid = Number(entry.slice(WORK_DIR_PREFIX.length).split("-")[0]);
-    if (!entry.startsWith(WORK_DIR_PREFIX) || !pid) continue;
-    if (pid !== process.pid && isAlive(pid)) continue;
-    await rm(join(dir, entry), { recursive: true, force: true });
-    log.info({ dir: entry }, "removed a dead worker's temp directory");
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 function timemarkSeconds(timemark: string): number {

@@ -109,6 +109,20 @@ describe("in-process conversions", () => {
     });
   }
 
+  test("a video whose audio starts late becomes an MP3 as long as the audio, not the video", async () => {
+    const video = await makeVideo({ seconds: 9, audioStartSec: 3 });
+    const source = await probe(video);
+    expect(source.streams).toContain("audio:aac");
+    const id = await queueJob(video, "late-audio.mp4");
+    const job = await waitForJob(id);
+    expect(job.error).toBeUndefined();
+    expect(job.status).toBe("done");
+    const mp3 = await probe(await downloadMp3(job));
+    expect(Math.abs(mp3.durationSec - 6)).toBeLessThan(0.3);
+    expect(job.audio?.durationSec).toBeCloseTo(mp3.durationSec, 0);
+    await takeMp3Messages();
+  });
+
   const bad: [string, () => Promise<string | Buffer>, string][] = [
     ["a video without audio", () => makeVideo({ audio: false }), "the video has no audio track"],
     ["a zero-byte file", async () => Buffer.alloc(0), "the file is empty"],
@@ -248,7 +262,8 @@ describe("as real processes", () => {
   }, 180_000);
 
   test("SIGTERM with a grace period too short hands the job back (requeued, attempt not counted)", async () => {
-    const video = await makeVideo({ seconds: 240, size: "64x36" });
+    // 10 minutes of audio keep ffmpeg busy for seconds, so the signal lands mid-conversion.
+    const video = await makeVideo({ seconds: 600, size: "64x36" });
     const child = Bun.spawn([process.execPath, "converter.ts"], {
       cwd: join(import.meta.dir, ".."),
       env: { ...process.env, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, PORT: "0", LOG_LEVEL: "silent", MP3_QUALITY: "0", SHUTDOWN_GRACE_MS: "0" },

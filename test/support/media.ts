@@ -12,15 +12,17 @@ export interface VideoOptions {
   /** MP4/MOV: index (moov) at the front; the default leaves it at the end, as cameras do */
   faststart?: boolean;
   size?: string;
+  /** the audio begins this many seconds after the video (and ends with it) */
+  audioStartSec?: number;
 }
 
 const workDir = mkdtempSync(join(tmpdir(), "m3dio-media-"));
 let counter = 0;
 
-export async function makeVideo({ seconds = 2, format = "mp4", audio = true, faststart = false, size = "160x90" }: VideoOptions = {}) {
+export async function makeVideo({ seconds = 2, format = "mp4", audio = true, faststart = false, size = "160x90", audioStartSec = 0 }: VideoOptions = {}) {
   const path = join(workDir, `video-${++counter}.${format}`);
   const args = ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=${size}:rate=15`];
-  if (audio) args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`);
+  if (audio) args.push(...(audioStartSec ? ["-itsoffset", String(audioStartSec)] : []), "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds - audioStartSec}`);
   if (format === "webm") args.push("-c:v", "libvpx", "-b:v", "200k", ...(audio ? ["-c:a", "libopus"] : []));
   else if (format === "mp4" || format === "mov" || format === "mkv") args.push("-c:v", "libx264", "-preset", "ultrafast", ...(audio ? ["-c:a", "aac"] : []));
   if (faststart) args.push("-movflags", "+faststart");
