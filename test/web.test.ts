@@ -1,78 +1,35 @@
-// The web page in headless Chromium against the real stack: auth on a local port,
-// the gateway listening on 127.0.0.1 (so the browser can load it), an in-process
-// converter with real ffmpeg, real RabbitMQ (a vhost of its own), MariaDB and
-// MongoDB (MONGODB_URL or the stand-in). Each test is one person's visit, checked
-// by what the page shows. Screenshots land in test-artifacts/.
+// The web page in headless Chromium against the real stack (test/support/web-stack.ts):
+// each test is one person's visit, checked by what the page shows. Screenshots land
+// in test-artifacts/. The API client's pure parts are in web-client.test.ts.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Locator, Page } from "playwright-core";
-import { AuthConfig, createAuth } from "../auth.ts";
-import { ConverterConfig, createConverter } from "../converter.ts";
-import { GatewayConfig, createGateway } from "../gateway.ts";
-import { jwksVerifier } from "../lib/bearer.ts";
-import { parseConfig } from "../lib/config.ts";
+import type { Browser } from "playwright-core";
 import { jobStore } from "../lib/jobs.ts";
-import { createLogger } from "../lib/log.ts";
-import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { connectQueue, type Queue } from "../lib/queue.ts";
-import { ApiError, SseParser, describeError } from "../web/api.ts";
-import { webPage } from "../web/serve.ts";
-import { launchBrowser, openPage, type TestPage } from "./support/browser.ts";
-import { makeVideo, probe } from "./support/media.ts";
-import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
-import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
-import { createTestVhost } from "./support/rabbit.ts";
+import type { Mongo } from "../lib/mongo.ts";
+import { openPage, type TestPage } from "./support/browser.ts";
+import { probe } from "./support/media.ts";
+import {
+  PASSWORD, alert, audioReady, chooseFile, jobItem, logIn, loggedIn, recordBadges, textOf, webStack,
+} from "./support/web-stack.ts";
 
 const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
 const MAX_UPLOAD_BYTES = 2 * 1024 * 1024;
 const VIDEO_SECONDS = 3;
-const log = createLogger("web-test", "silent");
-const tmp = mkdtempSync(join(tmpdir(), "m3dio-web-test-"));
 // A browser, real conversions and argon2 logins: more than bun's 5 s default (bunfig's `timeout` is not applied).
 setDefaultTimeout(60_000);
 
-let database: TestDatabase;
-let auth: Awaited<ReturnType<typeof createAuth>>;
-let mongo: Mongo;
-let mongoUrl: string;
-let vhost: Awaited<ReturnType<typeof createTestVhost>>;
-let gatewayQueue: Queue;
-let converterQueue: Queue;
-let gateway: ReturnType<typeof createGateway>;
-let converter: ReturnType<typeof createConverter>;
+const stack = webStack({ maxUploadBytes: MAX_UPLOAD_BYTES, videoSeconds: VIDEO_SECONDS });
 let browser: Browser;
 let base: string;
+let mongo: Mongo;
 let video: Buffer;
+let tmp: string;
 const pages: TestPage[] = [];
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  database = await createTestDatabase();
-  auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
-  auth.app.listen({ port: 0, hostname: "127.0.0.1" });
-  const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
-  mongoUrl = await testMongoUrl();
-  mongo = await connectMongo(mongoUrl);
-  vhost = await createTestVhost();
-  gatewayQueue = await connectQueue(vhost.url, log);
-  converterQueue = await connectQueue(vhost.url, log);
-  const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) });
-  gateway = createGateway({ config, log, mongo, queue: gatewayQueue, verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
-  // A no-op once gateway.ts mounts the page itself: Elysia keeps one copy of a named plugin.
-  gateway.app.use(webPage());
-  gateway.app.listen({ port: 0, hostname: "127.0.0.1" });
-  base = `http://127.0.0.1:${gateway.app.server!.port}`;
-  converter = createConverter({
-    config: parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, LOG_LEVEL: "silent" }),
-    log,
-    mongo,
-    queue: converterQueue,
-  });
-  await converter.start();
-  video = readFileSync(await makeVideo({ seconds: VIDEO_SECONDS }));
-  browser = await launchBrowser();
+  ({ browser, base, mongo, video, tmp } = await stack.start());
 });
 
 // Each test's pages go when it ends, so no stream or poll of one test runs into the next.
@@ -80,24 +37,10 @@ afterEach(async () => {
   for (const page of pages.splice(0)) await page.close().catch(() => {});
 });
 
-afterAll(async () => {
-  await browser?.close();
-  await converter?.stop(5000);
-  await gateway?.app.stop(true);
-  await converterQueue?.close();
-  await gatewayQueue?.close();
-  await vhost?.drop();
-  await mongo?.close();
-  if (mongoUrl) await dropTestDatabase(mongoUrl);
-  await auth?.app.stop(true);
-  await auth?.close();
-  await database?.drop();
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => stack.stop());
 
 // ── helpers ─────────────────────────────────────────────────────────────────
 let userCounter = 0;
-const PASSWORD = "a good long password";
 const newEmail = () => `web${++userCounter}.${Date.now()}@example.com`;
 
 async function visit(options: Parameters<typeof openPage>[2] = {}): Promise<TestPage> {
@@ -114,47 +57,6 @@ async function registerByApi(email = newEmail()) {
   const { token } = (await login.json()) as { token: string };
   const userId = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).sub as string;
   return { email, token, userId };
-}
-
-async function logIn(page: Page, email: string, password = PASSWORD) {
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Log in" }).click();
-}
-
-async function loggedIn(page: Page, email: string) {
-  await page.getByText(`Logged in as ${email}`).waitFor();
-  await page.getByRole("heading", { name: "Convert a video to MP3" }).waitFor();
-}
-
-/** Picks a file the way a person does: the button opens the file chooser. */
-async function chooseFile(page: Page, file: { name: string; mimeType: string; buffer: Buffer }) {
-  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Choose a video" }).click()]);
-  await chooser.setFiles(file);
-}
-
-const jobItem = (page: Page, name: string) => page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
-const alert = (page: Page) => page.getByRole("alert");
-const textOf = async (locator: Locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
-
-/** The job's player, once it is shown and knows the MP3's duration. */
-async function audioReady(page: Page, item: Locator) {
-  const audio = item.getByLabel(/^MP3 of /);
-  await audio.waitFor();
-  await page.waitForFunction((element) => (element as HTMLAudioElement).readyState >= 1, await audio.elementHandle());
-  return audio;
-}
-
-/** Records every text the job's status badge shows, to prove it changed live on one page load. */
-async function recordBadges(page: Page) {
-  await page.evaluate(() => {
-    const seen: string[] = ((window as unknown as { badgeLog: string[] }).badgeLog = []);
-    const note = () => {
-      for (const badge of document.querySelectorAll(".badge")) if (seen.at(-1) !== badge.textContent) seen.push(badge.textContent ?? "");
-    };
-    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
-  });
-  return () => page.evaluate(() => (window as unknown as { badgeLog: string[] }).badgeLog);
 }
 
 // ── the page itself ─────────────────────────────────────────────────────────
@@ -460,37 +362,5 @@ describe("links", () => {
     release();
     await item.getByText("Could not convert: the link answered 404 Not Found").waitFor();
     expect(await page.getByLabel("Or paste a link to a video").inputValue()).toBe("");
-  });
-});
-
-// ── the small pure parts ─────────────────────────────────────────────────────
-describe("the page's API client", () => {
-  test("the event-stream parser survives chunks split anywhere, CRLF, comments and multi-line data", () => {
-    const stream = ': keep-alive\r\nevent: status\r\nid: 7\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: deleted\ndata: {"id":"x"}\n\ndata: plain\n\n';
-    for (const size of [1, 2, 3, 7, stream.length]) {
-      const parser = new SseParser();
-      const events = [];
-      for (let i = 0; i < stream.length; i += size) events.push(...parser.push(stream.slice(i, i + size)));
-      expect(events).toEqual([
-        { event: "status", id: "7", data: '{"a":\n1}' },
-        { event: "deleted", id: "7", data: '{"id":"x"}' },
-        { event: "message", id: "7", data: "plain" },
-      ]);
-    }
-  });
-
-  test("every error the API gives is worded for a person, with the API's detail", () => {
-    const problem = (status: number, detail?: string, retryAfter?: number) => new ApiError(status, { status, detail }, retryAfter);
-    expect(describeError(problem(0), "upload")).toEqual({ title: "Can't reach m3dio.", detail: "Check your connection and try again." });
-    expect(describeError(problem(401, "wrong email or password"), "login")).toEqual({ title: "Wrong email or password." });
-    expect(describeError(problem(413, "the video is larger than 2 GiB"), "upload", "a.mp4")).toEqual({ title: "“a.mp4” is too large to upload.", detail: "The video is larger than 2 GiB." });
-    expect(describeError(problem(415, "the file is not a video"), "upload", "a.txt").title).toBe("“a.txt” isn't a video we can convert.");
-    expect(describeError(problem(422, "bad url"), "link")).toEqual({ title: "That link can't be used.", detail: "Bad url." });
-    expect(describeError(problem(429, "slow down", 900), "login").title).toBe("Too many attempts. Please wait 15 minutes before trying again.");
-    expect(describeError(problem(503, "storage is briefly unavailable; try again shortly", 5), "upload")).toEqual({
-      title: "m3dio is briefly unavailable. Please try again in 5 seconds.",
-      detail: "Storage is briefly unavailable; try again shortly.",
-    });
-    expect(describeError(problem(500), "job").title).toBe("Something went wrong on our side. Please try again.");
   });
 });

@@ -39,10 +39,8 @@
 // (every variable of the four config schemas is removed first) nor a `.env` file
 // (`--no-env-file`): only what is set here and in `options.env`.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Subprocess } from "bun";
 import * as jose from "jose";
 import { AuthConfig } from "../../auth.ts";
 import { ConverterConfig } from "../../converter.ts";
@@ -52,9 +50,11 @@ import { dropTestDatabase, testMongoUrl, withDatabase } from "./mongo.ts";
 import { createTestDatabase, type TestDatabase } from "./mysql.ts";
 import { createTestVhost, type TestVhost } from "./rabbit.ts";
 import { startResendStandin } from "./resend.ts";
+import { type LogEntry, type ServiceName, type ServiceProcess, freePort, isRunning, nameOf, parseLine, readLines, tail, within } from "./service-process.ts";
 import { type TcpProxy, startTcpProxy } from "./tcp-proxy.ts";
 
-export type ServiceName = "auth" | "gateway" | "converter" | "notifier";
+export type { LogEntry, ServiceName, ServiceProcess };
+
 export const SERVICE_NAMES: readonly ServiceName[] = ["auth", "gateway", "converter", "notifier"];
 
 export interface SystemOptions {
@@ -70,20 +70,6 @@ export interface SystemOptions {
   proxy?: { mongodb?: boolean; rabbitmq?: boolean };
   /** A MongoDB server (`mongodb://host:port`) for this system's database instead of MONGODB_URL or the in-process stand-in. */
   mongoServer?: string;
-}
-
-export interface ServiceProcess {
-  name: ServiceName;
-  /** 0 for every service but the converters, which are numbered from 0. */
-  index: number;
-  port: number;
-  /** `http://127.0.0.1:<port>` (health and metrics for the workers). */
-  url: string;
-  child: Subprocess<"ignore", "pipe", "pipe">;
-  /** Every line the process wrote, stdout (pino JSON) and stderr (e.g. a config error or a crash), in order. */
-  logs: string[];
-  /** Resolves with the exit code (128 + signal number when killed by a signal) once the process ended. */
-  exited: Promise<number>;
 }
 
 /** A service by name (the first of its kind, index 0) or the process itself. */
@@ -136,13 +122,9 @@ export interface System {
   stop(): Promise<void>;
 }
 
-/** A parsed log line; non-JSON lines (stderr) come as `{ msg: line, raw: true }`. */
-export type LogEntry = { msg?: string; level?: string; service?: string; raw?: boolean } & Record<string, unknown>;
-
 const ROOT = resolve(import.meta.dir, "../..");
 const STOP_TIMEOUT_MS = 15_000;
 const KILL_TIMEOUT_MS = 30_000;
-const LOG_TAIL = 60;
 const EXIT_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /** Every variable a service reads: removed from the inherited environment so the test's own cannot leak in. */
@@ -417,64 +399,4 @@ function singleHost(url: string, hostPart: RegExp): { host: string; port: number
 /** The same URL (credentials, path, query) with its host:port replaced by the proxy's. */
 function throughProxy(url: string, proxy: TcpProxy): string {
   return url.replace(/^([a-z+]+:\/\/(?:[^@/]*@)?)[^/?,]+/, `$1127.0.0.1:${proxy.port}`);
-}
-
-function isRunning(service: ServiceProcess): boolean {
-  return service.child.exitCode === null && service.child.signalCode === null;
-}
-
-function nameOf(service: ServiceProcess): string {
-  return `${service.name}${service.name === "converter" ? ` #${service.index}` : ""} (pid ${service.child.pid}, port ${service.port})`;
-}
-
-function tail(service: ServiceProcess): string {
-  const lines = service.logs.slice(-LOG_TAIL);
-  return lines.length ? `--- last ${lines.length} log lines of ${service.name} ---\n${lines.join("\n")}` : `--- ${service.name} wrote nothing ---`;
-}
-
-function parseLine(line: string): LogEntry {
-  try {
-    const value = JSON.parse(line);
-    if (value && typeof value === "object") return value as LogEntry;
-  } catch {}
-  return { msg: line, raw: true };
-}
-
-async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-  const decoder = new TextDecoder();
-  let pending = "";
-  for await (const chunk of stream) {
-    const lines = (pending + decoder.decode(chunk, { stream: true })).split("\n");
-    pending = lines.pop() ?? "";
-    for (const line of lines) if (line.trim()) onLine(line);
-  }
-  if (pending.trim()) onLine(pending);
-}
-
-/** The value if `promise` settles within `ms`, else undefined. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A port nothing listens on (bound on all interfaces, as the services bind, then released). */
-async function freePort(avoid: number[]): Promise<number> {
-  for (let tries = 0; tries < 20; tries++) {
-    const port = await new Promise<number>((resolvePort, reject) => {
-      const server = createServer();
-      server.once("error", reject);
-      server.listen(0, "0.0.0.0", () => {
-        const address = server.address();
-        const chosen = typeof address === "object" && address ? address.port : 0;
-        server.close(() => resolvePort(chosen));
-      });
-    });
-    if (port && !avoid.includes(port)) return port;
-  }
-  throw new Error("system: could not find a free port");
 }

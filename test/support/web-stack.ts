@@ -1,0 +1,136 @@
+// The stack the web page tests drive, in one process but for the browser: auth on a
+// local port, the gateway listening on 127.0.0.1 (so Chromium can load the page), an
+// in-process converter with real ffmpeg, real RabbitMQ (a vhost of its own), MariaDB
+// and MongoDB (MONGODB_URL or the stand-in); and the small steps a person takes on the
+// page (log in, choose a file, find a job), for test/web.test.ts.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, Locator, Page } from "playwright-core";
+import { AuthConfig, createAuth } from "../../auth.ts";
+import { ConverterConfig, createConverter } from "../../converter.ts";
+import { GatewayConfig, createGateway } from "../../gateway.ts";
+import { jwksVerifier } from "../../lib/bearer.ts";
+import { parseConfig } from "../../lib/config.ts";
+import { createLogger } from "../../lib/log.ts";
+import { connectMongo, type Mongo } from "../../lib/mongo.ts";
+import { connectQueue } from "../../lib/queue.ts";
+import { webPage } from "../../web/serve.ts";
+import { launchBrowser } from "./browser.ts";
+import { makeVideo } from "./media.ts";
+import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
+import { createTestDatabase } from "./mysql.ts";
+import { createTestVhost } from "./rabbit.ts";
+
+export interface WebStack {
+  /** The gateway's address, where the page is. */
+  base: string;
+  browser: Browser;
+  mongo: Mongo;
+  /** A short MP4 with audio, `videoSeconds` long. */
+  video: Buffer;
+  /** A temp directory of the test's own (downloads), removed by stop(). */
+  tmp: string;
+}
+
+/**
+ * The stack, to start in beforeAll and stop in afterAll. `stop()` takes down whatever
+ * was started, also after a failed or timed-out `start()`, and then reports every step
+ * that failed.
+ */
+export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: number; videoSeconds: number }) {
+  const log = createLogger("web-test", "silent");
+  const stops: (() => Promise<unknown> | unknown)[] = [];
+
+  async function start(): Promise<WebStack> {
+    const tmp = mkdtempSync(join(tmpdir(), "m3dio-web-test-"));
+    stops.push(() => rmSync(tmp, { recursive: true, force: true }));
+    const database = await createTestDatabase();
+    stops.push(() => database.drop());
+    const auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
+    stops.push(() => auth.close(), () => auth.app.stop(true));
+    auth.app.listen({ port: 0, hostname: "127.0.0.1" });
+    const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
+    const mongoUrl = await testMongoUrl();
+    stops.push(() => dropTestDatabase(mongoUrl));
+    const mongo = await connectMongo(mongoUrl);
+    stops.push(() => mongo.close());
+    const vhost = await createTestVhost();
+    stops.push(() => vhost.drop());
+    const gatewayQueue = await connectQueue(vhost.url, log);
+    stops.push(() => gatewayQueue.close());
+    const converterQueue = await connectQueue(vhost.url, log);
+    stops.push(() => converterQueue.close());
+    const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, MAX_UPLOAD_BYTES: String(maxUploadBytes) });
+    const gateway = createGateway({ config, log, mongo, queue: gatewayQueue, verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
+    // A no-op once gateway.ts mounts the page itself: Elysia keeps one copy of a named plugin.
+    gateway.app.use(webPage());
+    gateway.app.listen({ port: 0, hostname: "127.0.0.1" });
+    stops.push(() => gateway.app.stop(true));
+    const converter = createConverter({
+      config: parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, LOG_LEVEL: "silent" }),
+      log,
+      mongo,
+      queue: converterQueue,
+    });
+    stops.push(() => converter.stop(5000));
+    await converter.start();
+    const video = readFileSync(await makeVideo({ seconds: videoSeconds }));
+    const browser = await launchBrowser();
+    stops.push(() => browser.close());
+    return { base: `http://127.0.0.1:${gateway.app.server!.port}`, browser, mongo, video, tmp };
+  }
+
+  /** Undoes what start() did, newest first; every step is tried, then the failures are thrown together. */
+  async function stop(): Promise<void> {
+    const failures: unknown[] = [];
+    for (const step of stops.splice(0).reverse()) await Promise.resolve().then(step).catch((error: unknown) => failures.push(error));
+    if (failures.length) throw new AggregateError(failures, `web stack: ${failures.length} teardown step(s) failed`);
+  }
+
+  return { start, stop };
+}
+
+// ── a person's steps on the page ────────────────────────────────────────────
+export const PASSWORD = "a good long password";
+
+export async function logIn(page: Page, email: string, password = PASSWORD) {
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+}
+
+export async function loggedIn(page: Page, email: string) {
+  await page.getByText(`Logged in as ${email}`).waitFor();
+  await page.getByRole("heading", { name: "Convert a video to MP3" }).waitFor();
+}
+
+/** Picks a file the way a person does: the button opens the file chooser. */
+export async function chooseFile(page: Page, file: { name: string; mimeType: string; buffer: Buffer }) {
+  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Choose a video" }).click()]);
+  await chooser.setFiles(file);
+}
+
+export const jobItem = (page: Page, name: string) => page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
+export const alert = (page: Page) => page.getByRole("alert");
+export const textOf = async (locator: Locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
+
+/** The job's player, once it is shown and knows the MP3's duration. */
+export async function audioReady(page: Page, item: Locator) {
+  const audio = item.getByLabel(/^MP3 of /);
+  await audio.waitFor();
+  await page.waitForFunction((element) => (element as HTMLAudioElement).readyState >= 1, await audio.elementHandle());
+  return audio;
+}
+
+/** Records every text the job's status badge shows, to prove it changed live on one page load. */
+export async function recordBadges(page: Page) {
+  await page.evaluate(() => {
+    const seen: string[] = ((window as unknown as { badgeLog: string[] }).badgeLog = []);
+    const note = () => {
+      for (const badge of document.querySelectorAll(".badge")) if (seen.at(-1) !== badge.textContent) seen.push(badge.textContent ?? "");
+    };
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  return () => page.evaluate(() => (window as unknown as { badgeLog: string[] }).badgeLog);
+}
