@@ -12,6 +12,7 @@ export async function drive(concurrency: number, durationMs: number, operation: 
   const latencies: number[] = [];
   const deadline = performance.now() + durationMs;
   let errors = 0;
+  let firstError: string | undefined;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < deadline) {
@@ -19,15 +20,17 @@ export async function drive(concurrency: number, durationMs: number, operation: 
         try {
           await operation();
           latencies.push(performance.now() - start);
-        } catch {
+        } catch (error) {
           errors++;
+          firstError ??= (error as Error).message;
         }
       }
     }),
   );
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { count: latencies.length, errors, perSecond: latencies.length / (durationMs / 1000), p50: at(0.5), p99: at(0.99) };
+  if (latencies.length === 0) throw new Error(`every operation failed (${errors}), the first with: ${firstError}`);
+  return { count: latencies.length, errors, firstError, perSecond: latencies.length / (durationMs / 1000), p50: at(0.5), p99: at(0.99) };
 }
 
 // ── processes, memory and media for the service benchmarks ──────────────────
