@@ -21,17 +21,39 @@ export async function waitForJob(
   }
 }
 
-/** Takes every message `queue` holds on the vhost at `amqpUrl`, parsed. */
-export async function drainQueue<T = { jobId: string; status: string }>(amqpUrl: string, queue: QueueName | `${QueueName}.dead`): Promise<T[]> {
+/**
+ * Takes every message `queue` holds on the vhost at `amqpUrl`, parsed, waiting up to `timeoutMs`
+ * for at least `expected` of them: a worker publishes after it updates the job, so a test that saw
+ * the job finish may ask before the message is there.
+ */
+export async function drainQueue<T = { jobId: string; status: string }>(
+  amqpUrl: string,
+  queue: QueueName | `${QueueName}.dead`,
+  expected = 0,
+  timeoutMs = 10_000,
+): Promise<T[]> {
   const connection = await amqp.connect(amqpUrl);
   try {
     const channel = await connection.createChannel();
     const messages: T[] = [];
-    for (let message = await channel.get(queue, { noAck: true }); message; message = await channel.get(queue, { noAck: true })) {
-      messages.push(JSON.parse(message.content.toString()) as T);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const message = await channel.get(queue, { noAck: true });
+      if (message) messages.push(JSON.parse(message.content.toString()) as T);
+      else if (messages.length >= expected || Date.now() > deadline) return messages;
+      else await Bun.sleep(50);
     }
-    return messages;
   } finally {
     await connection.close();
+  }
+}
+
+/** Reads `read()` until `settled` holds or `timeoutMs` passes; returns the last value for the test to assert (work a worker does after the job is marked). */
+export async function settle<T>(read: () => Promise<T>, settled: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (settled(value) || Date.now() > deadline) return value;
+    await Bun.sleep(50);
   }
 }
