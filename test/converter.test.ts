@@ -42,8 +42,9 @@ afterAll(async () => {
   await mongo?.close();
   if (mongoUrl) await dropTestDatabase(mongoUrl);
 });
-afterEach(() => {
-  expect(readdirSync(tmp)).toEqual([]); // every temp directory is gone, whatever happened
+afterEach(async () => {
+  // Every temp directory is gone, whatever happened (the worker removes it last, after the job reads done).
+  expect(await settle(async () => readdirSync(tmp), (left) => left.length === 0)).toEqual([]);
 });
 
 function converterConfig(overrides: Record<string, string> = {}) {
@@ -236,8 +237,8 @@ describe("as real processes", () => {
     const job = await waitForJob(id, ["done", "failed"], 120_000);
     expect(job.status).toBe("done");
     expect(job.attempts).toBe(2);
+    expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]); // announced after stray MP3s are removed
     expect(await mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": id.toHexString() })).toBe(1);
-    expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]);
     second.kill("SIGTERM");
     expect(await second.exited).toBe(0);
   }, 180_000);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
-import { bytesOf, client, emailsByKey, eventually, inspectStores, type JobView, pacedFfmpeg, type User } from "./support.ts";
+import { bytesOf, client, emailsByKey, eventually, settledStores, type JobView, pacedFfmpeg, type User } from "./support.ts";
 
 const CUT_MS = 4000;
 
@@ -44,7 +44,7 @@ async function expectAllDoneOnce(user: User, accepted: JobView[]) {
   const mine = system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey);
   expect([...new Set(mine)].sort()).toEqual(keys);
   for (const key of keys) expect({ key, sent: emailsByKey(system).get(key) }).toEqual({ key, sent: 1 });
-  const stores = await inspectStores(system);
+  const stores = await settledStores(system);
   expect(stores.problems).toEqual([]);
   for (const job of accepted) expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });
   return stores;

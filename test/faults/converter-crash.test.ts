@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { GridFSBucket, MongoClient, ObjectId } from "mongodb";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
-import { bytesOf, client, emailsByKey, eventually, inspectStores, pacedFfmpeg } from "./support.ts";
+import { bytesOf, client, emailsByKey, eventually, settledStores, pacedFfmpeg } from "./support.ts";
 
 const VIDEO_SECONDS = 20;
 const PACE = 5; // ffmpeg reads at 5× real time: about 4 s per conversion, long enough to be killed in the middle
@@ -65,7 +65,7 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
     expect(system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey)).toEqual([key]);
     expect(emailsByKey(system).get(key)).toBe(1);
 
-    const stores = await inspectStores(system);
+    const stores = await settledStores(system);
     expect(stores.problems).toEqual([]);
     expect(stores.mp3sPerJob.get(job.id)).toBe(1);
     const audio = await http.call(`/jobs/${job.id}/audio`, { headers: user.headers });
@@ -96,7 +96,7 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
     const done = await http.finished(user, job.id, 40_000);
     expect(done.status).toBe("done");
     await eventually("the email", () => emailsByKey(system).get(`job-${job.id}-done`), 15_000);
-    const stores = await inspectStores(system);
+    const stores = await settledStores(system);
     expect(stores.problems).toEqual([]);
     expect(stores.mp3sPerJob.get(job.id)).toBe(1);
   }, 90_000);

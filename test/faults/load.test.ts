@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
 import { runLoad } from "./load.ts";
-import { bytesOf, eventually, inspectStores, startMongoProcess } from "./support.ts";
+import { bytesOf, eventually, settledStores, startMongoProcess } from "./support.ts";
 
 const USERS = 50;
 const LOAD_SECONDS = Number(process.env.LOAD_SECONDS) || 20;
@@ -46,6 +46,6 @@ describe("load", () => {
     expect(result.jobs.accepted).toBeGreaterThanOrEqual(USERS); // everyone got at least one through
     expect(result.jobs).toEqual({ accepted: result.jobs.accepted, done: result.jobs.accepted, failed: 0, unfinished: 0 });
     await eventually("an email per job", () => system.resend!.delivered() === result.jobs.accepted, 30_000, 250);
-    expect((await inspectStores(system)).problems).toEqual([]);
+    expect((await settledStores(system)).problems).toEqual([]);
   }, 240_000);
 });

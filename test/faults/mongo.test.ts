@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
 import {
-  bytesOf, client, emailsByKey, eventually, followEvents, inspectStores, type JobView, noisyVideo, pacedFfmpeg, startMongoProcess, trickle,
+  bytesOf, client, emailsByKey, eventually, followEvents, settledStores, type JobView, noisyVideo, pacedFfmpeg, startMongoProcess, trickle,
 } from "./support.ts";
 
 const CUT_MS = 8000; // past the services' serverSelectionTimeoutMS (5 s): requests during the cut fail rather than wait it out
@@ -102,10 +102,7 @@ describe("MongoDB away for a few seconds", () => {
     await eventually("an email per job", () => keys.every((key) => emailsByKey(system).has(key)), 20_000);
 
     // Work is settled; give a deferred clean-up its time, then nothing may be half-written or orphaned.
-    const stores = await eventually("the stores consistent", async () => {
-      const report = await inspectStores(system);
-      return report.problems.length === 0 && report;
-    }, 15_000, 500).catch(async () => inspectStores(system));
+    const stores = await settledStores(system);
     expect(stores.problems).toEqual([]);
     expect(stores.jobs.map((job) => job.id).sort()).toEqual(accepted.map((job) => job.id).sort()); // a 503 kept no job
     for (const job of accepted) expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });

@@ -154,6 +154,19 @@ export interface StoreReport {
 }
 
 /**
+ * The stores' report once they agree, or the last report after `timeoutMs`: a worker finishes
+ * some clean-up (the source video's removal, files then chunks) after the job reads done.
+ */
+export async function settledStores(system: System, timeoutMs = 15_000): Promise<StoreReport> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const report = await inspectStores(system);
+    if (report.problems.length === 0 || Date.now() > deadline) return report;
+    await Bun.sleep(250);
+  }
+}
+
+/**
  * Reads the system's MongoDB directly (not through any proxy) and checks that
  * nothing is half-written or orphaned: every GridFS file belongs to a job
  * (videos by `videoFileId`, MP3s by `audioFileId`), every file has all its
