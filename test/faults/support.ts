@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MongoClient, type ObjectId } from "mongodb";
 import type { System } from "../support/system.ts";
+import { settle } from "../support/jobs.ts";
 
 export const REQUEST_TIMEOUT_MS = 20_000;
 
@@ -157,13 +158,8 @@ export interface StoreReport {
  * The stores' report once they agree, or the last report after `timeoutMs`: a worker finishes
  * some clean-up (the source video's removal, files then chunks) after the job reads done.
  */
-export async function settledStores(system: System, timeoutMs = 15_000): Promise<StoreReport> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const report = await inspectStores(system);
-    if (report.problems.length === 0 || Date.now() > deadline) return report;
-    await Bun.sleep(250);
-  }
+export function settledStores(system: System, timeoutMs = 15_000): Promise<StoreReport> {
+  return settle(() => inspectStores(system), (report) => report.problems.length === 0, timeoutMs);
 }
 
 /**
