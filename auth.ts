@@ -12,13 +12,13 @@ import * as jose from "jose";
 import { createPool } from "mysql2/promise";
 import { migrateDatabase } from "./db/migrate.ts";
 import { loginAttempts, users } from "./db/schema.ts";
-import { LogLevel, Port, Url, Flag, loadConfig } from "./lib/config.ts";
+import { Flag, LogLevel, loadConfig, Port, Url } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { Conflict, Problem, TooManyRequests, Unauthorized, problems } from "./lib/problem.ts";
+import { Conflict, Problem, problems, TooManyRequests, Unauthorized } from "./lib/problem.ts";
 import { stopServing } from "./lib/shutdown.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -28,7 +28,9 @@ export const AuthConfig = Type.Object({
   MYSQL_URL: Url(["mysql"], "mysql://root@127.0.0.1:3306/m3dio", "a mysql:// URL"),
   MIGRATE_ON_START: Flag(false, "apply migrations at start"),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1, description: "signing key, PEM (PKCS#8) or JWK JSON" })),
-  JWT_PRIVATE_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: "path to a file holding the signing key" })),
+  JWT_PRIVATE_KEY_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: "path to a file holding the signing key" }),
+  ),
   JWT_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 3600, description: "token lifetime" }),
 });
 export type AuthConfig = typeof AuthConfig.static;
@@ -37,7 +39,12 @@ export type AuthConfig = typeof AuthConfig.static;
 export const LOCKOUT = { maxFailures: 5, windowMs: 15 * 60 * 1000 };
 
 // ── models ──────────────────────────────────────────────────────────────────
-const Email = t.String({ format: "email", maxLength: 254, error: "must be an email address", examples: ["ada@example.com"] });
+const Email = t.String({
+  format: "email",
+  maxLength: 254,
+  error: "must be an email address",
+  examples: ["ada@example.com"],
+});
 const Password = t.String({ minLength: 8, maxLength: 256, error: "must be 8 to 256 characters" });
 export const Credentials = t.Object({ email: Email, password: Password });
 const LoginBody = t.Object({ email: t.String({ maxLength: 254 }), password: t.String({ maxLength: 256 }) });
@@ -58,7 +65,8 @@ export interface SigningKey {
 
 /** The configured key (PEM or JWK, inline or from a file), or a fresh one for development. */
 export async function loadSigningKey(config: AuthConfig, log: Logger): Promise<SigningKey> {
-  const text = config.JWT_PRIVATE_KEY ?? (config.JWT_PRIVATE_KEY_FILE && readFileSync(config.JWT_PRIVATE_KEY_FILE, "utf8"));
+  const text =
+    config.JWT_PRIVATE_KEY ?? (config.JWT_PRIVATE_KEY_FILE && readFileSync(config.JWT_PRIVATE_KEY_FILE, "utf8"));
   let privateKey: jose.CryptoKey;
   let alg: SigningKey["alg"];
   if (!text) {
@@ -128,7 +136,12 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
   const app = new Elysia({ name: "auth" })
     .use(problems(log))
     .use(metrics.plugin)
-    .use(apiDocs({ title: "m3dio auth", description: "Internal: registration, login and token signing. The public API is the gateway's." }))
+    .use(
+      apiDocs({
+        title: "m3dio auth",
+        description: "Internal: registration, login and token signing. The public API is the gateway's.",
+      }),
+    )
     .use(jwt({ name: "tokens", secret: key.privateKey, alg: key.alg, kid: key.kid }))
     .use(health({ mysql: () => pool.query("SELECT 1") }))
     .onTransform(({ body }) => {
@@ -178,7 +191,12 @@ export async function createAuth({ config, log = createLogger("auth", config.LOG
           throw new Unauthorized("wrong email or password");
         }
         await db.delete(loginAttempts).where(eq(loginAttempts.email, email));
-        const token = await tokens.sign({ sub: String(user.id), email: user.email, jti: randomUUID(), exp: `${config.JWT_TTL_SECONDS}s` });
+        const token = await tokens.sign({
+          sub: String(user.id),
+          email: user.email,
+          jti: randomUUID(),
+          exp: `${config.JWT_TTL_SECONDS}s`,
+        });
         log.info({ userId: user.id }, "login");
         return { token, expiresAt: new Date(jose.decodeJwt(token).exp! * 1000).toISOString() };
       },

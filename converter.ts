@@ -11,7 +11,7 @@ import { Elysia } from "elysia";
 import ffmpeg from "fluent-ffmpeg";
 import type { ObjectId } from "mongodb";
 import { Counter, Histogram } from "prom-client";
-import { Flag, LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { Flag, LogLevel, loadConfig, Port, Url } from "./lib/config.ts";
 import { fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
@@ -20,7 +20,7 @@ import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
 import { makeJobDir, removeDeadWorkersDirs, removeJobDir } from "./lib/workdir.ts";
 
@@ -33,12 +33,22 @@ export const ConverterConfig = Type.Object({
   MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" }),
   CONVERTER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 32, default: 1, description: "conversions at once" }),
   MP3_QUALITY: Type.Integer({ minimum: 0, maximum: 9, default: 2, description: "LAME VBR quality" }),
-  MP3_BITRATE_KBPS: Type.Optional(Type.Integer({ minimum: 32, maximum: 320, description: "constant bitrate instead of VBR" })),
+  MP3_BITRATE_KBPS: Type.Optional(
+    Type.Integer({ minimum: 32, maximum: 320, description: "constant bitrate instead of VBR" }),
+  ),
   KEEP_VIDEOS: Flag(false, "keep the source video after success"),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 25_000, description: "time running conversions get on SIGTERM" }),
+  SHUTDOWN_GRACE_MS: Type.Integer({
+    minimum: 0,
+    default: 25_000,
+    description: "time running conversions get on SIGTERM",
+  }),
   MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: "tries before a job is given up" }),
   URL_ALLOW_HOSTS: Type.String({ default: "", description: "hosts or CIDRs link downloads may reach" }),
-  URL_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 60_000, description: "longest a link download may take, redirects included" }),
+  URL_TIMEOUT_MS: Type.Integer({
+    minimum: 1,
+    default: 60_000,
+    description: "longest a link download may take, redirects included",
+  }),
   TMP_DIR: Type.String({ default: tmpdir(), minLength: 1, description: "where videos are spooled while converting" }),
 });
 export type ConverterConfig = typeof ConverterConfig.static;
@@ -76,7 +86,9 @@ async function probeSource(path: string): Promise<SourceInfo> {
   if ((await stat(path)).size === 0) throw new BadInput("the file is empty");
   let data: ffmpeg.FfprobeData;
   try {
-    data = await new Promise((resolve, reject) => ffmpeg.ffprobe(path, (error, result) => (error ? reject(error) : resolve(result))));
+    data = await new Promise((resolve, reject) =>
+      ffmpeg.ffprobe(path, (error, result) => (error ? reject(error) : resolve(result))),
+    );
   } catch {
     throw new BadInput("the file is not a video we can read (damaged, truncated or not a media file)");
   }
@@ -99,11 +111,33 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   const files = fileStore(mongo.db, { log });
   const jobs = jobStore(mongo.db);
   const metrics = createMetrics("converter");
-  const outcomes = new Counter({ name: "converter_jobs_total", help: "jobs handled, by outcome", labelNames: ["outcome"] as const, registers: [metrics.registry] });
-  const seconds = new Histogram({ name: "converter_conversion_seconds", help: "time from message to MP3 stored", buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [metrics.registry] });
-  const bytesIn = new Counter({ name: "converter_video_bytes_total", help: "video bytes read", registers: [metrics.registry] });
-  const bytesOut = new Counter({ name: "converter_mp3_bytes_total", help: "MP3 bytes written", registers: [metrics.registry] });
-  const bytesLinked = new Counter({ name: "converter_link_bytes_total", help: "video bytes downloaded from links", registers: [metrics.registry] });
+  const outcomes = new Counter({
+    name: "converter_jobs_total",
+    help: "jobs handled, by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [metrics.registry],
+  });
+  const seconds = new Histogram({
+    name: "converter_conversion_seconds",
+    help: "time from message to MP3 stored",
+    buckets: [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
+    registers: [metrics.registry],
+  });
+  const bytesIn = new Counter({
+    name: "converter_video_bytes_total",
+    help: "video bytes read",
+    registers: [metrics.registry],
+  });
+  const bytesOut = new Counter({
+    name: "converter_mp3_bytes_total",
+    help: "MP3 bytes written",
+    registers: [metrics.registry],
+  });
+  const bytesLinked = new Counter({
+    name: "converter_link_bytes_total",
+    help: "video bytes downloaded from links",
+    registers: [metrics.registry],
+  });
   const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   const running = new Map<string, { kill(): void }>();
   let handingBack = false; // the grace period is over: hand back what is not finished
@@ -112,7 +146,9 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   };
 
   const publishOutcome = (jobId: ObjectId, status: Mp3Message["status"]) =>
-    queue.publish(QUEUES.mp3, { jobId: jobId.toHexString(), status } satisfies Mp3Message, { messageId: `${jobId}-${status}` });
+    queue.publish(QUEUES.mp3, { jobId: jobId.toHexString(), status } satisfies Mp3Message, {
+      messageId: `${jobId}-${status}`,
+    });
 
   const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
 
@@ -126,7 +162,10 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     try {
       const strays = await mongo.db
         .collection("mp3s.files")
-        .find({ "metadata.jobId": jobId.toHexString(), ...(keep ? { _id: { $ne: keep } } : {}) }, { projection: { _id: 1 } })
+        .find(
+          { "metadata.jobId": jobId.toHexString(), ...(keep ? { _id: { $ne: keep } } : {}) },
+          { projection: { _id: 1 } },
+        )
         .toArray();
       for (const { _id } of strays) await files.remove("mp3s", _id as ObjectId);
       if (strays.length) jobLog.info({ removed: strays.length }, "removed MP3s an earlier attempt left behind");
@@ -168,11 +207,18 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
             const now = Date.now();
             if (!total || now - lastWrite < PROGRESS_INTERVAL_MS) return; // an unknown size shows no fraction
             lastWrite = now;
-            void jobs.setProgress(job._id, Math.min(DOWNLOAD_SHARE - 1, (bytes / total) * DOWNLOAD_SHARE)).catch(() => {});
+            void jobs
+              .setProgress(job._id, Math.min(DOWNLOAD_SHARE - 1, (bytes / total) * DOWNLOAD_SHARE))
+              .catch(() => {});
           },
         },
         async (video) => {
-          const metadata = { owner: job.userId, filename: job.source.filename, contentType: "application/octet-stream", jobId };
+          const metadata = {
+            owner: job.userId,
+            filename: job.source.filename,
+            contentType: "application/octet-stream",
+            jobId,
+          };
           const file = await files.upload("videos", video.source, metadata, ...video.transforms);
           return { ...file, mime: (await video.sniffed).mime, url: video.url };
         },
@@ -184,14 +230,27 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     } finally {
       running.delete(jobId);
     }
-    const attached = await jobs.attachVideo(job._id, stored.id, { bytes: stored.bytes, contentType: stored.mime }, DOWNLOAD_SHARE);
+    const attached = await jobs.attachVideo(
+      job._id,
+      stored.id,
+      { bytes: stored.bytes, contentType: stored.mime },
+      DOWNLOAD_SHARE,
+    );
     if (!attached) {
       await files.remove("videos", stored.id);
       jobLog.info("job deleted or finished elsewhere while downloading; video dropped");
       return null;
     }
     bytesLinked.inc(stored.bytes);
-    jobLog.info({ bytes: stored.bytes, type: stored.mime, host: new URL(stored.url).host, seconds: (performance.now() - started) / 1000 }, "link downloaded");
+    jobLog.info(
+      {
+        bytes: stored.bytes,
+        type: stored.mime,
+        host: new URL(stored.url).host,
+        seconds: (performance.now() - started) / 1000,
+      },
+      "link downloaded",
+    );
     return attached;
   }
 
@@ -222,13 +281,21 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
       const produced = await stat(output);
       const tolerance = Math.max(1, source.audioSeconds * 0.02);
       if (produced.size === 0 || Math.abs(durationSec - source.audioSeconds) > tolerance) {
-        throw new BadInput(`the video seems damaged: its audio should last ${source.audioSeconds.toFixed(1)} s but only ${durationSec.toFixed(1)} s could be read`);
+        throw new BadInput(
+          `the video seems damaged: its audio should last ${source.audioSeconds.toFixed(1)} s but only ${durationSec.toFixed(1)} s could be read`,
+        );
       }
       const stored = await files.upload("mp3s", createReadStream(output), {
-        owner: job.userId, filename: mp3Filename(job.source.filename), contentType: "audio/mpeg", jobId: job._id.toHexString(),
+        owner: job.userId,
+        filename: mp3Filename(job.source.filename),
+        contentType: "audio/mpeg",
+        jobId: job._id.toHexString(),
       });
       audioFileId = stored.id;
-      const done = await jobs.markDone(job._id, stored.id, { bytes: stored.bytes, durationSec: Math.round(durationSec * 100) / 100 });
+      const done = await jobs.markDone(job._id, stored.id, {
+        bytes: stored.bytes,
+        durationSec: Math.round(durationSec * 100) / 100,
+      });
       if (!done) {
         jobLog.info("job deleted or finished elsewhere while converting; result dropped");
         await files.remove("mp3s", stored.id);
@@ -250,9 +317,18 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
   }
 
   /** Runs ffmpeg; resolves with the seconds of audio it wrote (its last `time=` report). */
-  function transcode(jobId: ObjectId, input: string, output: string, probing: Promise<SourceInfo>, progressFrom: number): Promise<number> {
+  function transcode(
+    jobId: ObjectId,
+    input: string,
+    output: string,
+    probing: Promise<SourceInfo>,
+    progressFrom: number,
+  ): Promise<number> {
     let totalSeconds = 0; // known once the probe answers; until then no progress is shown
-    probing.then((source) => (totalSeconds = source.audioSeconds), () => {});
+    probing.then(
+      (source) => (totalSeconds = source.audioSeconds),
+      () => {},
+    );
     return new Promise((resolve, reject) => {
       let lastWrite = 0;
       let writtenSeconds = 0;

@@ -7,19 +7,28 @@ import { create as contentDisposition } from "content-disposition";
 import { Elysia, sse, t } from "elysia";
 import { Counter } from "prom-client";
 import { bearer, type Caller, jwksVerifier, type TokenVerifier } from "./lib/bearer.ts";
-import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { LogLevel, loadConfig, Port, Url } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { type FileStore, fileStore, mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { jobIntake } from "./lib/intake.ts";
+import { JOB_PHASES, JOB_STATUSES, type Job, type JobStore, jobStore, parseJobId } from "./lib/jobs.ts";
 import { limitedJson } from "./lib/json.ts";
-import { type Job, type JobStore, JOB_PHASES, JOB_STATUSES, jobStore, parseJobId } from "./lib/jobs.ts";
 import { MAX_LINK_LENGTH, parseAllowList } from "./lib/link.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
-import { Conflict, NotFound, Problem, Unauthorized, Unavailable, Unprocessable, problemResponse, problems } from "./lib/problem.ts";
-import { type Queue, connectQueue } from "./lib/queue.ts";
+import {
+  Conflict,
+  NotFound,
+  Problem,
+  problemResponse,
+  problems,
+  Unauthorized,
+  Unavailable,
+  Unprocessable,
+} from "./lib/problem.ts";
+import { connectQueue, type Queue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
 import { webPage } from "./web/serve.ts";
 
@@ -32,7 +41,10 @@ export const GatewayConfig = Type.Object({
   AMQP_URL: Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL"),
   MAX_UPLOAD_BYTES: Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" }),
   PUBLIC_URL: Url(["http", "https"], "http://localhost:8080", "the gateway's public http(s):// address"),
-  URL_ALLOW_HOSTS: Type.String({ default: "", description: "hosts or CIDRs links may reach (the same list as the converter's)" }),
+  URL_ALLOW_HOSTS: Type.String({
+    default: "",
+    description: "hosts or CIDRs links may reach (the same list as the converter's)",
+  }),
 });
 export type GatewayConfig = typeof GatewayConfig.static;
 
@@ -50,13 +62,15 @@ export const JobView = t.Object({
   status: t.UnionEnum(JOB_STATUSES),
   phase: t.Optional(
     t.UnionEnum(JOB_PHASES, {
-      description: "while converting (and after, the last one): `downloading` a link's video, then `converting` it; absent while queued",
+      description:
+        "while converting (and after, the last one): `downloading` a link's video, then `converting` it; absent while queued",
     }),
   ),
   progress: t.Integer({
     minimum: 0,
     maximum: 100,
-    description: "the whole job: for a link, downloading fills 0-50 (when the server tells the size) and converting 50-100; for an upload, converting fills 0-100",
+    description:
+      "the whole job: for a link, downloading fills 0-50 (when the server tells the size) and converting 50-100; for an upload, converting fills 0-100",
   }),
   error: t.Optional(t.String({ description: "why the job failed, in words for a person" })),
   source: t.Object({
@@ -106,18 +120,31 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   const jobs: JobStore = jobStore(mongo.db);
   const metrics = createMetrics("gateway");
   const intake = jobIntake({
-    files, jobs, queue, log,
+    files,
+    jobs,
+    queue,
+    log,
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
     allowList: parseAllowList(config.URL_ALLOW_HOSTS),
-    uploadedBytes: new Counter({ name: "gateway_upload_bytes_total", help: "video bytes stored", registers: [metrics.registry] }),
-    jobsCreated: new Counter({ name: "gateway_jobs_created_total", help: "jobs queued", registers: [metrics.registry] }),
+    uploadedBytes: new Counter({
+      name: "gateway_upload_bytes_total",
+      help: "video bytes stored",
+      registers: [metrics.registry],
+    }),
+    jobsCreated: new Counter({
+      name: "gateway_jobs_created_total",
+      help: "jobs queued",
+      registers: [metrics.registry],
+    }),
   });
   const { undo } = intake;
   let keysLoaded = false;
   // On SIGTERM live event streams end (cleanly; clients reopen them elsewhere), or the
   // server, which lets requests in flight finish, would wait for jobs that may never end.
   const draining = new AbortController();
-  const drained = new Promise<void>((resolve) => draining.signal.addEventListener("abort", () => resolve(), { once: true }));
+  const drained = new Promise<void>((resolve) =>
+    draining.signal.addEventListener("abort", () => resolve(), { once: true }),
+  );
 
   const view = (job: Job): JobView => ({
     id: job._id.toHexString(),
@@ -141,7 +168,11 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
 
   async function audioResponse(job: Job, request: Request): Promise<Response> {
     if (job.status !== "done" || !job.audioFileId) {
-      throw new Conflict(job.status === "failed" ? `the job failed: ${job.error ?? "no MP3"}` : `the MP3 is not ready yet (status: ${job.status})`);
+      throw new Conflict(
+        job.status === "failed"
+          ? `the job failed: ${job.error ?? "no MP3"}`
+          : `the MP3 is not ready yet (status: ${job.status})`,
+      );
     }
     return files.respond("mp3s", job.audioFileId, request, {
       "content-type": "audio/mpeg",
@@ -176,31 +207,60 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(bearer(verifier))
     .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
       app
-        .post("/jobs", ({ request, user, query, status }) => intake.receive(request, user, query).then((job) => status(202, view(job))), {
-          parse: "none",
-          query: t.Object({ filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })) }),
-          response: { 202: JobView, 400: Problem, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
-          detail: {
-            tags: ["jobs"],
-            summary: "Convert a video: multipart field `file`, the raw video with a video/* content type, or JSON {url} of a video to download",
-            description:
-              "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
-              "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`.",
-            requestBody: {
-              content: {
-                "multipart/form-data": { schema: { type: "object", properties: { file: { type: "string", format: "binary" } }, required: ["file"] } },
-                "video/*": { schema: { type: "string", format: "binary" } },
-                "application/json": {
-                  schema: {
-                    type: "object",
-                    properties: { url: { type: "string", format: "uri", maxLength: MAX_LINK_LENGTH, description: "an http(s) link to a video file" } },
-                    required: ["url"],
+        .post(
+          "/jobs",
+          ({ request, user, query, status }) =>
+            intake.receive(request, user, query).then((job) => status(202, view(job))),
+          {
+            parse: "none",
+            query: t.Object({
+              filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })),
+            }),
+            response: {
+              202: JobView,
+              400: Problem,
+              401: Problem,
+              413: Problem,
+              415: Problem,
+              422: Problem,
+              503: Problem,
+            },
+            detail: {
+              tags: ["jobs"],
+              summary:
+                "Convert a video: multipart field `file`, the raw video with a video/* content type, or JSON {url} of a video to download",
+              description:
+                "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
+                "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`.",
+              requestBody: {
+                content: {
+                  "multipart/form-data": {
+                    schema: {
+                      type: "object",
+                      properties: { file: { type: "string", format: "binary" } },
+                      required: ["file"],
+                    },
+                  },
+                  "video/*": { schema: { type: "string", format: "binary" } },
+                  "application/json": {
+                    schema: {
+                      type: "object",
+                      properties: {
+                        url: {
+                          type: "string",
+                          format: "uri",
+                          maxLength: MAX_LINK_LENGTH,
+                          description: "an http(s) link to a video file",
+                        },
+                      },
+                      required: ["url"],
+                    },
                   },
                 },
               },
             },
           },
-        })
+        )
         .get(
           "/jobs",
           async ({ user, query }) => {
@@ -211,7 +271,10 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             return page.length > query.limit ? { items, nextCursor: items.at(-1)!.id } : { items };
           },
           {
-            query: t.Object({ limit: t.Integer({ minimum: 1, maximum: 100, default: 20 }), cursor: t.Optional(t.String()) }),
+            query: t.Object({
+              limit: t.Integer({ minimum: 1, maximum: 100, default: 20 }),
+              cursor: t.Optional(t.String()),
+            }),
             response: { 200: JobPage, 401: Problem, 422: Problem },
             detail: { tags: ["jobs"], summary: "Your jobs, newest first" },
           },
@@ -228,7 +291,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             await jobs.remove(job._id);
             // The job is gone: its files must follow even if MongoDB falters now.
             await Promise.all([
-              job.videoFileId && undo(`remove video ${job.videoFileId}`, () => files.remove("videos", job.videoFileId!)),
+              job.videoFileId &&
+                undo(`remove video ${job.videoFileId}`, () => files.remove("videos", job.videoFileId!)),
               job.audioFileId && undo(`remove MP3 ${job.audioFileId}`, () => files.remove("mp3s", job.audioFileId!)),
             ]);
             log.info({ jobId: job._id, userId: user.id }, "job deleted");
@@ -255,7 +319,10 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
                 yield sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: view(job) });
               }
               if (job.status === "done" || job.status === "failed") return;
-              await Promise.race([Bun.sleep(Date.now() - changedAt < SSE_FAST_FOR_MS ? SSE_POLL_FAST_MS : SSE_POLL_MS), drained]);
+              await Promise.race([
+                Bun.sleep(Date.now() - changedAt < SSE_FAST_FOR_MS ? SSE_POLL_FAST_MS : SSE_POLL_MS),
+                drained,
+              ]);
               if (draining.signal.aborted) return;
               job = await jobs.getOwned(job._id, user.id);
             }
@@ -266,24 +333,41 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
             detail: {
               tags: ["jobs"],
               summary: "Server-Sent Events: a `status` event (the job) on each change; ends after done or failed",
-              responses: { 200: { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } } },
+              responses: {
+                200: {
+                  description: "text/event-stream",
+                  content: { "text/event-stream": { schema: { type: "string" } } },
+                },
+              },
             },
           },
         )
-        .get("/jobs/:id/audio", async ({ params, user, request }) => audioResponse(await ownedJob(params.id, user), request), {
-          params: t.Object({ id: t.String() }),
-          detail: {
-            tags: ["jobs"],
-            summary: "The MP3 (Range requests supported); 409 until the job is done",
-            responses: { 200: { description: "audio/mpeg" }, 206: { description: "partial audio/mpeg" }, 409: { description: "not done yet" } },
+        .get(
+          "/jobs/:id/audio",
+          async ({ params, user, request }) => audioResponse(await ownedJob(params.id, user), request),
+          {
+            params: t.Object({ id: t.String() }),
+            detail: {
+              tags: ["jobs"],
+              summary: "The MP3 (Range requests supported); 409 until the job is done",
+              responses: {
+                200: { description: "audio/mpeg" },
+                206: { description: "partial audio/mpeg" },
+                409: { description: "not done yet" },
+              },
+            },
           },
-        })
+        )
         // Reference-system compatibility: `curl -F file=@video.mp4 /upload` and `/download?fid=<mp3 file id>`.
-        .post("/upload", ({ request, user, status }) => intake.receive(request, user, {}).then((job) => status(202, view(job))), {
-          parse: "none",
-          response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
-          detail: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
-        })
+        .post(
+          "/upload",
+          ({ request, user, status }) => intake.receive(request, user, {}).then((job) => status(202, view(job))),
+          {
+            parse: "none",
+            response: { 202: JobView, 401: Problem, 413: Problem, 415: Problem, 422: Problem, 503: Problem },
+            detail: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
+          },
+        )
         .get(
           "/download",
           async ({ query, user, request }) => {
@@ -303,7 +387,16 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .onError(({ error, path }) => {
       if (isStoreUnavailable(error)) {
         log.warn({ err: error, path }, "store unavailable");
-        return problemResponse({ type: "about:blank", title: "Service Unavailable", status: 503, detail: "storage is briefly unavailable; try again shortly", instance: path }, { "retry-after": "5" });
+        return problemResponse(
+          {
+            type: "about:blank",
+            title: "Service Unavailable",
+            status: 503,
+            detail: "storage is briefly unavailable; try again shortly",
+            instance: path,
+          },
+          { "retry-after": "5" },
+        );
       }
     })
     .use(problems(log))
@@ -330,23 +423,36 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       parse: limitedJson(),
       body: t.Optional(AuthBody),
       response: { 200: Token, 401: Problem, 429: Problem, 503: Problem },
-      detail: { tags: ["auth"], summary: "Log in with JSON or HTTP Basic; answers a bearer token", security: [{}, { basic: [] }] },
+      detail: {
+        tags: ["auth"],
+        summary: "Log in with JSON or HTTP Basic; answers a bearer token",
+        security: [{}, { basic: [] }],
+      },
     })
     .post(
       "/login",
       async ({ request }) => {
-        if (!/^Basic /i.test(request.headers.get("authorization") ?? "")) throw new Unauthorized("send HTTP Basic credentials");
+        if (!/^Basic /i.test(request.headers.get("authorization") ?? ""))
+          throw new Unauthorized("send HTTP Basic credentials");
         const answer = await forwardToAuth("/login", request, undefined);
         if (!answer.ok) return answer;
         const { token } = (await answer.json()) as { token: string };
         return new Response(token, { headers: { "content-type": "text/plain; charset=utf-8" } });
       },
-      { detail: { tags: ["compatibility"], summary: "HTTP Basic login answering the bare token as text", security: [{ basic: [] }] } },
+      {
+        detail: {
+          tags: ["compatibility"],
+          summary: "HTTP Basic login answering the bare token as text",
+          security: [{ basic: [] }],
+        },
+      },
     )
     .use(jobRoutes);
 
   return {
-    app, files, jobs,
+    app,
+    files,
+    jobs,
     markKeysLoaded: () => (keysLoaded = true),
     /** Ends the live event streams (before stopServing(), which waits for requests in flight). */
     drain: () => draining.abort(),

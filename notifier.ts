@@ -7,7 +7,7 @@ import { Elysia } from "elysia";
 import escapeHtml from "escape-html";
 import { Counter } from "prom-client";
 import { Resend } from "resend";
-import { LogLevel, Port, Url, loadConfig } from "./lib/config.ts";
+import { LogLevel, loadConfig, Port, Url } from "./lib/config.ts";
 import { mp3Filename } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
 import { type Job, jobStore, parseJobId } from "./lib/jobs.ts";
@@ -15,7 +15,7 @@ import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, isMongoUnavailable, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { type Delivery, QUEUES, type Queue, connectQueue } from "./lib/queue.ts";
+import { connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
 import { stopServing } from "./lib/shutdown.ts";
 import { formatBytes } from "./lib/upload.ts";
 
@@ -34,7 +34,6 @@ export const NotifierConfig = Type.Object({
   SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: "how long one send may take" }),
 });
 export type NotifierConfig = typeof NotifierConfig.static;
-
 
 // ── models ──────────────────────────────────────────────────────────────────
 export interface Mp3Message {
@@ -76,7 +75,15 @@ export function composeEmail(job: Job, config: Pick<NotifierConfig, "MAIL_FROM" 
     return {
       ...base,
       subject: `Your MP3 is ready: ${mp3Name}`,
-      text: [`Your MP3 of "${name}" is ready.`, "", `Download or play it: ${link}`, "", ...facts.map(([k, v]) => `${k}: ${v}`), "", "— m3dio"].join("\n"),
+      text: [
+        `Your MP3 of "${name}" is ready.`,
+        "",
+        `Download or play it: ${link}`,
+        "",
+        ...facts.map(([k, v]) => `${k}: ${v}`),
+        "",
+        "— m3dio",
+      ].join("\n"),
       html: page(
         `<p>Your MP3 of <strong>${escapeHtml(name)}</strong> is ready.</p>
 <p><a href="${escapeHtml(link)}">Download or play it</a></p>
@@ -92,7 +99,9 @@ export function composeEmail(job: Job, config: Pick<NotifierConfig, "MAIL_FROM" 
     ...base,
     subject: `We could not convert ${name}`,
     text: [`We could not turn "${name}" into an MP3: ${reason}.`, "", advice, "", "— m3dio"].join("\n"),
-    html: page(`<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>`),
+    html: page(
+      `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>`,
+    ),
   };
 }
 
@@ -116,18 +125,29 @@ export interface NotifierDeps {
 export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
   const jobs = jobStore(mongo.db);
   const metrics = createMetrics("notifier");
-  const emails = new Counter({ name: "notifier_emails_total", help: "emails, by outcome", labelNames: ["outcome"] as const, registers: [metrics.registry] });
-  const resend = config.RESEND_API_KEY ? new Resend(config.RESEND_API_KEY, { baseUrl: config.RESEND_BASE_URL }) : undefined;
+  const emails = new Counter({
+    name: "notifier_emails_total",
+    help: "emails, by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [metrics.registry],
+  });
+  const resend = config.RESEND_API_KEY
+    ? new Resend(config.RESEND_API_KEY, { baseUrl: config.RESEND_BASE_URL })
+    : undefined;
 
   async function send(email: Email, idempotencyKey: string): Promise<string | undefined> {
     if (!resend) {
       log.info({ event: "email", idempotencyKey, email }, "RESEND_API_KEY unset: email logged instead of sent");
       return undefined;
     }
-    const { data, error } = await resend.emails.send(email, { idempotencyKey, signal: AbortSignal.timeout(config.SEND_TIMEOUT_MS) } as never);
+    const { data, error } = await resend.emails.send(email, {
+      idempotencyKey,
+      signal: AbortSignal.timeout(config.SEND_TIMEOUT_MS),
+    } as never);
     if (!error) return data?.id;
     const status = (error as { statusCode?: number | null }).statusCode ?? null;
-    if (status === null || status === 429 || status >= 500) throw new SendUnavailable(`Resend answered ${status ?? "nothing"}: ${error.message}`);
+    if (status === null || status === 429 || status >= 500)
+      throw new SendUnavailable(`Resend answered ${status ?? "nothing"}: ${error.message}`);
     throw new SendRefused(`Resend refused the email (${status} ${error.name}): ${error.message}`);
   }
 
@@ -181,7 +201,10 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
   /** Resend stayed away through every attempt: the message goes to `mp3.dead`, logged with its job. */
   function exhausted(body: Mp3Message) {
     emails.inc({ outcome: "dead_lettered" });
-    log.error({ jobId: body?.jobId, attempts: config.MAX_ATTEMPTS }, "email not sent after all attempts; dead-lettered");
+    log.error(
+      { jobId: body?.jobId, attempts: config.MAX_ATTEMPTS },
+      "email not sent after all attempts; dead-lettered",
+    );
   }
 
   const app = new Elysia({ name: "notifier" })

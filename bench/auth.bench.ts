@@ -11,7 +11,11 @@ auth.app.listen({ port: 0, hostname: "127.0.0.1" });
 const base = `http://127.0.0.1:${auth.app.server!.port}`;
 const credentials = { email: "bench@example.com", password: "benchmark password" };
 const post = (path: string, body: unknown) =>
-  fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 
 try {
   await post("/register", credentials);

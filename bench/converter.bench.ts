@@ -14,12 +14,25 @@ import { fileStore } from "../lib/files.ts";
 import { jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo } from "../lib/mongo.ts";
-import { QUEUES, connectQueue } from "../lib/queue.ts";
+import { connectQueue, QUEUES } from "../lib/queue.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestVhost } from "../test/support/rabbit.ts";
 import {
-  MiB, cachedVideo, durationOf, median, readMemory, report, reportLoad, resetPeak, run, sampleMemory, startMongo, startService, stopAll,
-  testClip, type Service,
+  cachedVideo,
+  durationOf,
+  MiB,
+  median,
+  readMemory,
+  report,
+  reportLoad,
+  resetPeak,
+  run,
+  type Service,
+  sampleMemory,
+  startMongo,
+  startService,
+  stopAll,
+  testClip,
 } from "./support.ts";
 
 const BENCH = "converter";
@@ -58,11 +71,21 @@ const announced = (id: ObjectId, timeoutMs: number) =>
 
 /** A job as the gateway leaves it, minus the message: video in GridFS, record queued. */
 async function storeJob(path: string): Promise<ObjectId> {
-  const stored = await files.upload("videos", createReadStream(path, { highWaterMark: MiB }), { owner: "bench", filename: "bench.mp4", contentType: "video/mp4" });
-  const job = await jobs.create({ userId: "bench", email: "bench@example.com", videoFileId: stored.id, source: { kind: "upload", filename: "bench.mp4", bytes: stored.bytes, contentType: "video/mp4" } });
+  const stored = await files.upload("videos", createReadStream(path, { highWaterMark: MiB }), {
+    owner: "bench",
+    filename: "bench.mp4",
+    contentType: "video/mp4",
+  });
+  const job = await jobs.create({
+    userId: "bench",
+    email: "bench@example.com",
+    videoFileId: stored.id,
+    source: { kind: "upload", filename: "bench.mp4", bytes: stored.bytes, contentType: "video/mp4" },
+  });
   return job._id;
 }
-const publish = (id: ObjectId) => queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
+const publish = (id: ObjectId) =>
+  queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
 
 /** Publishes a stored job and answers the ms until its `mp3` message arrived; fails unless done. */
 async function convertOnce(id: ObjectId, timeoutMs = 120_000): Promise<number> {
@@ -74,10 +97,29 @@ async function convertOnce(id: ObjectId, timeoutMs = 120_000): Promise<number> {
 }
 
 const converterEnv = (extra: Record<string, string> = {}) => ({
-  MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: work, MAX_UPLOAD_BYTES: String(2 * 1024 * MiB), MP3_QUALITY: "2", ...extra,
+  MONGODB_URL: mongoUrl,
+  AMQP_URL: vhost.url,
+  TMP_DIR: work,
+  MAX_UPLOAD_BYTES: String(2 * 1024 * MiB),
+  MP3_QUALITY: "2",
+  ...extra,
 });
 const bareFfmpeg = (input: string) =>
-  run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", input, "-vn", "-c:a", "libmp3lame", "-q:a", "2", join(work, "bare.mp3")]);
+  run([
+    "ffmpeg",
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-y",
+    "-i",
+    input,
+    "-vn",
+    "-c:a",
+    "libmp3lame",
+    "-q:a",
+    "2",
+    join(work, "bare.mp3"),
+  ]);
 
 try {
   const warmup = await testClip(2, "160x90");
@@ -86,9 +128,29 @@ try {
   // 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
   // noise keeps the encoder from compressing the test pattern away.
   const big = await cachedVideo("big-180s-720p-mpeg2-48M", "mp4", [
-    "-f", "lavfi", "-i", "testsrc=duration=180:size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:duration=180",
-    "-vf", "noise=alls=30:allf=t", "-c:v", "mpeg2video", "-b:v", "48M", "-minrate", "48M", "-maxrate", "48M", "-bufsize", "16M",
-    "-c:a", "aac", "-shortest",
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc=duration=180:size=1280x720:rate=25",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=frequency=440:duration=180",
+    "-vf",
+    "noise=alls=30:allf=t",
+    "-c:v",
+    "mpeg2video",
+    "-b:v",
+    "48M",
+    "-minrate",
+    "48M",
+    "-maxrate",
+    "48M",
+    "-bufsize",
+    "16M",
+    "-c:a",
+    "aac",
+    "-shortest",
   ]);
 
   // ── one worker: latency against bare ffmpeg, then memory on 1 GiB ──────────
@@ -115,7 +177,13 @@ try {
   const bigMs = await convertOnce(bigId, 300_000);
   const memory = sampler.stop().get(converter.pid)!;
   report(BENCH, "converter RSS at rest", idle.rss / 1e6, "MB");
-  report(BENCH, `peak RSS, ${(bigBytes / 2 ** 30).toFixed(2)} GiB input (converter process)`, Math.max(memory.hwm, memory.peakRss) / 1e6, "MB", "< 200 MB");
+  report(
+    BENCH,
+    `peak RSS, ${(bigBytes / 2 ** 30).toFixed(2)} GiB input (converter process)`,
+    Math.max(memory.hwm, memory.peakRss) / 1e6,
+    "MB",
+    "< 200 MB",
+  );
   report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: message to mp3`, bigMs / 1000, "s");
   report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: bare ffmpeg`, (await bareFfmpeg(big)) / 1000, "s");
   await files.remove("videos", (await jobs.get(bigId))!.videoFileId!); // gone already unless KEEP_VIDEOS; frees the stand-in
@@ -149,7 +217,12 @@ try {
   // What ffmpeg alone does with the same 8 files, one at a time: the floor for one worker.
   const started = performance.now();
   for (let i = 0; i < JOBS; i++) await bareFfmpeg(oneMinute);
-  report(BENCH, `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`, JOBS / ((performance.now() - started) / 60_000), "jobs/min");
+  report(
+    BENCH,
+    `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`,
+    JOBS / ((performance.now() - started) / 60_000),
+    "jobs/min",
+  );
   reportLoad(BENCH, "end");
 } finally {
   await stopAll();

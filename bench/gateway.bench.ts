@@ -10,7 +10,19 @@ import { readFileSync } from "node:fs";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
 import { createTestVhost, type TestVhost } from "../test/support/rabbit.ts";
-import { MiB, cachedVideo, drive, readMemory, report, reportLoad, resetPeak, sampleMemory, startMongo, startService, stopAll } from "./support.ts";
+import {
+  cachedVideo,
+  drive,
+  MiB,
+  readMemory,
+  report,
+  reportLoad,
+  resetPeak,
+  sampleMemory,
+  startMongo,
+  startService,
+  stopAll,
+} from "./support.ts";
 
 const BENCH = "gateway";
 const UPLOAD_BYTES = 1024 * MiB;
@@ -22,24 +34,27 @@ function generatedBody(head: Uint8Array, total: number, tail = new Uint8Array(0)
   const filler = new Uint8Array(CHUNK).fill(0x2e);
   let sent = 0;
   const fillerBytes = total - head.length - tail.length;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (sent === 0) {
-        controller.enqueue(head);
-      } else if (sent - head.length < fillerBytes) {
-        const n = Math.min(CHUNK, fillerBytes - (sent - head.length));
-        // A fresh view each time: the runtime may hold a chunk until the socket takes it.
-        controller.enqueue(n === CHUNK ? filler.slice() : filler.slice(0, n));
-        sent += n;
-        return;
-      } else {
-        if (tail.length) controller.enqueue(tail);
-        controller.close();
-        return;
-      }
-      sent += head.length;
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (sent === 0) {
+          controller.enqueue(head);
+        } else if (sent - head.length < fillerBytes) {
+          const n = Math.min(CHUNK, fillerBytes - (sent - head.length));
+          // A fresh view each time: the runtime may hold a chunk until the socket takes it.
+          controller.enqueue(n === CHUNK ? filler.slice() : filler.slice(0, n));
+          sent += n;
+          return;
+        } else {
+          if (tail.length) controller.enqueue(tail);
+          controller.close();
+          return;
+        }
+        sent += head.length;
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }
 
 reportLoad(BENCH, "start");
@@ -58,7 +73,11 @@ try {
     MAX_UPLOAD_BYTES: String(2 * UPLOAD_BYTES),
   });
   const base = gateway.url;
-  const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const json = (body: unknown) => ({
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   const credentials = { email: "bench@example.com", password: "benchmark password" };
   const registered = await fetch(`${base}/auth/register`, json(credentials));
   if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
@@ -68,15 +87,34 @@ try {
 
   const header = readFileSync(
     await cachedVideo("header-1s-160x90", "mp4", [
-      "-f", "lavfi", "-i", "testsrc=duration=1:size=160x90:rate=15", "-f", "lavfi", "-i", "sine=duration=1",
-      "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", "-shortest",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=duration=1:size=160x90:rate=15",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=duration=1",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-c:a",
+      "aac",
+      "-movflags",
+      "+faststart",
+      "-shortest",
     ]),
   );
 
   const idle = readMemory(gateway.pid)!;
   report(BENCH, "gateway RSS at rest (after login)", idle.rss / 1e6, "MB");
 
-  const uploads: { label: string; init: () => { headers: Record<string, string>; body: ReadableStream<Uint8Array> }; path: string }[] = [
+  const uploads: {
+    label: string;
+    init: () => { headers: Record<string, string>; body: ReadableStream<Uint8Array> };
+    path: string;
+  }[] = [
     {
       label: "multipart",
       path: "/jobs",
@@ -98,7 +136,10 @@ try {
     {
       label: "raw video/mp4",
       path: "/jobs?filename=big.mp4",
-      init: () => ({ headers: { authorization, "content-type": "video/mp4" }, body: generatedBody(header, UPLOAD_BYTES) }),
+      init: () => ({
+        headers: { authorization, "content-type": "video/mp4" },
+        body: generatedBody(header, UPLOAD_BYTES),
+      }),
     },
   ];
 
@@ -108,12 +149,20 @@ try {
     resetPeak(gateway.pid);
     const sampler = sampleMemory([gateway.pid], 50);
     const response = await fetch(`${base}/jobs?filename=small.mp4`, {
-      method: "POST", headers: { authorization, "content-type": "video/mp4" }, body: generatedBody(header, small), duplex: "half",
+      method: "POST",
+      headers: { authorization, "content-type": "video/mp4" },
+      body: generatedBody(header, small),
+      duplex: "half",
     } as RequestInit);
     const answer = (await response.json()) as { id: string };
     const memory = sampler.stop().get(gateway.pid)!;
     if (response.status !== 202) throw new Error(`128 MiB upload answered ${response.status}`);
-    report(BENCH, "peak RSS, 128 MiB raw video/mp4 upload (first, for comparison)", Math.max(memory.peakRss, memory.hwm) / 1e6, "MB");
+    report(
+      BENCH,
+      "peak RSS, 128 MiB raw video/mp4 upload (first, for comparison)",
+      Math.max(memory.peakRss, memory.hwm) / 1e6,
+      "MB",
+    );
     await fetch(`${base}/jobs/${answer.id}`, { method: "DELETE", headers: { authorization } });
   }
 
@@ -127,19 +176,32 @@ try {
       resetPeak(gateway.pid);
       const sampler = sampleMemory([gateway.pid], 50);
       const started = performance.now();
-      const response = await fetch(`${base}${upload.path}`, { method: "POST", headers, body, duplex: "half" } as RequestInit);
+      const response = await fetch(`${base}${upload.path}`, {
+        method: "POST",
+        headers,
+        body,
+        duplex: "half",
+      } as RequestInit);
       const answer = (await response.json()) as { id: string; source?: { bytes: number } };
       const seconds = (performance.now() - started) / 1000;
       const memory = sampler.stop().get(gateway.pid)!;
-      if (response.status !== 202) throw new Error(`${upload.label} upload answered ${response.status}: ${JSON.stringify(answer)}`);
-      if (answer.source?.bytes !== UPLOAD_BYTES) throw new Error(`${upload.label}: stored ${answer.source?.bytes} bytes, sent ${UPLOAD_BYTES}`);
+      if (response.status !== 202)
+        throw new Error(`${upload.label} upload answered ${response.status}: ${JSON.stringify(answer)}`);
+      if (answer.source?.bytes !== UPLOAD_BYTES)
+        throw new Error(`${upload.label}: stored ${answer.source?.bytes} bytes, sent ${UPLOAD_BYTES}`);
       peaks.push(Math.max(memory.peakRss, memory.hwm));
       rates.push(UPLOAD_BYTES / 1e6 / seconds);
       // Free the stand-in's memory before the next one (the last job stays for the reads below).
       if (jobId) await fetch(`${base}/jobs/${jobId}`, { method: "DELETE", headers: { authorization } });
       jobId = answer.id;
     }
-    report(BENCH, `peak RSS, 1 GiB ${upload.label} upload (higher of 2)`, Math.max(...peaks) / 1e6, "MB", `< ${RSS_GOAL_MB} MB`);
+    report(
+      BENCH,
+      `peak RSS, 1 GiB ${upload.label} upload (higher of 2)`,
+      Math.max(...peaks) / 1e6,
+      "MB",
+      `< ${RSS_GOAL_MB} MB`,
+    );
     report(BENCH, `upload throughput, ${upload.label} (mean of 2)`, (rates[0]! + rates[1]!) / 2, "MB/s");
   }
 

@@ -29,7 +29,12 @@ try {
   report(BENCH, `API p99, ${label}`, result.all.p99, "ms");
   report(BENCH, `API max, ${label}`, result.all.max, "ms");
   for (const [kind, figures] of Object.entries(result.byKind)) {
-    report(BENCH, `${kind} p50 / p99 (${figures.count} requests)`, figures.p50, `ms / ${Math.round(figures.p99 * 10) / 10} ms`);
+    report(
+      BENCH,
+      `${kind} p50 / p99 (${figures.count} requests)`,
+      figures.p50,
+      `ms / ${Math.round(figures.p99 * 10) / 10} ms`,
+    );
   }
   report(BENCH, "requests/s", result.requestsPerSecond, "req/s");
   report(BENCH, "jobs done / accepted", result.jobs.done, `of ${result.jobs.accepted}`);

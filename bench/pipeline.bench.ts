@@ -16,7 +16,11 @@ const UPLOADS = 20;
 const UPLOAD_CONCURRENCY = 4;
 const POLL_MS = 20;
 
-interface JobView { id: string; status: string; error?: string }
+interface JobView {
+  id: string;
+  status: string;
+  error?: string;
+}
 
 reportLoad(BENCH, "start");
 const mongoServer = await startMongo();
@@ -29,7 +33,11 @@ try {
   const clipBytes = readFileSync(clip);
   system = await startSystem({ converters: 1, resend: true });
   const base = system.gatewayUrl;
-  const json = (body: unknown) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const json = (body: unknown) => ({
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   const credentials = { email: "bench@example.com", password: "benchmark password" };
   const registered = await fetch(`${base}/auth/register`, json(credentials));
   if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
@@ -37,7 +45,11 @@ try {
   const headers = { authorization: `Bearer ${token}` };
 
   async function upload(): Promise<{ id: string; answeredAt: number }> {
-    const response = await fetch(`${base}/jobs?filename=clip.mp4`, { method: "POST", headers: { ...headers, "content-type": "video/mp4" }, body: clipBytes });
+    const response = await fetch(`${base}/jobs?filename=clip.mp4`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "video/mp4" },
+      body: clipBytes,
+    });
     const answeredAt = performance.now();
     const job = (await response.json()) as JobView;
     if (response.status !== 202) throw new Error(`upload answered ${response.status}: ${JSON.stringify(job)}`);
@@ -60,7 +72,10 @@ try {
     }
   }
   async function followBySse(id: string): Promise<void> {
-    const response = await fetch(`${base}/jobs/${id}/events`, { headers: { ...headers, accept: "text/event-stream" }, signal: AbortSignal.timeout(60_000) });
+    const response = await fetch(`${base}/jobs/${id}/events`, {
+      headers: { ...headers, accept: "text/event-stream" },
+      signal: AbortSignal.timeout(60_000),
+    });
     const decoder = new TextDecoder();
     let text = "";
     for await (const chunk of response.body!) {
@@ -83,7 +98,23 @@ try {
     const second = await upload();
     await followBySse(second.id);
     streamed.push(performance.now() - second.answeredAt);
-    bare.push(await run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", clip, "-vn", "-c:a", "libmp3lame", "-q:a", "2", join(work, "bare.mp3")]));
+    bare.push(
+      await run([
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        clip,
+        "-vn",
+        "-c:a",
+        "libmp3lame",
+        "-q:a",
+        "2",
+        join(work, "bare.mp3"),
+      ]),
+    );
   }
   const ffmpegMs = median(bare);
   // The converter's own share, from its "converted" log lines (message taken to MP3 stored and announced).
@@ -91,14 +122,22 @@ try {
   for (const line of system.service("converter").logs) {
     try {
       const entry = JSON.parse(line) as { msg?: string; jobId?: string; seconds?: number };
-      if (entry.msg === "converted" && entry.jobId && typeof entry.seconds === "number") converterSeconds.set(entry.jobId, entry.seconds);
+      if (entry.msg === "converted" && entry.jobId && typeof entry.seconds === "number")
+        converterSeconds.set(entry.jobId, entry.seconds);
     } catch {}
   }
   const converterShare = [...converterSeconds.values()].slice(1).map((seconds) => seconds * 1000); // without the warm-up
   report(BENCH, "30 s clip: bare ffmpeg (median of 5)", ffmpegMs, "ms");
-  report(BENCH, "30 s clip: upload answered → MP3 downloadable, polling 20 ms (median)", median(polled), "ms", `≤ ffmpeg + 300 ms`);
+  report(
+    BENCH,
+    "30 s clip: upload answered → MP3 downloadable, polling 20 ms (median)",
+    median(polled),
+    "ms",
+    `≤ ffmpeg + 300 ms`,
+  );
   report(BENCH, "30 s clip: overhead over ffmpeg, polling", median(polled) - ffmpegMs, "ms", "≤ 300 ms");
-  if (converterShare.length) report(BENCH, "30 s clip: of which the converter's own time (its log, median)", median(converterShare), "ms");
+  if (converterShare.length)
+    report(BENCH, "30 s clip: of which the converter's own time (its log, median)", median(converterShare), "ms");
   report(BENCH, "30 s clip: upload answered → MP3 downloadable, following SSE (median)", median(streamed), "ms");
   report(BENCH, "30 s clip: overhead over ffmpeg, SSE", median(streamed) - ffmpegMs, "ms", "≤ 300 ms");
 

@@ -4,7 +4,13 @@
 import { totalmem } from "node:os";
 import { basename } from "node:path";
 
-interface Figure { bench: string; metric: string; value: number; unit: string; goal?: string }
+interface Figure {
+  bench: string;
+  metric: string;
+  value: number;
+  unit: string;
+  goal?: string;
+}
 
 const only = process.argv.slice(2);
 const files = [...new Bun.Glob("*.bench.ts").scanSync(import.meta.dir)]
@@ -30,7 +36,9 @@ const rows = figures.map((f) => [basename(f.bench), f.metric, `${f.value} ${f.un
 const header = ["benchmark", "metric", "value", "goal"];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
 const format = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ")} |`;
-console.log(`machine: ${navigator.hardwareConcurrency} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, bun ${Bun.version}; ${new Date().toISOString().slice(0, 10)}`);
+console.log(
+  `machine: ${navigator.hardwareConcurrency} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, bun ${Bun.version}; ${new Date().toISOString().slice(0, 10)}`,
+);
 console.log(format(header));
 console.log(format(widths.map((w) => "-".repeat(w))));
 for (const row of rows) console.log(format(row));

@@ -30,7 +30,14 @@ export async function drive(concurrency: number, durationMs: number, operation: 
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   if (latencies.length === 0) throw new Error(`every operation failed (${errors}), the first with: ${firstError}`);
-  return { count: latencies.length, errors, firstError, perSecond: latencies.length / (durationMs / 1000), p50: at(0.5), p99: at(0.99) };
+  return {
+    count: latencies.length,
+    errors,
+    firstError,
+    perSecond: latencies.length / (durationMs / 1000),
+    p50: at(0.5),
+    p99: at(0.99),
+  };
 }
 
 // ── processes, memory and media for the service benchmarks ──────────────────
@@ -57,7 +64,11 @@ export interface Proc {
   stop(graceMs?: number): Promise<void>;
 }
 
-function keepLines(stream: ReadableStream<Uint8Array> | null | undefined, logs: string[], onLine?: (line: string) => void) {
+function keepLines(
+  stream: ReadableStream<Uint8Array> | null | undefined,
+  logs: string[],
+  onLine?: (line: string) => void,
+) {
   if (!stream) return;
   void (async () => {
     const decoder = new TextDecoder();
@@ -85,7 +96,11 @@ process.on("exit", () => {
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
 
-export function spawnProcess(command: string[], env: Record<string, string> = {}, onLine?: (line: string) => void): Proc {
+export function spawnProcess(
+  command: string[],
+  env: Record<string, string> = {},
+  onLine?: (line: string) => void,
+): Proc {
   const logs: string[] = [];
   const child = Bun.spawn(command, { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   keepLines(child.stdout as ReadableStream<Uint8Array>, logs, onLine);
@@ -116,8 +131,18 @@ export interface Service extends Proc {
 
 /** Every variable the services read, so a benchmark's own environment cannot leak into them. */
 async function serviceVariables(): Promise<Set<string>> {
-  const modules = await Promise.all([import("../auth.ts"), import("../gateway.ts"), import("../converter.ts"), import("../notifier.ts")]);
-  const schemas = [modules[0].AuthConfig, modules[1].GatewayConfig, modules[2].ConverterConfig, modules[3].NotifierConfig];
+  const modules = await Promise.all([
+    import("../auth.ts"),
+    import("../gateway.ts"),
+    import("../converter.ts"),
+    import("../notifier.ts"),
+  ]);
+  const schemas = [
+    modules[0].AuthConfig,
+    modules[1].GatewayConfig,
+    modules[2].ConverterConfig,
+    modules[3].NotifierConfig,
+  ];
   return new Set(schemas.flatMap((schema) => Object.keys(schema.properties)));
 }
 
@@ -128,13 +153,26 @@ async function serviceVariables(): Promise<Set<string>> {
 export async function startService(name: string, env: Record<string, string>, timeoutMs = 20_000): Promise<Service> {
   const port = freePort();
   const inherited = await serviceVariables();
-  const clean = Object.fromEntries(Object.keys(process.env).filter((key) => inherited.has(key)).map((key) => [key, undefined]));
-  const proc = spawnProcess([process.execPath, "--no-env-file", `${name}.ts`], { ...clean, LOG_LEVEL: "warn", ...env, PORT: String(port) } as Record<string, string>);
+  const clean = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((key) => inherited.has(key))
+      .map((key) => [key, undefined]),
+  );
+  const proc = spawnProcess([process.execPath, "--no-env-file", `${name}.ts`], {
+    ...clean,
+    LOG_LEVEL: "warn",
+    ...env,
+    PORT: String(port),
+  } as Record<string, string>);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (proc.child.exitCode !== null) throw new Error(`${name} exited (${proc.child.exitCode}):\n${proc.logs.join("\n")}`);
-    const live = await fetch(`${url}/health/live`).then((r) => r.ok, () => false);
+    if (proc.child.exitCode !== null)
+      throw new Error(`${name} exited (${proc.child.exitCode}):\n${proc.logs.join("\n")}`);
+    const live = await fetch(`${url}/health/live`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (live) return { ...proc, stop: proc.stop, name, port, url };
     if (Date.now() > deadline) {
       await proc.stop();
@@ -157,8 +195,15 @@ export async function startMongo(): Promise<{ url: string; kind: string; stop():
     if (line.startsWith("mongodb://")) resolveUrl(line.trim());
   });
   running.delete(proc); // outlives stopAll(), so services can be stopped while it still answers
-  const url = await Promise.race([first, Bun.sleep(10_000).then(() => Promise.reject(new Error(`mongo stand-in did not start:\n${proc.logs.join("\n")}`)))]);
-  return { url, kind: "the in-memory MongoDB stand-in (test/support/mongo-standin.ts), in a process of its own", stop: () => proc.stop() };
+  const url = await Promise.race([
+    first,
+    Bun.sleep(10_000).then(() => Promise.reject(new Error(`mongo stand-in did not start:\n${proc.logs.join("\n")}`))),
+  ]);
+  return {
+    url,
+    kind: "the in-memory MongoDB stand-in (test/support/mongo-standin.ts), in a process of its own",
+    stop: () => proc.stop(),
+  };
 }
 
 export interface Memory {
@@ -242,14 +287,28 @@ export async function cachedVideo(name: string, format: string, ffmpegArgs: stri
 /** testsrc video with a sine tone: `seconds` long, `size`, H.264 ultrafast + AAC in MP4 (index at the end, as cameras write it). */
 export const testClip = (seconds: number, size = "1280x720", rate = 30) =>
   cachedVideo(`clip-${seconds}s-${size}`, "mp4", [
-    "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=${size}:rate=${rate}`,
-    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
-    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc=duration=${seconds}:size=${size}:rate=${rate}`,
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=440:duration=${seconds}`,
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-c:a",
+    "aac",
+    "-shortest",
   ]);
 
 /** Duration in seconds (ffprobe). */
 export async function durationOf(path: string): Promise<number> {
-  const child = Bun.spawn(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path], { stdout: "pipe" });
+  const child = Bun.spawn(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path], {
+    stdout: "pipe",
+  });
   return Number((await new Response(child.stdout).text()).trim());
 }
 

@@ -46,7 +46,14 @@ if (import.meta.main) {
     await migrateDatabase(url);
     console.log(JSON.stringify({ level: "info", service: "migrate", msg: "migrations applied", mysql: shown }));
   } catch (error) {
-    console.error(JSON.stringify({ level: "fatal", service: "migrate", msg: `migrations failed: ${(error as Error).message}`, mysql: shown }));
+    console.error(
+      JSON.stringify({
+        level: "fatal",
+        service: "migrate",
+        msg: `migrations failed: ${(error as Error).message}`,
+        mysql: shown,
+      }),
+    );
     process.exit(1);
   }
 }

@@ -1,7 +1,8 @@
 // The auth service's tables. auth.ts is the only service that touches MySQL.
 // Ids are bigint auto-increment rather than serial(): serial() breaks migrations on MariaDB.
-import { bigint, datetime, index, mysqlTable, varchar } from "drizzle-orm/mysql-core";
+
 import { sql } from "drizzle-orm";
+import { bigint, datetime, index, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 
 export const users = mysqlTable("users", {
   id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),

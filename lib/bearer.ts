@@ -26,7 +26,11 @@ const REFRESH_RETRY_MS = 30_000;
  * still fetches at once (key rotation).
  */
 export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { refreshMs?: number } = {}) {
-  const remote = jose.createRemoteJWKSet(new URL(jwksUrl), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: Infinity });
+  const remote = jose.createRemoteJWKSet(new URL(jwksUrl), {
+    timeoutDuration: 5000,
+    cooldownDuration: 30_000,
+    cacheMaxAge: Infinity,
+  });
   let loadedAt = 0; // last successful fetch
   let triedAt = 0; // last background refresh attempt
   const reload = () => remote.reload().then(() => void (loadedAt = Date.now()));
@@ -41,14 +45,18 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
       loadedAt ||= Date.now(); // the first use fetched them
       return key;
     } catch (error) {
-      if (error instanceof jose.errors.JWKSNoMatchingKey || error instanceof jose.errors.JWKSMultipleMatchingKeys) throw error;
+      if (error instanceof jose.errors.JWKSNoMatchingKey || error instanceof jose.errors.JWKSMultipleMatchingKeys)
+        throw error;
       throw new KeysUnavailable(`auth's keys could not be fetched: ${(error as Error).message}`, { cause: error });
     }
   };
   return {
     /** The caller a token speaks for; throws for a bad, expired, tampered, `alg: none` or foreign token. */
     async verify(token: string): Promise<Caller> {
-      const { payload } = await jose.jwtVerify(token, keys, { algorithms: ["EdDSA", "ES256"], requiredClaims: ["sub", "exp"] });
+      const { payload } = await jose.jwtVerify(token, keys, {
+        algorithms: ["EdDSA", "ES256"],
+        requiredClaims: ["sub", "exp"],
+      });
       if (typeof payload.email !== "string") throw new Error("token has no email claim");
       return { id: payload.sub!, email: payload.email };
     },
@@ -76,7 +84,10 @@ export const bearer = (verifier: TokenVerifier) =>
         try {
           return { user: await verifier.verify(token) };
         } catch (error) {
-          if (error instanceof KeysUnavailable) throw new Unavailable("tokens cannot be checked right now (the login service is not answering); try again shortly");
+          if (error instanceof KeysUnavailable)
+            throw new Unavailable(
+              "tokens cannot be checked right now (the login service is not answering); try again shortly",
+            );
           throw new Unauthorized("the token is invalid or expired; log in again");
         }
       },

@@ -23,7 +23,11 @@ export function pendingCleanUps(): string[] {
 }
 
 /** Runs `action` now; if it throws, keeps retrying in the background. Resolves true if the first try worked. */
-export async function cleanUp(what: string, action: () => Promise<unknown>, { log, forMs = 15 * 60_000, firstDelayMs = 1000 }: CleanUpOptions = {}): Promise<boolean> {
+export async function cleanUp(
+  what: string,
+  action: () => Promise<unknown>,
+  { log, forMs = 15 * 60_000, firstDelayMs = 1000 }: CleanUpOptions = {},
+): Promise<boolean> {
   try {
     await action();
     return true;

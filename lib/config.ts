@@ -75,7 +75,10 @@ function describe(field: TSchema | undefined): string {
   if (!field) return "is not allowed";
   if (field.anyOf) return `must be one of ${field.anyOf.map((option: TSchema) => option.const).join(", ")}`;
   if (field.type === "integer") {
-    const range = field.minimum !== undefined ? ` from ${field.minimum}${field.maximum !== undefined ? ` to ${field.maximum}` : ""}` : "";
+    const range =
+      field.minimum !== undefined
+        ? ` from ${field.minimum}${field.maximum !== undefined ? ` to ${field.maximum}` : ""}`
+        : "";
     return `must be a whole number${range}`;
   }
   if (field.type === "number") return "must be a number";

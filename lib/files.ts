@@ -4,7 +4,7 @@
 import { open } from "node:fs/promises";
 import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { type Binary, type Db, type GridFSFile, GridFSBucket, MongoGridFSChunkError, ObjectId } from "mongodb";
+import { type Binary, type Db, GridFSBucket, type GridFSFile, MongoGridFSChunkError, ObjectId } from "mongodb";
 import parseRange from "range-parser";
 import { cleanUp } from "./cleanup.ts";
 import type { Logger } from "./log.ts";
@@ -32,10 +32,9 @@ export interface StoredFile {
 }
 
 export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
-  const buckets = Object.fromEntries(BUCKETS.map((name) => [name, new GridFSBucket(db, { bucketName: name })])) as Record<
-    BucketName,
-    GridFSBucket
-  >;
+  const buckets = Object.fromEntries(
+    BUCKETS.map((name) => [name, new GridFSBucket(db, { bucketName: name })]),
+  ) as Record<BucketName, GridFSBucket>;
 
   /** The file's bytes, or the inclusive byte range [start, end]. */
   const download = (bucket: BucketName, id: ObjectId, range?: { start: number; end: number }): Readable =>
@@ -51,7 +50,12 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
      * itself failed (and the removal with it), the removal is retried in the background
      * until MongoDB answers again (lib/cleanup.ts), so no orphaned chunks remain.
      */
-    async upload(bucket: BucketName, source: Readable, metadata: FileMetadata, ...transforms: Transform[]): Promise<StoredFile> {
+    async upload(
+      bucket: BucketName,
+      source: Readable,
+      metadata: FileMetadata,
+      ...transforms: Transform[]
+    ): Promise<StoredFile> {
       const id = new ObjectId();
       const sink = buckets[bucket].openUploadStreamWithId(id, metadata.filename, { metadata });
       try {
@@ -88,15 +92,20 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
         for await (const chunk of chunks) {
           const data = chunk.data.buffer;
           const size = Math.min(file.chunkSize, file.length - written);
-          if (chunk.n !== expected) throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} is missing (got ${chunk.n})`);
-          if (data.byteLength !== size) throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} has ${data.byteLength} bytes, not ${size}`);
+          if (chunk.n !== expected)
+            throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} is missing (got ${chunk.n})`);
+          if (data.byteLength !== size)
+            throw new MongoGridFSChunkError(
+              `${bucket} file ${id}: chunk ${expected} has ${data.byteLength} bytes, not ${size}`,
+            );
           // A write may take less than it was given; what it leaves is written next.
           for (let at = 0; at < size; ) at += (await out.write(data, at, size - at)).bytesWritten;
           written += size;
           expected++;
           spooled(size);
         }
-        if (written !== file.length) throw new MongoGridFSChunkError(`${bucket} file ${id}: ${written} of ${file.length} bytes found`);
+        if (written !== file.length)
+          throw new MongoGridFSChunkError(`${bucket} file ${id}: ${written} of ${file.length} bytes found`);
       } finally {
         await chunks.close().catch(() => {}); // the file's fate is decided; a cursor left open times out
         await out.close();
@@ -108,7 +117,12 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
      * An HTTP answer with the file's bytes: 200 whole, 206 for a `Range` request (the
      * first range, when several are asked for), 416 for a range past the end, 404 if gone.
      */
-    async respond(bucket: BucketName, id: ObjectId, request: Request, headers: Record<string, string>): Promise<Response> {
+    async respond(
+      bucket: BucketName,
+      id: ObjectId,
+      request: Request,
+      headers: Record<string, string>,
+    ): Promise<Response> {
       const file = await stat(bucket, id);
       if (!file) throw new NotFound("the file is gone");
       const common = { ...headers, "accept-ranges": "bytes", etag: `"${id}"` };
@@ -116,7 +130,12 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
       const ranges = header ? parseRange(file.length, header, { combine: true }) : undefined;
       if (ranges === -1) {
         return problemResponse(
-          { type: "about:blank", title: "Range Not Satisfiable", status: 416, detail: `the file has ${file.length} bytes` },
+          {
+            type: "about:blank",
+            title: "Range Not Satisfiable",
+            status: 416,
+            detail: `the file has ${file.length} bytes`,
+          },
           { "content-range": `bytes */${file.length}` },
         );
       }
@@ -126,7 +145,11 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
       if (!range) return new Response(body, { headers: { ...common, "content-length": String(file.length) } });
       return new Response(body, {
         status: 206,
-        headers: { ...common, "content-length": String(range.end - range.start + 1), "content-range": `bytes ${range.start}-${range.end}/${file.length}` },
+        headers: {
+          ...common,
+          "content-length": String(range.end - range.start + 1),
+          "content-range": `bytes ${range.start}-${range.end}/${file.length}`,
+        },
       });
     },
 
@@ -146,7 +169,10 @@ export type FileStore = ReturnType<typeof fileStore>;
 /** The name a person gave a file, without directories, control characters, quotes or excess length. */
 export function cleanFilename(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? "";
-  const clean = base.replace(/[\u0000-\u001f\u007f"]/g, "").trim().slice(0, 200);
+  const clean = base
+    .replace(/[\u0000-\u001f\u007f"]/g, "")
+    .trim()
+    .slice(0, 200);
   return clean && clean !== "." && clean !== ".." ? clean : "video";
 }
 

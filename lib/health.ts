@@ -39,7 +39,10 @@ export const health = (checks: ReadinessChecks) =>
         const results = await Promise.all(names.map((name) => runCheck(checks[name]!)));
         const report = Object.fromEntries(names.map((name, i) => [name, results[i]!]));
         const ready = results.every((result) => result === "up");
-        return status(ready ? 200 : 503, { status: ready ? ("ready" as const) : ("unavailable" as const), checks: report });
+        return status(ready ? 200 : 503, {
+          status: ready ? ("ready" as const) : ("unavailable" as const),
+          checks: report,
+        });
       },
       {
         detail: { tags: ["health"], summary: "Every store and broker this service needs answers" },

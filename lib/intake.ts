@@ -6,14 +6,22 @@ import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
 import type { Caller } from "./bearer.ts";
 import { cleanUp } from "./cleanup.ts";
-import { type FileStore, cleanFilename } from "./files.ts";
-import { limitedJson } from "./json.ts";
+import { cleanFilename, type FileStore } from "./files.ts";
 import type { Job, JobStore } from "./jobs.ts";
+import { limitedJson } from "./json.ts";
 import { type AllowList, BadLink, checkPostedLink, linkFilename } from "./link.ts";
 import type { Logger } from "./log.ts";
 import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } from "./problem.ts";
 import { QUEUES, type Queue } from "./queue.ts";
-import { BadMultipart, NotAVideo, TooLarge, byteLimit, formatBytes, readMultipartFile, videoSniffer } from "./upload.ts";
+import {
+  BadMultipart,
+  byteLimit,
+  formatBytes,
+  NotAVideo,
+  readMultipartFile,
+  TooLarge,
+  videoSniffer,
+} from "./upload.ts";
 
 export interface IntakeDeps {
   files: FileStore;
@@ -26,90 +34,125 @@ export interface IntakeDeps {
   jobsCreated: Counter;
 }
 
-export function jobIntake({ files, jobs, queue, log, maxUploadBytes, allowList, uploadedBytes, jobsCreated }: IntakeDeps) {
-/** Stores one upload and queues it; nothing is left behind if any step fails. */
-async function acceptVideo(user: Caller, stream: Readable, filename: string, declaredType: string): Promise<Job> {
-  const sniffer = videoSniffer();
-  const name = cleanFilename(filename);
-  let stored;
-  try {
-    stored = await files.upload("videos", stream, { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" }, sniffer, byteLimit(maxUploadBytes));
-  } catch (error) {
-    stream.resume();
-    if (error instanceof TooLarge) throw new ContentTooLarge(`the video is larger than ${formatBytes(maxUploadBytes)}`);
-    if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
-    throw error;
-  }
-  const { mime } = await sniffer.sniffed;
-  const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
-  const removeVideo = () => undo(`remove video ${stored.id}`, () => files.remove("videos", stored.id));
-  const record = await jobs
-    .create({ _id: jobId, userId: user.id, email: user.email, videoFileId: stored.id, source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime } })
-    .catch(async (error) => {
-      await undo(`remove job ${jobId}`, () => jobs.remove(jobId));
-      await removeVideo();
-      throw error;
-    });
-  await enqueue(record, removeVideo);
-  uploadedBytes.inc(stored.bytes);
-  log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
-  return record;
-}
-
-/**
- * A rollback step that must happen even if MongoDB is failing right now (which is often
- * why we roll back): tried at once, then retried in the background until it works.
- */
-const undo = (what: string, action: () => Promise<unknown>) => cleanUp(what, action, { log }).then(() => {});
-
-/** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
-async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
-  try {
-    await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
-  } catch (error) {
-    await undo(`remove job ${record._id}`, () => jobs.remove(record._id));
-    await removeVideo();
-    log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
-    throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
-  }
-  jobsCreated.inc();
-}
-
-/** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
-async function acceptLink(user: Caller, body: unknown): Promise<Job> {
-  let url: URL;
-  try {
-    url = checkPostedLink((body as { url?: unknown } | undefined)?.url, allowList);
-  } catch (error) {
-    if (error instanceof BadLink) throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
-    throw error;
-  }
-  const record = await jobs.create({
-    userId: user.id, email: user.email,
-    source: { kind: "url", url: url.href, filename: linkFilename(url), bytes: 0, contentType: "application/octet-stream" },
-  });
-  await enqueue(record);
-  log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
-  return record;
-}
-
-async function receive(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
-  const type = request.headers.get("content-type") ?? "";
-  if (!request.body) throw new Unprocessable("the request has no body: send a video");
-  if (/^multipart\/form-data/i.test(type)) {
+export function jobIntake({
+  files,
+  jobs,
+  queue,
+  log,
+  maxUploadBytes,
+  allowList,
+  uploadedBytes,
+  jobsCreated,
+}: IntakeDeps) {
+  /** Stores one upload and queues it; nothing is left behind if any step fails. */
+  async function acceptVideo(user: Caller, stream: Readable, filename: string, declaredType: string): Promise<Job> {
+    const sniffer = videoSniffer();
+    const name = cleanFilename(filename);
+    let stored;
     try {
-      return await readMultipartFile(request.body, type, "file", (file) => acceptVideo(user, file.stream, file.filename, file.contentType));
+      stored = await files.upload(
+        "videos",
+        stream,
+        { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" },
+        sniffer,
+        byteLimit(maxUploadBytes),
+      );
     } catch (error) {
-      if (error instanceof BadMultipart) throw new Unprocessable(error.message);
+      stream.resume();
+      if (error instanceof TooLarge)
+        throw new ContentTooLarge(`the video is larger than ${formatBytes(maxUploadBytes)}`);
+      if (error instanceof NotAVideo)
+        throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
       throw error;
     }
+    const { mime } = await sniffer.sniffed;
+    const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
+    const removeVideo = () => undo(`remove video ${stored.id}`, () => files.remove("videos", stored.id));
+    const record = await jobs
+      .create({
+        _id: jobId,
+        userId: user.id,
+        email: user.email,
+        videoFileId: stored.id,
+        source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime },
+      })
+      .catch(async (error) => {
+        await undo(`remove job ${jobId}`, () => jobs.remove(jobId));
+        await removeVideo();
+        throw error;
+      });
+    await enqueue(record, removeVideo);
+    uploadedBytes.inc(stored.bytes);
+    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
+    return record;
   }
-  if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-    return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
+
+  /**
+   * A rollback step that must happen even if MongoDB is failing right now (which is often
+   * why we roll back): tried at once, then retried in the background until it works.
+   */
+  const undo = (what: string, action: () => Promise<unknown>) => cleanUp(what, action, { log }).then(() => {});
+
+  /** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
+  async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
+    try {
+      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
+    } catch (error) {
+      await undo(`remove job ${record._id}`, () => jobs.remove(record._id));
+      await removeVideo();
+      log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
+      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
+    }
+    jobsCreated.inc();
   }
-  if (/^application\/json/i.test(type)) return acceptLink(user, await limitedJson()({ request }));
-  throw new UnsupportedMediaType("send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}");
-}
+
+  /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
+  async function acceptLink(user: Caller, body: unknown): Promise<Job> {
+    let url: URL;
+    try {
+      url = checkPostedLink((body as { url?: unknown } | undefined)?.url, allowList);
+    } catch (error) {
+      if (error instanceof BadLink)
+        throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
+      throw error;
+    }
+    const record = await jobs.create({
+      userId: user.id,
+      email: user.email,
+      source: {
+        kind: "url",
+        url: url.href,
+        filename: linkFilename(url),
+        bytes: 0,
+        contentType: "application/octet-stream",
+      },
+    });
+    await enqueue(record);
+    log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
+    return record;
+  }
+
+  async function receive(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
+    const type = request.headers.get("content-type") ?? "";
+    if (!request.body) throw new Unprocessable("the request has no body: send a video");
+    if (/^multipart\/form-data/i.test(type)) {
+      try {
+        return await readMultipartFile(request.body, type, "file", (file) =>
+          acceptVideo(user, file.stream, file.filename, file.contentType),
+        );
+      } catch (error) {
+        if (error instanceof BadMultipart) throw new Unprocessable(error.message);
+        throw error;
+      }
+    }
+    if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
+      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
+    }
+    if (/^application\/json/i.test(type)) return acceptLink(user, await limitedJson()({ request }));
+    throw new UnsupportedMediaType(
+      "send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}",
+    );
+  }
 
   return { receive, undo };
 }

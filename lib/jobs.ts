@@ -65,7 +65,15 @@ export function jobStore(db: Db) {
 
     async create(job: NewJob): Promise<Job> {
       const now = new Date();
-      const record: Job = { _id: new ObjectId(), ...job, status: "queued", progress: 0, attempts: 0, createdAt: now, updatedAt: now };
+      const record: Job = {
+        _id: new ObjectId(),
+        ...job,
+        status: "queued",
+        progress: 0,
+        attempts: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
       await jobs.insertOne(record);
       return record;
     },
@@ -96,11 +104,22 @@ export function jobStore(db: Db) {
       ),
 
     /** A link job's video is downloaded: attach it once and move on to converting, progress at least `progress`. */
-    attachVideo: (id: ObjectId, videoFileId: ObjectId, video: { bytes: number; contentType: string }, progress: number) =>
+    attachVideo: (
+      id: ObjectId,
+      videoFileId: ObjectId,
+      video: { bytes: number; contentType: string },
+      progress: number,
+    ) =>
       jobs.findOneAndUpdate(
         { _id: id, status: "converting", videoFileId: { $exists: false } },
         {
-          $set: { videoFileId, "source.bytes": video.bytes, "source.contentType": video.contentType, phase: "converting", updatedAt: new Date() },
+          $set: {
+            videoFileId,
+            "source.bytes": video.bytes,
+            "source.contentType": video.contentType,
+            phase: "converting",
+            updatedAt: new Date(),
+          },
           $max: { progress },
         },
         { returnDocument: "after" },

@@ -11,7 +11,7 @@ import { isIP, type LookupFunction } from "node:net";
 import { type Readable, Transform } from "node:stream";
 import ipaddr from "ipaddr.js";
 import { cleanFilename } from "./files.ts";
-import { NotAVideo, type Sniffed, TooLarge, byteLimit, formatBytes, videoSniffer } from "./upload.ts";
+import { byteLimit, formatBytes, NotAVideo, type Sniffed, TooLarge, videoSniffer } from "./upload.ts";
 
 export const MAX_LINK_LENGTH = 2048;
 export const MAX_REDIRECTS = 5;
@@ -20,7 +20,10 @@ export const MAX_REDIRECTS = 5;
 export class BadLink extends Error {
   override name = "BadLink";
   /** For the log only: e.g. the address that was refused, which the user is not told. */
-  constructor(message: string, readonly details: Record<string, unknown> = {}) {
+  constructor(
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
     super(message);
   }
 }
@@ -40,7 +43,8 @@ export function parseLink(raw: string): URL {
   } catch {
     throw new BadLink("the link is not a valid URL");
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new BadLink("the link must start with http:// or https://");
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new BadLink("the link must start with http:// or https://");
   if (url.username || url.password) throw new BadLink("the link must not contain a user name or password");
   if (url.href.length > MAX_LINK_LENGTH) throw new BadLink(`the link is longer than ${MAX_LINK_LENGTH} characters`);
   return url;
@@ -51,7 +55,8 @@ export function parseLink(raw: string): URL {
  * IP that is off-limits. The converter checks the resolved addresses again.
  */
 export function checkPostedLink(raw: unknown, allow: AllowList): URL {
-  if (typeof raw !== "string" || raw.trim() === "") throw new BadLink('send JSON {"url": "https://..."} with the link of a video');
+  if (typeof raw !== "string" || raw.trim() === "")
+    throw new BadLink('send JSON {"url": "https://..."} with the link of a video');
   const url = parseLink(raw);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   if (isIP(host) && refusal(allow, host, host)) throw new BadLink("the link points to a private address");
@@ -72,7 +77,9 @@ export function linkFilename(url: URL): string {
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
 
 // Cloud metadata services: AWS/GCP/Azure, AWS over IPv6, Alibaba, Oracle.
-const METADATA = ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"].map((text) => ipaddr.parse(text));
+const METADATA = ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"].map((text) =>
+  ipaddr.parse(text),
+);
 const NAT64 = ipaddr.parseCIDR("64:ff9b::/96");
 const GLOBAL_UNICAST = ipaddr.parseCIDR("2000::/3");
 
@@ -93,7 +100,12 @@ export function addressRange(text: string): string {
 }
 
 function rangeOf(address: Address): string {
-  if (METADATA.some((meta) => meta.kind() === address.kind() && meta.toNormalizedString() === address.toNormalizedString())) return "metadata";
+  if (
+    METADATA.some(
+      (meta) => meta.kind() === address.kind() && meta.toNormalizedString() === address.toNormalizedString(),
+    )
+  )
+    return "metadata";
   if (address.kind() === "ipv4") {
     const range = (address as ipaddr.IPv4).range();
     return range === "unicast" ? "public" : range;
@@ -118,13 +130,20 @@ export interface AllowList {
 /** Parses a comma-separated list of host names, IPs and CIDRs; throws naming the first bad entry. */
 export function parseAllowList(text: string): AllowList {
   const list: AllowList = { hosts: new Set(), ranges: [] };
-  for (const raw of text.split(",").map((entry) => entry.trim()).filter(Boolean)) {
+  for (const raw of text
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean)) {
     const entry = raw.replace(/^\[(.*)\]$/, "$1");
     if (ipaddr.isValidCIDR(entry)) list.ranges.push(ipaddr.parseCIDR(entry));
     else if (ipaddr.isValid(entry) && isIP(entry)) {
       const address = ipaddr.parse(entry);
       list.ranges.push([address, address.kind() === "ipv4" ? 32 : 128]);
-    } else if (/^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(entry)) {
+    } else if (
+      /^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i.test(
+        entry,
+      )
+    ) {
       list.hosts.add(normalHost(entry));
     } else throw new Error(`URL_ALLOW_HOSTS: "${raw}" is neither a host name, an IP address nor a CIDR range`);
   }
@@ -133,7 +152,9 @@ export function parseAllowList(text: string): AllowList {
 
 const normalHost = (host: string) => host.toLowerCase().replace(/\.$/, "");
 const unmapped = (address: Address): Address =>
-  address.kind() === "ipv6" && (address as ipaddr.IPv6).isIPv4MappedAddress() ? (address as ipaddr.IPv6).toIPv4Address() : address;
+  address.kind() === "ipv6" && (address as ipaddr.IPv6).isIPv4MappedAddress()
+    ? (address as ipaddr.IPv6).toIPv4Address()
+    : address;
 
 /**
  * Why `address` (which `host` resolved to) must not be fetched, or null if it may.
@@ -150,7 +171,8 @@ export function refusal(allow: AllowList, host: string, addressText: string): st
   const range = rangeOf(address);
   if (range === "public") return null;
   const inList = ([net, bits]: [Address, number]) => net.kind() === address.kind() && address.match(net, bits);
-  const exact = ([net, bits]: [Address, number]) => inList([net, bits]) && bits === (address.kind() === "ipv4" ? 32 : 128);
+  const exact = ([net, bits]: [Address, number]) =>
+    inList([net, bits]) && bits === (address.kind() === "ipv4" ? 32 : 128);
   if (range === "metadata") return allow.ranges.some(exact) ? null : range;
   if (allow.hosts.has(normalHost(host)) || allow.ranges.some(inList)) return null;
   return range;
@@ -198,14 +220,29 @@ const HEADERS = {
   accept: "video/*, application/octet-stream;q=0.8, */*;q=0.1",
   "accept-encoding": "identity",
 };
-const TRANSIENT_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN", "EAI_AGAIN", "ECONNABORTED"]);
+const TRANSIENT_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "ENETDOWN",
+  "EAI_AGAIN",
+  "ECONNABORTED",
+]);
 
 /**
  * Fetches `link` (following at most 5 redirects, each hop checked) and hands the body
  * to `store`. Fails with BadLink (the user must change the link) or LinkUnavailable
  * (try later); errors of `store` itself pass through.
  */
-export async function fetchVideo<T>(link: string, options: FetchOptions, store: (video: LinkVideo) => Promise<T>): Promise<T> {
+export async function fetchVideo<T>(
+  link: string,
+  options: FetchOptions,
+  store: (video: LinkVideo) => Promise<T>,
+): Promise<T> {
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(new Error("link timeout")), options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal;
@@ -221,13 +258,19 @@ export async function fetchVideo<T>(link: string, options: FetchOptions, store: 
       const status = response.statusCode ?? 0;
       if (REDIRECTS.has(status)) {
         response.destroy();
-        if (redirects >= (options.maxRedirects ?? MAX_REDIRECTS)) throw new BadLink(`too many redirects: the link redirected more than ${options.maxRedirects ?? MAX_REDIRECTS} times`);
+        if (redirects >= (options.maxRedirects ?? MAX_REDIRECTS))
+          throw new BadLink(
+            `too many redirects: the link redirected more than ${options.maxRedirects ?? MAX_REDIRECTS} times`,
+          );
         url = nextHop(url, response.headers.location, status);
         continue;
       }
       if (status >= 500 || status === 408 || status === 429) throw new LinkUnavailable(`the link answered ${status}`);
       if (status < 200 || status >= 300) throw new BadLink(`the link answered ${status}`);
-      declaredType = String(response.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+      declaredType = String(response.headers["content-type"] ?? "")
+        .split(";")[0]!
+        .trim()
+        .toLowerCase();
       const length = Number(response.headers["content-length"]);
       const totalBytes = response.headers["content-length"] && Number.isSafeInteger(length) ? length : undefined;
       if (totalBytes !== undefined && totalBytes > options.maxBytes) throw new TooLarge(options.maxBytes);
@@ -239,7 +282,13 @@ export async function fetchVideo<T>(link: string, options: FetchOptions, store: 
           done(null, chunk);
         },
       });
-      return await store({ source: response, transforms: [counter, byteLimit(options.maxBytes), sniffer], sniffed: sniffer.sniffed, url: url.href, totalBytes });
+      return await store({
+        source: response,
+        transforms: [counter, byteLimit(options.maxBytes), sniffer],
+        sniffed: sniffer.sniffed,
+        url: url.href,
+        totalBytes,
+      });
     }
   } catch (error) {
     response?.destroy();
@@ -253,7 +302,12 @@ export async function fetchVideo<T>(link: string, options: FetchOptions, store: 
 }
 
 /** One request to a checked address; resolves with the response head. */
-async function get(url: URL, options: FetchOptions, signal: AbortSignal, redirected: boolean): Promise<IncomingMessage> {
+async function get(
+  url: URL,
+  options: FetchOptions,
+  signal: AbortSignal,
+  redirected: boolean,
+): Promise<IncomingMessage> {
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const addresses = await approvedAddresses(host, options, signal, redirected);
   const client = url.protocol === "https:" ? https : http;
@@ -278,12 +332,24 @@ async function get(url: URL, options: FetchOptions, signal: AbortSignal, redirec
 }
 
 /** Resolves `host` once and checks every address; throws unless all may be reached. */
-async function approvedAddresses(host: string, options: FetchOptions, signal: AbortSignal, redirected: boolean): Promise<ResolvedAddress[]> {
+async function approvedAddresses(
+  host: string,
+  options: FetchOptions,
+  signal: AbortSignal,
+  redirected: boolean,
+): Promise<ResolvedAddress[]> {
   const family = isIP(host);
-  const addresses = family ? [{ address: host, family }] : await lookupHost(host, options.resolve ?? systemResolver, signal);
+  const addresses = family
+    ? [{ address: host, family }]
+    : await lookupHost(host, options.resolve ?? systemResolver, signal);
   for (const { address } of addresses) {
     const range = refusal(options.allow, host, address);
-    if (range) throw new BadLink(`the link ${redirected ? "redirects" : "points"} to a private address`, { host, address, range });
+    if (range)
+      throw new BadLink(`the link ${redirected ? "redirects" : "points"} to a private address`, {
+        host,
+        address,
+        range,
+      });
   }
   return addresses;
 }
@@ -301,7 +367,8 @@ async function lookupHost(host: string, resolve: Resolver, signal: AbortSignal):
   } catch (error) {
     if (signal.aborted) throw error;
     const code = (error as NodeJS.ErrnoException).code ?? "";
-    if (["ENOTFOUND", "ENODATA", "EAI_NONAME", "NXDOMAIN"].includes(code)) throw new BadLink(`the link's host ${host} does not exist`);
+    if (["ENOTFOUND", "ENODATA", "EAI_NONAME", "NXDOMAIN"].includes(code))
+      throw new BadLink(`the link's host ${host} does not exist`);
     throw new LinkUnavailable(`the link's host ${host} could not be looked up (${code || "DNS error"})`);
   }
   if (addresses.length === 0) throw new BadLink(`the link's host ${host} does not exist`);
@@ -314,7 +381,8 @@ function pinnedLookup(addresses: ResolvedAddress[]): LookupFunction {
     const family = options.family === 4 || options.family === 6 ? options.family : 0;
     const wanted = family ? addresses.filter((entry) => entry.family === family) : addresses;
     const first = wanted[0];
-    if (!first) return callback(Object.assign(new Error("no checked address of that family"), { code: "ENOTFOUND" }), "", 0);
+    if (!first)
+      return callback(Object.assign(new Error("no checked address of that family"), { code: "ENOTFOUND" }), "", 0);
     if (options.all) callback(null, wanted);
     else callback(null, first.address, first.family);
   };
@@ -331,7 +399,9 @@ function nextHop(from: URL, location: string | undefined, status: number): URL {
   try {
     return parseLink(target);
   } catch (error) {
-    throw new BadLink(`the link redirects somewhere we cannot follow: ${(error as Error).message.replace(/^the link /, "it ")}`);
+    throw new BadLink(
+      `the link redirects somewhere we cannot follow: ${(error as Error).message.replace(/^the link /, "it ")}`,
+    );
   }
 }
 
@@ -340,11 +410,13 @@ function explain(error: unknown, declaredType: string, received: number): unknow
   if (error instanceof BadLink || error instanceof LinkUnavailable) return error;
   if (error instanceof TooLarge) return new BadLink(`the video is larger than ${formatBytes(error.limit)}`);
   if (error instanceof NotAVideo) {
-    const what = received === 0 ? "it sent nothing" : /^[\w.+-]+\/[\w.+-]+$/.test(declaredType) ? `it is ${declaredType}` : "";
+    const what =
+      received === 0 ? "it sent nothing" : /^[\w.+-]+\/[\w.+-]+$/.test(declaredType) ? `it is ${declaredType}` : "";
     return new BadLink(`the link is not a video${what ? ` (${what})` : ""}`);
   }
   const code = String((error as NodeJS.ErrnoException)?.code ?? "");
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return new BadLink("the link's HTTPS certificate is not valid for its host");
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code))
+    return new BadLink("the link's HTTPS certificate is not valid for its host");
   if (TRANSIENT_CODES.has(code) || /socket hang up|aborted|closed/i.test((error as Error)?.message ?? "")) {
     return new LinkUnavailable(`the link could not be reached (${code || (error as Error).message})`);
   }

@@ -1,7 +1,7 @@
 // Prometheus metrics: one registry per process with the default process metrics,
 // HTTP request counts and durations by route and status, and GET /metrics.
 import { Elysia } from "elysia";
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
 export function createMetrics(service: string) {
   const registry = new Registry();

@@ -47,7 +47,13 @@ export async function waitForMongo(
 ): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 250; !giveUp() && Date.now() < deadline; delay = Math.min(delay * 2, 2000)) {
-    if (await mongo.ping().then(() => true, () => false)) return true;
+    if (
+      await mongo.ping().then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
     await Bun.sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
   }
   return false;

@@ -34,7 +34,9 @@ export class HttpProblem extends Error {
 }
 
 export class BadRequest extends HttpProblem {
-  constructor(detail: string) { super(400, "Bad Request", detail); }
+  constructor(detail: string) {
+    super(400, "Bad Request", detail);
+  }
 }
 export class Unauthorized extends HttpProblem {
   constructor(detail = "a valid bearer token is required") {
@@ -42,16 +44,24 @@ export class Unauthorized extends HttpProblem {
   }
 }
 export class NotFound extends HttpProblem {
-  constructor(detail = "no such resource") { super(404, "Not Found", detail); }
+  constructor(detail = "no such resource") {
+    super(404, "Not Found", detail);
+  }
 }
 export class Conflict extends HttpProblem {
-  constructor(detail: string) { super(409, "Conflict", detail); }
+  constructor(detail: string) {
+    super(409, "Conflict", detail);
+  }
 }
 export class ContentTooLarge extends HttpProblem {
-  constructor(detail: string) { super(413, "Content Too Large", detail); }
+  constructor(detail: string) {
+    super(413, "Content Too Large", detail);
+  }
 }
 export class UnsupportedMediaType extends HttpProblem {
-  constructor(detail: string) { super(415, "Unsupported Media Type", detail); }
+  constructor(detail: string) {
+    super(415, "Unsupported Media Type", detail);
+  }
 }
 export class Unprocessable extends HttpProblem {
   constructor(detail: string, errors: { field: string; message: string }[] = []) {
@@ -65,7 +75,9 @@ export class TooManyRequests extends HttpProblem {
   }
 }
 export class Unavailable extends HttpProblem {
-  constructor(detail: string) { super(503, "Service Unavailable", detail, {}, { "Retry-After": "5" }); }
+  constructor(detail: string) {
+    super(503, "Service Unavailable", detail, {}, { "Retry-After": "5" });
+  }
 }
 
 export function problemResponse(problem: ProblemBody, headers: Record<string, string> = {}): Response {
@@ -79,10 +91,22 @@ export function problemResponse(problem: ProblemBody, headers: Record<string, st
 export const problems = (log: Logger) =>
   new Elysia({ name: "problems" }).onError({ as: "global" }, ({ code, error, request, path }) => {
     // A body parser's own problem (too large, not JSON) arrives wrapped in Elysia's ParseError.
-    const problem = error instanceof HttpProblem ? error : code === "PARSE" && error.cause instanceof HttpProblem ? error.cause : undefined;
+    const problem =
+      error instanceof HttpProblem
+        ? error
+        : code === "PARSE" && error.cause instanceof HttpProblem
+          ? error.cause
+          : undefined;
     if (problem) {
       return problemResponse(
-        { type: "about:blank", title: problem.title, status: problem.status, detail: problem.detail, instance: path, ...problem.extra },
+        {
+          type: "about:blank",
+          title: problem.title,
+          status: problem.status,
+          detail: problem.detail,
+          instance: path,
+          ...problem.extra,
+        },
         problem.headers,
       );
     }
@@ -94,25 +118,56 @@ export const problems = (log: Logger) =>
           message:
             "schema" in issue && typeof issue.schema?.error === "string"
               ? issue.schema.error
-              : "message" in issue && issue.message ? issue.message : issue.summary ?? "is invalid",
+              : "message" in issue && issue.message
+                ? issue.message
+                : (issue.summary ?? "is invalid"),
         }));
         const fields = [...new Set(errors.map((e) => e.field))].join(", ");
         return problemResponse({
-          type: "about:blank", title: "Unprocessable Content", status: 422,
-          detail: `invalid ${error.type}: ${fields}`, instance: path, errors,
+          type: "about:blank",
+          title: "Unprocessable Content",
+          status: 422,
+          detail: `invalid ${error.type}: ${fields}`,
+          instance: path,
+          errors,
         });
       }
       case "PARSE":
-        return problemResponse({ type: "about:blank", title: "Bad Request", status: 400, detail: "the request body could not be parsed", instance: path });
+        return problemResponse({
+          type: "about:blank",
+          title: "Bad Request",
+          status: 400,
+          detail: "the request body could not be parsed",
+          instance: path,
+        });
       case "NOT_FOUND":
-        return problemResponse({ type: "about:blank", title: "Not Found", status: 404, detail: `no route for ${request.method} ${path}`, instance: path });
+        return problemResponse({
+          type: "about:blank",
+          title: "Not Found",
+          status: 404,
+          detail: `no route for ${request.method} ${path}`,
+          instance: path,
+        });
       default: {
-        const status = typeof (error as { status?: unknown }).status === "number" ? (error as { status: number }).status : 500;
+        const status =
+          typeof (error as { status?: unknown }).status === "number" ? (error as { status: number }).status : 500;
         if (status < 500) {
-          return problemResponse({ type: "about:blank", title: "Bad Request", status, detail: String((error as Error).message ?? error), instance: path });
+          return problemResponse({
+            type: "about:blank",
+            title: "Bad Request",
+            status,
+            detail: String((error as Error).message ?? error),
+            instance: path,
+          });
         }
         log.error({ err: error, method: request.method, path }, "unhandled error");
-        return problemResponse({ type: "about:blank", title: "Internal Server Error", status: 500, detail: "something went wrong on our side; it has been logged", instance: path });
+        return problemResponse({
+          type: "about:blank",
+          title: "Internal Server Error",
+          status: 500,
+          detail: "something went wrong on our side; it has been logged",
+          instance: path,
+        });
       }
     }
   });

@@ -21,10 +21,18 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const ATTEMPTS_HEADER = "x-attempts";
 
 /** The one declaration of every queue; every user asserts exactly this (any mismatch is a 406 from the broker). */
-export const TOPOLOGY: readonly { queue: string; options: Options.AssertQueue }[] = Object.values(QUEUES).flatMap((name) => [
-  { queue: `${name}.dead`, options: { durable: true } },
-  { queue: name, options: { durable: true, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": `${name}.dead` } } },
-]);
+export const TOPOLOGY: readonly { queue: string; options: Options.AssertQueue }[] = Object.values(QUEUES).flatMap(
+  (name) => [
+    { queue: `${name}.dead`, options: { durable: true } },
+    {
+      queue: name,
+      options: {
+        durable: true,
+        arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": `${name}.dead` },
+      },
+    },
+  ],
+);
 
 /** The broker cannot take or confirm a message right now (the gateway answers 503). */
 export class QueueUnavailable extends Error {
@@ -74,7 +82,11 @@ export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void> | vo
 
 export interface Queue {
   /** Resolves once the broker confirmed the message; otherwise rejects with QueueUnavailable. */
-  publish(queue: QueueName, body: unknown, options: { messageId: string; headers?: Record<string, unknown> }): Promise<void>;
+  publish(
+    queue: QueueName,
+    body: unknown,
+    options: { messageId: string; headers?: Record<string, unknown> },
+  ): Promise<void>;
   consume<T = unknown>(queue: QueueName, options: ConsumeOptions<T>, handler: Handler<T>): Promise<void>;
   /** Cancels every consumer; channels stay open so the messages in hand can still be settled. */
   stopConsuming(): Promise<void>;
@@ -86,8 +98,18 @@ export interface Queue {
   close(): Promise<void>;
 }
 
-interface Conn { model: ChannelModel; alive: boolean; publisher?: ConfirmChannel }
-interface Consumer { queue: QueueName; options: ConsumeOptions<any>; handler: Handler<any>; channel?: Channel; tag?: string }
+interface Conn {
+  model: ChannelModel;
+  alive: boolean;
+  publisher?: ConfirmChannel;
+}
+interface Consumer {
+  queue: QueueName;
+  options: ConsumeOptions<any>;
+  handler: Handler<any>;
+  channel?: Channel;
+  tag?: string;
+}
 
 export async function connectQueue(url: string, log: Logger, options: QueueOptions = {}): Promise<Queue> {
   const publishTimeoutMs = options.publishTimeoutMs ?? 5000;
@@ -99,11 +121,19 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
   let closing: Promise<void> | undefined;
   const waiters: (() => void)[] = [];
   const wake = () => waiters.splice(0).forEach((resolve) => resolve());
-  const unavailable = () => new QueueUnavailable(failure ? `broker unreachable: ${failure.message}` : closed ? "queue client closed" : "not connected to the broker");
+  const unavailable = () =>
+    new QueueUnavailable(
+      failure
+        ? `broker unreachable: ${failure.message}`
+        : closed
+          ? "queue client closed"
+          : "not connected to the broker",
+    );
 
   /** A channel lost while its connection lives (a 406, a consumer cancelled by the broker) leaves us half-working: start over. */
   const restart = (conn: Conn, why: string) =>
-    setImmediate(() => { // the connection's own close event comes right after its channels'
+    setImmediate(() => {
+      // the connection's own close event comes right after its channels'
       if (closed || !conn.alive) return;
       log.error({ why }, "broker channel lost; reconnecting");
       conn.model.close().catch(() => {});
@@ -119,7 +149,10 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
 
   async function setup(model: ChannelModel) {
     const conn: Conn = { model, alive: true };
-    model.on("close", () => { conn.alive = false; if (current === conn) current = null; });
+    model.on("close", () => {
+      conn.alive = false;
+      if (current === conn) current = null;
+    });
     model.on("error", () => {}); // reported through the recovering connection
     conn.publisher = await model.createConfirmChannel();
     watch(conn, conn.publisher, "publisher");
@@ -146,7 +179,8 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
 
   async function publishRaw(queue: string, content: Buffer, props: Options.Publish) {
     const deadline = Date.now() + publishTimeoutMs;
-    while (!current?.publisher) { // a reconnect in progress is waited for, within the deadline
+    while (!current?.publisher) {
+      // a reconnect in progress is waited for, within the deadline
       const left = deadline - Date.now();
       if (closed || failure) throw unavailable();
       if (left <= 0) throw new QueueUnavailable(`no broker connection within ${publishTimeoutMs} ms`);
@@ -157,11 +191,19 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     }
     const channel = current.publisher;
     await new Promise<void>((resolve, reject) => {
-      const fail = (why: string, cause?: unknown) => (clearTimeout(timer), reject(new QueueUnavailable(why, { cause })));
-      const timer = setTimeout(() => fail(`no confirm from the broker within ${publishTimeoutMs} ms`), Math.max(1, deadline - Date.now()));
+      const fail = (why: string, cause?: unknown) => (
+        clearTimeout(timer), reject(new QueueUnavailable(why, { cause }))
+      );
+      const timer = setTimeout(
+        () => fail(`no confirm from the broker within ${publishTimeoutMs} ms`),
+        Math.max(1, deadline - Date.now()),
+      );
       try {
         channel.sendToQueue(queue, content, { ...props, persistent: true }, (err) =>
-          err ? fail(`the broker did not take the message: ${err?.message ?? err}`, err) : (clearTimeout(timer), resolve()));
+          err
+            ? fail(`the broker did not take the message: ${err?.message ?? err}`, err)
+            : (clearTimeout(timer), resolve()),
+        );
       } catch (err) {
         fail(`the broker channel is closed: ${(err as Error).message}`, err);
       }
@@ -173,9 +215,14 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     const { messageId, contentType, headers } = msg.properties;
     // Its channel is gone: the broker requeued the original already, and it comes back
     // as a redelivery (counted then). A copy now would be a second message for one job.
-    if (closedChannels.has(channel)) return log.info({ messageId }, "channel closed before the retry; the broker redelivers the message");
+    if (closedChannels.has(channel))
+      return log.info({ messageId }, "channel closed before the retry; the broker redelivers the message");
     try {
-      await publishRaw(msg.fields.routingKey, msg.content, { messageId, contentType, headers: { ...headers, [ATTEMPTS_HEADER]: attempts } });
+      await publishRaw(msg.fields.routingKey, msg.content, {
+        messageId,
+        contentType,
+        headers: { ...headers, [ATTEMPTS_HEADER]: attempts },
+      });
       channel.ack(msg);
     } catch (err) {
       log.warn({ err, messageId }, "could not re-publish for a retry; handing the message back");
@@ -194,7 +241,11 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     const settle = (what: string, act: () => unknown) => async () => {
       if (settled) return;
       settled = true;
-      await Promise.resolve().then(act).catch((err) => log.warn({ err, ...context, what }, "could not settle a message; the broker will redeliver it"));
+      await Promise.resolve()
+        .then(act)
+        .catch((err) =>
+          log.warn({ err, ...context, what }, "could not settle a message; the broker will redeliver it"),
+        );
     };
     const toDead = settle("dead-letter", () => channel.reject(msg, false));
     const exhausted = async (body: unknown, reason: unknown) => {
@@ -205,7 +256,10 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
         // The failure could not be recorded (its store is away): dead-lettered now, the message
         // would be lost without a trace. Held a moment and handed back, it comes back here
         // (its attempts are used up) and the recording is tried again.
-        log.error({ err, ...context, retryInMs: exhaustedRetryMs }, "onExhausted failed; handing the message back to record the failure later");
+        log.error(
+          { err, ...context, retryInMs: exhaustedRetryMs },
+          "onExhausted failed; handing the message back to record the failure later",
+        );
         await new Promise((resolve) => setTimeout(resolve, exhaustedRetryMs));
         return settle("requeue after onExhausted failed", () => channel.nack(msg, false, true))();
       }
@@ -223,7 +277,12 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     if (msg.fields.redelivered) return settle("count redelivery", () => republish(channel, msg, made))();
 
     const delivery: Delivery = {
-      body, messageId, headers, maxAttempts, attempt: made + 1, redelivered: made > 0,
+      body,
+      messageId,
+      headers,
+      maxAttempts,
+      attempt: made + 1,
+      redelivered: made > 0,
       ack: settle("ack", () => channel.ack(msg)),
       async retry(reason) {
         if (settled) return;
@@ -245,17 +304,29 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     }
   }
 
-  const broker = (() => { const u = new URL(url); return `${u.host}${u.pathname || "/"}`; })(); // never the password
-  const { initialMaxRetries = 10, maxRetries = Infinity, initialDelayMs: initialDelay = 100, maxDelayMs: maxDelay = 5000 } = options;
+  const broker = (() => {
+    const u = new URL(url);
+    return `${u.host}${u.pathname || "/"}`;
+  })(); // never the password
+  const {
+    initialMaxRetries = 10,
+    maxRetries = Infinity,
+    initialDelayMs: initialDelay = 100,
+    maxDelayMs: maxDelay = 5000,
+  } = options;
   const connection = await amqp.connect(url, {
     clientProperties: { connection_name: String(log.bindings().service ?? "m3dio") },
     // waitForConnect false: the listeners below go on before the first attempt.
     recovery: { waitForConnect: false, initialMaxRetries, maxRetries, initialDelay, maxDelay, setup },
   });
   let connects = 0;
-  connection.on("connect", () => log.info({ broker }, connects++ ? "reconnected to the broker" : "connected to the broker"));
+  connection.on("connect", () =>
+    log.info({ broker }, connects++ ? "reconnected to the broker" : "connected to the broker"),
+  );
   connection.on("disconnect", (err: Error) => log.warn({ err, broker }, "lost the broker connection"));
-  connection.on("reconnect-scheduled", ({ attempt, delay, error }) => log.warn({ attempt, delayMs: delay, err: error, broker }, "reconnecting to the broker"));
+  connection.on("reconnect-scheduled", ({ attempt, delay, error }) =>
+    log.warn({ attempt, delayMs: delay, err: error, broker }, "reconnecting to the broker"),
+  );
   connection.on("reconnect-failed", (err: Error) => {
     failure = err;
     wake();
@@ -264,22 +335,34 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
   connection.on("error", (err: Error) => log.warn({ err }, "broker connection error"));
   connection.on("blocked", (reason: string) => log.warn({ reason }, "the broker blocks publishing"));
   connection.on("unblocked", () => log.info("the broker takes messages again"));
-  connection.on("handler-error", (err: Error, event: string) => log.error({ err, event }, "broker event listener failed"));
+  connection.on("handler-error", (err: Error, event: string) =>
+    log.error({ err, event }, "broker event listener failed"),
+  );
 
   async function stopConsuming() {
     consuming = false;
-    await Promise.all(consumers.map(({ channel, tag }) => (channel && tag ? channel.cancel(tag).catch(() => {}) : undefined)));
+    await Promise.all(
+      consumers.map(({ channel, tag }) => (channel && tag ? channel.cancel(tag).catch(() => {}) : undefined)),
+    );
   }
 
   const queue: Queue = {
     publish: (name, body, { messageId, headers }) =>
-      publishRaw(name, Buffer.from(JSON.stringify(body)), { messageId, headers, contentType: "application/json", timestamp: Math.floor(Date.now() / 1000) }),
+      publishRaw(name, Buffer.from(JSON.stringify(body)), {
+        messageId,
+        headers,
+        contentType: "application/json",
+        timestamp: Math.floor(Date.now() / 1000),
+      }),
     async consume(name, options, handler) {
       if (closed || !consuming) throw new Error("this queue client has stopped consuming");
       const consumer: Consumer = { queue: name, options, handler };
       consumers.push(consumer);
       // Not connected: the next setup attaches it. A failure here closes the connection and recovery retries.
-      if (current) await attach(current, consumer).catch((err) => log.warn({ err, queue: name }, "could not attach a consumer yet"));
+      if (current)
+        await attach(current, consumer).catch((err) =>
+          log.warn({ err, queue: name }, "could not attach a consumer yet"),
+        );
     },
     stopConsuming,
     inFlight: () => inFlight,

@@ -12,13 +12,20 @@ export interface Stoppable {
 }
 
 /** Stops `app`'s server: requests in flight get up to `graceMs` to finish, then every connection is closed. */
-export async function stopServing(app: Stoppable, { graceMs = 20_000, log }: { graceMs?: number; log?: Logger } = {}): Promise<void> {
+export async function stopServing(
+  app: Stoppable,
+  { graceMs = 20_000, log }: { graceMs?: number; log?: Logger } = {},
+): Promise<void> {
   const server = app.server;
   if (!server) return;
   const closing = server.stop(false).catch(() => {}); // no new connections; answers in progress go on
   const deadline = Date.now() + graceMs;
   while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(25);
-  if (server.pendingRequests > 0) log?.warn({ pending: server.pendingRequests, graceMs }, "requests still in flight after the grace period; closing them");
+  if (server.pendingRequests > 0)
+    log?.warn(
+      { pending: server.pendingRequests, graceMs },
+      "requests still in flight after the grace period; closing them",
+    );
   await Promise.race([closing, Bun.sleep(50)]);
   await app.stop(true); // what is left holds no request (or ran out of time)
 }

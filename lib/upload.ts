@@ -151,7 +151,8 @@ export function readMultipartFile<T>(
     const settle = async () => {
       if (settled) return;
       settled = true;
-      if (!handling) return reject(failure ?? new BadMultipart(`the multipart body has no file in the '${field}' field`));
+      if (!handling)
+        return reject(failure ?? new BadMultipart(`the multipart body has no file in the '${field}' field`));
       try {
         const result = await handling;
         if (failure) reject(failure);
@@ -179,7 +180,9 @@ export function readMultipartFile<T>(
       handling.catch((error: Error) => fail(error));
     });
     parser.on("filesLimit", () => fail(new BadMultipart(`send exactly one file in the '${field}' field`)));
-    parser.on("error", (error: Error) => fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)));
+    parser.on("error", (error: Error) =>
+      fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)),
+    );
     parser.on("close", () => void settle());
     source.on("error", (error) => fail(error));
     source.pipe(parser);

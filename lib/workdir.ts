@@ -8,7 +8,8 @@ import type { Logger } from "./log.ts";
 const PREFIX = "m3dio-job-";
 
 /** A fresh directory under `root` for `jobId`, owned by this process. */
-export const makeJobDir = (root: string, jobId: string): Promise<string> => mkdtemp(join(root, `${PREFIX}${process.pid}-${jobId}-`));
+export const makeJobDir = (root: string, jobId: string): Promise<string> =>
+  mkdtemp(join(root, `${PREFIX}${process.pid}-${jobId}-`));
 
 /** Removes a job's directory and everything in it; one already gone is fine. */
 export const removeJobDir = (dir: string): Promise<void> => rm(dir, { recursive: true, force: true });

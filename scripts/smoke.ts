@@ -38,7 +38,11 @@ async function expectStatus(response: Response, expected: number, what: string):
 
 async function run(command: string[]): Promise<string> {
   const child = Bun.spawn(command, { stdout: "pipe", stderr: "pipe" });
-  const [code, out, err] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
+  const [code, out, err] = await Promise.all([
+    child.exited,
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+  ]);
   if (code !== 0) throw new SmokeFailure(`${command[0]} failed (${code}): ${err.trim()}`);
   return out;
 }
@@ -71,15 +75,25 @@ async function main() {
     check((page.headers.get("content-type") ?? "").includes("text/html"), "GET / does not answer HTML");
     await page.arrayBuffer();
     await expectStatus(await call("/docs"), 200, "GET /docs");
-    const openapi = (await (await expectStatus(await call("/docs/json"), 200, "GET /docs/json")).json()) as { openapi?: string };
+    const openapi = (await (await expectStatus(await call("/docs/json"), 200, "GET /docs/json")).json()) as {
+      openapi?: string;
+    };
     check(openapi.openapi?.startsWith("3."), "GET /docs/json is not an OpenAPI 3 document");
     step("page, /docs and /docs/json answer");
 
     const email = `smoke-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
     const password = `smoke-${crypto.randomUUID()}`;
     const json = { "content-type": "application/json" };
-    await expectStatus(await call("/auth/register", { method: "POST", headers: json, body: JSON.stringify({ email, password }) }), 201, "register");
-    const login = await expectStatus(await call("/auth/login", { method: "POST", headers: json, body: JSON.stringify({ email, password }) }), 200, "login");
+    await expectStatus(
+      await call("/auth/register", { method: "POST", headers: json, body: JSON.stringify({ email, password }) }),
+      201,
+      "register",
+    );
+    const login = await expectStatus(
+      await call("/auth/login", { method: "POST", headers: json, body: JSON.stringify({ email, password }) }),
+      200,
+      "login",
+    );
     const { token } = (await login.json()) as { token: string };
     check(typeof token === "string" && token.split(".").length === 3, "login answered no JWT");
     const auth = { authorization: `Bearer ${token}` };
@@ -87,14 +101,37 @@ async function main() {
 
     const video = join(work, "smoke.mp4");
     await run([
-      "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-      "-f", "lavfi", "-i", "testsrc=duration=3:size=160x90:rate=15",
-      "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
-      "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", video,
+      "ffmpeg",
+      "-hide_banner",
+      "-loglevel",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=duration=3:size=160x90:rate=15",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=frequency=440:duration=3",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-pix_fmt",
+      "yuv420p",
+      "-c:a",
+      "aac",
+      "-shortest",
+      video,
     ]);
     const form = new FormData();
     form.append("file", Bun.file(video, { type: "video/mp4" }), "smoke.mp4");
-    const upload = await expectStatus(await call("/jobs", { method: "POST", headers: auth, body: form }), 202, "upload");
+    const upload = await expectStatus(
+      await call("/jobs", { method: "POST", headers: auth, body: form }),
+      202,
+      "upload",
+    );
     const { id } = (await upload.json()) as { id: string };
     check(typeof id === "string" && id.length > 0, "upload answered no job id");
     step(`uploaded a 3 s video: job ${id}`);
@@ -106,19 +143,36 @@ async function main() {
       check(job.status !== "failed", `job ${id} failed: ${job.error ?? "no reason given"}`);
       check(Date.now() < deadline, `job ${id} not done within ${jobTimeoutMs / 1000} s (status ${job.status})`);
       await sleep(1000);
-      job = (await (await expectStatus(await call(`/jobs/${id}`, { headers: auth }), 200, "GET /jobs/:id")).json()) as typeof job;
+      job = (await (
+        await expectStatus(await call(`/jobs/${id}`, { headers: auth }), 200, "GET /jobs/:id")
+      ).json()) as typeof job;
       const now = `${job.status} ${job.progress ?? 0}%`;
       if (now !== shown) step(`job ${id}: ${(shown = now)}`);
     }
 
     const audio = await expectStatus(await call(`/jobs/${id}/audio`, { headers: auth }), 200, "GET /jobs/:id/audio");
-    check((audio.headers.get("content-type") ?? "").startsWith("audio/mpeg"), `audio has content-type ${audio.headers.get("content-type")}`);
+    check(
+      (audio.headers.get("content-type") ?? "").startsWith("audio/mpeg"),
+      `audio has content-type ${audio.headers.get("content-type")}`,
+    );
     const mp3 = join(work, "smoke.mp3");
     await Bun.write(mp3, await audio.arrayBuffer());
     const probe = JSON.parse(
-      await run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type,codec_name", "-of", "json", mp3]),
+      await run([
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration:stream=codec_type,codec_name",
+        "-of",
+        "json",
+        mp3,
+      ]),
     ) as { format: { duration: string }; streams: { codec_type: string; codec_name: string }[] };
-    check(probe.streams.some((stream) => stream.codec_type === "audio" && stream.codec_name === "mp3"), `download is not MP3 audio: ${JSON.stringify(probe.streams)}`);
+    check(
+      probe.streams.some((stream) => stream.codec_type === "audio" && stream.codec_name === "mp3"),
+      `download is not MP3 audio: ${JSON.stringify(probe.streams)}`,
+    );
     const seconds = Number(probe.format.duration);
     check(seconds > 2 && seconds < 4, `MP3 lasts ${seconds} s, the video 3 s`);
     step(`downloaded ${Bun.file(mp3).size} bytes of MP3, ${seconds.toFixed(1)} s`);

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as jose from "jose";
 import { createConnection } from "mysql2/promise";
-import { AuthConfig, LOCKOUT, createAuth } from "../auth.ts";
+import { AuthConfig, createAuth, LOCKOUT } from "../auth.ts";
 import { migrateDatabase } from "../db/migrate.ts";
 import { parseConfig } from "../lib/config.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
@@ -54,7 +54,11 @@ describe("POST /register", () => {
     const response = await json("/register", { email: email.toUpperCase(), password: "password-2" });
     expect(response.status).toBe(409);
     expect(response.headers.get("content-type")).toStartWith("application/problem+json");
-    expect(await response.json()).toMatchObject({ status: 409, title: "Conflict", detail: expect.stringContaining("already exists") });
+    expect(await response.json()).toMatchObject({
+      status: 409,
+      title: "Conflict",
+      detail: expect.stringContaining("already exists"),
+    });
   });
 
   test.each([
@@ -159,7 +163,10 @@ describe("POST /login", () => {
     for (let i = 0; i < LOCKOUT.maxFailures; i++) await loginBasic(victim, "wrong password");
     expect((await loginBasic(victim, password)).status).toBe(429);
     const connection = await createConnection({ uri: database.url, timezone: "Z" });
-    await connection.query("UPDATE login_attempts SET attempted_at = attempted_at - INTERVAL 16 MINUTE WHERE email = ?", [victim]);
+    await connection.query(
+      "UPDATE login_attempts SET attempted_at = attempted_at - INTERVAL 16 MINUTE WHERE email = ?",
+      [victim],
+    );
     await connection.end();
     expect((await loginBasic(victim, password)).status).toBe(200);
   });

@@ -13,7 +13,7 @@ import { fileStore } from "../lib/files.ts";
 import { type Job, jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { QUEUES, type Queue, connectQueue } from "../lib/queue.ts";
+import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "./support/jobs.ts";
 import { makeVideo, probe } from "./support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
@@ -44,29 +44,49 @@ afterAll(async () => {
 });
 afterEach(async () => {
   // Every temp directory is gone, whatever happened (the worker removes it last, after the job reads done).
-  expect(await settle(async () => readdirSync(tmp), (left) => left.length === 0)).toEqual([]);
+  expect(
+    await settle(
+      async () => readdirSync(tmp),
+      (left) => left.length === 0,
+    ),
+  ).toEqual([]);
 });
 
 function converterConfig(overrides: Record<string, string> = {}) {
-  return parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, LOG_LEVEL: "silent", ...overrides });
+  return parseConfig(ConverterConfig, {
+    MONGODB_URL: mongoUrl,
+    AMQP_URL: vhost.url,
+    TMP_DIR: tmp,
+    LOG_LEVEL: "silent",
+    ...overrides,
+  });
 }
 
 /** A job as the gateway leaves it: video in GridFS, record queued, message published. */
 async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise<ObjectId> {
   const stream = typeof source === "string" ? createReadStream(source) : Readable.from([source]);
   const stored = await files.upload("videos", stream, { owner: "42", filename, contentType: "video/mp4" });
-  const job = await jobs.create({ userId: "42", email: "owner@example.com", videoFileId: stored.id, source: { kind: "upload", filename, bytes: stored.bytes, contentType: "video/mp4" } });
+  const job = await jobs.create({
+    userId: "42",
+    email: "owner@example.com",
+    videoFileId: stored.id,
+    source: { kind: "upload", filename, bytes: stored.bytes, contentType: "video/mp4" },
+  });
   await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
   return job._id;
 }
 
-const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number) => waitForFinished(jobs, id, statuses, timeoutMs);
+const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number) =>
+  waitForFinished(jobs, id, statuses, timeoutMs);
 /** The `mp3` queue's messages: the announcements the notifier would get. */
 const takeMp3Messages = (expected = 0) => drainQueue(vhost.url, QUEUES.mp3, expected);
 
 async function downloadMp3(job: Job): Promise<string> {
   const path = join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3");
-  await Bun.write(path, new Response(Readable.toWeb(files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream));
+  await Bun.write(
+    path,
+    new Response(Readable.toWeb(files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
+  );
   return path;
 }
 
@@ -105,7 +125,12 @@ describe("in-process conversions", () => {
       expect(Math.abs(mp3.durationSec - 3)).toBeLessThan(0.3);
       expect(job.audio?.durationSec).toBeCloseTo(mp3.durationSec, 0);
       expect(job.audio?.bytes).toBe((await files.stat("mp3s", job.audioFileId!))!.length);
-      expect(await settle(() => files.stat("videos", job.videoFileId!), (file) => file === null)).toBeNull(); // KEEP_VIDEOS=false
+      expect(
+        await settle(
+          () => files.stat("videos", job.videoFileId!),
+          (file) => file === null,
+        ),
+      ).toBeNull(); // KEEP_VIDEOS=false
       expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]);
     });
   }
@@ -183,14 +208,18 @@ describe("in-process conversions", () => {
     expect(await jobs.get(id)).toBeNull();
     expect(await takeMp3Messages()).toEqual([]);
   });
-
 });
 
 describe("transient trouble", () => {
   test("is retried up to the bound, then the job fails as given up and the message is dead-lettered", async () => {
     // A spool directory that cannot be written stands in for a full disk: every attempt fails.
     const ownQueue = await connectQueue(vhost.url, log);
-    const converter = createConverter({ config: converterConfig({ TMP_DIR: join(tmp, "missing", "dir"), MAX_ATTEMPTS: "3" }), log, mongo, queue: ownQueue });
+    const converter = createConverter({
+      config: converterConfig({ TMP_DIR: join(tmp, "missing", "dir"), MAX_ATTEMPTS: "3" }),
+      log,
+      mongo,
+      queue: ownQueue,
+    });
     await converter.start();
     try {
       const id = await queueJob(await makeVideo({ seconds: 1 }));
@@ -199,7 +228,9 @@ describe("transient trouble", () => {
       expect(job.error).toStartWith("gave up after 3 attempts");
       expect(job.attempts).toBe(3);
       expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "failed" }]);
-      expect(await drainQueue<{ jobId: string }>(vhost.url, `${QUEUES.video}.dead`, 1)).toEqual([{ jobId: id.toHexString() }]);
+      expect(await drainQueue<{ jobId: string }>(vhost.url, `${QUEUES.video}.dead`, 1)).toEqual([
+        { jobId: id.toHexString() },
+      ]);
     } finally {
       await converter.stop(1000);
       await ownQueue.close();
@@ -212,7 +243,15 @@ describe("as real processes", () => {
   const startProcess = () => {
     const child = Bun.spawn([process.execPath, "converter.ts"], {
       cwd: join(import.meta.dir, ".."),
-      env: { ...process.env, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, PORT: "0", LOG_LEVEL: "info", MP3_QUALITY: "0" },
+      env: {
+        ...process.env,
+        MONGODB_URL: mongoUrl,
+        AMQP_URL: vhost.url,
+        TMP_DIR: tmp,
+        PORT: "0",
+        LOG_LEVEL: "info",
+        MP3_QUALITY: "0",
+      },
       stdout: "pipe",
       stderr: "inherit",
     });
@@ -267,7 +306,16 @@ describe("as real processes", () => {
     const video = await makeVideo({ seconds: 600, size: "64x36" });
     const child = Bun.spawn([process.execPath, "converter.ts"], {
       cwd: join(import.meta.dir, ".."),
-      env: { ...process.env, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, PORT: "0", LOG_LEVEL: "silent", MP3_QUALITY: "0", SHUTDOWN_GRACE_MS: "0" },
+      env: {
+        ...process.env,
+        MONGODB_URL: mongoUrl,
+        AMQP_URL: vhost.url,
+        TMP_DIR: tmp,
+        PORT: "0",
+        LOG_LEVEL: "silent",
+        MP3_QUALITY: "0",
+        SHUTDOWN_GRACE_MS: "0",
+      },
       stderr: "inherit",
     });
     children.push(child);

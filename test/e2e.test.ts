@@ -72,7 +72,10 @@ interface User {
 }
 
 const call = (path: string, init: RequestInit = {}) =>
-  fetch(path.startsWith("http") ? path : `${system.gatewayUrl}${path}`, { ...init, signal: init.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  fetch(path.startsWith("http") ? path : `${system.gatewayUrl}${path}`, {
+    ...init,
+    signal: init.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
 
 const json = { "content-type": "application/json" };
 let users = 0;
@@ -81,7 +84,11 @@ let users = 0;
 async function newUser(): Promise<User> {
   const email = `e2e-${++users}-${Date.now()}@example.com`;
   const password = "a long enough password";
-  const registered = await call("/auth/register", { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+  const registered = await call("/auth/register", {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ email, password }),
+  });
   expect(registered.status).toBe(201);
   expect(await registered.json()).toMatchObject({ id: expect.any(Number), email });
   const login = await call("/auth/login", { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
@@ -92,7 +99,13 @@ async function newUser(): Promise<User> {
   return { email, password, token: body.token, headers: { authorization: `Bearer ${body.token}` } };
 }
 
-async function upload(user: User, path: string, filename: string, route = "/jobs", type = "video/mp4"): Promise<JobView> {
+async function upload(
+  user: User,
+  path: string,
+  filename: string,
+  route = "/jobs",
+  type = "video/mp4",
+): Promise<JobView> {
   const form = new FormData();
   form.append("file", new Blob([await Bun.file(path).arrayBuffer()], type ? { type } : {}), filename);
   const response = await call(route, { method: "POST", headers: user.headers, body: form });
@@ -100,7 +113,12 @@ async function upload(user: User, path: string, filename: string, route = "/jobs
   expect({ status: response.status, body: text }).toMatchObject({ status: 202 });
   const job = JSON.parse(text) as JobView;
   // A copy: bun 1.4.5's toMatchObject writes asymmetric matchers into the object it checks.
-  expect(structuredClone(job)).toMatchObject({ id: expect.stringMatching(/^[0-9a-f]{24}$/), status: "queued", progress: 0, source: { kind: "upload", filename } });
+  expect(structuredClone(job)).toMatchObject({
+    id: expect.stringMatching(/^[0-9a-f]{24}$/),
+    status: "queued",
+    progress: 0,
+    source: { kind: "upload", filename },
+  });
   return job;
 }
 
@@ -136,7 +154,10 @@ async function readEvents(response: Response, timeoutMs = JOB_TIMEOUT_MS): Promi
   try {
     for (;;) {
       const chunk = await Promise.race([reader.read(), timeout]);
-      if (chunk === "timeout") throw new Error(`the event stream did not end within ${timeoutMs} ms; events so far: ${JSON.stringify(events)}`);
+      if (chunk === "timeout")
+        throw new Error(
+          `the event stream did not end within ${timeoutMs} ms; events so far: ${JSON.stringify(events)}`,
+        );
       if (chunk.done) break;
       buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
       for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
@@ -154,7 +175,10 @@ async function readEvents(response: Response, timeoutMs = JOB_TIMEOUT_MS): Promi
 
 /** Follows a job live (SSE) until it ends; answers the job states seen, in order. */
 async function follow(user: User, id: string): Promise<JobView[]> {
-  const response = await call(`/jobs/${id}/events`, { headers: { ...user.headers, accept: "text/event-stream" }, signal: AbortSignal.timeout(JOB_TIMEOUT_MS + 5000) });
+  const response = await call(`/jobs/${id}/events`, {
+    headers: { ...user.headers, accept: "text/event-stream" },
+    signal: AbortSignal.timeout(JOB_TIMEOUT_MS + 5000),
+  });
   expect(response.status).toBe(200);
   expect(response.headers.get("content-type")).toContain("text/event-stream");
   const events = await readEvents(response);
@@ -183,7 +207,10 @@ async function emailTo(to: string, subject: RegExp, timeoutMs = EMAIL_TIMEOUT_MS
   const deadline = Date.now() + timeoutMs;
   const mine = () => system.resend!.received.filter((email) => [email.to].flat().includes(to));
   while (!mine().some((email) => subject.test(email.subject))) {
-    if (Date.now() > deadline) throw new Error(`no email to ${to} matching ${subject} within ${timeoutMs} ms; got ${JSON.stringify(mine().map((e) => e.subject))}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no email to ${to} matching ${subject} within ${timeoutMs} ms; got ${JSON.stringify(mine().map((e) => e.subject))}`,
+      );
     await Bun.sleep(50);
   }
   return mine().find((email) => subject.test(email.subject))!;
@@ -238,7 +265,10 @@ describe("end to end, four services as processes", () => {
     expect(last).toMatchObject({ id: job.id, status: "done", progress: 100 });
     expect(states[0]!.progress).toBeLessThan(100); // followed while it ran, not only seen finished
     // Paced, the conversion lasts long enough that progress between 0 and 100 shows too.
-    if (paced) expect(states.some((state) => state.status === "converting" && state.progress > 0 && state.progress < 100)).toBe(true);
+    if (paced)
+      expect(states.some((state) => state.status === "converting" && state.progress > 0 && state.progress < 100)).toBe(
+        true,
+      );
     expect(last.audio!.durationSec).toBeCloseTo(VIDEO_SECONDS, 0);
 
     const email = await emailTo(user.email, /^Your MP3 is ready/);
@@ -268,7 +298,10 @@ describe("end to end, four services as processes", () => {
   test("the reference curl flow: POST /login (Basic) → token text, POST /upload, poll the job, GET /download?fid=", async () => {
     const user = await newUser();
     // curl -X POST -u email:password $GATEWAY/login
-    const login = await call("/login", { method: "POST", headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` } });
+    const login = await call("/login", {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
+    });
     expect(login.status).toBe(200);
     expect(login.headers.get("content-type")).toStartWith("text/plain");
     const token = await login.text();
@@ -279,7 +312,11 @@ describe("end to end, four services as processes", () => {
     const job = await upload(curl, video, "video.mp4", "/upload", "");
     const states = await poll(curl, job.id);
     expectForward(states);
-    expect(states.at(-1)).toMatchObject({ status: "done", progress: 100, source: { filename: "video.mp4", contentType: "video/mp4" } }); // sniffed, not trusted
+    expect(states.at(-1)).toMatchObject({
+      status: "done",
+      progress: 100,
+      source: { filename: "video.mp4", contentType: "video/mp4" },
+    }); // sniffed, not trusted
 
     const email = await emailTo(user.email, /^Your MP3 is ready/);
     const fid = email.text.match(/MP3 file id: ([0-9a-f]{24})/)?.[1];

@@ -64,7 +64,9 @@ describe("saveToFile", () => {
   });
 
   test("a file that is gone is NotFound", async () => {
-    const error = await files.saveToFile("videos", new ObjectId(), join(dir, "gone")).catch((caught: unknown) => caught);
+    const error = await files
+      .saveToFile("videos", new ObjectId(), join(dir, "gone"))
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(NotFound);
   });
 });

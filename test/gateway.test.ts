@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
 import * as jose from "jose";
-import { mp3Filename } from "../lib/files.ts";
 import { jwksVerifier } from "../lib/bearer.ts";
+import { mp3Filename } from "../lib/files.ts";
 import { connectQueue } from "../lib/queue.ts";
 import { makeVideo } from "./support/media.ts";
 import { createTestVhost } from "./support/rabbit.ts";
@@ -23,7 +23,13 @@ afterAll(() => stack?.stop());
 const call = (path: string, init: RequestInit = {}, app = stack.gateway.app) => stack.call(path, init, app);
 const newUser = () => stack.newUser("gw");
 const gatewayWith = (...args: Parameters<Stack["gatewayWith"]>) => stack.gatewayWith(...args);
-async function uploadForm(headers: Record<string, string>, bytes: Blob, name = "holiday.mp4", app = stack.gateway.app, path = "/jobs") {
+async function uploadForm(
+  headers: Record<string, string>,
+  bytes: Blob,
+  name = "holiday.mp4",
+  app = stack.gateway.app,
+  path = "/jobs",
+) {
   const form = new FormData();
   form.append("file", bytes, name);
   return call(path, { method: "POST", headers, body: form }, app);
@@ -46,8 +52,16 @@ describe("uploads", () => {
     const user = await newUser();
     const response = await uploadForm(user.headers, videoBlob(), "My Holiday.mp4");
     expect(response.status).toBe(202);
-    const job = (await response.json()) as { id: string; status: string; source: { filename: string; bytes: number; contentType: string } };
-    expect(job).toMatchObject({ status: "queued", progress: 0, source: { kind: "upload", filename: "My Holiday.mp4", contentType: "video/mp4" } });
+    const job = (await response.json()) as {
+      id: string;
+      status: string;
+      source: { filename: string; bytes: number; contentType: string };
+    };
+    expect(job).toMatchObject({
+      status: "queued",
+      progress: 0,
+      source: { kind: "upload", filename: "My Holiday.mp4", contentType: "video/mp4" },
+    });
     expect(job.source.bytes).toBe(videoBlob().size);
     expect(await takeVideoMessage()).toEqual({ jobId: job.id, messageId: job.id });
     const stored = await stack.gateway.jobs.get(new (await import("mongodb")).ObjectId(job.id));
@@ -59,7 +73,11 @@ describe("uploads", () => {
 
   test("a raw video/* body works the same, named by ?filename=", async () => {
     const user = await newUser();
-    const response = await call("/jobs?filename=clip.mp4", { method: "POST", headers: { ...user.headers, "content-type": "video/mp4" }, body: videoBlob() });
+    const response = await call("/jobs?filename=clip.mp4", {
+      method: "POST",
+      headers: { ...user.headers, "content-type": "video/mp4" },
+      body: videoBlob(),
+    });
     expect(response.status).toBe(202);
     const job = (await response.json()) as { id: string; source: { filename: string } };
     expect(job.source.filename).toBe("clip.mp4");
@@ -84,7 +102,11 @@ describe("uploads", () => {
   test("a text file named .mp4 is 415 and leaves nothing behind", async () => {
     const user = await newUser();
     const [files, jobs] = [await countFiles("videos"), await countJobs()];
-    const response = await uploadForm(user.headers, new Blob(["just some text, not a video\n".repeat(500)]), "fake.mp4");
+    const response = await uploadForm(
+      user.headers,
+      new Blob(["just some text, not a video\n".repeat(500)]),
+      "fake.mp4",
+    );
     expect(response.status).toBe(415);
     expect(((await response.json()) as { detail: string }).detail).toContain("not a video");
     expect(await countFiles("videos")).toBe(files);
@@ -102,7 +124,11 @@ describe("uploads", () => {
 
   test("a JSON or text body is 415 saying what to send", async () => {
     const user = await newUser();
-    const response = await call("/jobs", { method: "POST", headers: { ...user.headers, "content-type": "text/plain" }, body: "hello" });
+    const response = await call("/jobs", {
+      method: "POST",
+      headers: { ...user.headers, "content-type": "text/plain" },
+      body: "hello",
+    });
     expect(response.status).toBe(415);
     expect(((await response.json()) as { detail: string }).detail).toContain("multipart/form-data");
   });
@@ -138,7 +164,14 @@ describe("tokens", () => {
       .setExpirationTime("1h")
       .sign(other.privateKey);
     const none = `${Buffer.from('{"alg":"none"}').toString("base64url")}.${user.token.split(".")[1]}.`;
-    for (const authorization of [undefined, "Bearer nonsense", `Bearer ${expired}`, `Bearer ${foreign}`, `Bearer ${none}`, `Basic ${btoa("a:b")}`]) {
+    for (const authorization of [
+      undefined,
+      "Bearer nonsense",
+      `Bearer ${expired}`,
+      `Bearer ${foreign}`,
+      `Bearer ${none}`,
+      `Basic ${btoa("a:b")}`,
+    ]) {
       const response = await call("/jobs", { headers: authorization ? { authorization } : {} });
       expect(response.status).toBe(401);
       expect(response.headers.get("content-type")).toStartWith("application/problem+json");
@@ -154,7 +187,12 @@ describe("jobs", () => {
     const job = (await (await uploadForm(owner.headers, videoBlob())).json()) as { id: string };
     await takeVideoMessage();
     expect((await call(`/jobs/${job.id}`, { headers: owner.headers })).status).toBe(200);
-    for (const path of [`/jobs/${job.id}`, `/jobs/${job.id}/audio`, "/jobs/not-an-id", "/jobs/ffffffffffffffffffffffff"]) {
+    for (const path of [
+      `/jobs/${job.id}`,
+      `/jobs/${job.id}/audio`,
+      "/jobs/not-an-id",
+      "/jobs/ffffffffffffffffffffffff",
+    ]) {
       const response = await call(path, { headers: stranger.headers });
       expect(response.status).toBe(404);
     }
@@ -168,11 +206,18 @@ describe("jobs", () => {
       ids.push(((await (await uploadForm(user.headers, videoBlob(), `v${i}.mp4`)).json()) as { id: string }).id);
       await takeVideoMessage();
     }
-    const first = (await (await call("/jobs?limit=2", { headers: user.headers })).json()) as { items: { id: string }[]; nextCursor: string };
+    const first = (await (await call("/jobs?limit=2", { headers: user.headers })).json()) as {
+      items: { id: string }[];
+      nextCursor: string;
+    };
     expect(first.items.map((job) => job.id)).toEqual([ids[4]!, ids[3]!]);
-    const second = (await (await call(`/jobs?limit=2&cursor=${first.nextCursor}`, { headers: user.headers })).json()) as typeof first;
+    const second = (await (
+      await call(`/jobs?limit=2&cursor=${first.nextCursor}`, { headers: user.headers })
+    ).json()) as typeof first;
     expect(second.items.map((job) => job.id)).toEqual([ids[2]!, ids[1]!]);
-    const last = (await (await call(`/jobs?limit=2&cursor=${second.nextCursor}`, { headers: user.headers })).json()) as typeof first;
+    const last = (await (
+      await call(`/jobs?limit=2&cursor=${second.nextCursor}`, { headers: user.headers })
+    ).json()) as typeof first;
     expect(last.items.map((job) => job.id)).toEqual([ids[0]!]);
     expect(last.nextCursor).toBeUndefined();
     expect((await call("/jobs?limit=0", { headers: user.headers })).status).toBe(422);
@@ -204,7 +249,10 @@ describe("jobs", () => {
         if (done) return null;
         text += typeof value === "string" ? value : decoder.decode(value, { stream: true });
       }
-      const data = text.split("\n").find((line) => line.startsWith("data:"))!.slice(5);
+      const data = text
+        .split("\n")
+        .find((line) => line.startsWith("data:"))!
+        .slice(5);
       return JSON.parse(data) as { status: string; progress: number };
     };
     events.push((await readEvent())!);
@@ -214,7 +262,11 @@ describe("jobs", () => {
     events.push((await readEvent())!);
     await stack.gateway.jobs.markDone(jobId, new (await import("mongodb")).ObjectId(), { bytes: 10, durationSec: 1 });
     events.push((await readEvent())!);
-    expect(events.map((event) => `${event.status}:${event.progress}`)).toEqual(["queued:0", "converting:40", "done:100"]);
+    expect(events.map((event) => `${event.status}:${event.progress}`)).toEqual([
+      "queued:0",
+      "converting:40",
+      "done:100",
+    ]);
     expect(await reader.read()).toMatchObject({ done: true });
   });
 });
@@ -227,7 +279,11 @@ async function doneJob(headers: Record<string, string>, mp3: Uint8Array, name = 
   const { Readable } = await import("node:stream");
   const jobId = new ObjectId(id);
   const job = (await stack.gateway.jobs.get(jobId))!;
-  const audio = await stack.gateway.files.upload("mp3s", Readable.from([Buffer.from(mp3)]), { owner: job.userId, filename: "song.mp3", contentType: "audio/mpeg" });
+  const audio = await stack.gateway.files.upload("mp3s", Readable.from([Buffer.from(mp3)]), {
+    owner: job.userId,
+    filename: "song.mp3",
+    contentType: "audio/mpeg",
+  });
   await stack.gateway.jobs.startConverting(jobId);
   const done = (await stack.gateway.jobs.markDone(jobId, audio.id, { bytes: audio.bytes, durationSec: 1 }))!;
   return { job: done, audioFileId: audio.id.toHexString() };
@@ -263,7 +319,9 @@ describe("download", () => {
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(mp3.slice(1000, 2000));
     const tail = await call(`/jobs/${job._id}/audio`, { headers: { ...user.headers, range: "bytes=-10" } });
     expect(new Uint8Array(await tail.arrayBuffer())).toEqual(mp3.slice(-10));
-    const impossible = await call(`/jobs/${job._id}/audio`, { headers: { ...user.headers, range: `bytes=${mp3.length + 5}-` } });
+    const impossible = await call(`/jobs/${job._id}/audio`, {
+      headers: { ...user.headers, range: `bytes=${mp3.length + 5}-` },
+    });
     expect(impossible.status).toBe(416);
     expect(impossible.headers.get("content-range")).toBe(`bytes */${mp3.length}`);
   });
@@ -272,7 +330,10 @@ describe("download", () => {
 describe("the reference curl flow", () => {
   test("Basic login answers the bare token; /upload queues; /download?fid= gives the owner the MP3", async () => {
     const user = await newUser();
-    const login = await call("/login", { method: "POST", headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` } });
+    const login = await call("/login", {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
+    });
     expect(login.status).toBe(200);
     expect(login.headers.get("content-type")).toStartWith("text/plain");
     const token = await login.text();
@@ -282,22 +343,38 @@ describe("the reference curl flow", () => {
     expect(uploaded.status).toBe(202);
     expect((await takeVideoMessage())?.jobId).toBe(((await uploaded.json()) as { id: string }).id);
     const { job, audioFileId } = await doneJob(bearerHeaders, new Uint8Array([1, 2, 3]));
-    const shown = (await (await call(`/jobs/${job._id}`, { headers: bearerHeaders })).json()) as { audio: { fileId: string } };
+    const shown = (await (await call(`/jobs/${job._id}`, { headers: bearerHeaders })).json()) as {
+      audio: { fileId: string };
+    };
     expect(shown.audio.fileId).toBe(audioFileId); // the job tells the fid the reference flow needs
     const download = await call(`/download?fid=${audioFileId}`, { headers: bearerHeaders });
     expect(download.status).toBe(200);
     expect(new Uint8Array(await download.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
     const stranger = await newUser();
     expect((await call(`/download?fid=${audioFileId}`, { headers: stranger.headers })).status).toBe(404);
-    const wrong = await call("/login", { method: "POST", headers: { authorization: `Basic ${btoa(`${user.email}:nope`)}` } });
+    const wrong = await call("/login", {
+      method: "POST",
+      headers: { authorization: `Basic ${btoa(`${user.email}:nope`)}` },
+    });
     expect(wrong.status).toBe(401);
   });
 
   test("with auth away, login is 503 and valid tokens keep working", async () => {
     const user = await newUser();
     await call("/jobs", { headers: user.headers }); // keys fetched
-    const lonely = gatewayWith({ AUTH_URL: "http://127.0.0.1:1" }, { verifier: jwksVerifier(`${stack.authBase}/.well-known/jwks.json`) });
-    const login = await call("/auth/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: user.email, password: user.password }) }, lonely.app);
+    const lonely = gatewayWith(
+      { AUTH_URL: "http://127.0.0.1:1" },
+      { verifier: jwksVerifier(`${stack.authBase}/.well-known/jwks.json`) },
+    );
+    const login = await call(
+      "/auth/login",
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: user.email, password: user.password }),
+      },
+      lonely.app,
+    );
     expect(login.status).toBe(503);
     expect(login.headers.get("content-type")).toStartWith("application/problem+json");
     expect((await call("/jobs", { headers: user.headers }, lonely.app)).status).toBe(200);
@@ -306,16 +383,32 @@ describe("the reference curl flow", () => {
 
 describe("docs, health and metrics", () => {
   test("the OpenAPI document is valid OpenAPI 3.1 and lists every route", async () => {
-    const spec = (await (await call("/docs/json")).json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    const spec = (await (await call("/docs/json")).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
     expect(spec.openapi).toStartWith("3.1");
     const result = await new Validator().validate(spec as never);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
-    const routes = Object.entries(spec.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`));
+    const routes = Object.entries(spec.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+    );
     expect(routes).toEqual(
       expect.arrayContaining([
-        "POST /auth/register", "POST /auth/login", "POST /login", "POST /jobs", "GET /jobs", "GET /jobs/{id}", "DELETE /jobs/{id}",
-        "GET /jobs/{id}/events", "GET /jobs/{id}/audio", "POST /upload", "GET /download", "GET /health/live", "GET /health/ready",
+        "POST /auth/register",
+        "POST /auth/login",
+        "POST /login",
+        "POST /jobs",
+        "GET /jobs",
+        "GET /jobs/{id}",
+        "DELETE /jobs/{id}",
+        "GET /jobs/{id}/events",
+        "GET /jobs/{id}/audio",
+        "POST /upload",
+        "GET /download",
+        "GET /health/live",
+        "GET /health/ready",
       ]),
     );
   });

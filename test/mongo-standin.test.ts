@@ -5,7 +5,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { Binary, type Db, GridFSBucket, Long, MongoBulkWriteError, MongoClient, MongoServerError, ObjectId } from "mongodb";
+import {
+  Binary,
+  type Db,
+  GridFSBucket,
+  Long,
+  MongoBulkWriteError,
+  MongoClient,
+  MongoServerError,
+  ObjectId,
+} from "mongodb";
 import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
 
 let url: string;
@@ -54,7 +63,9 @@ describe("GridFS", () => {
     const [file] = await bucket.find({ _id: id }).toArray();
     expect(file?.length).toBe(data.length);
     expect(file?.uploadDate).toBeInstanceOf(Date);
-    expect(await db.collection("videos.chunks").countDocuments({ files_id: id })).toBe(Math.ceil(data.length / (255 * 1024)));
+    expect(await db.collection("videos.chunks").countDocuments({ files_id: id })).toBe(
+      Math.ceil(data.length / (255 * 1024)),
+    );
   });
 
   test("a range download returns exactly the requested bytes", async () => {
@@ -114,20 +125,39 @@ describe("documents", () => {
     expect(await items.findOne({ when })).toMatchObject({ name: "a" });
     expect(await items.countDocuments({ big: { $gt: 1000 } })).toBe(1); // int64 compares with numbers
 
-    const updated = await items.updateOne({ _id: insertedId }, { $set: { name: "b" }, $inc: { n: 1 }, $push: { tags: "x" } });
+    const updated = await items.updateOne(
+      { _id: insertedId },
+      { $set: { name: "b" }, $inc: { n: 1 }, $push: { tags: "x" } },
+    );
     expect(updated).toMatchObject({ matchedCount: 1, modifiedCount: 1 });
-    expect<unknown>(await items.findOne({ _id: insertedId }, { projection: { _id: 0, name: 1, n: 1, tags: 1 } })).toEqual({ name: "b", n: 2.5, tags: ["x"] });
-    expect(await items.updateOne({ _id: insertedId }, { $set: { name: "b" } })).toMatchObject({ matchedCount: 1, modifiedCount: 0 });
+    expect<unknown>(
+      await items.findOne({ _id: insertedId }, { projection: { _id: 0, name: 1, n: 1, tags: 1 } }),
+    ).toEqual({ name: "b", n: 2.5, tags: ["x"] });
+    expect(await items.updateOne({ _id: insertedId }, { $set: { name: "b" } })).toMatchObject({
+      matchedCount: 1,
+      modifiedCount: 0,
+    });
 
     await items.replaceOne({ _id: insertedId }, { name: "c" });
     expect(await items.findOne({ _id: insertedId })).toEqual({ _id: insertedId, name: "c" });
 
-    const upsert = await items.updateOne({ name: "d" }, { $set: { n: 4 }, $setOnInsert: { created: true } }, { upsert: true });
+    const upsert = await items.updateOne(
+      { name: "d" },
+      { $set: { n: 4 }, $setOnInsert: { created: true } },
+      { upsert: true },
+    );
     expect(upsert.upsertedCount).toBe(1);
-    expect<unknown>(await items.findOne({ _id: upsert.upsertedId! }, { projection: { _id: 0 } })).toEqual({ name: "d", n: 4, created: true });
+    expect<unknown>(await items.findOne({ _id: upsert.upsertedId! }, { projection: { _id: 0 } })).toEqual({
+      name: "d",
+      n: 4,
+      created: true,
+    });
 
     await items.insertMany([{ name: "e" }, { name: "e" }, { name: "e" }]);
-    expect(await items.updateMany({ name: "e" }, { $set: { seen: true } })).toMatchObject({ matchedCount: 3, modifiedCount: 3 });
+    expect(await items.updateMany({ name: "e" }, { $set: { seen: true } })).toMatchObject({
+      matchedCount: 3,
+      modifiedCount: 3,
+    });
     expect(await items.deleteOne({ name: "e" })).toMatchObject({ deletedCount: 1 });
     expect(await items.deleteMany({ name: "e" })).toMatchObject({ deletedCount: 2 });
     expect(await items.deleteOne({ _id: insertedId })).toMatchObject({ deletedCount: 1 });
@@ -137,14 +167,24 @@ describe("documents", () => {
   test("sort, skip, limit and projection", async () => {
     const events = db.collection("events");
     const base = Date.parse("2024-01-01T00:00:00Z");
-    await events.insertMany(Array.from({ length: 30 }, (_, i) => ({ i, group: i % 3, createdAt: new Date(base + ((i * 7) % 30) * 1000) })));
-    const newest = await events.find({}, { projection: { _id: 0, i: 1 } }).sort({ createdAt: -1 }).skip(2).limit(3).toArray();
+    await events.insertMany(
+      Array.from({ length: 30 }, (_, i) => ({ i, group: i % 3, createdAt: new Date(base + ((i * 7) % 30) * 1000) })),
+    );
+    const newest = await events
+      .find({}, { projection: { _id: 0, i: 1 } })
+      .sort({ createdAt: -1 })
+      .skip(2)
+      .limit(3)
+      .toArray();
     const expected = Array.from({ length: 30 }, (_, i) => ({ i, t: (i * 7) % 30 }))
       .sort((a, b) => b.t - a.t)
       .slice(2, 5)
       .map(({ i }) => ({ i }));
     expect<unknown[]>(newest).toEqual(expected);
-    const byGroupThenI = await events.find({ group: { $in: [1, 2] }, i: { $lt: 9 } }).sort({ group: -1, i: 1 }).toArray();
+    const byGroupThenI = await events
+      .find({ group: { $in: [1, 2] }, i: { $lt: 9 } })
+      .sort({ group: -1, i: 1 })
+      .toArray();
     expect(byGroupThenI.map((d) => d.i)).toEqual([2, 5, 8, 1, 4, 7]);
   });
 
@@ -159,13 +199,19 @@ describe("documents", () => {
     expect((dup as MongoServerError).message).toContain("E11000 duplicate key error");
 
     const { insertedId } = await users.insertOne({ email: "b@example.com" });
-    const viaUpdate = await users.updateOne({ _id: insertedId }, { $set: { email: "a@example.com" } }).catch((e: unknown) => e);
+    const viaUpdate = await users
+      .updateOne({ _id: insertedId }, { $set: { email: "a@example.com" } })
+      .catch((e: unknown) => e);
     expect((viaUpdate as MongoServerError).code).toBe(11000);
-    const viaFindAndModify = await users.findOneAndUpdate({ _id: insertedId }, { $set: { email: "a@example.com" } }).catch((e: unknown) => e);
+    const viaFindAndModify = await users
+      .findOneAndUpdate({ _id: insertedId }, { $set: { email: "a@example.com" } })
+      .catch((e: unknown) => e);
     expect((viaFindAndModify as MongoServerError).code).toBe(11000);
     expect(await users.findOne({ _id: insertedId })).toMatchObject({ email: "b@example.com" });
 
-    const ordered = await users.insertMany([{ email: "c@example.com" }, { email: "a@example.com" }, { email: "d@example.com" }]).catch((e: unknown) => e);
+    const ordered = await users
+      .insertMany([{ email: "c@example.com" }, { email: "a@example.com" }, { email: "d@example.com" }])
+      .catch((e: unknown) => e);
     expect(ordered).toBeInstanceOf(MongoBulkWriteError);
     expect((ordered as MongoBulkWriteError).code).toBe(11000);
     expect(await users.countDocuments({ email: { $in: ["c@example.com", "d@example.com"] } })).toBe(1); // stopped at the error
@@ -186,7 +232,11 @@ describe("documents", () => {
       { returnDocument: "after" },
     );
     expect(moved).toMatchObject({ _id: insertedId, status: "converting", progress: 5 });
-    const again = await jobs.findOneAndUpdate({ _id: insertedId, status: "queued" }, { $set: { status: "converting" } }, { returnDocument: "after" });
+    const again = await jobs.findOneAndUpdate(
+      { _id: insertedId, status: "queued" },
+      { $set: { status: "converting" } },
+      { returnDocument: "after" },
+    );
     expect(again).toBeNull();
     const before = await jobs.findOneAndUpdate({ _id: insertedId, status: "converting" }, { $set: { status: "done" } });
     expect(before).toMatchObject({ status: "converting" }); // returnDocument defaults to 'before'
@@ -221,7 +271,11 @@ describe("documents", () => {
     expect((await sales.distinct("shop")).sort()).toEqual(["east", "north", "south"]);
     expect((await sales.distinct("tags")).sort()).toEqual(["new", "promo"]);
     const totals = await sales
-      .aggregate([{ $match: { item: "tea" } }, { $group: { _id: "$shop", total: { $sum: "$qty" } } }, { $sort: { total: -1 } }])
+      .aggregate([
+        { $match: { item: "tea" } },
+        { $group: { _id: "$shop", total: { $sum: "$qty" } } },
+        { $sort: { total: -1 } },
+      ])
       .toArray();
     expect(totals).toEqual([
       { _id: "south", total: 5 },
@@ -235,7 +289,11 @@ describe("documents", () => {
 
 describe("errors and the catalog", () => {
   test("listIndexes on a missing collection fails with code 26", async () => {
-    const error = await db.collection("nope").listIndexes().toArray().catch((e: unknown) => e);
+    const error = await db
+      .collection("nope")
+      .listIndexes()
+      .toArray()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MongoServerError);
     expect((error as MongoServerError).code).toBe(26);
   });
@@ -258,10 +316,15 @@ describe("errors and the catalog", () => {
 });
 
 test("many clients insert concurrently and every document is counted", async () => {
-  const clients = Array.from({ length: 20 }, () => new MongoClient(url, { maxPoolSize: 5, serverSelectionTimeoutMS: 5000 }));
+  const clients = Array.from(
+    { length: 20 },
+    () => new MongoClient(url, { maxPoolSize: 5, serverSelectionTimeoutMS: 5000 }),
+  );
   try {
     await Promise.all(
-      clients.map((c, k) => Promise.all(Array.from({ length: 25 }, (_, i) => c.db().collection("parallel").insertOne({ k, i })))),
+      clients.map((c, k) =>
+        Promise.all(Array.from({ length: 25 }, (_, i) => c.db().collection("parallel").insertOne({ k, i }))),
+      ),
     );
     expect(await db.collection("parallel").countDocuments()).toBe(500);
     expect(await db.collection("parallel").countDocuments({ k: 19 })).toBe(25);
@@ -291,7 +354,12 @@ test("the CLI prints its URL first and serves until killed", async () => {
     try {
       expect(await cli.db().command({ ping: 1 })).toMatchObject({ ok: 1 });
       await cli.db().collection("c").insertOne({ hello: "world" });
-      expect<unknown>(await cli.db().collection("c").findOne({}, { projection: { _id: 0 } })).toEqual({ hello: "world" });
+      expect<unknown>(
+        await cli
+          .db()
+          .collection("c")
+          .findOne({}, { projection: { _id: 0 } }),
+      ).toEqual({ hello: "world" });
     } finally {
       await cli.close();
     }

@@ -7,8 +7,8 @@ import { parseConfig } from "../lib/config.ts";
 import { jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { QUEUES, type Queue, connectQueue } from "../lib/queue.ts";
-import { NotifierConfig, createNotifier } from "../notifier.ts";
+import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import { createNotifier, NotifierConfig } from "../notifier.ts";
 import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
 import { createTestVhost } from "./support/rabbit.ts";
 import { startResendStandin } from "./support/resend.ts";
@@ -31,8 +31,14 @@ beforeAll(async () => {
   consumerQueue = await connectQueue(vhost.url, log);
   jobs = jobStore(mongo.db);
   const config = parseConfig(NotifierConfig, {
-    MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, RESEND_API_KEY: "re_test_key", RESEND_BASE_URL: resend.url,
-    MAIL_FROM: "m3dio <mp3@example.com>", PUBLIC_URL: "https://m3dio.example", MAX_ATTEMPTS: "3", RETRY_BASE_MS: "20",
+    MONGODB_URL: mongoUrl,
+    AMQP_URL: vhost.url,
+    RESEND_API_KEY: "re_test_key",
+    RESEND_BASE_URL: resend.url,
+    MAIL_FROM: "m3dio <mp3@example.com>",
+    PUBLIC_URL: "https://m3dio.example",
+    MAX_ATTEMPTS: "3",
+    RETRY_BASE_MS: "20",
   });
   notifier = createNotifier({ config, log, mongo, queue: consumerQueue });
   await notifier.start();
@@ -49,8 +55,16 @@ afterAll(async () => {
 beforeEach(() => resend.reset());
 
 /** A finished job as the converter leaves it, announced on `mp3`. */
-async function finishedJob(status: "done" | "failed", filename = "Tom & Jerry <b>live<b>.mp4", email = "ada@example.com") {
-  const job = await jobs.create({ userId: "7", email, source: { kind: "upload", filename, bytes: 1234, contentType: "video/mp4" } });
+async function finishedJob(
+  status: "done" | "failed",
+  filename = "Tom & Jerry <b>live<b>.mp4",
+  email = "ada@example.com",
+) {
+  const job = await jobs.create({
+    userId: "7",
+    email,
+    source: { kind: "upload", filename, bytes: 1234, contentType: "video/mp4" },
+  });
   await jobs.startConverting(job._id);
   if (status === "done") await jobs.markDone(job._id, new ObjectId(), { bytes: 3 * 1024 * 1024, durationSec: 125.4 });
   else await jobs.markFailed(job._id, "the video has no audio track");
@@ -131,7 +145,10 @@ describe("emails", () => {
     let dead: amqp.GetMessage | false = false;
     await until(async () => Boolean((dead = await channel.get(`${QUEUES.mp3}.dead`, { noAck: true }))));
     await connection.close();
-    expect(JSON.parse((dead as unknown as amqp.GetMessage).content.toString())).toEqual({ jobId: id.toHexString(), status: "done" });
+    expect(JSON.parse((dead as unknown as amqp.GetMessage).content.toString())).toEqual({
+      jobId: id.toHexString(),
+      status: "done",
+    });
     expect(resend.received).toHaveLength(3);
     expect(await notified(id)).toBe(false);
   });
@@ -154,7 +171,11 @@ describe("without RESEND_API_KEY", () => {
     const capture = { write: (line: string) => void lines.push(line) };
     const quietQueue = await connectQueue(vhost.url, log);
     const keyless = createNotifier({
-      config: parseConfig(NotifierConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, PUBLIC_URL: "https://m3dio.example" }),
+      config: parseConfig(NotifierConfig, {
+        MONGODB_URL: mongoUrl,
+        AMQP_URL: vhost.url,
+        PUBLIC_URL: "https://m3dio.example",
+      }),
       log: createLogger("notifier", "info", capture),
       mongo,
       queue: quietQueue,
@@ -165,10 +186,22 @@ describe("without RESEND_API_KEY", () => {
       const id = await finishedJob("done", "talk.mp4", "grace@example.com");
       await announce(id, "done");
       await until(() => notified(id));
-      const records = lines.map((line) => JSON.parse(line) as { level: string; service: string; msg: string; email?: { to: string; subject: string; text: string } });
+      const records = lines.map(
+        (line) =>
+          JSON.parse(line) as {
+            level: string;
+            service: string;
+            msg: string;
+            email?: { to: string; subject: string; text: string };
+          },
+      );
       expect(records.some((record) => record.level === "warn" && record.msg.includes("RESEND_API_KEY"))).toBe(true);
       const emailLine = records.find((record) => record.email);
-      expect(emailLine).toMatchObject({ service: "notifier", level: "info", email: { to: "grace@example.com", subject: "Your MP3 is ready: talk.mp3" } });
+      expect(emailLine).toMatchObject({
+        service: "notifier",
+        level: "info",
+        email: { to: "grace@example.com", subject: "Your MP3 is ready: talk.mp3" },
+      });
       expect(emailLine!.email!.text).toContain(`https://m3dio.example/jobs/${id}/audio`);
       expect(resend.received).toHaveLength(0);
     } finally {

@@ -4,7 +4,16 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { createLogger, type LogLevel } from "../lib/log.ts";
-import { ATTEMPTS_HEADER, connectQueue, type Delivery, type Queue, type QueueOptions, QueueUnavailable, QUEUES, TOPOLOGY } from "../lib/queue.ts";
+import {
+  ATTEMPTS_HEADER,
+  connectQueue,
+  type Delivery,
+  QUEUES,
+  type Queue,
+  type QueueOptions,
+  QueueUnavailable,
+  TOPOLOGY,
+} from "../lib/queue.ts";
 import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
 
 const log = createLogger("queue-test", (process.env.LOG_LEVEL as LogLevel | undefined) ?? "silent");
@@ -73,13 +82,18 @@ describe("topology", () => {
     await open();
     for (const name of Object.values(QUEUES)) {
       const dead = `${name}.dead`;
-      const declared = { durable: true, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } };
+      const declared = {
+        durable: true,
+        arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead },
+      };
       expect(TOPOLOGY).toContainEqual({ queue: name, options: declared });
       // Re-declaring with the same arguments is accepted; anything else is a 406 from the broker.
       expect((await channel.assertQueue(name, declared)).queue).toBe(name);
       expect((await channel.assertQueue(dead, { durable: true })).queue).toBe(dead);
       await expect((await plainChannel()).assertQueue(name, { durable: true })).rejects.toThrow(/PRECONDITION_FAILED/);
-      await expect((await plainChannel()).assertQueue(name, { ...declared, durable: false })).rejects.toThrow(/PRECONDITION_FAILED/);
+      await expect((await plainChannel()).assertQueue(name, { ...declared, durable: false })).rejects.toThrow(
+        /PRECONDITION_FAILED/,
+      );
       await expect((await plainChannel()).assertQueue(dead, { durable: false })).rejects.toThrow(/PRECONDITION_FAILED/);
     }
   });
@@ -100,7 +114,13 @@ describe("publish and consume", () => {
     await queue.consume(QUEUES.mp3, { prefetch: 1 }, (delivery) => void seen.push(delivery));
     await queue.publish(QUEUES.mp3, { jobId: "j2", status: "done" }, { messageId: "j2" });
     await waitFor(() => seen.length === 1, "the delivery");
-    expect(seen[0]).toMatchObject({ body: { jobId: "j2", status: "done" }, messageId: "j2", attempt: 1, maxAttempts: 5, redelivered: false });
+    expect(seen[0]).toMatchObject({
+      body: { jobId: "j2", status: "done" },
+      messageId: "j2",
+      attempt: 1,
+      maxAttempts: 5,
+      redelivered: false,
+    });
     await queue.close();
     expect(await ready(QUEUES.mp3)).toBe(0); // acked, so closing did not hand it back
     expect(await ready("mp3.dead")).toBe(0);
@@ -201,7 +221,11 @@ describe("failures and dead letters", () => {
     const queue = await open();
     const attempts: number[] = [];
     const reported: unknown[] = [];
-    const options = { prefetch: 1, maxAttempts: 3, onExhausted: (body: unknown, id: string | undefined) => void reported.push({ body, id }) };
+    const options = {
+      prefetch: 1,
+      maxAttempts: 3,
+      onExhausted: (body: unknown, id: string | undefined) => void reported.push({ body, id }),
+    };
     await queue.consume(QUEUES.video, options, (delivery) => {
       attempts.push(delivery.attempt);
       throw new Error("store away");
@@ -225,7 +249,10 @@ describe("failures and dead letters", () => {
     await queue.publish(QUEUES.video, { jobId: "r2" }, { messageId: "r2" });
     await waitFor(() => seen.length === 2, "the retry");
     await queue.close();
-    expect(seen).toEqual([[1, false], [2, true]]);
+    expect(seen).toEqual([
+      [1, false],
+      [2, true],
+    ]);
     expect(await ready(QUEUES.video)).toBe(0);
     expect(await ready("video.dead")).toBe(0);
   });
@@ -234,10 +261,14 @@ describe("failures and dead letters", () => {
     const queue = await open();
     const attempts: number[] = [];
     let exhausted = 0;
-    await queue.consume(QUEUES.video, { prefetch: 1, maxAttempts: 2, onExhausted: () => void exhausted++ }, (delivery) => {
-      attempts.push(delivery.attempt);
-      return delivery.requeue();
-    });
+    await queue.consume(
+      QUEUES.video,
+      { prefetch: 1, maxAttempts: 2, onExhausted: () => void exhausted++ },
+      (delivery) => {
+        attempts.push(delivery.attempt);
+        return delivery.requeue();
+      },
+    );
     await queue.publish(QUEUES.video, { jobId: "c1" }, { messageId: "c1" });
     const dead = await waitFor(() => take("video.dead"), "the dead letter");
     expect(dead.properties.messageId).toBe("c1");
@@ -250,16 +281,33 @@ describe("connection", () => {
   test("with no broker, connecting and publishing fail with QueueUnavailable in bounded time", async () => {
     const nowhere = "amqp://guest:guest@127.0.0.1:1";
     let started = Date.now();
-    await expect(connectQueue(nowhere, log, { initialMaxRetries: 2, initialDelayMs: 10, maxDelayMs: 20 })).rejects.toBeInstanceOf(QueueUnavailable);
+    await expect(
+      connectQueue(nowhere, log, { initialMaxRetries: 2, initialDelayMs: 10, maxDelayMs: 20 }),
+    ).rejects.toBeInstanceOf(QueueUnavailable);
     expect(Date.now() - started).toBeLessThan(2000);
 
-    const gaveUp = await open(nowhere, { waitForConnect: false, initialMaxRetries: 1, initialDelayMs: 10, maxDelayMs: 20 });
+    const gaveUp = await open(nowhere, {
+      waitForConnect: false,
+      initialMaxRetries: 1,
+      initialDelayMs: 10,
+      maxDelayMs: 20,
+    });
     started = Date.now();
-    await expect(gaveUp.publish(QUEUES.video, { jobId: "x" }, { messageId: "x" })).rejects.toBeInstanceOf(QueueUnavailable);
+    await expect(gaveUp.publish(QUEUES.video, { jobId: "x" }, { messageId: "x" })).rejects.toBeInstanceOf(
+      QueueUnavailable,
+    );
     await expect(gaveUp.ping()).rejects.toBeInstanceOf(QueueUnavailable);
 
-    const stillTrying = await open(nowhere, { waitForConnect: false, initialMaxRetries: Infinity, initialDelayMs: 10, maxDelayMs: 50, publishTimeoutMs: 300 });
-    await expect(stillTrying.publish(QUEUES.video, { jobId: "y" }, { messageId: "y" })).rejects.toThrow(/no broker connection within 300 ms/);
+    const stillTrying = await open(nowhere, {
+      waitForConnect: false,
+      initialMaxRetries: Infinity,
+      initialDelayMs: 10,
+      maxDelayMs: 50,
+      publishTimeoutMs: 300,
+    });
+    await expect(stillTrying.publish(QUEUES.video, { jobId: "y" }, { messageId: "y" })).rejects.toThrow(
+      /no broker connection within 300 ms/,
+    );
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
@@ -293,7 +341,9 @@ describe("connection", () => {
     await queue.close();
     await waitFor(async () => (await vhost.connections()).length === before, "the connection to go");
     await expect(queue.ping()).rejects.toBeInstanceOf(QueueUnavailable);
-    await expect(queue.publish(QUEUES.video, { jobId: "z" }, { messageId: "z" })).rejects.toBeInstanceOf(QueueUnavailable);
+    await expect(queue.publish(QUEUES.video, { jobId: "z" }, { messageId: "z" })).rejects.toBeInstanceOf(
+      QueueUnavailable,
+    );
     await expect(queue.consume(QUEUES.video, { prefetch: 1 }, () => {})).rejects.toThrow(/stopped/);
   });
 });

@@ -1,10 +1,11 @@
 // The web page's API client (web/api.ts) on its own, without a browser: the pure parts.
 import { describe, expect, test } from "bun:test";
-import { ApiError, SseParser, describeError } from "../web/api.ts";
+import { ApiError, describeError, SseParser } from "../web/api.ts";
 
 describe("the page's API client", () => {
   test("the event-stream parser survives chunks split anywhere, CRLF, comments and multi-line data", () => {
-    const stream = ': keep-alive\r\nevent: status\r\nid: 7\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: deleted\ndata: {"id":"x"}\n\ndata: plain\n\n';
+    const stream =
+      ': keep-alive\r\nevent: status\r\nid: 7\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: deleted\ndata: {"id":"x"}\n\ndata: plain\n\n';
     for (const size of [1, 2, 3, 7, stream.length]) {
       const parser = new SseParser();
       const events = [];
@@ -18,13 +19,29 @@ describe("the page's API client", () => {
   });
 
   test("every error the API gives is worded for a person, with the API's detail", () => {
-    const problem = (status: number, detail?: string, retryAfter?: number) => new ApiError(status, { status, detail }, retryAfter);
-    expect(describeError(problem(0), "upload")).toEqual({ title: "Can't reach m3dio.", detail: "Check your connection and try again." });
-    expect(describeError(problem(401, "wrong email or password"), "login")).toEqual({ title: "Wrong email or password." });
-    expect(describeError(problem(413, "the video is larger than 2 GiB"), "upload", "a.mp4")).toEqual({ title: "“a.mp4” is too large to upload.", detail: "The video is larger than 2 GiB." });
-    expect(describeError(problem(415, "the file is not a video"), "upload", "a.txt").title).toBe("“a.txt” isn't a video we can convert.");
-    expect(describeError(problem(422, "bad url"), "link")).toEqual({ title: "That link can't be used.", detail: "Bad url." });
-    expect(describeError(problem(429, "slow down", 900), "login").title).toBe("Too many attempts. Please wait 15 minutes before trying again.");
+    const problem = (status: number, detail?: string, retryAfter?: number) =>
+      new ApiError(status, { status, detail }, retryAfter);
+    expect(describeError(problem(0), "upload")).toEqual({
+      title: "Can't reach m3dio.",
+      detail: "Check your connection and try again.",
+    });
+    expect(describeError(problem(401, "wrong email or password"), "login")).toEqual({
+      title: "Wrong email or password.",
+    });
+    expect(describeError(problem(413, "the video is larger than 2 GiB"), "upload", "a.mp4")).toEqual({
+      title: "“a.mp4” is too large to upload.",
+      detail: "The video is larger than 2 GiB.",
+    });
+    expect(describeError(problem(415, "the file is not a video"), "upload", "a.txt").title).toBe(
+      "“a.txt” isn't a video we can convert.",
+    );
+    expect(describeError(problem(422, "bad url"), "link")).toEqual({
+      title: "That link can't be used.",
+      detail: "Bad url.",
+    });
+    expect(describeError(problem(429, "slow down", 900), "login").title).toBe(
+      "Too many attempts. Please wait 15 minutes before trying again.",
+    );
     expect(describeError(problem(503, "storage is briefly unavailable; try again shortly", 5), "upload")).toEqual({
       title: "m3dio is briefly unavailable. Please try again in 5 seconds.",
       detail: "Storage is briefly unavailable; try again shortly.",

@@ -10,7 +10,16 @@ import type { Mongo } from "../lib/mongo.ts";
 import { openPage, type TestPage } from "./support/browser.ts";
 import { probe } from "./support/media.ts";
 import {
-  PASSWORD, alert, audioReady, chooseFile, jobItem, logIn, loggedIn, recordBadges, textOf, webStack,
+  alert,
+  audioReady,
+  chooseFile,
+  jobItem,
+  loggedIn,
+  logIn,
+  PASSWORD,
+  recordBadges,
+  textOf,
+  webStack,
 } from "./support/web-stack.ts";
 
 const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
@@ -51,9 +60,17 @@ async function visit(options: Parameters<typeof openPage>[2] = {}): Promise<Test
 
 /** Registers through the API (for tests about something else than registering). */
 async function registerByApi(email = newEmail()) {
-  const response = await fetch(`${base}/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: PASSWORD }) });
+  const response = await fetch(`${base}/auth/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: PASSWORD }),
+  });
   expect(response.status).toBe(201);
-  const login = await fetch(`${base}/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: PASSWORD }) });
+  const login = await fetch(`${base}/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: PASSWORD }),
+  });
   const { token } = (await login.json()) as { token: string };
   const userId = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).sub as string;
   return { email, token, userId };
@@ -116,16 +133,28 @@ describe("converting a video", () => {
 
     // Upload with the file chooser and follow it live on this one page load.
     const streams: { url: string; authorization?: string }[] = [];
-    page.on("request", (request) => request.url().endsWith("/events") && streams.push({ url: request.url(), authorization: request.headers().authorization }));
+    page.on(
+      "request",
+      (request) =>
+        request.url().endsWith("/events") &&
+        streams.push({ url: request.url(), authorization: request.headers().authorization }),
+    );
     const badges = await recordBadges(page);
     // A slow uplink (16 KiB/s) so the upload's progress can be seen.
     const devtools = await page.context().newCDPSession(page);
     const uplink = (bytesPerSecond: number) =>
-      devtools.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: bytesPerSecond });
+      devtools.send("Network.emulateNetworkConditions", {
+        offline: false,
+        latency: 0,
+        downloadThroughput: -1,
+        uploadThroughput: bytesPerSecond,
+      });
     await devtools.send("Network.enable");
     await uplink(16 * 1024);
     await chooseFile(page, { name, mimeType: "video/mp4", buffer: video });
-    const uploading = page.getByRole("progressbar", { name: new RegExp(`^Uploading ${RegExp.escape(name)}: [1-9]\\d?% of \\d+ KB$`) });
+    const uploading = page.getByRole("progressbar", {
+      name: new RegExp(`^Uploading ${RegExp.escape(name)}: [1-9]\\d?% of \\d+ KB$`),
+    });
     await uploading.waitFor();
     expect(await uploading.evaluate((bar: HTMLProgressElement) => bar.value)).toBeGreaterThan(0);
     await page.screenshot({ path: join(ARTIFACTS, "web-uploading.png") });
@@ -135,7 +164,12 @@ describe("converting a video", () => {
     const item = jobItem(page, name);
     await item.getByText("Done", { exact: true }).waitFor({ timeout: 45_000 });
     // Told to screen readers too, through a live region.
-    expect(await page.locator("[aria-live]").filter({ hasText: `${name}: converted, ready to play or download.` }).count()).toBe(1);
+    expect(
+      await page
+        .locator("[aria-live]")
+        .filter({ hasText: `${name}: converted, ready to play or download.` })
+        .count(),
+    ).toBe(1);
     const seen = await badges();
     expect(seen[0]).toBe("Queued");
     expect(seen.at(-1)).toBe("Done");
@@ -147,13 +181,19 @@ describe("converting a video", () => {
     // Play: the <audio> element plays a blob: URL of the MP3, as long as the video.
     await item.getByRole("button", { name: "Play" }).click();
     const audio = await audioReady(page, item);
-    const { src, seconds } = await audio.evaluate((element: HTMLAudioElement) => ({ src: element.src, seconds: element.duration }));
+    const { src, seconds } = await audio.evaluate((element: HTMLAudioElement) => ({
+      src: element.src,
+      seconds: element.duration,
+    }));
     expect(src).toStartWith("blob:");
     expect(Math.abs(seconds - VIDEO_SECONDS)).toBeLessThan(0.5);
     await page.screenshot({ path: join(ARTIFACTS, "web-finished.png"), fullPage: true });
 
     // Download: an MP3 named after the video.
-    const [download] = await Promise.all([page.waitForEvent("download"), item.getByRole("button", { name: "Download MP3" }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      item.getByRole("button", { name: "Download MP3" }).click(),
+    ]);
     expect(download.suggestedFilename()).toBe(mp3Name);
     const saved = join(tmp, "downloaded.mp3");
     await download.saveAs(saved);
@@ -170,12 +210,19 @@ describe("converting a video", () => {
     await item.waitFor({ state: "detached" });
     await page.getByText(`Deleted ${name}.`).waitFor();
     await page.getByText("Nothing here yet").waitFor();
-    expect(await mongo.db.collection("jobs").countDocuments({ _id: new (await import("mongodb")).ObjectId(jobId!) })).toBe(0);
+    expect(
+      await mongo.db.collection("jobs").countDocuments({ _id: new (await import("mongodb")).ObjectId(jobId!) }),
+    ).toBe(0);
     expect(errors).toEqual([]);
   });
 
   test("on a phone-sized screen, a finished job fits the width and its buttons can be tapped", async () => {
-    const { page, errors } = await visit({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const { page, errors } = await visit({
+      viewport: { width: 360, height: 740 },
+      isMobile: true,
+      hasTouch: true,
+      deviceScaleFactor: 2,
+    });
     const { email } = await registerByApi();
     await logIn(page, email);
     await loggedIn(page, email);
@@ -186,7 +233,11 @@ describe("converting a video", () => {
     await item.getByRole("button", { name: "Play" }).tap();
     await audioReady(page, item);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
-    for (const button of [item.getByRole("button", { name: "Download MP3" }), item.getByRole("button", { name: "Delete" }), page.getByRole("button", { name: "Log out" })]) {
+    for (const button of [
+      item.getByRole("button", { name: "Download MP3" }),
+      item.getByRole("button", { name: "Delete" }),
+      page.getByRole("button", { name: "Log out" }),
+    ]) {
       const box = (await button.boundingBox())!;
       expect(box.x).toBeGreaterThanOrEqual(0);
       expect(box.x + box.width).toBeLessThanOrEqual(360);
@@ -202,7 +253,11 @@ describe("converting a video", () => {
     const { email, userId } = await registerByApi();
     const jobs = jobStore(mongo.db);
     // A job the converter never sees (nothing is queued): the test moves it along as a converter would.
-    const job = await jobs.create({ userId, email, source: { kind: "upload", filename: "lecture.mkv", bytes: 12_345_678, contentType: "video/x-matroska" } });
+    const job = await jobs.create({
+      userId,
+      email,
+      source: { kind: "upload", filename: "lecture.mkv", bytes: 12_345_678, contentType: "video/x-matroska" },
+    });
     const { page, errors } = await visit();
     await logIn(page, email);
     const item = jobItem(page, "lecture.mkv");
@@ -211,14 +266,20 @@ describe("converting a video", () => {
     await jobs.startConverting(job._id);
     await jobs.setProgress(job._id, 40);
     await item.getByText("Converting 40%", { exact: true }).waitFor();
-    expect(await item.getByRole("progressbar", { name: "Progress of lecture.mkv" }).evaluate((bar: HTMLProgressElement) => bar.value)).toBe(40);
+    expect(
+      await item
+        .getByRole("progressbar", { name: "Progress of lecture.mkv" })
+        .evaluate((bar: HTMLProgressElement) => bar.value),
+    ).toBe(40);
     await page.emulateMedia({ colorScheme: "dark" });
     await page.screenshot({ path: join(ARTIFACTS, "web-progress-dark.png") });
     await page.emulateMedia({ colorScheme: "light" });
     await jobs.markFailed(job._id, "the video has no audio track");
     await item.getByText("Failed", { exact: true }).waitFor();
     await item.getByText("Could not convert: the video has no audio track").waitFor();
-    expect(await page.locator("[aria-live]").filter({ hasText: "lecture.mkv: could not be converted." }).count()).toBe(1);
+    expect(await page.locator("[aria-live]").filter({ hasText: "lecture.mkv: could not be converted." }).count()).toBe(
+      1,
+    );
     await expect(item.getByRole("button", { name: "Play" }).isVisible()).resolves.toBe(false);
     await expect(item.getByRole("button", { name: "Delete" }).isVisible()).resolves.toBe(true);
     expect(errors).toEqual([]);
@@ -236,12 +297,17 @@ describe("errors", () => {
     expect(await page.getByLabel("Password").evaluate((input) => input === document.activeElement)).toBe(true);
     let status = 0;
     for (let attempt = 0; attempt < 6 && status !== 429; attempt++) {
-      const [answer] = await Promise.all([page.waitForResponse((r) => r.url().endsWith("/auth/login")), page.getByRole("button", { name: "Log in" }).click()]);
+      const [answer] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith("/auth/login")),
+        page.getByRole("button", { name: "Log in" }).click(),
+      ]);
       status = answer.status();
     }
     expect(status).toBe(429);
     const message = await textOf(alert(page));
-    expect(message).toMatch(/^Too many attempts\. Please wait 1[45] minutes before trying again\. Too many failed logins for this account; try again later\.$/);
+    expect(message).toMatch(
+      /^Too many attempts\. Please wait 1[45] minutes before trying again\. Too many failed logins for this account; try again later\.$/,
+    );
   });
 
   test("registering twice or with a short password says what is wrong", async () => {
@@ -256,7 +322,9 @@ describe("errors", () => {
     await page.getByRole("button", { name: "Create account" }).click();
     await alert(page).getByText("Please check your email and password.").waitFor();
     // auth's own wording for the rule, or the validator's
-    expect(await textOf(alert(page))).toMatch(/Password: (must be 8 to 256 characters|expected string length greater or equal to 8)\./);
+    expect(await textOf(alert(page))).toMatch(
+      /Password: (must be 8 to 256 characters|expected string length greater or equal to 8)\./,
+    );
   });
 
   test("a text file shows the 415 message and adds no job", async () => {
@@ -264,9 +332,15 @@ describe("errors", () => {
     const { page } = await visit();
     await logIn(page, email);
     await loggedIn(page, email);
-    await chooseFile(page, { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("just some text, not a video\n".repeat(200)) });
+    await chooseFile(page, {
+      name: "notes.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from("just some text, not a video\n".repeat(200)),
+    });
     await alert(page).getByText("“notes.txt” isn't a video we can convert.").waitFor();
-    expect(await textOf(alert(page))).toContain("The file is not a video: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video.");
+    expect(await textOf(alert(page))).toContain(
+      "The file is not a video: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video.",
+    );
     await page.screenshot({ path: join(ARTIFACTS, "web-upload-error.png") });
     await expect(page.getByText("Nothing here yet").isVisible()).resolves.toBe(true);
     await expect(page.getByRole("listitem").count()).resolves.toBe(0);
@@ -316,9 +390,15 @@ describe("links", () => {
     const id = "0123456789abcdef01234567";
     const url = "https://videos.example.com/talk.mp4";
     const view = (over: Record<string, unknown>) => ({
-      id, status: "queued", phase: "downloading", progress: 0,
+      id,
+      status: "queued",
+      phase: "downloading",
+      progress: 0,
       source: { kind: "url", filename: "talk.mp4", url, bytes: 0, contentType: "video/mp4" },
-      createdAt: new Date().toISOString(), updatedAt: new Date().toISOString(), links: {}, ...over,
+      createdAt: new Date().toISOString(),
+      updatedAt: new Date().toISOString(),
+      links: {},
+      ...over,
     });
     const sent: unknown[] = [];
     await page.route(`${base}/jobs`, async (route) => {
@@ -329,7 +409,16 @@ describe("links", () => {
       const body = request.postDataJSON() as { url: string };
       sent.push(body);
       if (body.url.startsWith("https://localhost")) {
-        return route.fulfill({ status: 422, contentType: "application/problem+json", body: JSON.stringify({ type: "about:blank", title: "Unprocessable Content", status: 422, detail: "links to private addresses are not allowed" }) });
+        return route.fulfill({
+          status: 422,
+          contentType: "application/problem+json",
+          body: JSON.stringify({
+            type: "about:blank",
+            title: "Unprocessable Content",
+            status: 422,
+            detail: "links to private addresses are not allowed",
+          }),
+        });
       }
       return route.fulfill({ status: 202, contentType: "application/json", body: JSON.stringify(view({})) });
     });
@@ -342,10 +431,17 @@ describe("links", () => {
       await route.fulfill({
         status: 200,
         contentType: "text/event-stream",
-        body: streams === 1 ? event(view({ progress: 35 })) : event(view({ status: "failed", phase: undefined, progress: 35, error: "the link answered 404 Not Found" })),
+        body:
+          streams === 1
+            ? event(view({ progress: 35 }))
+            : event(
+                view({ status: "failed", phase: undefined, progress: 35, error: "the link answered 404 Not Found" }),
+              ),
       });
     });
-    await page.route(`${base}/jobs/${id}`, (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(view({ progress: 35 })) }));
+    await page.route(`${base}/jobs/${id}`, (route) =>
+      route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(view({ progress: 35 })) }),
+    );
 
     await page.getByLabel("Or paste a link to a video").fill("https://localhost/secret.mp4");
     await page.getByRole("button", { name: "Convert link" }).click();

@@ -92,7 +92,8 @@ async function call(path: string, init: RequestInit & { token?: string } = {}): 
     if ((error as Error).name === "AbortError") throw error;
     throw unreachable();
   }
-  if (!response.ok) throw problemFrom(response.status, await response.text().catch(() => ""), response.headers.get("retry-after"));
+  if (!response.ok)
+    throw problemFrom(response.status, await response.text().catch(() => ""), response.headers.get("retry-after"));
   return response;
 }
 
@@ -107,7 +108,10 @@ export async function register(email: string, password: string): Promise<void> {
 }
 
 export async function login(email: string, password: string): Promise<Session> {
-  const answer = (await (await call("/auth/login", json({ email, password }))).json()) as { token: string; expiresAt: string };
+  const answer = (await (await call("/auth/login", json({ email, password }))).json()) as {
+    token: string;
+    expiresAt: string;
+  };
   return { ...answer, email };
 }
 
@@ -146,7 +150,10 @@ export function filenameFrom(disposition: string | null): string | undefined {
       // malformed escapes: fall through to the plain name
     }
   }
-  return /filename\s*=\s*"((?:[^"\\]|\\.)*)"/.exec(disposition)?.[1]?.replace(/\\(.)/g, "$1") ?? /filename\s*=\s*([^;\s]+)/.exec(disposition)?.[1];
+  return (
+    /filename\s*=\s*"((?:[^"\\]|\\.)*)"/.exec(disposition)?.[1]?.replace(/\\(.)/g, "$1") ??
+    /filename\s*=\s*([^;\s]+)/.exec(disposition)?.[1]
+  );
 }
 
 export const mp3Name = (videoName: string) => `${videoName.replace(/\.[^.]{1,10}$/, "") || "audio"}.mp3`;
@@ -215,7 +222,13 @@ export class SseParser {
 
   private line(line: string): ServerEvent | undefined {
     if (line === "") {
-      const event = this.data.length ? { event: this.event || "message", data: this.data.join("\n"), ...(this.id !== undefined ? { id: this.id } : {}) } : undefined;
+      const event = this.data.length
+        ? {
+            event: this.event || "message",
+            data: this.data.join("\n"),
+            ...(this.id !== undefined ? { id: this.id } : {}),
+          }
+        : undefined;
       this.data = [];
       this.event = "";
       return event;
@@ -233,7 +246,11 @@ export class SseParser {
 
 /** The job's events until the server ends the stream (after done or failed) or `signal` aborts. */
 export async function* jobEvents(token: string, id: string, signal: AbortSignal): AsyncGenerator<ServerEvent> {
-  const response = await call(`/jobs/${encodeURIComponent(id)}/events`, { token, signal, headers: { accept: "text/event-stream" } });
+  const response = await call(`/jobs/${encodeURIComponent(id)}/events`, {
+    token,
+    signal,
+    headers: { accept: "text/event-stream" },
+  });
   if (!response.body) return;
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   const parser = new SseParser();
@@ -280,18 +297,23 @@ export function duration(seconds: number): string {
 
 /** What to tell the person about `error`; `name` is the file or link concerned. */
 export function describeError(error: unknown, context: Context, name = "That file"): Message {
-  if (!(error instanceof ApiError)) return { title: "Something went wrong in this page.", detail: sentence((error as Error)?.message) };
+  if (!(error instanceof ApiError))
+    return { title: "Something went wrong in this page.", detail: sentence((error as Error)?.message) };
   const detail = sentence(error.problem.detail);
   const wait = error.retryAfter ? duration(error.retryAfter) : undefined;
   switch (error.status) {
     case 0:
       return { title: "Can't reach m3dio.", detail: "Check your connection and try again." };
     case 401:
-      return context === "login" ? { title: detail ?? "Wrong email or password." } : { title: "Your session has ended. Please log in again.", detail };
+      return context === "login"
+        ? { title: detail ?? "Wrong email or password." }
+        : { title: "Your session has ended. Please log in again.", detail };
     case 404:
       return { title: "That conversion no longer exists.", detail };
     case 409:
-      return context === "register" ? { title: detail ?? "That email already has an account." } : { title: "The MP3 isn't ready yet.", detail };
+      return context === "register"
+        ? { title: detail ?? "That email already has an account." }
+        : { title: "The MP3 isn't ready yet.", detail };
     case 413:
       return { title: `${quote(name)} is too large to upload.`, detail };
     case 415:
@@ -299,8 +321,13 @@ export function describeError(error: unknown, context: Context, name = "That fil
         ? { title: "That link doesn't lead to a video we can convert.", detail }
         : { title: `${quote(name)} isn't a video we can convert.`, detail };
     case 422: {
-      const fields = error.problem.errors?.map((issue) => sentence(`${issue.field}: ${issue.message.replace(/^\p{Lu}(?!\p{Lu})/u, (c) => c.toLowerCase())}`)).join(" ");
-      if (context === "register" || context === "login") return { title: "Please check your email and password.", detail: fields || detail };
+      const fields = error.problem.errors
+        ?.map((issue) =>
+          sentence(`${issue.field}: ${issue.message.replace(/^\p{Lu}(?!\p{Lu})/u, (c) => c.toLowerCase())}`),
+        )
+        .join(" ");
+      if (context === "register" || context === "login")
+        return { title: "Please check your email and password.", detail: fields || detail };
       if (context === "link") return { title: "That link can't be used.", detail };
       return { title: "The upload could not be read.", detail };
     }

@@ -1,5 +1,5 @@
 // The job list: each conversion's entry, kept live over event streams or polling, and its play, download and delete.
-import { ApiError, type Job, deleteJob, describeError, fetchAudio, getJob, jobEvents, listJobs } from "./api.ts";
+import { ApiError, deleteJob, describeError, fetchAudio, getJob, type Job, jobEvents, listJobs } from "./api.ts";
 import { clock, hostOf, sizeText } from "./format.ts";
 import { busy, h, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
@@ -97,11 +97,16 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
   badge.textContent = statusText(job);
   badge.dataset.status = job.status;
   const when = new Date(job.createdAt).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  const facts = [job.source.kind === "url" ? hostOf(job.source.url) : null, job.source.bytes ? `${sizeText(job.source.bytes)} video` : null, when];
+  const facts = [
+    job.source.kind === "url" ? hostOf(job.source.url) : null,
+    job.source.bytes ? `${sizeText(job.source.bytes)} video` : null,
+    when,
+  ];
   if (job.audio) facts.unshift(`MP3 ${clock(job.audio.durationSec)}, ${sizeText(job.audio.bytes)}`);
   meta.textContent = facts.filter(Boolean).join(" · ");
   bar.hidden = finished(job);
-  if (job.progress === 0 && (job.status === "queued" || job.phase === "downloading")) bar.removeAttribute("value"); // indeterminate: waiting
+  if (job.progress === 0 && (job.status === "queued" || job.phase === "downloading"))
+    bar.removeAttribute("value"); // indeterminate: waiting
   else bar.value = job.progress;
   error.hidden = job.status !== "failed";
   error.textContent = job.status === "failed" ? `Could not convert: ${job.error ?? "no reason given"}` : "";
@@ -119,7 +124,10 @@ function updateEmpty() {
 function forget(entry: Entry) {
   entry.stream?.abort();
   entry.stream = undefined;
-  void entry.mp3?.then(({ url }) => URL.revokeObjectURL(url), () => {});
+  void entry.mp3?.then(
+    ({ url }) => URL.revokeObjectURL(url),
+    () => {},
+  );
 }
 
 /** Empties the list and stops following every job: the session has ended. */
@@ -228,7 +236,10 @@ async function stream(entry: Entry) {
 
 // ── play, download, delete ────────────────────────────────────────────────────
 function mp3(entry: Entry) {
-  entry.mp3 ??= fetchAudio(current!.token, entry.job).then(({ blob, filename }) => ({ url: URL.createObjectURL(blob), filename }));
+  entry.mp3 ??= fetchAudio(current!.token, entry.job).then(({ blob, filename }) => ({
+    url: URL.createObjectURL(blob),
+    filename,
+  }));
   entry.mp3.catch(() => (entry.mp3 = undefined)); // a failed fetch may be tried again
   return entry.mp3;
 }

@@ -28,7 +28,11 @@ export const view = {
   news: $("job-news"),
 };
 
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> & { class?: string } = {}, ...children: (Node | string)[]) {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> & { class?: string } = {},
+  ...children: (Node | string)[]
+) {
   const { class: className, ...rest } = props;
   const element = Object.assign(document.createElement(tag), rest);
   if (className) element.className = className;
@@ -39,7 +43,12 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<
 export function show(target: HTMLElement, message: Message | null, kind: "info" | "error" = "info") {
   target.replaceChildren();
   if (!message) return;
-  const box = h("div", { class: `message ${kind}` }, h("strong", {}, message.title), ...(message.detail ? [" ", h("span", {}, message.detail)] : []));
+  const box = h(
+    "div",
+    { class: `message ${kind}` },
+    h("strong", {}, message.title),
+    ...(message.detail ? [" ", h("span", {}, message.detail)] : []),
+  );
   if (kind === "error") box.setAttribute("role", "alert");
   target.append(box);
 }

@@ -16,7 +16,10 @@ export function startSession(value: Session) {
   session.save(value);
   clearTimeout(expiryTimer);
   const left = Date.parse(value.expiresAt) - Date.now();
-  expiryTimer = setTimeout(() => endSession({ title: "Your session has expired. Please log in again." }), Math.min(left, 2 ** 31 - 1));
+  expiryTimer = setTimeout(
+    () => endSession({ title: "Your session has expired. Please log in again." }),
+    Math.min(left, 2 ** 31 - 1),
+  );
   view.who.textContent = value.email;
   view.who.parentElement!.title = `Logged in as ${value.email}`;
   view.account.hidden = false;

@@ -21,7 +21,9 @@ export const upload = (() => {
       const percent = total ? Math.floor((sent / total) * 100) : 0;
       view.uploadBar.value = percent;
       view.uploadLabel.textContent =
-        sent < total ? `Uploading ${file.name}: ${percent}% of ${sizeText(total)}${position}` : `Checking ${file.name}…`;
+        sent < total
+          ? `Uploading ${file.name}: ${percent}% of ${sizeText(total)}${position}`
+          : `Checking ${file.name}…`;
     });
     running = sending;
     try {

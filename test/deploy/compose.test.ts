@@ -4,8 +4,30 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Ajv from "ajv";
 import { parseConfig } from "../../lib/config.ts";
-import { APP_IMAGE, compose, defaultPortOf, environment, interpolate, listeningPorts, services, urlsIn } from "./compose.ts";
-import { type Doc, PRESENT, PROBE_PATHS, ROOT, SERVICES, configSchema, converterGraceMs, defaultPort, dockerStages, gitignored, propertiesOf, requiredWithoutDefault } from "./support.ts";
+import {
+  APP_IMAGE,
+  compose,
+  defaultPortOf,
+  environment,
+  interpolate,
+  listeningPorts,
+  services,
+  urlsIn,
+} from "./compose.ts";
+import {
+  configSchema,
+  converterGraceMs,
+  type Doc,
+  defaultPort,
+  dockerStages,
+  gitignored,
+  PRESENT,
+  PROBE_PATHS,
+  propertiesOf,
+  ROOT,
+  requiredWithoutDefault,
+  SERVICES,
+} from "./support.ts";
 
 describe("compose.yaml", () => {
   test("validates against the Compose Specification's JSON schema", async () => {
@@ -38,10 +60,15 @@ describe("compose.yaml", () => {
       const env = environment(services[name]!);
       const known = Object.keys(propertiesOf(schema));
       expect(Object.keys(env).filter((key) => !known.includes(key))).toEqual([]);
-      for (const required of requiredWithoutDefault(schema)) expect(typeof env[required], `${required} is required`).toBe("string");
+      for (const required of requiredWithoutDefault(schema))
+        expect(typeof env[required], `${required} is required`).toBe("string");
       expect(Number(env.PORT)).toBe(defaultPort(schema));
       // and the values compose sets are ones the service accepts
-      const set = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== null).map(([key, value]) => [key, interpolate(value)]));
+      const set = Object.fromEntries(
+        Object.entries(env)
+          .filter((entry): entry is [string, string] => entry[1] !== null)
+          .map(([key, value]) => [key, interpolate(value)]),
+      );
       expect(() => parseConfig(schema, set)).not.toThrow();
     });
   }
@@ -63,7 +90,8 @@ describe("compose.yaml", () => {
         expect(dependsOn[url.hostname]?.condition, `${name} → ${url.hostname}`).toBe("service_healthy");
       }
       for (const [dependency, { condition }] of Object.entries(dependsOn)) {
-        if (condition === "service_healthy") expect(services[dependency]!.healthcheck?.test, `${dependency} has no healthcheck`).toBeDefined();
+        if (condition === "service_healthy")
+          expect(services[dependency]!.healthcheck?.test, `${dependency} has no healthcheck`).toBeDefined();
       }
     }
     expect(services.auth!.depends_on.migrate.condition).toBe("service_completed_successfully");
@@ -84,15 +112,25 @@ describe("compose.yaml", () => {
   });
 
   test("the Bun healthcheck command reports healthy on 200 and unhealthy on 503 or no answer", async () => {
-    const scripts = SERVICES.map((name) => (services[name]!.healthcheck.test as string[])[3]!.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:PORT"));
+    const scripts = SERVICES.map((name) =>
+      (services[name]!.healthcheck.test as string[])[3]!.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:PORT"),
+    );
     expect(new Set(scripts).size).toBe(1);
-    const ready = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (request) => new Response(null, { status: new URL(request.url).pathname === PROBE_PATHS.readiness ? 200 : 404 }) });
+    const ready = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (request) =>
+        new Response(null, { status: new URL(request.url).pathname === PROBE_PATHS.readiness ? 200 : 404 }),
+    });
     const unready = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(null, { status: 503 }) });
     const closed = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(null) });
     const closedPort = closed.port;
     closed.stop(true);
     const exitCode = (port: number | undefined) =>
-      Bun.spawn([process.execPath, "-e", scripts[0]!.replace("PORT", String(port))], { stdout: "ignore", stderr: "ignore" }).exited;
+      Bun.spawn([process.execPath, "-e", scripts[0]!.replace("PORT", String(port))], {
+        stdout: "ignore",
+        stderr: "ignore",
+      }).exited;
     try {
       expect(await exitCode(ready.port)).toBe(0);
       expect(await exitCode(unready.port)).toBe(1);
@@ -119,7 +157,11 @@ describe("compose.yaml", () => {
   });
 
   test("the stores keep their data in named volumes", () => {
-    const dataDirs: Record<string, string> = { mysql: "/var/lib/mysql", mongo: "/data/db", rabbitmq: "/var/lib/rabbitmq" };
+    const dataDirs: Record<string, string> = {
+      mysql: "/var/lib/mysql",
+      mongo: "/data/db",
+      rabbitmq: "/var/lib/rabbitmq",
+    };
     for (const [store, dir] of Object.entries(dataDirs)) {
       const volume = (services[store]!.volumes as string[]).find((mount) => mount.endsWith(`:${dir}`))?.split(":")[0];
       expect(volume, store).toBeDefined();
@@ -133,7 +175,8 @@ describe("compose.yaml", () => {
     expect(environment(services.notifier!).RESEND_API_KEY).toBeNull();
     expect(services.mysql!.environment.MYSQL_ROOT_PASSWORD).toMatch(/^\$\{MYSQL_ROOT_PASSWORD:-[^}]+\}$/);
     for (const path of [".env", "k3d/secrets.env"]) expect(gitignored(path), `${path} is not in .gitignore`).toBe(true);
-    for (const path of [".env.example", "k3d/secrets.env.example", "compose.yaml"]) expect(gitignored(path), path).toBe(false);
+    for (const path of [".env.example", "k3d/secrets.env.example", "compose.yaml"])
+      expect(gitignored(path), path).toBe(false);
   });
 
   test("auth's MYSQL_URL carries the root password MySQL is given, from .env or the dev default", () => {
@@ -144,7 +187,9 @@ describe("compose.yaml", () => {
         expect([url.username, url.password, url.hostname], name).toEqual(["root", password, "mysql"]);
       }
     }
-    expect(new URL(interpolate(environment(services.auth!).MYSQL_URL!)).pathname).toBe(`/${services.mysql!.environment.MYSQL_DATABASE}`);
+    expect(new URL(interpolate(environment(services.auth!).MYSQL_URL!)).pathname).toBe(
+      `/${services.mysql!.environment.MYSQL_DATABASE}`,
+    );
   });
 
   test("the test profile runs the whole suite from the build stage against compose's MySQL, MongoDB and RabbitMQ", () => {
@@ -160,6 +205,7 @@ describe("compose.yaml", () => {
     expect([amqp.hostname, api.hostname, api.port]).toEqual(["rabbitmq", "rabbitmq", "15672"]);
     expect([api.username, api.password]).toEqual([amqp.username, amqp.password]);
     // every other service, and a plain `docker compose up`, leaves the test runner out
-    for (const [name, service] of Object.entries(services)) if (name !== "test") expect(service.profiles, name).toBeUndefined();
+    for (const [name, service] of Object.entries(services))
+      if (name !== "test") expect(service.profiles, name).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 // The Dockerfile and .dockerignore: base image, runtime and build stages, and what reaches the build context.
 import { describe, expect, test } from "bun:test";
-import { PRESENT, dockerStages, dockerignored, read, stageChain } from "./support.ts";
+import { dockerignored, dockerStages, PRESENT, read, stageChain } from "./support.ts";
 
 describe("Dockerfile", () => {
   const { args, stages } = dockerStages();
@@ -21,20 +21,41 @@ describe("Dockerfile", () => {
     expect(all).toMatch(/apt-get install[^\n]*\bffmpeg\b/);
     const runtime = chain[0]!.instructions;
     expect(runtime).toContain("USER 1000:1000");
-    const deps = stages.find((stage) => runtime.some((line) => line.startsWith(`COPY --from=${stage.name} `) && line.includes("node_modules")));
+    const deps = stages.find((stage) =>
+      runtime.some((line) => line.startsWith(`COPY --from=${stage.name} `) && line.includes("node_modules")),
+    );
     expect(deps?.instructions.join("\n")).toMatch(/bun install --frozen-lockfile --production/);
     // the source copied in: nothing the services or the migrate job need may be filtered out
-    for (const path of ["auth.ts", "package.json", "bun.lock", "lib/config.ts", "db/migrate.ts", "db/migrations/meta/_journal.json", ...PRESENT.map((name) => `${name}.ts`)]) {
+    for (const path of [
+      "auth.ts",
+      "package.json",
+      "bun.lock",
+      "lib/config.ts",
+      "db/migrate.ts",
+      "db/migrations/meta/_journal.json",
+      ...PRESENT.map((name) => `${name}.ts`),
+    ]) {
       expect(dockerignored(path), `${path} is excluded by .dockerignore`).toBe(false);
     }
-    const source = stages.find((stage) => runtime.some((line) => line.startsWith(`COPY --from=${stage.name} `) && !line.includes("node_modules")));
+    const source = stages.find((stage) =>
+      runtime.some((line) => line.startsWith(`COPY --from=${stage.name} `) && !line.includes("node_modules")),
+    );
     const removed = source?.instructions.find((line) => line.startsWith("RUN rm "))?.split(/\s+/) ?? [];
     for (const needed of ["db", "lib", "package.json"]) expect(removed).not.toContain(needed);
     expect(chain[0]!.instructions.at(-1)).toMatch(/^CMD \["bun", "\w+\.ts"\]$/);
   });
 
   test(".dockerignore keeps dependencies, git, secrets and test artifacts out of the build context", () => {
-    for (const path of ["node_modules", "node_modules/elysia/package.json", ".git", ".git/HEAD", ".env", ".env.local", "k3d/secrets.env", "test-artifacts/x.png"]) {
+    for (const path of [
+      "node_modules",
+      "node_modules/elysia/package.json",
+      ".git",
+      ".git/HEAD",
+      ".env",
+      ".env.local",
+      "k3d/secrets.env",
+      "test-artifacts/x.png",
+    ]) {
       expect(dockerignored(path), `${path} should be ignored`).toBe(true);
     }
   });
@@ -47,7 +68,16 @@ describe("Dockerfile", () => {
     expect(build).toMatch(/COPY (--chown=\S+ )?\. \./);
     expect(build).toContain("/usr/local/bin/kubectl"); // the k3d checks (test/deploy/k3d.test.ts) run in there too
     // what the suite reads must reach the build context
-    for (const path of ["test/auth.test.ts", "test/support/preload.ts", ".ci/run", ".github/workflows/ci.yml", "k3d/kustomization.yaml", "k3d/secrets.env.example", ".gitignore", "scripts/k3d-up.sh"]) {
+    for (const path of [
+      "test/auth.test.ts",
+      "test/support/preload.ts",
+      ".ci/run",
+      ".github/workflows/ci.yml",
+      "k3d/kustomization.yaml",
+      "k3d/secrets.env.example",
+      ".gitignore",
+      "scripts/k3d-up.sh",
+    ]) {
       expect(dockerignored(path), `${path} is excluded by .dockerignore`).toBe(false);
     }
   });

@@ -30,6 +30,7 @@ describe("health routes the probes and healthchecks call", () => {
       expect(source, name).toMatch(/\.use\(\s*health\(/);
     }
     const app = new Elysia().use(health({ store: async () => undefined }));
-    for (const path of Object.values(PROBE_PATHS)) expect((await app.handle(new Request(`http://service${path}`))).status).toBe(200);
+    for (const path of Object.values(PROBE_PATHS))
+      expect((await app.handle(new Request(`http://service${path}`))).status).toBe(200);
   });
 });

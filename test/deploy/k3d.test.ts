@@ -7,8 +7,34 @@ import { AuthConfig, loadSigningKey } from "../../auth.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { APP_IMAGE, defaultPortOf, environment, services } from "./compose.ts";
-import { bytes, configMap, find, kustomize, mainContainer, mustFind, podSpec, resolvedEnv, secretValues } from "./manifests.ts";
-import { type Doc, PRESENT, PROBE_PATHS, ROOT, SERVICES, configSchema, converterGraceMs, defaultPort, dockerStages, envFile, gitignored, propertiesOf, read, requiredWithoutDefault, stageChain } from "./support.ts";
+import {
+  bytes,
+  configMap,
+  find,
+  kustomize,
+  mainContainer,
+  mustFind,
+  podSpec,
+  resolvedEnv,
+  secretValues,
+} from "./manifests.ts";
+import {
+  configSchema,
+  converterGraceMs,
+  type Doc,
+  defaultPort,
+  dockerStages,
+  envFile,
+  gitignored,
+  PRESENT,
+  PROBE_PATHS,
+  propertiesOf,
+  ROOT,
+  read,
+  requiredWithoutDefault,
+  SERVICES,
+  stageChain,
+} from "./support.ts";
 
 let workDir = "";
 let base: Doc[] = [];
@@ -16,11 +42,16 @@ let keda: Doc[] = [];
 
 beforeAll(() => {
   if (!Bun.which("kubectl")) {
-    throw new Error("kubectl is not on the PATH: these tests render k3d/ with `kubectl kustomize` (kubectl ≥ 1.27; Debian/CI: apt package kubectl)");
+    throw new Error(
+      "kubectl is not on the PATH: these tests render k3d/ with `kubectl kustomize` (kubectl ≥ 1.27; Debian/CI: apt package kubectl)",
+    );
   }
   // Render a copy, with secrets.env from the committed example: the real one is never committed.
   workDir = mkdtempSync(join(tmpdir(), "m3dio-deploy-"));
-  cpSync(join(ROOT, "k3d"), join(workDir, "k3d"), { recursive: true, filter: (source) => !source.endsWith("/secrets.env") });
+  cpSync(join(ROOT, "k3d"), join(workDir, "k3d"), {
+    recursive: true,
+    filter: (source) => !source.endsWith("/secrets.env"),
+  });
   cpSync(join(ROOT, "k3d/secrets.env.example"), join(workDir, "k3d/secrets.env"));
   base = kustomize([join(workDir, "k3d")]);
   keda = kustomize(["--load-restrictor", "LoadRestrictionsNone", join(workDir, "k3d/overlays/keda")]);
@@ -33,22 +64,40 @@ describe("k3d manifests", () => {
   const APP_WORKLOADS = [...SERVICES.map((name) => ["Deployment", name] as const), ["Job", "migrate"] as const];
 
   test("kubectl kustomize renders k3d and its keda overlay with every piece of the system", () => {
-    const kinds = (docs: Doc[]) => docs.map((doc) => `${doc.kind}/${doc.metadata.name.replace(/-[a-z0-9]{10}$/, "")}`).sort();
+    const kinds = (docs: Doc[]) =>
+      docs.map((doc) => `${doc.kind}/${doc.metadata.name.replace(/-[a-z0-9]{10}$/, "")}`).sort();
     expect(kinds(base)).toEqual(
       [
-        "Namespace/m3dio", "ConfigMap/m3dio-config", "Secret/m3dio-secrets",
-        "StatefulSet/mysql", "StatefulSet/mongo", "StatefulSet/rabbitmq", "Service/mysql", "Service/mongo", "Service/rabbitmq",
-        "Job/migrate", "Deployment/auth", "Service/auth", "Deployment/gateway", "Service/gateway",
-        "Deployment/converter", "HorizontalPodAutoscaler/converter", "Deployment/notifier", "Ingress/gateway",
+        "Namespace/m3dio",
+        "ConfigMap/m3dio-config",
+        "Secret/m3dio-secrets",
+        "StatefulSet/mysql",
+        "StatefulSet/mongo",
+        "StatefulSet/rabbitmq",
+        "Service/mysql",
+        "Service/mongo",
+        "Service/rabbitmq",
+        "Job/migrate",
+        "Deployment/auth",
+        "Service/auth",
+        "Deployment/gateway",
+        "Service/gateway",
+        "Deployment/converter",
+        "HorizontalPodAutoscaler/converter",
+        "Deployment/notifier",
+        "Ingress/gateway",
       ].sort(),
     );
-    for (const doc of base) if (doc.kind !== "Namespace") expect(doc.metadata.namespace, `${doc.kind}/${doc.metadata.name}`).toBe("m3dio");
+    for (const doc of base)
+      if (doc.kind !== "Namespace") expect(doc.metadata.namespace, `${doc.kind}/${doc.metadata.name}`).toBe("m3dio");
   });
 
   test("every rendered object validates against the Kubernetes schemas (kubernetes-models)", async () => {
     for (const doc of [...base, ...keda]) {
       const [group, version] = doc.apiVersion.includes("/") ? doc.apiVersion.split("/") : ["", doc.apiVersion];
-      const modulePath = group.endsWith("keda.sh") ? `@kubernetes-models/keda/${group}/${version}/${doc.kind}` : `kubernetes-models/${group ? `${group}/` : ""}${version}/${doc.kind}`;
+      const modulePath = group.endsWith("keda.sh")
+        ? `@kubernetes-models/keda/${group}/${version}/${doc.kind}`
+        : `kubernetes-models/${group ? `${group}/` : ""}${version}/${doc.kind}`;
       const Model = (await import(modulePath))[doc.kind] as new (data: Doc) => { validate(): void };
       expect(() => new Model(doc).validate(), `${doc.kind}/${doc.metadata.name}`).not.toThrow();
     }
@@ -62,7 +111,9 @@ describe("k3d manifests", () => {
     const seen = new Set<string>();
     [...base, ...keda].forEach((doc, i) => {
       const [group, version] = doc.apiVersion.includes("/") ? doc.apiVersion.split("/") : ["", doc.apiVersion];
-      const modulePath = group.endsWith("keda.sh") ? `@kubernetes-models/keda/${group}/${version}/${doc.kind}` : `kubernetes-models/${group ? `${group}/` : ""}${version}/${doc.kind}`;
+      const modulePath = group.endsWith("keda.sh")
+        ? `@kubernetes-models/keda/${group}/${version}/${doc.kind}`
+        : `kubernetes-models/${group ? `${group}/` : ""}${version}/${doc.kind}`;
       const type = `I${doc.kind}${i}`;
       if (!seen.has(type)) lines.push(`import type { I${doc.kind} as ${type} } from "${modulePath}";`);
       seen.add(type);
@@ -72,14 +123,35 @@ describe("k3d manifests", () => {
       const file = join(dir, name);
       writeFileSync(file, source);
       const tsc = Bun.spawnSync(
-        [join(ROOT, "node_modules/.bin/tsc"), "--ignoreConfig", "--noEmit", "--strict", "--skipLibCheck", "--target", "esnext", "--module", "preserve", "--moduleResolution", "bundler", "--types", "", file],
+        [
+          join(ROOT, "node_modules/.bin/tsc"),
+          "--ignoreConfig",
+          "--noEmit",
+          "--strict",
+          "--skipLibCheck",
+          "--target",
+          "esnext",
+          "--module",
+          "preserve",
+          "--moduleResolution",
+          "bundler",
+          "--types",
+          "",
+          file,
+        ],
         { cwd: dir, stdout: "pipe", stderr: "pipe" },
       );
-      return { code: tsc.exitCode, errors: `${tsc.stdout.toString()}${tsc.stderr.toString()}`.split("\n").filter((line) => line.includes("error")) };
+      return {
+        code: tsc.exitCode,
+        errors: `${tsc.stdout.toString()}${tsc.stderr.toString()}`.split("\n").filter((line) => line.includes("error")),
+      };
     };
     expect(typecheck("rendered.ts", `${lines.join("\n")}\n`)).toEqual({ code: 0, errors: [] });
     // the check does catch a misspelt field
-    const misspelt = typecheck("control.ts", 'import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";\nexport const d: IDeployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "x" }, spec: { selector: {}, template: { spec: { containers: [{ name: "x", readinessprobe: {} }] } } } };\n');
+    const misspelt = typecheck(
+      "control.ts",
+      'import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";\nexport const d: IDeployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "x" }, spec: { selector: {}, template: { spec: { containers: [{ name: "x", readinessprobe: {} }] } } } };\n',
+    );
     expect(misspelt.errors.join("\n")).toContain("readinessprobe");
   });
 
@@ -105,11 +177,15 @@ describe("k3d manifests", () => {
         const fromConfig = variable.valueFrom?.configMapKeyRef;
         const fromSecret = variable.valueFrom?.secretKeyRef;
         if (fromConfig) expect(Object.keys(config), `${variable.name} ← ConfigMap`).toContain(fromConfig.key);
-        if (fromSecret && !fromSecret.optional) expect(Object.keys(secrets), `${variable.name} ← Secret`).toContain(fromSecret.key);
+        if (fromSecret && !fromSecret.optional)
+          expect(Object.keys(secrets), `${variable.name} ← Secret`).toContain(fromSecret.key);
       }
       const env = resolvedEnv(base, container);
-      for (const required of requiredWithoutDefault(schema)) expect(env[required], `${required} is required`).toBeDefined();
-      const values = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+      for (const required of requiredWithoutDefault(schema))
+        expect(env[required], `${required} is required`).toBeDefined();
+      const values = Object.fromEntries(
+        Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+      );
       expect(() => parseConfig(schema, values)).not.toThrow();
       expect(Number(env.PORT)).toBe(defaultPort(schema));
     });
@@ -121,8 +197,14 @@ describe("k3d manifests", () => {
       const port = Number(resolvedEnv(base, container).PORT);
       expect(port, name).toBe(Number(environment(services[name]!).PORT));
       expect(container.ports.map((p: Doc) => p.containerPort)).toEqual([port]);
-      expect([container.readinessProbe.httpGet.path, container.readinessProbe.httpGet.port]).toEqual([PROBE_PATHS.readiness, port]);
-      expect([container.livenessProbe.httpGet.path, container.livenessProbe.httpGet.port]).toEqual([PROBE_PATHS.liveness, port]);
+      expect([container.readinessProbe.httpGet.path, container.readinessProbe.httpGet.port]).toEqual([
+        PROBE_PATHS.readiness,
+        port,
+      ]);
+      expect([container.livenessProbe.httpGet.path, container.livenessProbe.httpGet.port]).toEqual([
+        PROBE_PATHS.liveness,
+        port,
+      ]);
       expect(container.command).toEqual(services[name]!.command);
       const service = find(base, "Service", name);
       if (service) {
@@ -150,7 +232,10 @@ describe("k3d manifests", () => {
 
   test("app pods are locked down: uid 1000 non-root, no privilege escalation, read-only root with a writable /tmp", () => {
     const { stages } = dockerStages();
-    const imageUser = stageChain(stages, "runtime")[0]!.instructions.find((line) => line.startsWith("USER "))!.split(/\s+/)[1]!.split(":")[0];
+    const imageUser = stageChain(stages, "runtime")[0]!
+      .instructions.find((line) => line.startsWith("USER "))!
+      .split(/\s+/)[1]!
+      .split(":")[0];
     for (const [kind, name] of APP_WORKLOADS) {
       const workload = mustFind(base, kind, name);
       const pod = podSpec(workload);
@@ -170,9 +255,14 @@ describe("k3d manifests", () => {
     for (const doc of base.filter((doc) => ["Deployment", "StatefulSet", "Job"].includes(doc.kind))) {
       for (const container of podSpec(doc).containers as Doc[]) {
         for (const kind of ["requests", "limits"]) {
-          expect(Object.keys(container.resources?.[kind] ?? {}).sort(), `${doc.metadata.name} ${kind}`).toEqual(["cpu", "memory"]);
+          expect(Object.keys(container.resources?.[kind] ?? {}).sort(), `${doc.metadata.name} ${kind}`).toEqual([
+            "cpu",
+            "memory",
+          ]);
         }
-        expect(bytes(container.resources.requests.memory)).toBeLessThanOrEqual(bytes(container.resources.limits.memory));
+        expect(bytes(container.resources.requests.memory)).toBeLessThanOrEqual(
+          bytes(container.resources.limits.memory),
+        );
       }
     }
   });
@@ -214,12 +304,17 @@ describe("k3d manifests", () => {
       expect(mainContainer(set).volumeMounts.map((mount: Doc) => mount.name)).toContain(claim.metadata.name);
       expect(mainContainer(set).readinessProbe).toBeDefined();
     }
-    const urls = Object.entries({ ...(configMap(base).data as Record<string, string>), ...secretValues(base) }).filter(([, value]) => /^[a-z+]+:\/\//.test(value));
+    const urls = Object.entries({ ...(configMap(base).data as Record<string, string>), ...secretValues(base) }).filter(
+      ([, value]) => /^[a-z+]+:\/\//.test(value),
+    );
     for (const [key, value] of urls) {
       const url = new URL(value);
       if (key === "PUBLIC_URL" || key === "RESEND_BASE_URL") continue; // outside addresses
       const service = mustFind(base, "Service", url.hostname);
-      expect(service.spec.ports.map((p: Doc) => p.port), key).toContain(defaultPortOf(url));
+      expect(
+        service.spec.ports.map((p: Doc) => p.port),
+        key,
+      ).toContain(defaultPortOf(url));
     }
   });
 
@@ -227,12 +322,22 @@ describe("k3d manifests", () => {
     const secrets = secretValues(base);
     const storeEnv = (store: string) => resolvedEnv(base, mainContainer(mustFind(base, "StatefulSet", store)));
     const mysql = new URL(secrets.MYSQL_URL!);
-    expect([mysql.username, mysql.password, mysql.pathname]).toEqual([storeEnv("mysql").MYSQL_USER!, storeEnv("mysql").MYSQL_PASSWORD!, `/${storeEnv("mysql").MYSQL_DATABASE}`]);
+    expect([mysql.username, mysql.password, mysql.pathname]).toEqual([
+      storeEnv("mysql").MYSQL_USER!,
+      storeEnv("mysql").MYSQL_PASSWORD!,
+      `/${storeEnv("mysql").MYSQL_DATABASE}`,
+    ]);
     const mongo = new URL(secrets.MONGODB_URL!);
-    expect([mongo.username, mongo.password]).toEqual([storeEnv("mongo").MONGO_INITDB_ROOT_USERNAME!, storeEnv("mongo").MONGO_INITDB_ROOT_PASSWORD!]);
+    expect([mongo.username, mongo.password]).toEqual([
+      storeEnv("mongo").MONGO_INITDB_ROOT_USERNAME!,
+      storeEnv("mongo").MONGO_INITDB_ROOT_PASSWORD!,
+    ]);
     expect(mongo.searchParams.get("authSource")).toBe("admin");
     const amqp = new URL(secrets.AMQP_URL!);
-    expect([amqp.username, amqp.password]).toEqual([storeEnv("rabbitmq").RABBITMQ_DEFAULT_USER!, storeEnv("rabbitmq").RABBITMQ_DEFAULT_PASS!]);
+    expect([amqp.username, amqp.password]).toEqual([
+      storeEnv("rabbitmq").RABBITMQ_DEFAULT_USER!,
+      storeEnv("rabbitmq").RABBITMQ_DEFAULT_PASS!,
+    ]);
   });
 
   test("the migration Job runs db/migrate.ts with auth's MYSQL_URL and retries while MySQL starts", () => {
@@ -249,7 +354,10 @@ describe("k3d manifests", () => {
     const dir = mkdtempSync(join(tmpdir(), "m3dio-secrets-"));
     try {
       const file = join(dir, "secrets.env");
-      const run = Bun.spawnSync(["bash", join(ROOT, "scripts/k3d-up.sh"), "--secrets-only"], { env: { ...process.env, K3D_SECRETS_FILE: file }, stderr: "pipe" });
+      const run = Bun.spawnSync(["bash", join(ROOT, "scripts/k3d-up.sh"), "--secrets-only"], {
+        env: { ...process.env, K3D_SECRETS_FILE: file },
+        stderr: "pipe",
+      });
       expect(run.stderr.toString()).toBe("");
       expect(run.exitCode).toBe(0);
       const generated = envFile(readFileSync(file, "utf8"));
@@ -257,7 +365,10 @@ describe("k3d manifests", () => {
       expect(new URL(generated.MYSQL_URL!).password).toBe(generated.MYSQL_PASSWORD!);
       expect(new URL(generated.MONGODB_URL!).password).toBe(generated.MONGO_PASSWORD!);
       expect(new URL(generated.AMQP_URL!).password).toBe(generated.RABBITMQ_PASSWORD!);
-      const config = parseConfig(AuthConfig, { JWT_PRIVATE_KEY: generated.JWT_PRIVATE_KEY, MYSQL_URL: generated.MYSQL_URL });
+      const config = parseConfig(AuthConfig, {
+        JWT_PRIVATE_KEY: generated.JWT_PRIVATE_KEY,
+        MYSQL_URL: generated.MYSQL_URL,
+      });
       const key = await loadSigningKey(config, createLogger("deploy-test", "silent"));
       expect(key.alg).toBe("EdDSA");
       expect(key.publicJwk.d).toBeUndefined();
@@ -280,17 +391,38 @@ describe("k3d manifests", () => {
     expect(scaled.metadata.namespace).toBe("m3dio");
     const converter = mustFind(keda, "Deployment", scaled.spec.scaleTargetRef.name);
     const [trigger] = scaled.spec.triggers;
-    expect([trigger.type, trigger.metadata.queueName, trigger.metadata.mode]).toEqual(["rabbitmq", "video", "QueueLength"]);
-    const source = (podSpec(converter).containers as Doc[]).find((container) => container.name === scaled.spec.scaleTargetRef.envSourceContainerName);
+    expect([trigger.type, trigger.metadata.queueName, trigger.metadata.mode]).toEqual([
+      "rabbitmq",
+      "video",
+      "QueueLength",
+    ]);
+    const source = (podSpec(converter).containers as Doc[]).find(
+      (container) => container.name === scaled.spec.scaleTargetRef.envSourceContainerName,
+    );
     expect(source?.env.map((variable: Doc) => variable.name)).toContain(trigger.metadata.hostFromEnv);
     // the overlay renders the same system as k3d/, less the HPA
     const key = (doc: Doc) => `${doc.kind}/${doc.metadata.name}`;
-    expect(keda.map(key).filter((name) => name !== "ScaledObject/converter").sort()).toEqual(base.map(key).filter((name) => name !== "HorizontalPodAutoscaler/converter").sort());
+    expect(
+      keda
+        .map(key)
+        .filter((name) => name !== "ScaledObject/converter")
+        .sort(),
+    ).toEqual(
+      base
+        .map(key)
+        .filter((name) => name !== "HorizontalPodAutoscaler/converter")
+        .sort(),
+    );
   });
 
   test("the cluster has one server, two agents and the ingress on localhost:8080, which the smoke test and PUBLIC_URL use", () => {
     const cluster = Bun.YAML.parse(read("k3d/cluster.yaml")) as Doc;
-    expect([cluster.apiVersion, cluster.kind, cluster.servers, cluster.agents]).toEqual(["k3d.io/v1alpha5", "Simple", 1, 2]);
+    expect([cluster.apiVersion, cluster.kind, cluster.servers, cluster.agents]).toEqual([
+      "k3d.io/v1alpha5",
+      "Simple",
+      1,
+      2,
+    ]);
     expect(cluster.ports).toEqual([{ port: "8080:80", nodeFilters: ["loadbalancer"] }]);
     const up = read("scripts/k3d-up.sh");
     expect(up).toContain(`CLUSTER=${cluster.metadata.name} `);

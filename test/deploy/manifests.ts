@@ -8,12 +8,14 @@ export function kustomize(args: string[]): Doc[] {
   const docs = (Array.isArray(parsed) ? parsed : [parsed]).filter(Boolean);
   // kubectl wraps long base64 values over lines, which the API server's decoder skips
   for (const doc of docs) {
-    if (doc.kind === "Secret") for (const key of Object.keys(doc.data ?? {})) doc.data[key] = String(doc.data[key]).replace(/\s+/g, "");
+    if (doc.kind === "Secret")
+      for (const key of Object.keys(doc.data ?? {})) doc.data[key] = String(doc.data[key]).replace(/\s+/g, "");
   }
   return docs;
 }
 
-export const find = (docs: Doc[], kind: string, name: string) => docs.find((doc) => doc.kind === kind && doc.metadata?.name === name);
+export const find = (docs: Doc[], kind: string, name: string) =>
+  docs.find((doc) => doc.kind === kind && doc.metadata?.name === name);
 export const mustFind = (docs: Doc[], kind: string, name: string): Doc => {
   const doc = find(docs, kind, name);
   if (!doc) throw new Error(`no ${kind} ${name} in the rendered manifests`);
@@ -21,10 +23,17 @@ export const mustFind = (docs: Doc[], kind: string, name: string): Doc => {
 };
 export const podSpec = (workload: Doc): Doc => workload.spec.template.spec;
 export const mainContainer = (workload: Doc): Doc => podSpec(workload).containers[0];
-export const configMap = (docs: Doc[]) => docs.find((doc) => doc.kind === "ConfigMap" && doc.metadata.name.startsWith("m3dio-config"))!;
-const secret = (docs: Doc[]) => docs.find((doc) => doc.kind === "Secret" && doc.metadata.name.startsWith("m3dio-secrets"))!;
+export const configMap = (docs: Doc[]) =>
+  docs.find((doc) => doc.kind === "ConfigMap" && doc.metadata.name.startsWith("m3dio-config"))!;
+const secret = (docs: Doc[]) =>
+  docs.find((doc) => doc.kind === "Secret" && doc.metadata.name.startsWith("m3dio-secrets"))!;
 export const secretValues = (docs: Doc[]): Record<string, string> =>
-  Object.fromEntries(Object.entries(secret(docs).data as Record<string, string>).map(([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")]));
+  Object.fromEntries(
+    Object.entries(secret(docs).data as Record<string, string>).map(([key, value]) => [
+      key,
+      Buffer.from(value, "base64").toString("utf8"),
+    ]),
+  );
 /** What a container's env resolves to, from literal values, the ConfigMap and the Secret. */
 export function resolvedEnv(docs: Doc[], container: Doc): Record<string, string | undefined> {
   const config = configMap(docs).data as Record<string, string>;
@@ -42,6 +51,15 @@ export function resolvedEnv(docs: Doc[], container: Doc): Record<string, string 
 export function bytes(quantity: string): number {
   const match = String(quantity).match(/^(\d+(?:\.\d+)?)([KMGT]i?)?$/);
   if (!match) throw new Error(`not a quantity: ${quantity}`);
-  const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, K: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  const units: Record<string, number> = {
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+  };
   return Number(match[1]) * (match[2] ? units[match[2]]! : 1);
 }

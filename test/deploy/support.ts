@@ -53,7 +53,12 @@ export function dockerStages(): { args: Record<string, string>; stages: Stage[] 
   const stages: Stage[] = [];
   for (const line of lines) {
     const from = line.match(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i);
-    if (from) stages.push({ from: from[1]!.replace(/\$\{(\w+)\}/g, (_, name: string) => args[name] ?? ""), name: from[2] ?? "", instructions: [] });
+    if (from)
+      stages.push({
+        from: from[1]!.replace(/\$\{(\w+)\}/g, (_, name: string) => args[name] ?? ""),
+        name: from[2] ?? "",
+        instructions: [],
+      });
     else if (stages.length === 0 && /^ARG\s/i.test(line)) {
       const [name, value] = line.replace(/^ARG\s+/i, "").split("=");
       args[name!] = value ?? "";
@@ -64,7 +69,8 @@ export function dockerStages(): { args: Record<string, string>; stages: Stage[] 
 /** The stage and every stage it is built FROM, nearest first. */
 export function stageChain(stages: Stage[], name: string): Stage[] {
   const chain: Stage[] = [];
-  for (let stage = stages.find((s) => s.name === name); stage; stage = stages.find((s) => s.name === stage!.from)) chain.push(stage);
+  for (let stage = stages.find((s) => s.name === name); stage; stage = stages.find((s) => s.name === stage!.from))
+    chain.push(stage);
   return chain;
 }
 /** Whether an ignore file (.dockerignore, .gitignore) leaves `path` out; the last matching line wins. */
@@ -79,7 +85,8 @@ function ignoredBy(ignoreFile: string, path: string): boolean {
     if (ignoreFile === ".gitignore" && !pattern.includes("/")) pattern = `**/${pattern}`;
     pattern = pattern.replace(/^\//, "");
     const candidates = path.split("/").map((_, i, parts) => parts.slice(0, i + 1).join("/"));
-    if (candidates.some((candidate) => candidate === pattern || new Bun.Glob(pattern).match(candidate))) ignored = !negated;
+    if (candidates.some((candidate) => candidate === pattern || new Bun.Glob(pattern).match(candidate)))
+      ignored = !negated;
   }
   return ignored;
 }
@@ -99,6 +106,8 @@ export function envFile(text: string): Record<string, string> {
 /** SHUTDOWN_GRACE_MS as deployed: k3d's config.env, or the converter's default. */
 export async function converterGraceMs(): Promise<number> {
   const configured = Number(envFile(read("k3d/config.env")).SHUTDOWN_GRACE_MS);
-  const fallback = PRESENT.includes("converter") ? Number(propertiesOf(await configSchema("converter")).SHUTDOWN_GRACE_MS?.default ?? 0) : 0;
+  const fallback = PRESENT.includes("converter")
+    ? Number(propertiesOf(await configSchema("converter")).SHUTDOWN_GRACE_MS?.default ?? 0)
+    : 0;
   return Math.max(configured || 0, fallback);
 }

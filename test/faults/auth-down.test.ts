@@ -24,7 +24,10 @@ beforeAll(async () => {
 afterAll(() => system?.stop(), 30_000);
 
 async function expectProblem(answer: Response, status: number, detail: RegExp) {
-  expect({ status: answer.status, type: answer.headers.get("content-type") }).toEqual({ status, type: "application/problem+json" });
+  expect({ status: answer.status, type: answer.headers.get("content-type") }).toEqual({
+    status,
+    type: "application/problem+json",
+  });
   const body = (await answer.json()) as { status: number; detail: string };
   expect(body.status).toBe(status);
   expect(body.detail).toMatch(detail);
@@ -38,10 +41,25 @@ describe("auth down", () => {
 
     const json = { "content-type": "application/json" };
     const credentials = JSON.stringify({ email: user.email, password: user.password });
-    await expectProblem(await http.call("/auth/login", { method: "POST", headers: json, body: credentials }), 503, /login service/);
-    await expectProblem(await http.call("/login", { method: "POST", headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` } }), 503, /login service/);
     await expectProblem(
-      await http.call("/auth/register", { method: "POST", headers: json, body: JSON.stringify({ email: `new-${Date.now()}@example.com`, password: "a long enough password" }) }),
+      await http.call("/auth/login", { method: "POST", headers: json, body: credentials }),
+      503,
+      /login service/,
+    );
+    await expectProblem(
+      await http.call("/login", {
+        method: "POST",
+        headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
+      }),
+      503,
+      /login service/,
+    );
+    await expectProblem(
+      await http.call("/auth/register", {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ email: `new-${Date.now()}@example.com`, password: "a long enough password" }),
+      }),
       503,
       /login service/,
     );
@@ -71,7 +89,11 @@ describe("auth down", () => {
     const jwk = { ...(await jose.exportJWK(publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
     const issuer = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ keys: [jwk] }) });
     const sign = (kid: string) =>
-      new jose.SignJWT({ email: "a@example.com" }).setProtectedHeader({ alg: "EdDSA", kid }).setSubject("1").setExpirationTime("1h").sign(privateKey);
+      new jose.SignJWT({ email: "a@example.com" })
+        .setProtectedHeader({ alg: "EdDSA", kid })
+        .setSubject("1")
+        .setExpirationTime("1h")
+        .sign(privateKey);
     const verifier = jwksVerifier(`http://127.0.0.1:${issuer.port}/.well-known/jwks.json`, { refreshMs: 50 });
     try {
       const token = await sign("k1");

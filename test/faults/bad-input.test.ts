@@ -34,15 +34,32 @@ describe("tokens", () => {
     const [header, payload, signature] = user.token.split(".") as [string, string, string];
     const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
     const key = stack.auth.signingKey;
-    const expired = await new jose.SignJWT({ email: claims.email }).setProtectedHeader({ alg: key.alg, kid: key.kid }).setSubject(claims.sub)
-      .setIssuedAt(claims.iat - 7200).setExpirationTime(claims.iat - 3600).sign(key.privateKey);
-    const foreign = await new jose.SignJWT({ email: claims.email }).setProtectedHeader({ alg: "EdDSA", kid: key.kid }).setSubject(claims.sub)
-      .setExpirationTime("1h").sign((await jose.generateKeyPair("EdDSA")).privateKey);
+    const expired = await new jose.SignJWT({ email: claims.email })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid })
+      .setSubject(claims.sub)
+      .setIssuedAt(claims.iat - 7200)
+      .setExpirationTime(claims.iat - 3600)
+      .sign(key.privateKey);
+    const foreign = await new jose.SignJWT({ email: claims.email })
+      .setProtectedHeader({ alg: "EdDSA", kid: key.kid })
+      .setSubject(claims.sub)
+      .setExpirationTime("1h")
+      .sign((await jose.generateKeyPair("EdDSA")).privateKey);
     const tampered = `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: "999999" })).toString("base64url")}.${signature}`;
     const none = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url")}.${payload}.`;
-    const cases = { missing: undefined, malformed: "Bearer abc.def", garbage: "Bearer !!!.@@@.###", expired, tampered, none, foreign, basic: `Basic ${btoa(`${user.email}:${user.password}`)}` };
+    const cases = {
+      missing: undefined,
+      malformed: "Bearer abc.def",
+      garbage: "Bearer !!!.@@@.###",
+      expired,
+      tampered,
+      none,
+      foreign,
+      basic: `Basic ${btoa(`${user.email}:${user.password}`)}`,
+    };
     for (const [name, value] of Object.entries(cases)) {
-      const authorization = value && !value.startsWith("Bearer") && !value.startsWith("Basic") ? `Bearer ${value}` : value;
+      const authorization =
+        value && !value.startsWith("Bearer") && !value.startsWith("Basic") ? `Bearer ${value}` : value;
       const response = await stack.call("/jobs", authorization ? { headers: { authorization } } : {});
       expect({ name, status: response.status }).toEqual({ name, status: 401 });
     }
@@ -53,11 +70,19 @@ describe("uploads", () => {
   test("an empty body or an empty file is refused as empty, and nothing is stored", async () => {
     const user = await stack.newUser();
     const before = await stored();
-    const raw = await stack.call("/jobs", { method: "POST", headers: { ...user.headers, "content-type": "video/mp4" }, body: new Uint8Array(0) });
+    const raw = await stack.call("/jobs", {
+      method: "POST",
+      headers: { ...user.headers, "content-type": "video/mp4" },
+      body: new Uint8Array(0),
+    });
     await expectProblem(raw, raw.status === 422 ? 422 : 415, /no body|empty/);
     const data = new FormData();
     data.append("file", new Blob([]), "empty.mp4");
-    await expectProblem(await stack.call("/jobs", { method: "POST", headers: user.headers, body: data }), 415, /the file is empty/);
+    await expectProblem(
+      await stack.call("/jobs", { method: "POST", headers: user.headers, body: data }),
+      415,
+      /the file is empty/,
+    );
     expect(await stored()).toEqual(before);
   });
 
@@ -77,7 +102,10 @@ describe("uploads", () => {
     await expectProblem(await post(form(["file", new Blob(["%PDF-1.7\n".repeat(600)]), "a.mp4"])), 415, /not a video/);
     await expectProblem(await post(form(["upload", video, "a.mp4"])), 422, /'file'/);
     await expectProblem(await post(form(["file", video, "a.mp4"], ["file", video, "b.mp4"])), 422, /exactly one file/);
-    await expectProblem(await post("--nonsense\r\nnot a part\r\n", { "content-type": "multipart/form-data; boundary=XYZ" }), 422);
+    await expectProblem(
+      await post("--nonsense\r\nnot a part\r\n", { "content-type": "multipart/form-data; boundary=XYZ" }),
+      422,
+    );
     await expectProblem(await post("whatever", { "content-type": "multipart/form-data" }), 422);
     await expectProblem(await post(JSON.stringify({ file: "x" }), { "content-type": "application/xml" }), 415);
     expect(await stored()).toEqual(before);
@@ -97,7 +125,11 @@ describe("uploads", () => {
     const { ObjectId } = await import("mongodb");
     const { Readable } = await import("node:stream");
     const id = new ObjectId(job.id);
-    const mp3 = await stack.gateway.files.upload("mp3s", Readable.from([Buffer.from([0xff, 0xfb, 0x90, 0x00])]), { owner: "x", filename: "x.mp3", contentType: "audio/mpeg" });
+    const mp3 = await stack.gateway.files.upload("mp3s", Readable.from([Buffer.from([0xff, 0xfb, 0x90, 0x00])]), {
+      owner: "x",
+      filename: "x.mp3",
+      contentType: "audio/mpeg",
+    });
     await stack.gateway.jobs.startConverting(id);
     await stack.gateway.jobs.markDone(id, mp3.id, { bytes: 4, durationSec: 0.1 });
     const download = await stack.call(`/jobs/${job.id}/audio`, { headers: user.headers });
@@ -115,10 +147,20 @@ describe("ids", () => {
     const stranger = await stack.newUser();
     const data = new FormData();
     data.append("file", video, "mine.mp4");
-    const { id } = (await (await stack.call("/jobs", { method: "POST", headers: owner.headers, body: data })).json()) as { id: string };
+    const { id } = (await (
+      await stack.call("/jobs", { method: "POST", headers: owner.headers, body: data })
+    ).json()) as { id: string };
     const paths = [
-      "/jobs/123", "/jobs/zzzzzzzzzzzzzzzzzzzzzzzz", "/jobs/%00", `/jobs/${id}x`, `/jobs/${id.toUpperCase()}`.replace(id.toUpperCase(), "0".repeat(24)),
-      `/jobs/${id}`, `/jobs/${id}/audio`, `/jobs/${id}/events`, "/download?fid=nope", "/download?fid=%24where",
+      "/jobs/123",
+      "/jobs/zzzzzzzzzzzzzzzzzzzzzzzz",
+      "/jobs/%00",
+      `/jobs/${id}x`,
+      `/jobs/${id.toUpperCase()}`.replace(id.toUpperCase(), "0".repeat(24)),
+      `/jobs/${id}`,
+      `/jobs/${id}/audio`,
+      `/jobs/${id}/events`,
+      "/download?fid=nope",
+      "/download?fid=%24where",
     ];
     for (const path of paths) {
       const response = await stack.call(path, { headers: stranger.headers });
@@ -131,12 +173,20 @@ describe("ids", () => {
 
 describe("JSON", () => {
   test("invalid JSON is 400, wrong types 422, a huge body 413, another type 415", async () => {
-    const post = (body: BodyInit, type = "application/json") => stack.call("/auth/register", { method: "POST", headers: { "content-type": type }, body });
+    const post = (body: BodyInit, type = "application/json") =>
+      stack.call("/auth/register", { method: "POST", headers: { "content-type": type }, body });
     await expectProblem(await post("{oops"), 400, /not valid JSON/);
     await expectProblem(await post(JSON.stringify({ email: 42, password: ["x"] })), 422, /email/);
-    await expectProblem(await post(JSON.stringify({ email: "a@example.com", password: "x".repeat(10 * 1024 * 1024) })), 413);
+    await expectProblem(
+      await post(JSON.stringify({ email: "a@example.com", password: "x".repeat(10 * 1024 * 1024) })),
+      413,
+    );
     await expectProblem(await post("email=a@example.com", "application/x-www-form-urlencoded"), 415);
-    const login = await stack.call("/auth/login", { method: "POST", headers: { "content-type": "application/json" }, body: "[1,2" });
+    const login = await stack.call("/auth/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "[1,2",
+    });
     await expectProblem(login, 400);
   });
 
@@ -151,7 +201,7 @@ describe("JSON", () => {
     const [rows] = await connection.query("SELECT COUNT(*) AS n FROM users");
     await connection.end();
     expect((rows as { n: number }[])[0]!.n).toBeGreaterThan(0); // the table is still there
-    for (const email of ["<script>alert(1)</script>@example.com", "\"><img src=x onerror=alert(1)>@example.com"]) {
+    for (const email of ["<script>alert(1)</script>@example.com", '"><img src=x onerror=alert(1)>@example.com']) {
       await expectProblem(await stack.postJson("/auth/register", { email, password: "a good password" }), 422, /email/);
     }
   });
@@ -163,7 +213,9 @@ describe("brute force", () => {
     const statuses = new Map<number, number>();
     const wrong = { authorization: `Basic ${btoa(`${user.email}:not-the-password`)}` };
     for (let i = 0; i < 1000; i += 50) {
-      const batch = await Promise.all(Array.from({ length: 50 }, () => stack.call("/auth/login", { method: "POST", headers: wrong })));
+      const batch = await Promise.all(
+        Array.from({ length: 50 }, () => stack.call("/auth/login", { method: "POST", headers: wrong })),
+      );
       for (const response of batch) statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
     }
     // Attempts are counted before the (slow) password check, so even guesses sent 50 at
@@ -176,7 +228,10 @@ describe("brute force", () => {
     expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
     // the window passes (moved in the database rather than waited for)
     const connection = await createConnection({ uri: stack.database.url });
-    await connection.query("UPDATE login_attempts SET attempted_at = attempted_at - INTERVAL 16 MINUTE WHERE email = ?", [user.email]);
+    await connection.query(
+      "UPDATE login_attempts SET attempted_at = attempted_at - INTERVAL 16 MINUTE WHERE email = ?",
+      [user.email],
+    );
     await connection.end();
     expect((await stack.postJson("/auth/login", { email: user.email, password: user.password })).status).toBe(200);
   }, 120_000);

@@ -7,7 +7,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
-import { bytesOf, client, emailsByKey, eventually, settledStores, type JobView, pacedFfmpeg, type User } from "./support.ts";
+import {
+  bytesOf,
+  client,
+  emailsByKey,
+  eventually,
+  type JobView,
+  pacedFfmpeg,
+  settledStores,
+  type User,
+} from "./support.ts";
 
 const CUT_MS = 4000;
 
@@ -26,18 +35,22 @@ beforeAll(async () => {
 
 afterAll(() => system?.stop(), 30_000);
 
-const reconnected = (from: number) => (entry: Record<string, unknown>) => entry.msg === "reconnected to the broker" && Date.parse(String(entry.time)) >= from;
+const reconnected = (from: number) => (entry: Record<string, unknown>) =>
+  entry.msg === "reconnected to the broker" && Date.parse(String(entry.time)) >= from;
 
 /** Every service that talks to the broker logs that it reconnected after `from` (ms since epoch). */
 async function allReconnected(from: number) {
   await Promise.all(
-    system.services.filter((service) => service.name !== "auth").map((service) => system.waitForLog(service, reconnected(from), 30_000)),
+    system.services
+      .filter((service) => service.name !== "auth")
+      .map((service) => system.waitForLog(service, reconnected(from), 30_000)),
   );
 }
 
 /** Every accepted job ends done with exactly one MP3 and one delivered email; nothing else is in the stores. */
 async function expectAllDoneOnce(user: User, accepted: JobView[]) {
-  for (const job of accepted) expect(await http.finished(user, job.id, 60_000)).toMatchObject({ id: job.id, status: "done" });
+  for (const job of accepted)
+    expect(await http.finished(user, job.id, 60_000)).toMatchObject({ id: job.id, status: "done" });
   const keys = accepted.map((job) => `job-${job.id}-done`).sort();
   await eventually("an email per job", () => keys.every((key) => emailsByKey(system).has(key)), 20_000);
   await Bun.sleep(1000); // time for a duplicate to show up, if there were one
@@ -46,7 +59,8 @@ async function expectAllDoneOnce(user: User, accepted: JobView[]) {
   for (const key of keys) expect({ key, sent: emailsByKey(system).get(key) }).toEqual({ key, sent: 1 });
   const stores = await settledStores(system);
   expect(stores.problems).toEqual([]);
-  for (const job of accepted) expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });
+  for (const job of accepted)
+    expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });
   return stores;
 }
 
@@ -55,17 +69,27 @@ describe("RabbitMQ away for a few seconds", () => {
     const user = await http.newUser("broker");
     const accepted: JobView[] = [];
     for (let i = 0; i < 4; i++) accepted.push(await http.upload(user, video, `queued-${i}.mp4`));
-    await eventually("a conversion under way", async () => (await http.job(user, accepted[0]!.id)).progress > 0, 20_000, 50);
+    await eventually(
+      "a conversion under way",
+      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
+      20_000,
+      50,
+    );
 
     const cutAt = Date.now();
     await system.proxies.rabbitmq!.cut();
     // While it is away: the gateway is not ready, and an upload is either held until the
     // broker is back (202) or refused with 503, keeping nothing.
     // (The gateway learns of the cut from its socket, a moment after the proxy made it.)
-    const ready = await eventually("the gateway not ready", async () => {
-      const answer = await http.call("/health/ready");
-      return answer.status === 503 && ((await answer.json()) as { checks: Record<string, string> });
-    }, 3000, 50);
+    const ready = await eventually(
+      "the gateway not ready",
+      async () => {
+        const answer = await http.call("/health/ready");
+        return answer.status === 503 && ((await answer.json()) as { checks: Record<string, string> });
+      },
+      3000,
+      50,
+    );
     expect(ready.checks.rabbitmq).not.toBe("up");
     const during = http.postVideo(user, video, "during.mp4");
     await Bun.sleep(CUT_MS);
@@ -88,7 +112,12 @@ describe("RabbitMQ away for a few seconds", () => {
     const user = await http.newUser("broker");
     const accepted: JobView[] = [];
     for (let i = 0; i < 3; i++) accepted.push(await http.upload(user, video, `forced-${i}.mp4`));
-    await eventually("a conversion under way", async () => (await http.job(user, accepted[0]!.id)).progress > 0, 20_000, 50);
+    await eventually(
+      "a conversion under way",
+      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
+      20_000,
+      50,
+    );
     const closedAt = Date.now();
     // The connections reach the broker through the proxy: the broker sees (and closes) each.
     expect(await system.vhost.closeConnections()).toBeGreaterThanOrEqual(3);

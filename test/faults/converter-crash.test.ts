@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { GridFSBucket, MongoClient, ObjectId } from "mongodb";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
-import { bytesOf, client, emailsByKey, eventually, settledStores, pacedFfmpeg } from "./support.ts";
+import { bytesOf, client, emailsByKey, eventually, pacedFfmpeg, settledStores } from "./support.ts";
 
 const VIDEO_SECONDS = 20;
 const PACE = 5; // ffmpeg reads at 5× real time: about 4 s per conversion, long enough to be killed in the middle
@@ -28,7 +28,8 @@ afterAll(() => system?.stop(), 30_000);
 
 /** The converter process whose log says it started converting `jobId` (attempt `attempt`). */
 async function converterOf(jobId: string, attempt = 1) {
-  const match = (entry: Record<string, unknown>) => entry.msg === "converting" && entry.jobId === jobId && entry.attempt === attempt;
+  const match = (entry: Record<string, unknown>) =>
+    entry.msg === "converting" && entry.jobId === jobId && entry.attempt === attempt;
   return Promise.any(
     system.services
       .filter((service) => service.name === "converter")
@@ -42,10 +43,15 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
     const job = await http.upload(user, video, "crash.mp4");
     const victim = await converterOf(job.id);
     // In the middle: ffmpeg has started reporting progress, and is far from done.
-    const running = await eventually("the conversion to be under way", async () => {
-      const view = await http.job(user, job.id);
-      return view.status === "converting" && view.progress > 0 && view;
-    }, 20_000, 50);
+    const running = await eventually(
+      "the conversion to be under way",
+      async () => {
+        const view = await http.job(user, job.id);
+        return view.status === "converting" && view.progress > 0 && view;
+      },
+      20_000,
+      50,
+    );
     expect(running.progress).toBeLessThan(90);
     expect(await system.kill(victim, "SIGKILL")).toBe(128 + 9);
 
@@ -57,12 +63,17 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
 
     // The killed worker comes back and clears its temp directory (its ffmpeg may have outlived it).
     await system.start("converter", victim.index);
-    await system.waitForLog(system.service("converter", victim.index), (entry) => entry.msg === "removed a dead worker's temp directory");
+    await system.waitForLog(
+      system.service("converter", victim.index),
+      (entry) => entry.msg === "removed a dead worker's temp directory",
+    );
 
     const key = `job-${job.id}-done`;
     await eventually("the email", () => system.resend!.delivered() >= 1, 15_000);
     await Bun.sleep(1000); // time for a duplicate to show up, if there were one
-    expect(system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey)).toEqual([key]);
+    expect(
+      system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey),
+    ).toEqual([key]);
     expect(emailsByKey(system).get(key)).toBe(1);
 
     const stores = await settledStores(system);
@@ -84,11 +95,18 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
     const mongo = new MongoClient(system.mongoUrl);
     try {
       const db = mongo.db();
-      await db.collection("jobs").updateOne({ _id: new ObjectId(job.id) }, { $set: { status: "converting", attempts: 1 } });
+      await db
+        .collection("jobs")
+        .updateOne({ _id: new ObjectId(job.id) }, { $set: { status: "converting", attempts: 1 } });
       const leftover = new GridFSBucket(db, { bucketName: "mp3s" }).openUploadStream("leftover.mp3", {
         metadata: { owner: "someone", filename: "leftover.mp3", contentType: "audio/mpeg", jobId: job.id },
       });
-      await new Promise<void>((resolve, reject) => leftover.once("finish", () => resolve()).once("error", reject).end(Buffer.alloc(300_000, 0xff)));
+      await new Promise<void>((resolve, reject) =>
+        leftover
+          .once("finish", () => resolve())
+          .once("error", reject)
+          .end(Buffer.alloc(300_000, 0xff)),
+      );
     } finally {
       await mongo.close();
     }

@@ -37,14 +37,29 @@ describe("load", () => {
     const ms = (value: number) => Math.round(value * 10) / 10;
     console.log(
       JSON.stringify({
-        load: `${USERS} users, ${LOAD_SECONDS} s`, jobs: result.jobs, jobsPerMinute: Math.round(result.jobsPerMinute), requestsPerSecond: Math.round(result.requestsPerSecond),
-        p50ms: ms(result.all.p50), p99ms: ms(result.all.p99), maxMs: ms(result.all.max),
-        byKind: Object.fromEntries(Object.entries(result.byKind).map(([kind, l]) => [kind, { count: l.count, p50ms: ms(l.p50), p99ms: ms(l.p99) }])),
+        load: `${USERS} users, ${LOAD_SECONDS} s`,
+        jobs: result.jobs,
+        jobsPerMinute: Math.round(result.jobsPerMinute),
+        requestsPerSecond: Math.round(result.requestsPerSecond),
+        p50ms: ms(result.all.p50),
+        p99ms: ms(result.all.p99),
+        maxMs: ms(result.all.max),
+        byKind: Object.fromEntries(
+          Object.entries(result.byKind).map(([kind, l]) => [
+            kind,
+            { count: l.count, p50ms: ms(l.p50), p99ms: ms(l.p99) },
+          ]),
+        ),
       }),
     );
     expect(result.errors).toEqual([]);
     expect(result.jobs.accepted).toBeGreaterThanOrEqual(USERS); // everyone got at least one through
-    expect(result.jobs).toEqual({ accepted: result.jobs.accepted, done: result.jobs.accepted, failed: 0, unfinished: 0 });
+    expect(result.jobs).toEqual({
+      accepted: result.jobs.accepted,
+      done: result.jobs.accepted,
+      failed: 0,
+      unfinished: 0,
+    });
     await eventually("an email per job", () => system.resend!.delivered() === result.jobs.accepted, 30_000, 250);
     expect((await settledStores(system)).problems).toEqual([]);
   }, 240_000);

@@ -49,14 +49,20 @@ export async function runLoad(system: System, options: LoadOptions): Promise<Loa
   const http = client(system);
   const users: User[] = [];
   // Accounts first, a few at a time (logins are deliberately slow: argon2id), not measured.
-  for (let i = 0; i < count; i += 10) users.push(...(await Promise.all(Array.from({ length: Math.min(10, count - i) }, () => http.newUser("load")))));
+  for (let i = 0; i < count; i += 10)
+    users.push(...(await Promise.all(Array.from({ length: Math.min(10, count - i) }, () => http.newUser("load")))));
 
   const timings = new Map<string, number[]>();
   const errors: LoadResult["errors"] = [];
   const jobs = { accepted: 0, done: 0, failed: 0, unfinished: 0 };
 
   /** One request, timed to its last byte; answers the body when the status is the expected one. */
-  async function timed(what: string, expected: number, path: string, init: RequestInit): Promise<ArrayBuffer | undefined> {
+  async function timed(
+    what: string,
+    expected: number,
+    path: string,
+    init: RequestInit,
+  ): Promise<ArrayBuffer | undefined> {
     const started = performance.now();
     try {
       const answer = await fetch(`${system.gatewayUrl}${path}`, { ...init, signal: AbortSignal.timeout(30_000) });

@@ -8,7 +8,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
 import {
-  bytesOf, client, emailsByKey, eventually, followEvents, settledStores, type JobView, noisyVideo, pacedFfmpeg, startMongoProcess, trickle,
+  bytesOf,
+  client,
+  emailsByKey,
+  eventually,
+  followEvents,
+  type JobView,
+  noisyVideo,
+  pacedFfmpeg,
+  settledStores,
+  startMongoProcess,
+  trickle,
 } from "./support.ts";
 
 const CUT_MS = 8000; // past the services' serverSelectionTimeoutMS (5 s): requests during the cut fail rather than wait it out
@@ -24,7 +34,11 @@ beforeAll(async () => {
   const made = Promise.all([makeVideo({ seconds: 10 }), noisyVideo(3)]);
   made.catch(() => {});
   mongo = await startMongoProcess();
-  system = await startSystem({ mongoServer: mongo.url, proxy: { mongodb: true }, env: { converter: ffmpeg ? { FFMPEG_PATH: ffmpeg } : {} } });
+  system = await startSystem({
+    mongoServer: mongo.url,
+    proxy: { mongodb: true },
+    env: { converter: ffmpeg ? { FFMPEG_PATH: ffmpeg } : {} },
+  });
   const [small, big] = await made;
   [video, bigVideo] = await Promise.all([bytesOf(small), bytesOf(big)]);
   http = client(system);
@@ -39,7 +53,10 @@ afterAll(async () => {
 }, 30_000);
 
 async function expectProblem(answer: Response, status: number) {
-  expect({ status: answer.status, type: answer.headers.get("content-type") }).toEqual({ status, type: "application/problem+json" });
+  expect({ status: answer.status, type: answer.headers.get("content-type") }).toEqual({
+    status,
+    type: "application/problem+json",
+  });
   expect(((await answer.json()) as { status: number }).status).toBe(status);
 }
 
@@ -48,7 +65,12 @@ describe("MongoDB away for a few seconds", () => {
     const user = await http.newUser("mongo");
     const accepted: JobView[] = [];
     for (let i = 0; i < 2; i++) accepted.push(await http.upload(user, video, `before-${i}.mp4`));
-    await eventually("a conversion under way", async () => (await http.job(user, accepted[0]!.id)).progress > 0, 20_000, 50);
+    await eventually(
+      "a conversion under way",
+      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
+      20_000,
+      50,
+    );
     const following = followEvents(system, user, accepted[1]!.id); // live progress of the queued job, open across the cut
 
     // A big upload trickles in; the cut comes when part of it is in GridFS and the rest is on its way.
@@ -94,10 +116,16 @@ describe("MongoDB away for a few seconds", () => {
     expect([202, 503]).toContain(streamed.status);
     if (streamed.status === 202) accepted.push((await streamed.json()) as JobView);
 
-    await eventually("the gateway ready again", async () => (await http.call("/health/ready")).status === 200, 20_000, 200);
+    await eventually(
+      "the gateway ready again",
+      async () => (await http.call("/health/ready")).status === 200,
+      20_000,
+      200,
+    );
     accepted.push(await http.upload(user, video, "after.mp4"));
 
-    for (const job of accepted) expect(await http.finished(user, job.id, 60_000)).toMatchObject({ id: job.id, status: "done" });
+    for (const job of accepted)
+      expect(await http.finished(user, job.id, 60_000)).toMatchObject({ id: job.id, status: "done" });
     const keys = accepted.map((job) => `job-${job.id}-done`);
     await eventually("an email per job", () => keys.every((key) => emailsByKey(system).has(key)), 20_000);
 
@@ -105,7 +133,8 @@ describe("MongoDB away for a few seconds", () => {
     const stores = await settledStores(system);
     expect(stores.problems).toEqual([]);
     expect(stores.jobs.map((job) => job.id).sort()).toEqual(accepted.map((job) => job.id).sort()); // a 503 kept no job
-    for (const job of accepted) expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });
+    for (const job of accepted)
+      expect({ job: job.id, mp3s: stores.mp3sPerJob.get(job.id) }).toEqual({ job: job.id, mp3s: 1 });
     for (const key of keys) expect({ key, sent: emailsByKey(system).get(key) }).toEqual({ key, sent: 1 });
   }, 150_000);
 });

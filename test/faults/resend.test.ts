@@ -11,7 +11,10 @@ const MAX_ATTEMPTS = 6;
 const RETRY_BASE_MS = 250; // waits 250, 500, 1000, 2000, 4000 ms between the 6 attempts
 const OUTAGE_MS = 4000;
 /** How long after its first try a message can still be sent: the sum of the waits between attempts. */
-const RETRY_BUDGET_MS = Array.from({ length: MAX_ATTEMPTS - 1 }, (_, i) => RETRY_BASE_MS * 2 ** i).reduce((a, b) => a + b, 0);
+const RETRY_BUDGET_MS = Array.from({ length: MAX_ATTEMPTS - 1 }, (_, i) => RETRY_BASE_MS * 2 ** i).reduce(
+  (a, b) => a + b,
+  0,
+);
 
 let system: System;
 let video: Uint8Array;
@@ -20,7 +23,9 @@ let http: ReturnType<typeof client>;
 beforeAll(async () => {
   const made = makeVideo({ seconds: 2 });
   made.catch(() => {});
-  system = await startSystem({ env: { notifier: { MAX_ATTEMPTS: String(MAX_ATTEMPTS), RETRY_BASE_MS: String(RETRY_BASE_MS) } } });
+  system = await startSystem({
+    env: { notifier: { MAX_ATTEMPTS: String(MAX_ATTEMPTS), RETRY_BASE_MS: String(RETRY_BASE_MS) } },
+  });
   video = await bytesOf(await made);
   http = client(system);
 }, 90_000);
@@ -42,7 +47,8 @@ describe("Resend failing for a while", () => {
     for (let i = 0; i < 3; i++) jobs.push(await http.upload(user, video, `mail-${i}.mp4`));
     for (const job of jobs) expect(await http.finished(user, job.id, 30_000)).toMatchObject({ status: "done" });
     const keys = jobs.map((job) => `job-${job.id}-done`);
-    const tries = (key: string, from = 0) => resend.received.slice(from).filter((email) => email.idempotencyKey === key).length;
+    const tries = (key: string, from = 0) =>
+      resend.received.slice(from).filter((email) => email.idempotencyKey === key).length;
     // Each email was tried, refused, and tried again while Resend was failing.
     await eventually("a retry of every email during the outage", () => keys.every((key) => tries(key) >= 2), OUTAGE_MS);
     await Bun.sleep(Math.max(0, OUTAGE_MS - (Date.now() - failingFrom)));
@@ -50,14 +56,21 @@ describe("Resend failing for a while", () => {
 
     const recoveredAt = resend.received.length; // every request from here on is answered 200
     resend.failAlways(undefined);
-    await eventually("every email delivered", () => keys.every((key) => tries(key, recoveredAt) >= 1), RETRY_BUDGET_MS + 5000);
+    await eventually(
+      "every email delivered",
+      () => keys.every((key) => tries(key, recoveredAt) >= 1),
+      RETRY_BUDGET_MS + 5000,
+    );
     await Bun.sleep(1500); // time for a duplicate to show up, if there were one
     for (const key of keys) {
       expect({ key, sentAfterRecovery: tries(key, recoveredAt) }).toEqual({ key, sentAfterRecovery: 1 });
       expect(tries(key)).toBeLessThanOrEqual(MAX_ATTEMPTS);
     }
     expect(resend.delivered()).toBe(keys.length);
-    const subjects = resend.received.slice(recoveredAt).map((email) => email.subject).sort();
+    const subjects = resend.received
+      .slice(recoveredAt)
+      .map((email) => email.subject)
+      .sort();
     expect(subjects).toEqual(jobs.map((_, i) => `Your MP3 is ready: mail-${i}.mp3`).sort());
     const notifier = system.service("notifier").logs.join("\n");
     expect(notifier).toContain("email not sent; will retry");

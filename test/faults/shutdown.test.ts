@@ -59,7 +59,10 @@ async function attempt(what: string, path: string, init: RequestInit = {}): Prom
 /** Follows a job's events until the stream ends: by the server, cleanly, or with an error. */
 async function follow(user: User, id: string): Promise<Outcome> {
   try {
-    const answer = await fetch(`${system.gatewayUrl}/jobs/${id}/events`, { headers: user.headers, signal: AbortSignal.timeout(HUNG_MS) });
+    const answer = await fetch(`${system.gatewayUrl}/jobs/${id}/events`, {
+      headers: user.headers,
+      signal: AbortSignal.timeout(HUNG_MS),
+    });
     const reader = answer.body!.getReader();
     while (!(await reader.read()).done) {}
     return { what: "events", status: answer.status, contentType: answer.headers.get("content-type") };
@@ -126,7 +129,9 @@ describe("SIGTERM to every service under load", () => {
       return Promise.all(mine.map((job) => follow(user, job.id)));
     };
 
-    const load = Promise.all(users.map((user, i) => Promise.all(Array.from({ length: WORKERS / users.length }, () => worker(users[i]!)))));
+    const load = Promise.all(
+      users.map((user, i) => Promise.all(Array.from({ length: WORKERS / users.length }, () => worker(users[i]!)))),
+    );
     const following = followers(users[0]!);
     await Bun.sleep(LOAD_BEFORE_MS);
     const slow = Promise.all(users.slice(0, 2).map(slowUpload));
@@ -154,8 +159,13 @@ describe("SIGTERM to every service under load", () => {
     await system.start("auth");
     await system.start("gateway");
     await Promise.all([system.start("converter"), system.start("notifier")]);
-    for (const { user, id } of accepted) expect(await http.finished(user, id, 60_000)).toMatchObject({ id, status: "done" });
-    await eventually("an email per job", () => accepted.every(({ id }) => emailsByKey(system).has(`job-${id}-done`)), 30_000);
+    for (const { user, id } of accepted)
+      expect(await http.finished(user, id, 60_000)).toMatchObject({ id, status: "done" });
+    await eventually(
+      "an email per job",
+      () => accepted.every(({ id }) => emailsByKey(system).has(`job-${id}-done`)),
+      30_000,
+    );
     expect(system.resend!.delivered()).toBe(accepted.length);
   }, 150_000);
 });

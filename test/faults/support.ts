@@ -6,8 +6,8 @@ import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MongoClient, type ObjectId } from "mongodb";
-import type { System } from "../support/system.ts";
 import { settle } from "../support/jobs.ts";
+import type { System } from "../support/system.ts";
 
 export const REQUEST_TIMEOUT_MS = 20_000;
 
@@ -46,20 +46,34 @@ export function client(system: System) {
   async function newUser(prefix = "fault"): Promise<User> {
     const email = `${prefix}-${++users}-${process.pid}-${Date.now()}@example.com`;
     const password = "a long enough password";
-    const registered = await call("/auth/register", { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
-    if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
+    const registered = await call("/auth/register", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ email, password }),
+    });
+    if (registered.status !== 201)
+      throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
     const token = await login(email, password);
     return { email, password, token, headers: { authorization: `Bearer ${token}` } };
   }
 
   async function login(email: string, password: string): Promise<string> {
-    const answer = await call("/auth/login", { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+    const answer = await call("/auth/login", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ email, password }),
+    });
     if (answer.status !== 200) throw new Error(`login answered ${answer.status}: ${await answer.text()}`);
     return ((await answer.json()) as { token: string }).token;
   }
 
   /** POST /jobs with the video as multipart `file`: the raw answer (the caller checks the status). */
-  async function postVideo(user: User, video: Uint8Array, filename = "clip.mp4", init: RequestInit = {}): Promise<Response> {
+  async function postVideo(
+    user: User,
+    video: Uint8Array,
+    filename = "clip.mp4",
+    init: RequestInit = {},
+  ): Promise<Response> {
     const form = new FormData();
     form.append("file", new Blob([video as Uint8Array<ArrayBuffer>], { type: "video/mp4" }), filename);
     return call("/jobs", { method: "POST", headers: user.headers, body: form, ...init });
@@ -94,7 +108,8 @@ export function client(system: System) {
       } catch (error) {
         last = (error as Error).message;
       }
-      if (Date.now() > deadline) throw new Error(`job ${id} not finished within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+      if (Date.now() > deadline)
+        throw new Error(`job ${id} not finished within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
       await Bun.sleep(200);
     }
   }
@@ -106,10 +121,18 @@ export function client(system: System) {
  * Follows a job's live events (SSE) until the server ends the stream: answers the
  * statuses seen and, if the stream broke instead of ending, the error.
  */
-export async function followEvents(system: System, user: User, id: string, timeoutMs = 60_000): Promise<{ statuses: string[]; error?: string }> {
+export async function followEvents(
+  system: System,
+  user: User,
+  id: string,
+  timeoutMs = 60_000,
+): Promise<{ statuses: string[]; error?: string }> {
   const statuses: string[] = [];
   try {
-    const answer = await fetch(`${system.gatewayUrl}/jobs/${id}/events`, { headers: user.headers, signal: AbortSignal.timeout(timeoutMs) });
+    const answer = await fetch(`${system.gatewayUrl}/jobs/${id}/events`, {
+      headers: user.headers,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (answer.status !== 200) return { statuses, error: `answered ${answer.status}: ${await answer.text()}` };
     const reader = answer.body!.pipeThrough(new TextDecoderStream()).getReader();
     for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
@@ -123,7 +146,12 @@ export async function followEvents(system: System, user: User, id: string, timeo
 
 /** Waits until `check` answers truthy; throws with `what` after `timeoutMs`. */
 type Truthy<T> = Exclude<T, false | null | undefined | 0 | "">;
-export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 100): Promise<Truthy<T>> {
+export async function eventually<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<Truthy<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -134,7 +162,10 @@ export async function eventually<T>(what: string, check: () => T | Promise<T>, t
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`,
+      );
     await Bun.sleep(everyMs);
   }
 }
@@ -142,7 +173,8 @@ export async function eventually<T>(what: string, check: () => T | Promise<T>, t
 /** Emails the Resend stand-in accepted, per idempotency key: requests seen and whether one was delivered. */
 export function emailsByKey(system: System): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const email of system.resend!.received) counts.set(email.idempotencyKey ?? "none", (counts.get(email.idempotencyKey ?? "none") ?? 0) + 1);
+  for (const email of system.resend!.received)
+    counts.set(email.idempotencyKey ?? "none", (counts.get(email.idempotencyKey ?? "none") ?? 0) + 1);
   return counts;
 }
 
@@ -159,7 +191,11 @@ export interface StoreReport {
  * some clean-up (the source video's removal, files then chunks) after the job reads done.
  */
 export function settledStores(system: System, timeoutMs = 15_000): Promise<StoreReport> {
-  return settle(() => inspectStores(system), (report) => report.problems.length === 0, timeoutMs);
+  return settle(
+    () => inspectStores(system),
+    (report) => report.problems.length === 0,
+    timeoutMs,
+  );
 }
 
 /**
@@ -193,19 +229,31 @@ export async function inspectStores(system: System): Promise<StoreReport> {
         const id = String(file._id);
         present[bucket].add(id);
         const expected = Math.ceil(Number(file.length) / Number(file.chunkSize));
-        if ((chunkCount.get(id) ?? 0) !== expected) problems.push(`${bucket} file ${id} has ${chunkCount.get(id) ?? 0} of ${expected} chunks`);
-        if (!owners[bucket].has(id)) problems.push(`${bucket} file ${id} (${file.filename}, job ${file.metadata?.jobId ?? "?"}) belongs to no job`);
-        if (bucket === "mp3s" && file.metadata?.jobId) mp3sPerJob.set(file.metadata.jobId, (mp3sPerJob.get(file.metadata.jobId) ?? 0) + 1);
+        if ((chunkCount.get(id) ?? 0) !== expected)
+          problems.push(`${bucket} file ${id} has ${chunkCount.get(id) ?? 0} of ${expected} chunks`);
+        if (!owners[bucket].has(id))
+          problems.push(
+            `${bucket} file ${id} (${file.filename}, job ${file.metadata?.jobId ?? "?"}) belongs to no job`,
+          );
+        if (bucket === "mp3s" && file.metadata?.jobId)
+          mp3sPerJob.set(file.metadata.jobId, (mp3sPerJob.get(file.metadata.jobId) ?? 0) + 1);
       }
-      for (const [id, n] of chunkCount) if (!present[bucket].has(id)) problems.push(`${n} ${bucket} chunks of file ${id} have no file`);
+      for (const [id, n] of chunkCount)
+        if (!present[bucket].has(id)) problems.push(`${n} ${bucket} chunks of file ${id} have no file`);
     }
     for (const job of jobs) {
       const id = String(job._id);
       const needsVideo = (job.status === "queued" || job.status === "converting") && job.source?.kind === "upload";
-      if (needsVideo && !(job.videoFileId && present.videos.has(String(job.videoFileId)))) problems.push(`job ${id} (${job.status}) has no video`);
-      if (job.status === "done" && !(job.audioFileId && present.mp3s.has(String(job.audioFileId)))) problems.push(`job ${id} is done but its MP3 is gone`);
+      if (needsVideo && !(job.videoFileId && present.videos.has(String(job.videoFileId))))
+        problems.push(`job ${id} (${job.status}) has no video`);
+      if (job.status === "done" && !(job.audioFileId && present.mp3s.has(String(job.audioFileId))))
+        problems.push(`job ${id} is done but its MP3 is gone`);
     }
-    return { jobs: jobs.map((job) => ({ id: String(job._id), status: job.status, kind: job.source?.kind })), problems, mp3sPerJob };
+    return {
+      jobs: jobs.map((job) => ({ id: String(job._id), status: job.status, kind: job.source?.kind })),
+      problems,
+      mp3sPerJob,
+    };
   } finally {
     await mongo.close();
   }
@@ -223,7 +271,10 @@ export async function startMongoProcess(): Promise<{ url: string; stop(): Promis
   let text = "";
   const deadline = Date.now() + 10_000;
   while (!text.includes("\n")) {
-    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(1, deadline - Date.now())).then(() => "timeout" as const)]);
+    const chunk = await Promise.race([
+      reader.read(),
+      Bun.sleep(Math.max(1, deadline - Date.now())).then(() => "timeout" as const),
+    ]);
     if (chunk === "timeout" || chunk.done) {
       child.kill("SIGKILL");
       throw new Error("the MongoDB stand-in process did not print its URL");
@@ -276,10 +327,31 @@ export async function noisyVideo(seconds: number): Promise<string> {
   const temporary = partial(path);
   const child = Bun.spawn(
     [
-      "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-      "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=320x240:rate=15`,
-      "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
-      "-vf", "noise=alls=100:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", "-f", "mp4", temporary,
+      "ffmpeg",
+      "-hide_banner",
+      "-loglevel",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      `testsrc=duration=${seconds}:size=320x240:rate=15`,
+      "-f",
+      "lavfi",
+      "-i",
+      `sine=frequency=440:duration=${seconds}`,
+      "-vf",
+      "noise=alls=100:allf=t",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-c:a",
+      "aac",
+      "-shortest",
+      "-f",
+      "mp4",
+      temporary,
     ],
     { stdout: "ignore", stderr: "pipe" },
   );
@@ -297,7 +369,12 @@ export async function noisyVideo(seconds: number): Promise<string> {
  * calls `onSent(sentSoFar)` after each: an upload that takes time, for a fault to
  * land in its middle.
  */
-export function trickle(bytes: Uint8Array, chunkBytes: number, everyMs: number, onSent: (sent: number) => void = () => {}): ReadableStream<Uint8Array> {
+export function trickle(
+  bytes: Uint8Array,
+  chunkBytes: number,
+  everyMs: number,
+  onSent: (sent: number) => void = () => {},
+): ReadableStream<Uint8Array> {
   let at = 0;
   return new ReadableStream({
     async pull(controller) {

@@ -5,7 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { BadLink, type FetchOptions, LinkUnavailable, type LinkVideo, fetchVideo, parseAllowList } from "../../lib/link.ts";
+import {
+  BadLink,
+  type FetchOptions,
+  fetchVideo,
+  LinkUnavailable,
+  type LinkVideo,
+  parseAllowList,
+} from "../../lib/link.ts";
 import { clip, guard, site, startInternet, startServer, stopInternet, web } from "./internet.ts";
 
 beforeAll(startInternet);
@@ -14,11 +21,24 @@ afterAll(stopInternet);
 describe("fetching a link", () => {
   const collect = async (video: LinkVideo) => {
     const chunks: Buffer[] = [];
-    await pipeline([video.source, ...video.transforms, new Writable({ write: (chunk, _encoding, done) => (chunks.push(chunk), done()) })]);
+    await pipeline([
+      video.source,
+      ...video.transforms,
+      new Writable({ write: (chunk, _encoding, done) => (chunks.push(chunk), done()) }),
+    ]);
     return { bytes: Buffer.concat(chunks), type: (await video.sniffed).mime };
   };
-  const options = (extra: Partial<FetchOptions> = {}): FetchOptions => ({ allow: parseAllowList("localhost"), maxBytes: 1024 * 1024, timeoutMs: 5000, ...extra });
-  const failure = (link: string, extra: Partial<FetchOptions> = {}) => fetchVideo(link, options(extra), collect).then(() => null, (error: Error) => error);
+  const options = (extra: Partial<FetchOptions> = {}): FetchOptions => ({
+    allow: parseAllowList("localhost"),
+    maxBytes: 1024 * 1024,
+    timeoutMs: 5000,
+    ...extra,
+  });
+  const failure = (link: string, extra: Partial<FetchOptions> = {}) =>
+    fetchVideo(link, options(extra), collect).then(
+      () => null,
+      (error: Error) => error,
+    );
 
   test("a video arrives whole through 5 redirects; a 6th is too many", async () => {
     const fetched = await fetchVideo(site("/hops/5/a.mp4"), options(), collect);
@@ -31,12 +51,20 @@ describe("fetching a link", () => {
 
   test("connects to the address that was checked, not to what DNS answers later (rebinding)", async () => {
     // The checked address is 127.0.0.2 (listed); a second lookup would say 127.0.0.1, where `web` listens on the same port.
-    const pinned = await startServer("127.0.0.2", (_path, response) => void response.writeHead(200, { "content-type": "video/mp4" }).end(clip), web.port);
+    const pinned = await startServer(
+      "127.0.0.2",
+      (_path, response) => void response.writeHead(200, { "content-type": "video/mp4" }).end(clip),
+      web.port,
+    );
     const before = web.requests.length;
     let lookups = 0;
     const resolve = async () => [{ address: lookups++ === 0 ? "127.0.0.2" : "127.0.0.1", family: 4 }];
     try {
-      const fetched = await fetchVideo(`http://rebind.test:${web.port}/clip.mp4`, options({ allow: parseAllowList("127.0.0.2/32"), resolve }), collect);
+      const fetched = await fetchVideo(
+        `http://rebind.test:${web.port}/clip.mp4`,
+        options({ allow: parseAllowList("127.0.0.2/32"), resolve }),
+        collect,
+      );
       expect(fetched.bytes.equals(clip)).toBe(true);
       expect(lookups).toBe(1);
       expect(pinned.requests).toEqual([{ path: "/clip.mp4", host: `rebind.test:${web.port}` }]);
@@ -48,8 +76,14 @@ describe("fetching a link", () => {
 
   test("one forbidden address among a host's answers refuses the link before any connection", async () => {
     const before = [web.requests.length, guard.requests.length];
-    const resolve = async () => [{ address: "127.0.0.1", family: 4 }, { address: "10.0.0.1", family: 4 }];
-    const error = await failure(`http://mixed.test:${web.port}/clip.mp4`, { allow: parseAllowList("127.0.0.1/32"), resolve });
+    const resolve = async () => [
+      { address: "127.0.0.1", family: 4 },
+      { address: "10.0.0.1", family: 4 },
+    ];
+    const error = await failure(`http://mixed.test:${web.port}/clip.mp4`, {
+      allow: parseAllowList("127.0.0.1/32"),
+      resolve,
+    });
     expect(error?.message).toBe("the link points to a private address");
     expect((error as BadLink).details).toMatchObject({ address: "10.0.0.1", range: "private" });
     expect([web.requests.length, guard.requests.length]).toEqual(before);
@@ -57,17 +91,28 @@ describe("fetching a link", () => {
 
   test("literal and named private addresses are refused without a request when not allow-listed", async () => {
     const before = [web.requests.length, guard.requests.length];
-    for (const link of [`http://127.0.0.1:${web.port}/clip.mp4`, `http://localhost:${web.port}/clip.mp4`, `http://[::1]:${web.port}/clip.mp4`, `http://[::ffff:127.0.0.2]:${guard.port}/`]) {
-      expect((await failure(link, { allow: parseAllowList("") }))?.message).toBe("the link points to a private address");
+    for (const link of [
+      `http://127.0.0.1:${web.port}/clip.mp4`,
+      `http://localhost:${web.port}/clip.mp4`,
+      `http://[::1]:${web.port}/clip.mp4`,
+      `http://[::ffff:127.0.0.2]:${guard.port}/`,
+    ]) {
+      expect((await failure(link, { allow: parseAllowList("") }))?.message).toBe(
+        "the link points to a private address",
+      );
     }
     expect([web.requests.length, guard.requests.length]).toEqual(before);
   });
 
   test("DNS: a name that does not exist is the link's fault; a failing DNS server is worth a retry", async () => {
-    const missing = await failure("http://nowhere.test/v.mp4", { resolve: () => Promise.reject(Object.assign(new Error("queryA ENOTFOUND"), { code: "ENOTFOUND" })) });
+    const missing = await failure("http://nowhere.test/v.mp4", {
+      resolve: () => Promise.reject(Object.assign(new Error("queryA ENOTFOUND"), { code: "ENOTFOUND" })),
+    });
     expect(missing).toBeInstanceOf(BadLink);
     expect(missing?.message).toBe("the link's host nowhere.test does not exist");
-    const servfail = await failure("http://flaky-dns.test/v.mp4", { resolve: () => Promise.reject(Object.assign(new Error("queryA ESERVFAIL"), { code: "ESERVFAIL" })) });
+    const servfail = await failure("http://flaky-dns.test/v.mp4", {
+      resolve: () => Promise.reject(Object.assign(new Error("queryA ESERVFAIL"), { code: "ESERVFAIL" })),
+    });
     expect(servfail).toBeInstanceOf(LinkUnavailable);
     const refused = await failure("http://127.0.0.1:1/v.mp4", { allow: parseAllowList("127.0.0.1") });
     expect(refused).toBeInstanceOf(LinkUnavailable);
@@ -76,13 +121,44 @@ describe("fetching a link", () => {
 
   test("HTTPS: SNI and the certificate check use the host name while the connection goes to the checked address", async () => {
     const dir = mkdtempSync(join(tmpdir(), "m3dio-tls-"));
-    const openssl = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-subj", "/CN=video.test", "-addext", "subjectAltName=DNS:video.test"], { stderr: "pipe" });
+    const openssl = Bun.spawnSync(
+      [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-subj",
+        "/CN=video.test",
+        "-addext",
+        "subjectAltName=DNS:video.test",
+      ],
+      { stderr: "pipe" },
+    );
     expect(openssl.exitCode).toBe(0);
     const [key, cert] = [await Bun.file(join(dir, "key.pem")).text(), await Bun.file(join(dir, "cert.pem")).text()];
     const hosts: string[] = [];
-    const server = Bun.serve({ hostname: "127.0.0.2", port: 0, tls: { key, cert }, fetch: (request) => (hosts.push(request.headers.get("host")!), new Response(Uint8Array.from(clip))) });
-    const tls = () => options({ allow: parseAllowList("127.0.0.2"), ca: cert, resolve: async () => [{ address: "127.0.0.2", family: 4 }] });
+    const server = Bun.serve({
+      hostname: "127.0.0.2",
+      port: 0,
+      tls: { key, cert },
+      fetch: (request) => (hosts.push(request.headers.get("host")!), new Response(Uint8Array.from(clip))),
+    });
+    const tls = () =>
+      options({
+        allow: parseAllowList("127.0.0.2"),
+        ca: cert,
+        resolve: async () => [{ address: "127.0.0.2", family: 4 }],
+      });
     try {
       const fetched = await fetchVideo(`https://video.test:${server.port}/clip.mp4`, tls(), collect);
       expect(fetched.bytes.equals(clip)).toBe(true);

@@ -1,5 +1,5 @@
 // The local servers link tests fetch from: "the internet" on 127.0.0.1 (allow-listed) and a guard on 127.0.0.2 that must never be asked.
-import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { makeVideo } from "../support/media.ts";
 
 export const CLIP_SECONDS = 3;
@@ -17,7 +17,11 @@ export interface LinkServer {
 }
 
 /** node:http rather than Bun.serve: it keeps an explicit Content-Length on a streamed body. */
-export async function startServer(hostname: string, route: (path: string, response: ServerResponse, request: IncomingMessage) => void | Promise<void>, port = 0): Promise<LinkServer> {
+export async function startServer(
+  hostname: string,
+  route: (path: string, response: ServerResponse, request: IncomingMessage) => void | Promise<void>,
+  port = 0,
+): Promise<LinkServer> {
   const requests: Recorded[] = [];
   const server = createServer((request, response) => {
     const path = new URL(request.url ?? "/", "http://x").pathname;
@@ -56,11 +60,15 @@ function internet(guardPort: () => number) {
     }
     switch (path) {
       case "/clip.mp4":
-        return void response.writeHead(200, { "content-type": "video/mp4", "content-length": String(clip.length) }).end(clip);
+        return void response
+          .writeHead(200, { "content-type": "video/mp4", "content-length": String(clip.length) })
+          .end(clip);
       case "/missing.mp4":
         return void response.writeHead(404, { "content-type": "text/plain" }).end("not found");
       case "/page.html":
-        return void response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end("<!doctype html><title>My video</title>".repeat(200));
+        return void response
+          .writeHead(200, { "content-type": "text/html; charset=utf-8" })
+          .end("<!doctype html><title>My video</title>".repeat(200));
       case "/endless.mp4": {
         // A real video's first bytes, then no end and no announced size: only the running count can stop it.
         response.writeHead(200, { "content-type": "video/mp4" });
@@ -82,11 +90,15 @@ function internet(guardPort: () => number) {
         return void response.writeHead(503).end("busy");
       case "/flaky.mp4":
         if (flaky.calls++ === 0) return void response.writeHead(503).end("busy");
-        return void response.writeHead(200, { "content-type": "video/mp4", "content-length": String(clip.length) }).end(clip);
+        return void response
+          .writeHead(200, { "content-type": "video/mp4", "content-length": String(clip.length) })
+          .end(clip);
       case "/to-unlisted.mp4":
         return void response.writeHead(302, { location: `http://127.0.0.2:${guardPort()}/clip.mp4` }).end();
       case "/to-metadata.mp4":
-        return void response.writeHead(301, { location: "http://169.254.169.254/latest/meta-data/iam/security-credentials/" }).end();
+        return void response
+          .writeHead(301, { location: "http://169.254.169.254/latest/meta-data/iam/security-credentials/" })
+          .end();
       case "/to-file":
         return void response.writeHead(302, { location: "file:///etc/passwd" }).end();
       default:
@@ -102,8 +114,14 @@ export const site = (path: string) => `http://localhost:${web.port}${path}`;
 /** Makes the clip and starts both servers: a test file's beforeAll. */
 export async function startInternet() {
   clip = Buffer.from(await Bun.file(await makeVideo({ seconds: CLIP_SECONDS })).arrayBuffer());
-  web = await startServer("127.0.0.1", internet(() => guard.port));
-  guard = await startServer("127.0.0.2", (_path, response) => void response.writeHead(200, { "content-type": "video/mp4" }).end(clip));
+  web = await startServer(
+    "127.0.0.1",
+    internet(() => guard.port),
+  );
+  guard = await startServer(
+    "127.0.0.2",
+    (_path, response) => void response.writeHead(200, { "content-type": "video/mp4" }).end(clip),
+  );
 }
 export async function stopInternet() {
   await web?.stop();

@@ -7,16 +7,16 @@ import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
-import { GatewayConfig, createGateway } from "../../gateway.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { jwksVerifier } from "../../lib/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { fileStore } from "../../lib/files.ts";
 import { type Job, jobStore } from "../../lib/jobs.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
-import { QUEUES, type Queue, connectQueue } from "../../lib/queue.ts";
-import { probe } from "../support/media.ts";
+import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "../support/jobs.ts";
+import { probe } from "../support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "../support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
 import { createTestVhost } from "../support/rabbit.ts";
@@ -40,7 +40,13 @@ let user: { headers: Record<string, string> };
 
 async function startConverter(overrides: Record<string, string>) {
   const ownQueue = await connectQueue(vhost.url, log);
-  const config = parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, LOG_LEVEL: "silent", ...overrides });
+  const config = parseConfig(ConverterConfig, {
+    MONGODB_URL: mongoUrl,
+    AMQP_URL: vhost.url,
+    TMP_DIR: tmp,
+    LOG_LEVEL: "silent",
+    ...overrides,
+  });
   const converter = createConverter({ config, log, mongo, queue: ownQueue });
   await converter.start();
   return {
@@ -53,7 +59,11 @@ async function startConverter(overrides: Record<string, string>) {
 
 const call = (path: string, init: RequestInit = {}) => gateway.app.handle(new Request(`http://gateway${path}`, init));
 const postLink = (url: unknown) =>
-  call("/jobs", { method: "POST", headers: { ...user.headers, "content-type": "application/json" }, body: JSON.stringify({ url }) });
+  call("/jobs", {
+    method: "POST",
+    headers: { ...user.headers, "content-type": "application/json" },
+    body: JSON.stringify({ url }),
+  });
 
 const waitForJob = (id: string, timeoutMs = 30_000) => waitForFinished(jobs, id, ["done", "failed"], timeoutMs);
 const takeMp3Messages = (expected = 0) => drainQueue(vhost.url, QUEUES.mp3, expected);
@@ -66,7 +76,14 @@ async function readEvents(id: string): Promise<{ status: string; phase?: string;
   return text
     .split("\n\n")
     .filter((block) => block.includes("event: status"))
-    .map((block) => JSON.parse(block.split("\n").find((line) => line.startsWith("data:"))!.slice(5)));
+    .map((block) =>
+      JSON.parse(
+        block
+          .split("\n")
+          .find((line) => line.startsWith("data:"))!
+          .slice(5),
+      ),
+    );
 }
 
 const videoFilesOf = (id: string) => mongo.db.collection("videos.files").countDocuments({ "metadata.jobId": id });
@@ -81,12 +98,18 @@ beforeAll(async () => {
   jobs = jobStore(mongo.db);
   vhost = await createTestVhost();
   queue = await connectQueue(vhost.url, log);
-  const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: "mongodb://unused", AMQP_URL: vhost.url });
+  const config = parseConfig(GatewayConfig, {
+    AUTH_URL: authBase,
+    MONGODB_URL: "mongodb://unused",
+    AMQP_URL: vhost.url,
+  });
   gateway = createGateway({ config, log, mongo, queue, verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
   const credentials = JSON.stringify({ email: `link.${Date.now()}@example.com`, password: "link test password" });
   const json = { "content-type": "application/json" };
   expect((await call("/auth/register", { method: "POST", headers: json, body: credentials })).status).toBe(201);
-  const { token } = (await (await call("/auth/login", { method: "POST", headers: json, body: credentials })).json()) as { token: string };
+  const { token } = (await (
+    await call("/auth/login", { method: "POST", headers: json, body: credentials })
+  ).json()) as { token: string };
   user = { headers: { authorization: `Bearer ${token}` } };
 });
 afterAll(async () => {
@@ -129,7 +152,11 @@ describe("POST /jobs {url} at the gateway", () => {
   });
 
   test("malformed JSON is 400", async () => {
-    const response = await call("/jobs", { method: "POST", headers: { ...user.headers, "content-type": "application/json" }, body: "{url:" });
+    const response = await call("/jobs", {
+      method: "POST",
+      headers: { ...user.headers, "content-type": "application/json" },
+      body: "{url:",
+    });
     expect(response.status).toBe(400);
   });
 
@@ -141,7 +168,13 @@ describe("POST /jobs {url} at the gateway", () => {
     expect(job).toMatchObject({
       status: "queued",
       progress: 0,
-      source: { kind: "url", url: site("/media/My%20Holiday%20Clip.MP4?token=abc"), filename: "My Holiday Clip.MP4", bytes: 0, contentType: "application/octet-stream" },
+      source: {
+        kind: "url",
+        url: site("/media/My%20Holiday%20Clip.MP4?token=abc"),
+        filename: "My Holiday Clip.MP4",
+        bytes: 0,
+        contentType: "application/octet-stream",
+      },
     });
     expect(web.requests.length).toBe(before);
     expect(await drainQueue<{ jobId: string }>(vhost.url, QUEUES.video)).toEqual([{ jobId: job.id }]);
@@ -152,7 +185,12 @@ describe("POST /jobs {url} at the gateway", () => {
 describe("link jobs through the converter (localhost allow-listed)", () => {
   let converter: Awaited<ReturnType<typeof startConverter>>;
   beforeAll(async () => {
-    converter = await startConverter({ URL_ALLOW_HOSTS: "localhost", MAX_UPLOAD_BYTES: String(1024 * 1024), URL_TIMEOUT_MS: "4000", MAX_ATTEMPTS: "2" });
+    converter = await startConverter({
+      URL_ALLOW_HOSTS: "localhost",
+      MAX_UPLOAD_BYTES: String(1024 * 1024),
+      URL_TIMEOUT_MS: "4000",
+      MAX_ATTEMPTS: "2",
+    });
   });
   afterAll(() => converter?.stop());
 
@@ -163,13 +201,18 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
     const { id } = (await posted.json()) as { id: string };
     const events = await readEvents(id);
     expect(events.some((event) => event.status === "converting" && event.phase === "downloading")).toBe(true);
-    for (const event of events.filter((event) => event.phase === "downloading")) expect(event.progress).toBeLessThan(50);
+    for (const event of events.filter((event) => event.phase === "downloading"))
+      expect(event.progress).toBeLessThan(50);
     const progress = events.map((event) => event.progress);
     expect(progress).toEqual([...progress].sort((a, b) => a - b)); // never backwards
     expect(events.at(-1)).toMatchObject({ status: "done", phase: "converting", progress: 100 });
 
     const view = (await (await call(`/jobs/${id}`, { headers: user.headers })).json()) as Record<string, unknown>;
-    expect(view).toMatchObject({ status: "done", phase: "converting", source: { kind: "url", filename: "holiday.mp4", bytes: clip.length, contentType: "video/mp4" } });
+    expect(view).toMatchObject({
+      status: "done",
+      phase: "converting",
+      source: { kind: "url", filename: "holiday.mp4", bytes: clip.length, contentType: "video/mp4" },
+    });
     const audio = await call(`/jobs/${id}/audio`, { headers: user.headers });
     expect(audio.status).toBe(200);
     expect(audio.headers.get("content-disposition")).toContain("holiday.mp3");
@@ -178,9 +221,19 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
     const mp3 = await probe(mp3Path);
     expect(mp3.streams).toEqual(["audio:mp3"]);
     expect(Math.abs(mp3.durationSec - CLIP_SECONDS)).toBeLessThan(0.3);
-    expect(web.requests.slice(before).map((request) => request.path)).toEqual(["/hops/3/holiday.mp4", "/hops/2/holiday.mp4", "/hops/1/holiday.mp4", "/hops/0/holiday.mp4"]);
+    expect(web.requests.slice(before).map((request) => request.path)).toEqual([
+      "/hops/3/holiday.mp4",
+      "/hops/2/holiday.mp4",
+      "/hops/1/holiday.mp4",
+      "/hops/0/holiday.mp4",
+    ]);
     expect(web.requests.at(-1)?.host).toBe(`localhost:${web.port}`);
-    expect(await settle(() => videoFilesOf(id), (count) => count === 0)).toBe(0); // the video went after success (KEEP_VIDEOS=false)
+    expect(
+      await settle(
+        () => videoFilesOf(id),
+        (count) => count === 0,
+      ),
+    ).toBe(0); // the video went after success (KEEP_VIDEOS=false)
     expect(await takeMp3Messages(1)).toEqual([{ jobId: id, status: "done" }]);
   }, 30_000);
 
@@ -240,14 +293,34 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
 
   test("a partial video left by a killed worker is removed before the download starts again", async () => {
     const files = fileStore(mongo.db);
-    const job = await jobs.create({ userId: "7", email: "seven@example.com", source: { kind: "url", url: site("/clip.mp4"), filename: "clip.mp4", bytes: 0, contentType: "application/octet-stream" } });
+    const job = await jobs.create({
+      userId: "7",
+      email: "seven@example.com",
+      source: {
+        kind: "url",
+        url: site("/clip.mp4"),
+        filename: "clip.mp4",
+        bytes: 0,
+        contentType: "application/octet-stream",
+      },
+    });
     const id = job._id.toHexString();
-    await files.upload("videos", Readable.from([clip.subarray(0, 5000)]), { owner: "7", filename: "clip.mp4", contentType: "application/octet-stream", jobId: id });
+    await files.upload("videos", Readable.from([clip.subarray(0, 5000)]), {
+      owner: "7",
+      filename: "clip.mp4",
+      contentType: "application/octet-stream",
+      jobId: id,
+    });
     await queue.publish(QUEUES.video, { jobId: id }, { messageId: id });
     const done = await waitForJob(id);
     expect(done.status).toBe("done");
     expect(done.source.bytes).toBe(clip.length);
-    expect(await settle(() => videoFilesOf(id), (count) => count === 0)).toBe(0); // the partial one and the whole one
+    expect(
+      await settle(
+        () => videoFilesOf(id),
+        (count) => count === 0,
+      ),
+    ).toBe(0); // the partial one and the whole one
     await takeMp3Messages(1);
   });
 });

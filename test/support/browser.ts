@@ -3,7 +3,7 @@
 // where it is. The flags keep Chromium from reaching out to Google's services,
 // which this machine's closed network would refuse.
 import { existsSync } from "node:fs";
-import { type Browser, type BrowserContextOptions, type Page, chromium } from "playwright-core";
+import { type Browser, type BrowserContextOptions, chromium, type Page } from "playwright-core";
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARGS = [
@@ -40,7 +40,8 @@ export async function openPage(browser: Browser, url: string, options: BrowserCo
   page.on("pageerror", (error) => errors.push(`page error: ${error.message}`));
   page.on("console", (message) => {
     // A 4xx/5xx answer is logged by Chromium as "Failed to load resource"; the page shows those itself.
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) errors.push(`console: ${message.text()}`);
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource"))
+      errors.push(`console: ${message.text()}`);
   });
   await page.goto(url);
   return { page, errors, close: () => context.close() };

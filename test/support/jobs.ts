@@ -49,7 +49,11 @@ export async function drainQueue<T = { jobId: string; status: string }>(
 }
 
 /** Reads `read()` until `settled` holds or `timeoutMs` passes; returns the last value for the test to assert (work a worker does after the job is marked). */
-export async function settle<T>(read: () => Promise<T>, settled: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
+export async function settle<T>(
+  read: () => Promise<T>,
+  settled: (value: T) => boolean,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await read();

@@ -51,7 +51,9 @@ export async function startMongoStandin(opts: MongoStandinOptions = {}): Promise
         }
       } catch (e) {
         // Unparseable bytes: like mongod, drop the connection; the driver reports a network error.
-        console.error(`mongo-standin: closing connection ${connectionId}: ${e instanceof Error ? e.message : String(e)}`);
+        console.error(
+          `mongo-standin: closing connection ${connectionId}: ${e instanceof Error ? e.message : String(e)}`,
+        );
         socket.destroy();
       }
     });

@@ -26,7 +26,9 @@ export async function createTestDatabase({ migrate = true } = {}): Promise<TestD
   };
 }
 
-async function withServer<T>(work: (connection: Awaited<ReturnType<typeof createConnection>>) => Promise<T>): Promise<T> {
+async function withServer<T>(
+  work: (connection: Awaited<ReturnType<typeof createConnection>>) => Promise<T>,
+): Promise<T> {
   const server = new URL(SERVER_URL);
   server.pathname = "/";
   const connection = await createConnection({ uri: server.toString() });

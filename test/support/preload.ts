@@ -6,4 +6,5 @@ process.env.LOG_LEVEL ??= "silent";
 // Many tests start real processes and ffmpeg; bunfig's [test] timeout is not applied
 // to every file in Bun 1.4, so set the default here for all of them.
 import { setDefaultTimeout } from "bun:test";
+
 setDefaultTimeout(60_000);

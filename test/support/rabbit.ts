@@ -70,7 +70,11 @@ function ctlAdmin(): Admin {
 
 async function ctl(...args: string[]): Promise<string> {
   const child = Bun.spawn([RABBITMQCTL, "-q", ...args], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [out, err, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   if (code !== 0) throw new Error(`rabbitmqctl ${args.join(" ")} failed (${code}): ${err.trim() || out.trim()}`);
   return out;
 }
@@ -85,7 +89,8 @@ function apiAdmin(apiUrl: string): Admin {
       headers: { authorization: auth, "content-type": "application/json", "x-reason": "test" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (!response.ok && response.status !== 404) throw new Error(`RabbitMQ API ${method} ${path}: ${response.status} ${await response.text()}`);
+    if (!response.ok && response.status !== 404)
+      throw new Error(`RabbitMQ API ${method} ${path}: ${response.status} ${await response.text()}`);
     return response.status === 204 || response.status === 201 ? undefined : response.json().catch(() => undefined);
   };
   const v = encodeURIComponent;
@@ -95,7 +100,8 @@ function apiAdmin(apiUrl: string): Admin {
       await call("PUT", `/permissions/${v(name)}/${v(user)}`, { configure: ".*", write: ".*", read: ".*" });
     },
     deleteVhost: async (name) => void (await call("DELETE", `/vhosts/${v(name)}`)),
-    connections: async (vhost) => (((await call("GET", `/vhosts/${v(vhost)}/connections`)) ?? []) as { name: string }[]).map((c) => c.name),
+    connections: async (vhost) =>
+      (((await call("GET", `/vhosts/${v(vhost)}/connections`)) ?? []) as { name: string }[]).map((c) => c.name),
     closeConnection: async (name) => void (await call("DELETE", `/connections/${v(name)}`)),
   };
 }

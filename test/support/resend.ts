@@ -22,13 +22,20 @@ export function startResendStandin() {
     port: 0,
     async fetch(request) {
       const url = new URL(request.url);
-      if (request.method !== "POST" || url.pathname !== "/emails") return Response.json({ statusCode: 404, name: "not_found", message: "no such route" }, { status: 404 });
+      if (request.method !== "POST" || url.pathname !== "/emails")
+        return Response.json({ statusCode: 404, name: "not_found", message: "no such route" }, { status: 404 });
       const body = (await request.json()) as Omit<ReceivedEmail, "idempotencyKey" | "authorization">;
-      const email = { ...body, idempotencyKey: request.headers.get("idempotency-key"), authorization: request.headers.get("authorization") };
+      const email = {
+        ...body,
+        idempotencyKey: request.headers.get("idempotency-key"),
+        authorization: request.headers.get("authorization"),
+      };
       received.push(email);
       const status = script.shift() ?? failForever ?? 200;
-      if (status === 422) return Response.json({ statusCode: 422, name: "validation_error", message: "Invalid `to` field." }, { status });
-      if (status !== 200) return Response.json({ statusCode: status, name: "application_error", message: "try later" }, { status });
+      if (status === 422)
+        return Response.json({ statusCode: 422, name: "validation_error", message: "Invalid `to` field." }, { status });
+      if (status !== 200)
+        return Response.json({ statusCode: status, name: "application_error", message: "try later" }, { status });
       const key = email.idempotencyKey ?? `none-${++counter}`;
       if (!delivered.has(key)) delivered.set(key, `email-${++counter}`);
       return Response.json({ id: delivered.get(key) });

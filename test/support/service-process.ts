@@ -35,7 +35,9 @@ export function nameOf(service: ServiceProcess): string {
 
 export function tail(service: ServiceProcess): string {
   const lines = service.logs.slice(-LOG_TAIL);
-  return lines.length ? `--- last ${lines.length} log lines of ${service.name} ---\n${lines.join("\n")}` : `--- ${service.name} wrote nothing ---`;
+  return lines.length
+    ? `--- last ${lines.length} log lines of ${service.name} ---\n${lines.join("\n")}`
+    : `--- ${service.name} wrote nothing ---`;
 }
 
 export function parseLine(line: string): LogEntry {

@@ -2,7 +2,7 @@
 // gateway fetches its JWKS and forwards logins over real HTTP), MariaDB, RabbitMQ
 // and MongoDB of the test's own, and gateways built on them with app.handle.
 import { AuthConfig, createAuth } from "../../auth.ts";
-import { GatewayConfig, createGateway } from "../../gateway.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { jwksVerifier } from "../../lib/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -26,13 +26,22 @@ export async function startStack() {
   const queue = await connectQueue(vhost.url, log);
 
   /** A gateway on this stack; config and dependencies can be overridden per test. */
-  function gatewayWith(overrides: Record<string, string> = {}, deps: Partial<Parameters<typeof createGateway>[0]> = {}) {
-    const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, ...overrides });
+  function gatewayWith(
+    overrides: Record<string, string> = {},
+    deps: Partial<Parameters<typeof createGateway>[0]> = {},
+  ) {
+    const config = parseConfig(GatewayConfig, {
+      AUTH_URL: authBase,
+      MONGODB_URL: mongoUrl,
+      AMQP_URL: vhost.url,
+      ...overrides,
+    });
     const verifier = jwksVerifier(`${authBase}/.well-known/jwks.json`);
     return createGateway({ config, log, mongo, queue, verifier, ...deps });
   }
   const gateway = gatewayWith();
-  const call = (path: string, init: RequestInit = {}, app = gateway.app) => app.handle(new Request(`http://localhost${path}`, init));
+  const call = (path: string, init: RequestInit = {}, app = gateway.app) =>
+    app.handle(new Request(`http://localhost${path}`, init));
   const postJson = (path: string, body: unknown, app = gateway.app) =>
     call(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, app);
 
@@ -42,13 +51,26 @@ export async function startStack() {
     const email = `${prefix}${++users}.${process.pid}.${Date.now()}@example.com`;
     const password = "a good password";
     const registered = await postJson("/auth/register", { email, password });
-    if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
+    if (registered.status !== 201)
+      throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
     const { token } = (await (await postJson("/auth/login", { email, password })).json()) as { token: string };
     return { email, password, token, headers: { authorization: `Bearer ${token}` } };
   }
 
   return {
-    log, database, auth, authBase, mongoUrl, mongo, vhost, queue, gateway, gatewayWith, call, postJson, newUser,
+    log,
+    database,
+    auth,
+    authBase,
+    mongoUrl,
+    mongo,
+    vhost,
+    queue,
+    gateway,
+    gatewayWith,
+    call,
+    postJson,
+    newUser,
     async stop() {
       await queue.close();
       await vhost.drop();

@@ -50,8 +50,19 @@ import { dropTestDatabase, testMongoUrl, withDatabase } from "./mongo.ts";
 import { createTestDatabase, type TestDatabase } from "./mysql.ts";
 import { createTestVhost, type TestVhost } from "./rabbit.ts";
 import { startResendStandin } from "./resend.ts";
-import { type LogEntry, type ServiceName, type ServiceProcess, freePort, isRunning, nameOf, parseLine, readLines, tail, within } from "./service-process.ts";
-import { type TcpProxy, startTcpProxy } from "./tcp-proxy.ts";
+import {
+  freePort,
+  isRunning,
+  type LogEntry,
+  nameOf,
+  parseLine,
+  readLines,
+  type ServiceName,
+  type ServiceProcess,
+  tail,
+  within,
+} from "./service-process.ts";
+import { startTcpProxy, type TcpProxy } from "./tcp-proxy.ts";
 
 export type { LogEntry, ServiceName, ServiceProcess };
 
@@ -273,9 +284,11 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     async function start(name: ServiceName, index = 0): Promise<ServiceProcess> {
       if (stopping) throw new Error("system: stopped");
       if (!SERVICE_NAMES.includes(name)) throw new Error(`system: no service called ${name}`);
-      if (index !== 0 && name !== "converter") throw new Error(`system: only converters have more than one process (${name} #${index})`);
+      if (index !== 0 && name !== "converter")
+        throw new Error(`system: only converters have more than one process (${name} #${index})`);
       const previous = find(name, index);
-      if (previous && isRunning(previous)) throw new Error(`system: ${name} #${index} is already running (pid ${previous.child.pid})`);
+      if (previous && isRunning(previous))
+        throw new Error(`system: ${name} #${index} is already running (pid ${previous.child.pid})`);
       const service = spawn(name, index, await portFor(name, index));
       const at = previous ? services.indexOf(previous) : -1;
       if (at >= 0) services[at] = service;
@@ -292,10 +305,14 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       void service.exited.then((code) => (exitCode = code));
       while (Date.now() < deadline) {
         if (exitCode !== undefined) {
-          throw new Error(`system: ${nameOf(service)} exited with code ${exitCode} before it was ready\n${tail(service)}`);
+          throw new Error(
+            `system: ${nameOf(service)} exited with code ${exitCode} before it was ready\n${tail(service)}`,
+          );
         }
         try {
-          const answer = await fetch(`${service.url}/health/ready`, { signal: AbortSignal.timeout(Math.min(3000, Math.max(1, deadline - Date.now()))) });
+          const answer = await fetch(`${service.url}/health/ready`, {
+            signal: AbortSignal.timeout(Math.min(3000, Math.max(1, deadline - Date.now()))),
+          });
           if (answer.status === 200) {
             await answer.arrayBuffer();
             return;
@@ -309,14 +326,20 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       throw new Error(`system: ${nameOf(service)} not ready within ${timeoutMs} ms (last: ${last})\n${tail(service)}`);
     }
 
-    async function kill(ref: ServiceRef, signal: NodeJS.Signals = "SIGTERM", timeoutMs = KILL_TIMEOUT_MS): Promise<number> {
+    async function kill(
+      ref: ServiceRef,
+      signal: NodeJS.Signals = "SIGTERM",
+      timeoutMs = KILL_TIMEOUT_MS,
+    ): Promise<number> {
       const service = resolveRef(ref);
       if (isRunning(service)) service.child.kill(signal);
       const code = await within(service.exited, timeoutMs);
       if (code !== undefined) return code;
       service.child.kill("SIGKILL");
       await service.exited;
-      throw new Error(`system: ${nameOf(service)} did not exit within ${timeoutMs} ms of ${signal}; killed it\n${tail(service)}`);
+      throw new Error(
+        `system: ${nameOf(service)} did not exit within ${timeoutMs} ms of ${signal}; killed it\n${tail(service)}`,
+      );
     }
 
     function waitForLog(ref: ServiceRef, match: (entry: LogEntry) => boolean, timeoutMs = 10_000): Promise<LogEntry> {
@@ -328,7 +351,10 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
             const entry = parseLine(service.logs[seen]!);
             if (match(entry)) return entry;
           }
-          if (Date.now() > deadline) throw new Error(`system: no matching log line from ${nameOf(service)} within ${timeoutMs} ms\n${tail(service)}`);
+          if (Date.now() > deadline)
+            throw new Error(
+              `system: no matching log line from ${nameOf(service)} within ${timeoutMs} ms\n${tail(service)}`,
+            );
           await Bun.sleep(25);
         }
       })();
@@ -359,13 +385,27 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     }
 
     Object.assign(system, {
-      gatewayUrl, authUrl, mongoUrl, amqpUrl: vhost.url, mysqlUrl: database.url, resend, vhost, database, tmpDir, services, proxies,
+      gatewayUrl,
+      authUrl,
+      mongoUrl,
+      amqpUrl: vhost.url,
+      mysqlUrl: database.url,
+      resend,
+      vhost,
+      database,
+      tmpDir,
+      services,
+      proxies,
       service: (name: ServiceName, index = 0) => {
         const found = find(name, index);
         if (!found) throw new Error(`system: no ${name} #${index}`);
         return found;
       },
-      start, kill, waitReady, waitForLog, stop,
+      start,
+      kill,
+      waitReady,
+      waitForLog,
+      stop,
       signal: (ref: ServiceRef, signal: NodeJS.Signals) => void resolveRef(ref).child.kill(signal),
     } satisfies System);
 
@@ -378,7 +418,10 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     if (system.stop) await system.stop().catch(() => {});
     else {
       killAll();
-      for (const { run } of cleanups.reverse()) await Promise.resolve().then(run).catch(() => {});
+      for (const { run } of cleanups.reverse())
+        await Promise.resolve()
+          .then(run)
+          .catch(() => {});
       unwatch();
     }
     throw error;
@@ -390,7 +433,8 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
 function singleHost(url: string, hostPart: RegExp): { host: string; port: number } {
   const found = hostPart.exec(url)?.[1];
   const match = found && /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(found);
-  if (!match) throw new Error(`system: a proxy needs a URL with one host:port, not ${url.replace(/\/\/[^@/]*@/, "//***@")}`);
+  if (!match)
+    throw new Error(`system: a proxy needs a URL with one host:port, not ${url.replace(/\/\/[^@/]*@/, "//***@")}`);
   const host = match[1]!.replace(/^\[|\]$/g, "");
   const port = Number(match[2] ?? (url.startsWith("mongodb") ? 27017 : url.startsWith("amqps") ? 5671 : 5672));
   return { host: host === "localhost" ? "127.0.0.1" : host, port };

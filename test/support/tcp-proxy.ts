@@ -12,7 +12,7 @@
 // when the server is down or restarting; live connections are destroyed in both
 // directions (the client sees its socket close or reset, as on a crash).
 // Bounded: at most `maxConnections` at once; it listens on 127.0.0.1 only.
-import { createServer, type Server, type Socket, connect } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface TcpProxyOptions {
   /** The server behind the proxy. */

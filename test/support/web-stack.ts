@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Browser, Locator, Page } from "playwright-core";
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
-import { GatewayConfig, createGateway } from "../../gateway.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { jwksVerifier } from "../../lib/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -47,8 +47,13 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
     stops.push(() => rmSync(tmp, { recursive: true, force: true }));
     const database = await createTestDatabase();
     stops.push(() => database.drop());
-    const auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
-    stops.push(() => auth.close(), () => auth.app.stop(true));
+    const auth = await createAuth({
+      config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }),
+    });
+    stops.push(
+      () => auth.close(),
+      () => auth.app.stop(true),
+    );
     auth.app.listen({ port: 0, hostname: "127.0.0.1" });
     const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
     const mongoUrl = await testMongoUrl();
@@ -61,14 +66,30 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
     stops.push(() => gatewayQueue.close());
     const converterQueue = await connectQueue(vhost.url, log);
     stops.push(() => converterQueue.close());
-    const config = parseConfig(GatewayConfig, { AUTH_URL: authBase, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, MAX_UPLOAD_BYTES: String(maxUploadBytes) });
-    const gateway = createGateway({ config, log, mongo, queue: gatewayQueue, verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
+    const config = parseConfig(GatewayConfig, {
+      AUTH_URL: authBase,
+      MONGODB_URL: mongoUrl,
+      AMQP_URL: vhost.url,
+      MAX_UPLOAD_BYTES: String(maxUploadBytes),
+    });
+    const gateway = createGateway({
+      config,
+      log,
+      mongo,
+      queue: gatewayQueue,
+      verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`),
+    });
     // A no-op once gateway.ts mounts the page itself: Elysia keeps one copy of a named plugin.
     gateway.app.use(webPage());
     gateway.app.listen({ port: 0, hostname: "127.0.0.1" });
     stops.push(() => gateway.app.stop(true));
     const converter = createConverter({
-      config: parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp, LOG_LEVEL: "silent" }),
+      config: parseConfig(ConverterConfig, {
+        MONGODB_URL: mongoUrl,
+        AMQP_URL: vhost.url,
+        TMP_DIR: tmp,
+        LOG_LEVEL: "silent",
+      }),
       log,
       mongo,
       queue: converterQueue,
@@ -84,7 +105,10 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
   /** Undoes what start() did, newest first; every step is tried, then the failures are thrown together. */
   async function stop(): Promise<void> {
     const failures: unknown[] = [];
-    for (const step of stops.splice(0).reverse()) await Promise.resolve().then(step).catch((error: unknown) => failures.push(error));
+    for (const step of stops.splice(0).reverse())
+      await Promise.resolve()
+        .then(step)
+        .catch((error: unknown) => failures.push(error));
     if (failures.length) throw new AggregateError(failures, `web stack: ${failures.length} teardown step(s) failed`);
   }
 
@@ -107,11 +131,15 @@ export async function loggedIn(page: Page, email: string) {
 
 /** Picks a file the way a person does: the button opens the file chooser. */
 export async function chooseFile(page: Page, file: { name: string; mimeType: string; buffer: Buffer }) {
-  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Choose a video" }).click()]);
+  const [chooser] = await Promise.all([
+    page.waitForEvent("filechooser"),
+    page.getByRole("button", { name: "Choose a video" }).click(),
+  ]);
   await chooser.setFiles(file);
 }
 
-export const jobItem = (page: Page, name: string) => page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
+export const jobItem = (page: Page, name: string) =>
+  page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
 export const alert = (page: Page) => page.getByRole("alert");
 export const textOf = async (locator: Locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
 
@@ -128,7 +156,8 @@ export async function recordBadges(page: Page) {
   await page.evaluate(() => {
     const seen: string[] = ((window as unknown as { badgeLog: string[] }).badgeLog = []);
     const note = () => {
-      for (const badge of document.querySelectorAll(".badge")) if (seen.at(-1) !== badge.textContent) seen.push(badge.textContent ?? "");
+      for (const badge of document.querySelectorAll(".badge"))
+        if (seen.at(-1) !== badge.textContent) seen.push(badge.textContent ?? "");
     };
     new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
   });

@@ -5,7 +5,7 @@ import { flatten, resolve, unique } from "mingo/util";
 import { aggregate, findDocs, isPlainDoc, matcher } from "./query.ts";
 import { type Batch, CommandError, type Store } from "./store.ts";
 import { type Doc, MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES } from "./wire.ts";
-import { collectionName, type Context, del, findAndModify, insert, update } from "./writes.ts";
+import { type Context, collectionName, del, findAndModify, insert, update } from "./writes.ts";
 
 export interface CommandContext extends Context {
   connectionId: number;
@@ -64,7 +64,13 @@ function find(cmd: Doc, ctx: CommandContext): Doc {
   const coll = ctx.store.collection(ctx.db, name);
   const limit = nonNegative(cmd, "limit");
   const docs = coll
-    ? findDocs(coll.all(), { filter: cmd.filter, sort: cmd.sort, projection: cmd.projection, skip: nonNegative(cmd, "skip"), limit })
+    ? findDocs(coll.all(), {
+        filter: cmd.filter,
+        sort: cmd.sort,
+        projection: cmd.projection,
+        skip: nonNegative(cmd, "skip"),
+        limit,
+      })
     : [];
   const batchSize = nonNegative(cmd, "batchSize");
   // batchSize 0 is an empty first batch with an open cursor, as on the server.
@@ -108,7 +114,8 @@ function distinct(cmd: Doc, ctx: CommandContext): Doc {
 
 function aggregateCommand(cmd: Doc, ctx: CommandContext): Doc {
   const target = cmd.aggregate;
-  if (!isPlainDoc(cmd.cursor)) throw new CommandError(9, "The 'cursor' option is required, except for aggregate with the explain argument");
+  if (!isPlainDoc(cmd.cursor))
+    throw new CommandError(9, "The 'cursor' option is required, except for aggregate with the explain argument");
   const collections = ctx.store.dbs.get(ctx.db);
   const source = typeof target === "string" ? (collections?.get(target)?.all() ?? []) : [];
   const docs = aggregate(source, cmd.pipeline, (name) => collections?.get(name)?.all() ?? []);
@@ -119,13 +126,15 @@ function aggregateCommand(cmd: Doc, ctx: CommandContext): Doc {
 function listCollections(cmd: Doc, ctx: CommandContext): Doc {
   const test = matcher(cmd.filter);
   const infos = Array.from(ctx.store.dbs.get(ctx.db)?.values() ?? [])
-    .map((c): Doc => ({
-      name: c.name,
-      type: "collection",
-      options: {},
-      info: { readOnly: false, uuid: c.uuid },
-      idIndex: { v: 2, key: { _id: 1 }, name: "_id_" },
-    }))
+    .map(
+      (c): Doc => ({
+        name: c.name,
+        type: "collection",
+        options: {},
+        info: { readOnly: false, uuid: c.uuid },
+        idIndex: { v: 2, key: { _id: 1 }, name: "_id_" },
+      }),
+    )
     .filter(test)
     .map((d) => (cmd.nameOnly === true ? { name: d.name, type: d.type } : d));
   return cursorReply(ctx.store.openCursor(`${ctx.db}.$cmd.listCollections`, infos, cursorBatchSize(cmd)), true);
@@ -142,13 +151,18 @@ function listIndexes(cmd: Doc, ctx: CommandContext): Doc {
 function createIndexes(cmd: Doc, ctx: CommandContext): Doc {
   const name = collectionName(cmd, "createIndexes");
   const specs = cmd.indexes;
-  if (!Array.isArray(specs) || !specs.length || !specs.every(isPlainDoc)) throw new CommandError(2, "Must specify at least one index to create");
+  if (!Array.isArray(specs) || !specs.length || !specs.every(isPlainDoc))
+    throw new CommandError(2, "Must specify at least one index to create");
   const existed = ctx.store.collection(ctx.db, name) !== undefined;
   const coll = ctx.store.collection(ctx.db, name, true);
   const numIndexesBefore = coll.indexes.length;
   let created = 0;
   for (const spec of specs) if (coll.createIndex(spec)) created++;
-  const reply: Doc = { numIndexesBefore, numIndexesAfter: coll.indexes.length, createdCollectionAutomatically: !existed };
+  const reply: Doc = {
+    numIndexesBefore,
+    numIndexesAfter: coll.indexes.length,
+    createdCollectionAutomatically: !existed,
+  };
   if (!created) reply.note = "all indexes already exist";
   return { ...reply, ok: 1 };
 }
@@ -161,7 +175,11 @@ function dropIndexes(cmd: Doc, ctx: CommandContext): Doc {
   const wanted = cmd.index;
   const names = wanted === "*" ? coll.indexes.slice(1).map((i) => i.name) : Array.isArray(wanted) ? wanted : [wanted];
   for (const target of names) {
-    const i = coll.indexes.findIndex((x) => (typeof target === "string" ? x.name === target : isPlainDoc(target) && JSON.stringify(x.keyPattern) === JSON.stringify(target)));
+    const i = coll.indexes.findIndex((x) =>
+      typeof target === "string"
+        ? x.name === target
+        : isPlainDoc(target) && JSON.stringify(x.keyPattern) === JSON.stringify(target),
+    );
     if (i < 0) throw new CommandError(27, `index not found with name [${String(target)}]`);
     if (i === 0) throw new CommandError(72, "cannot drop _id index");
     coll.indexes.splice(i, 1);
@@ -191,7 +209,9 @@ function dropDatabase(_cmd: Doc, ctx: CommandContext): Doc {
 
 function listDatabases(cmd: Doc, ctx: CommandContext): Doc {
   const databases = Array.from(ctx.store.dbs.keys()).map((name) => ({ name, sizeOnDisk: 0, empty: false }));
-  return cmd.nameOnly === true ? { databases: databases.map(({ name }) => ({ name })), ok: 1 } : { databases, totalSize: 0, ok: 1 };
+  return cmd.nameOnly === true
+    ? { databases: databases.map(({ name }) => ({ name })), ok: 1 }
+    : { databases, totalSize: 0, ok: 1 };
 }
 
 const buildInfo: Handler = () => ({
@@ -235,7 +255,14 @@ const HANDLERS: Record<string, Handler> = {
   endSessions: ok,
   killAllSessions: ok,
   getParameter: () => ({ ok: 1 }),
-  serverStatus: () => ({ host: "127.0.0.1", version: VERSION, process: "mongod", uptime: Math.floor(process.uptime()), localTime: new Date(), ok: 1 }),
+  serverStatus: () => ({
+    host: "127.0.0.1",
+    version: VERSION,
+    process: "mongod",
+    uptime: Math.floor(process.uptime()),
+    localTime: new Date(),
+    ok: 1,
+  }),
   hostInfo: () => ({ system: { hostname: "127.0.0.1" }, os: { type: process.platform }, extra: {}, ok: 1 }),
   whatsmyuri: () => ({ you: "127.0.0.1", ok: 1 }),
   getLastError: () => ({ n: 0, err: null, ok: 1 }),

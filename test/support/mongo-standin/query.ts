@@ -1,11 +1,12 @@
 // The query language itself comes from mingo: matching, sorting, projection,
 // update operators and aggregation. This file adapts it to stored documents
 // (which must never be mutated) and to MongoDB's error codes.
-import { ObjectId } from "mongodb";
+
 import { Aggregator, ProcessingMode, Query } from "mingo";
 import type { Options } from "mingo/types";
 import { updateOne } from "mingo/updater";
 import { cloneDeep, isEqual, MingoError, resolve, setValue } from "mingo/util";
+import { ObjectId } from "mongodb";
 import { CommandError } from "./store.ts";
 import type { Doc } from "./wire.ts";
 
@@ -79,7 +80,8 @@ function sortSpec(sort: unknown): { spec: Record<string, 1 | -1> | undefined; re
   for (const [k, v] of Object.entries(asDoc(sort, "sort"))) {
     if (k === "$natural") reverse = Number(v) < 0;
     else if (typeof v === "number" || typeof v === "bigint") spec[k] = Number(v) < 0 ? -1 : 1;
-    else if (v !== null && typeof v === "object") continue; // {$meta: ...}
+    else if (v !== null && typeof v === "object")
+      continue; // {$meta: ...}
     else throw new CommandError(2, `Illegal key in $sort specification: ${k}: ${String(v)}`);
   }
   return { spec: Object.keys(spec).length ? spec : undefined, reverse };
@@ -136,7 +138,23 @@ export function aggregate(docs: Doc[], pipeline: unknown, resolveCollection: (na
 }
 
 // What mingo's updater implements, plus $setOnInsert (handled here).
-const UPDATE_OPERATORS = new Set(["$addToSet", "$bit", "$currentDate", "$inc", "$max", "$min", "$mul", "$pop", "$pull", "$pullAll", "$push", "$rename", "$set", "$setOnInsert", "$unset"]);
+const UPDATE_OPERATORS = new Set([
+  "$addToSet",
+  "$bit",
+  "$currentDate",
+  "$inc",
+  "$max",
+  "$min",
+  "$mul",
+  "$pop",
+  "$pull",
+  "$pullAll",
+  "$push",
+  "$rename",
+  "$set",
+  "$setOnInsert",
+  "$unset",
+]);
 
 /** True for `{$set: ...}`-style updates, false for replacements; unknown operators fail like the server. */
 export function isOperatorUpdate(u: unknown): u is Doc {
@@ -144,7 +162,11 @@ export function isOperatorUpdate(u: unknown): u is Doc {
   const keys = Object.keys(u);
   const ops = keys.filter((k) => k.startsWith("$"));
   const unknown = ops.length ? keys.find((k) => !UPDATE_OPERATORS.has(k)) : undefined;
-  if (unknown) throw new CommandError(9, `Unknown modifier: ${unknown}. Expected a valid update modifier or pipeline-style update specified as an array`);
+  if (unknown)
+    throw new CommandError(
+      9,
+      `Unknown modifier: ${unknown}. Expected a valid update modifier or pipeline-style update specified as an array`,
+    );
   return ops.length > 0;
 }
 
@@ -160,14 +182,17 @@ export function applyUpdate(doc: Doc, filter: unknown, u: unknown, arrayFilters:
       // mingo has no $setOnInsert: it is a $set that only applies when inserting.
       const { $setOnInsert, ...rest } = modifier;
       modifier = rest;
-      if (inserting && isPlainDoc($setOnInsert)) modifier = { ...rest, $set: { ...asDoc(rest.$set, "$set"), ...$setOnInsert } };
+      if (inserting && isPlainDoc($setOnInsert))
+        modifier = { ...rest, $set: { ...asDoc(rest.$set, "$set"), ...$setOnInsert } };
       if (!Object.keys(modifier).length) return copy;
     }
     const longPaths = Array.isArray(modifier) ? [] : numericOperands(copy, (modifier = { ...modifier }));
     const docs = [copy];
     // The filter only matters to mingo for the positional `$` operator; it
     // re-tests the document with it, which bigint fields would confuse.
-    const positional = !Array.isArray(modifier) && Object.values(modifier).some((e) => isPlainDoc(e) && Object.keys(e).some((k) => /\.\$(\.|$)/.test(k)));
+    const positional =
+      !Array.isArray(modifier) &&
+      Object.values(modifier).some((e) => isPlainDoc(e) && Object.keys(e).some((k) => /\.\$(\.|$)/.test(k)));
     wrap(() =>
       updateOne(docs, positional && !inserting ? asDoc(filter, "q") : {}, modifier as Doc, {
         arrayFilters: Array.isArray(arrayFilters) ? (arrayFilters as Doc[]) : [],

@@ -3,9 +3,9 @@
 // hold references to the documents they found, so a later write cannot change
 // a batch that is half sent.
 import { randomBytes } from "node:crypto";
-import { BSON, Binary, ObjectId, UUID } from "mongodb";
 import { Query } from "mingo";
 import { resolve } from "mingo/util";
+import { Binary, BSON, ObjectId, UUID } from "mongodb";
 import { type Doc, MAX_BSON_OBJECT_SIZE } from "./wire.ts";
 
 const CODE_NAMES: Record<number, string> = {
@@ -191,21 +191,38 @@ export class Collection {
   /** Adds an index; returns false if an identical one exists. Conflicts and duplicate data throw like MongoDB. */
   createIndex(spec: Doc): boolean {
     const key = spec.key;
-    if (!key || typeof key !== "object" || !Object.keys(key).length) throw new CommandError(67, "Index key pattern must be a non-empty object");
-    const name = typeof spec.name === "string" ? spec.name : Object.entries(key as Doc).map(([k, v]) => `${k}_${v}`).join("_");
+    if (!key || typeof key !== "object" || !Object.keys(key).length)
+      throw new CommandError(67, "Index key pattern must be a non-empty object");
+    const name =
+      typeof spec.name === "string"
+        ? spec.name
+        : Object.entries(key as Doc)
+            .map(([k, v]) => `${k}_${v}`)
+            .join("_");
     const sameName = this.indexes.find((i) => i.name === name);
     const sameKey = this.indexes.find((i) => keyString(i.keyPattern) === keyString(key));
     const index = new Index({ v: 2, ...spec, key, name });
     if (sameName) {
       if (keyString(sameName.keyPattern) !== keyString(key)) {
-        throw new CommandError(86, `An existing index has the same name as the requested index. Requested index: ${name}, existing index: ${sameName.name}`);
+        throw new CommandError(
+          86,
+          `An existing index has the same name as the requested index. Requested index: ${name}, existing index: ${sameName.name}`,
+        );
       }
       if (sameName.unique !== index.unique || sameName.sparse !== index.sparse) {
-        throw new CommandError(85, `An equivalent index already exists with the same name but different options. Requested index: ${name}`);
+        throw new CommandError(
+          85,
+          `An equivalent index already exists with the same name but different options. Requested index: ${name}`,
+        );
       }
       return false;
     }
-    if (sameKey && sameKey.unique === index.unique && sameKey.sparse === index.sparse && !spec.partialFilterExpression) {
+    if (
+      sameKey &&
+      sameKey.unique === index.unique &&
+      sameKey.sparse === index.sparse &&
+      !spec.partialFilterExpression
+    ) {
       throw new CommandError(85, `Index already exists with a different name: ${sameKey.name}`);
     }
     if (index.unique) {
@@ -214,10 +231,14 @@ export class Collection {
         if (!keyValue) continue;
         const k = keyString(Object.values(keyValue));
         if (index.entries.has(k)) {
-          throw new CommandError(11000, `Index build failed: E11000 duplicate key error collection: ${this.ns} index: ${name} dup key: ${showKey(keyValue)}`, {
-            keyPattern: index.keyPattern,
-            keyValue,
-          });
+          throw new CommandError(
+            11000,
+            `Index build failed: E11000 duplicate key error collection: ${this.ns} index: ${name} dup key: ${showKey(keyValue)}`,
+            {
+              keyPattern: index.keyPattern,
+              keyValue,
+            },
+          );
         }
         index.entries.set(k, keyString(doc._id));
       }
@@ -255,7 +276,8 @@ export class Store {
     let collections = this.dbs.get(db);
     let coll = collections?.get(name);
     if (coll || !create) return coll;
-    if (!name || name.includes("$") || name.includes("\0")) throw new CommandError(73, `Invalid collection name: ${name}`);
+    if (!name || name.includes("$") || name.includes("\0"))
+      throw new CommandError(73, `Invalid collection name: ${name}`);
     if (!collections) this.dbs.set(db, (collections = new Map()));
     coll = new Collection(db, name);
     collections.set(name, coll);

@@ -1,7 +1,16 @@
 // Write commands: insert, update, delete, findAndModify.
 // Per-statement failures go into `writeErrors` with `ok: 1`; ordered batches stop at the first.
 import { BSON } from "mongodb";
-import { applyUpdate, findDocs, isOperatorUpdate, isPlainDoc, matcher, project, upsertSeed, withIdFirst } from "./query.ts";
+import {
+  applyUpdate,
+  findDocs,
+  isOperatorUpdate,
+  isPlainDoc,
+  matcher,
+  project,
+  upsertSeed,
+  withIdFirst,
+} from "./query.ts";
 import { type Collection, CommandError, type Store } from "./store.ts";
 import type { Doc } from "./wire.ts";
 
@@ -18,7 +27,8 @@ export function collectionName(cmd: Doc, name: string): string {
 
 function statements(cmd: Doc, field: string): Doc[] {
   const v = cmd[field];
-  if (!Array.isArray(v) || !v.every(isPlainDoc)) throw new CommandError(14, `BSON field '${field}' is the wrong type, expected array of objects`);
+  if (!Array.isArray(v) || !v.every(isPlainDoc))
+    throw new CommandError(14, `BSON field '${field}' is the wrong type, expected array of objects`);
   return v;
 }
 
@@ -158,7 +168,8 @@ export function del(cmd: Doc, ctx: Context): Doc {
 export function findAndModify(cmd: Doc, ctx: Context): Doc {
   const name = collectionName(cmd, Object.keys(cmd)[0]!);
   const remove = cmd.remove === true;
-  if (remove === (cmd.update !== undefined)) throw new CommandError(9, "Either an update or remove=true must be specified");
+  if (remove === (cmd.update !== undefined))
+    throw new CommandError(9, "Either an update or remove=true must be specified");
   if (remove && cmd.upsert === true) throw new CommandError(9, "Cannot specify both upsert=true and remove=true");
   if (remove) {
     const coll = ctx.store.collection(ctx.db, name);
