@@ -444,7 +444,7 @@ export function createConverter({ config, log, mongo, queue }: ConverterDeps) {
     async start() {
       await removeDeadWorkersDirs(config.TMP_DIR, log);
       await jobs.ensureIndexes();
-      await queue.consume<VideoMessage>(
+      await queue.consume(
         QUEUES.video,
         { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted: giveUp },
         retryAfterMongo(mongo, log, handle, { giveUp: () => handingBack }),

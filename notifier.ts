@@ -216,7 +216,7 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
     app,
     async start() {
       if (!resend) log.warn("RESEND_API_KEY is not set: emails are written to the log instead of sent");
-      await queue.consume<Mp3Message>(
+      await queue.consume(
         QUEUES.mp3,
         { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: exhausted },
         retryAfterMongo(mongo, log, handle, { giveUp: () => stopping }),

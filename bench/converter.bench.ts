@@ -56,7 +56,7 @@ const jobs = jobStore(mongo.db);
 // Every `mp3` message, by job id, with the time it arrived here.
 const arrivals = new Map<string, { at: number; status: string }>();
 const waiting = new Map<string, (arrival: { at: number; status: string }) => void>();
-await queue.consume<{ jobId: string; status: string }>(QUEUES.mp3, { prefetch: 50 }, (delivery) => {
+await queue.consume(QUEUES.mp3, { prefetch: 50 }, (delivery) => {
   const arrival = { at: performance.now(), status: delivery.body.status };
   arrivals.set(delivery.body.jobId, arrival);
   waiting.get(delivery.body.jobId)?.(arrival);

@@ -19,8 +19,22 @@ export const LogLevel = Type.Union(
 export const Url = (protocols: string[], defaultUrl: string, description: string) =>
   Type.String({ pattern: `^(${protocols.join("|")})://\\S+$`, default: defaultUrl, description });
 /** Environment booleans: accept the usual spellings, reject anything else. */
-export const Flag = (defaultValue: boolean, description: string) =>
-  Type.Boolean({ default: defaultValue, description });
+export const Flag = (defaultValue: boolean, description: string) => Type.Boolean({ default: defaultValue, description });
+export const MongoUrl = Url(["mongodb", "mongodb\\+srv"], "mongodb://127.0.0.1:27017/m3dio", "a mongodb:// URL");
+export const AmqpUrl = Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL");
+export const PublicUrl = Url(["http", "https"], "http://localhost:8080", "the gateway's public http(s):// address");
+export const MaxUploadBytes = Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" });
+
+/**
+ * Checks beyond what a schema can say (a list whose entries must each parse, say):
+ * `checked(schema, parse)` marks a field whose value `parse` must accept; its error
+ * message (which should not repeat the variable's name) becomes the config error.
+ */
+const checks = new WeakMap<TSchema, (value: never) => unknown>();
+export function checked<T extends TSchema>(schema: T, check: (value: Static<T>) => unknown): T {
+  checks.set(schema, check as (value: never) => unknown);
+  return schema;
+}
 
 const TRUE = new Set(["true", "1", "yes", "on"]);
 const FALSE = new Set(["false", "0", "no", "off", ""]);
@@ -41,6 +55,14 @@ export function parseConfig<S extends TObject>(schema: S, env: Record<string, st
     const got = withDefaults[name];
     const shown = got === undefined ? "it is not set" : `got ${JSON.stringify(secretSafe(name, got))}`;
     throw new ConfigError(`config: ${name} ${describe(schema.properties[name])}; ${shown}`);
+  }
+  for (const [name, field] of Object.entries(schema.properties) as [string, TSchema][]) {
+    const check = checks.get(field);
+    try {
+      check?.(withDefaults[name] as never);
+    } catch (error) {
+      throw new ConfigError(`config: ${name} ${(error as Error).message}`);
+    }
   }
   return withDefaults as Static<S>;
 }

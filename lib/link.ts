@@ -9,7 +9,9 @@ import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
 import { type Readable, Transform } from "node:stream";
+import { Type } from "@sinclair/typebox";
 import ipaddr from "ipaddr.js";
+import { checked } from "./config.ts";
 import { cleanFilename } from "./files.ts";
 import { byteLimit, formatBytes, NotAVideo, type Sniffed, TooLarge, videoSniffer } from "./upload.ts";
 
@@ -128,6 +130,12 @@ export interface AllowList {
 }
 
 /** Parses a comma-separated list of host names, IPs and CIDRs; throws naming the first bad entry. */
+/** The config field of that list: checked when the config is loaded, so a bad entry stops the service at once. */
+export const AllowHosts = checked(
+  Type.String({ default: "", description: "hosts or CIDRs (comma-separated) links may reach despite the private-range rule" }),
+  parseAllowList,
+);
+
 export function parseAllowList(text: string): AllowList {
   const list: AllowList = { hosts: new Set(), ranges: [] };
   for (const raw of text
@@ -145,7 +153,7 @@ export function parseAllowList(text: string): AllowList {
       )
     ) {
       list.hosts.add(normalHost(entry));
-    } else throw new Error(`URL_ALLOW_HOSTS: "${raw}" is neither a host name, an IP address nor a CIDR range`);
+    } else throw new Error(`"${raw}" is neither a host name, an IP address nor a CIDR range`);
   }
   return list;
 }

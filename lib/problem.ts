@@ -1,6 +1,7 @@
 // HTTP outcomes other than success are RFC 9457 problem documents. Handlers throw
 // one of the small classes below; `problems` maps them (and Elysia's own errors)
 // to application/problem+json once, for every route of the app that uses it.
+import { STATUS_CODES } from "node:http";
 import { Elysia, t } from "elysia";
 import type { Logger } from "./log.ts";
 
@@ -87,87 +88,73 @@ export function problemResponse(problem: ProblemBody, headers: Record<string, st
   });
 }
 
-/** Maps every error to problem+json; unexpected ones are logged and answered 500 without details. */
-export const problems = (log: Logger) =>
+export interface ProblemOptions {
+  /**
+   * Errors that mean a store or broker this service needs is briefly away (not the
+   * request's fault, not a bug): answered 503 with Retry-After, so clients try again.
+   */
+  unavailable?: (error: unknown) => boolean;
+}
+
+/** The problem an error stands for: its own, or one mapped from its kind. Never undefined. */
+function toProblem(
+  code: string | number,
+  error: unknown,
+  request: Request,
+  path: string,
+  log: Logger,
+  options: ProblemOptions,
+): HttpProblem {
+  // A body parser's own problem (too large, not JSON) arrives wrapped in Elysia's ParseError.
+  if (error instanceof HttpProblem) return error;
+  if (code === "PARSE" && (error as Error).cause instanceof HttpProblem) return (error as Error).cause as HttpProblem;
+  if (options.unavailable?.(error)) {
+    log.warn({ event: "store.unavailable", err: error, path }, "a store is unavailable");
+    return new Unavailable("storage is briefly unavailable; try again shortly");
+  }
+  if (code === "PARSE") return new BadRequest("the request body could not be parsed");
+  if (code === "NOT_FOUND") return new NotFound(`no route for ${request.method} ${path}`);
+  const status =
+    typeof (error as { status?: unknown }).status === "number" ? (error as { status: number }).status : 500;
+  if (status < 500)
+    return new HttpProblem(status, STATUS_CODES[status] ?? "Client Error", String((error as Error).message ?? error));
+  log.error({ event: "http.unhandled_error", err: error, method: request.method, path }, "unhandled error");
+  return new HttpProblem(500, "Internal Server Error", "something went wrong on our side; it has been logged");
+}
+
+/** A validation failure: 422 naming every field, with the schema's own message where it has one. */
+function validationProblem(error: { all: unknown[]; type: string }): HttpProblem {
+  const errors = (error.all as Record<string, unknown>[]).map((issue) => ({
+    field:
+      typeof issue.path === "string" && issue.path ? issue.path.replace(/^\//, "").replaceAll("/", ".") : error.type,
+    // A schema's own `error` text ("must be an email address") beats TypeBox's generic one.
+    message:
+      typeof (issue.schema as { error?: unknown } | undefined)?.error === "string"
+        ? (issue.schema as { error: string }).error
+        : typeof issue.message === "string" && issue.message
+          ? issue.message
+          : typeof issue.summary === "string"
+            ? issue.summary
+            : "is invalid",
+  }));
+  const fields = [...new Set(errors.map((e) => e.field))].join(", ");
+  return new Unprocessable(`invalid ${error.type}: ${fields}`, errors);
+}
+
+/** Maps every error to problem+json once, for every route of the app; unexpected ones are logged and answered 500 without details. */
+export const problems = (log: Logger, options: ProblemOptions = {}) =>
   new Elysia({ name: "problems" }).onError({ as: "global" }, ({ code, error, request, path }) => {
-    // A body parser's own problem (too large, not JSON) arrives wrapped in Elysia's ParseError.
     const problem =
-      error instanceof HttpProblem
-        ? error
-        : code === "PARSE" && error.cause instanceof HttpProblem
-          ? error.cause
-          : undefined;
-    if (problem) {
-      return problemResponse(
-        {
-          type: "about:blank",
-          title: problem.title,
-          status: problem.status,
-          detail: problem.detail,
-          instance: path,
-          ...problem.extra,
-        },
-        problem.headers,
-      );
-    }
-    switch (code) {
-      case "VALIDATION": {
-        const errors = error.all.map((issue) => ({
-          field: "path" in issue && issue.path ? issue.path.replace(/^\//, "").replaceAll("/", ".") : error.type,
-          // A schema's own `error` text ("must be an email address") beats TypeBox's generic one.
-          message:
-            "schema" in issue && typeof issue.schema?.error === "string"
-              ? issue.schema.error
-              : "message" in issue && issue.message
-                ? issue.message
-                : (issue.summary ?? "is invalid"),
-        }));
-        const fields = [...new Set(errors.map((e) => e.field))].join(", ");
-        return problemResponse({
-          type: "about:blank",
-          title: "Unprocessable Content",
-          status: 422,
-          detail: `invalid ${error.type}: ${fields}`,
-          instance: path,
-          errors,
-        });
-      }
-      case "PARSE":
-        return problemResponse({
-          type: "about:blank",
-          title: "Bad Request",
-          status: 400,
-          detail: "the request body could not be parsed",
-          instance: path,
-        });
-      case "NOT_FOUND":
-        return problemResponse({
-          type: "about:blank",
-          title: "Not Found",
-          status: 404,
-          detail: `no route for ${request.method} ${path}`,
-          instance: path,
-        });
-      default: {
-        const status =
-          typeof (error as { status?: unknown }).status === "number" ? (error as { status: number }).status : 500;
-        if (status < 500) {
-          return problemResponse({
-            type: "about:blank",
-            title: "Bad Request",
-            status,
-            detail: String((error as Error).message ?? error),
-            instance: path,
-          });
-        }
-        log.error({ err: error, method: request.method, path }, "unhandled error");
-        return problemResponse({
-          type: "about:blank",
-          title: "Internal Server Error",
-          status: 500,
-          detail: "something went wrong on our side; it has been logged",
-          instance: path,
-        });
-      }
-    }
+      code === "VALIDATION" ? validationProblem(error) : toProblem(code, error, request, path, log, options);
+    return problemResponse(
+      {
+        type: "about:blank",
+        title: problem.title,
+        status: problem.status,
+        detail: problem.detail,
+        instance: path,
+        ...problem.extra,
+      },
+      problem.headers,
+    );
   });

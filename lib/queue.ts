@@ -14,10 +14,11 @@
 // Past `maxAttempts` it is rejected without requeue and dead-letters to
 // `<queue>.dead`. Delivery is at least once: consumers must be idempotent.
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib";
+import { Value } from "@sinclair/typebox/value";
 import type { Logger } from "./log.ts";
+import { MESSAGES, type MessageOf, QUEUES, type QueueName } from "./messages.ts";
 
-export const QUEUES = { video: "video", mp3: "mp3" } as const;
-export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+export { QUEUES, type QueueName };
 export const ATTEMPTS_HEADER = "x-attempts";
 
 /** The one declaration of every queue; every user asserts exactly this (any mismatch is a 406 from the broker). */
@@ -62,7 +63,7 @@ export interface ConsumeOptions<T = unknown> {
 
 /** One message in hand. Only the first settling call counts; none throws (if the channel is gone, the broker redelivers). */
 export interface Delivery<T = unknown> {
-  body: T; // parsed JSON, not validated: check its shape
+  body: T; // parsed and checked against the queue's schema (lib/messages.ts)
   messageId: string | undefined;
   redelivered: boolean; // seen before: a retry or a broker redelivery
   headers: Record<string, unknown>;
@@ -82,12 +83,17 @@ export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void> | vo
 
 export interface Queue {
   /** Resolves once the broker confirmed the message; otherwise rejects with QueueUnavailable. */
-  publish(
-    queue: QueueName,
-    body: unknown,
+  publish<Q extends QueueName>(
+    queue: Q,
+    body: MessageOf<Q>,
     options: { messageId: string; headers?: Record<string, unknown> },
   ): Promise<void>;
-  consume<T = unknown>(queue: QueueName, options: ConsumeOptions<T>, handler: Handler<T>): Promise<void>;
+  /** Hands each message that matches the queue's schema to `handler`; a malformed one is dead-lettered. */
+  consume<Q extends QueueName>(
+    queue: Q,
+    options: ConsumeOptions<MessageOf<Q>>,
+    handler: Handler<MessageOf<Q>>,
+  ): Promise<void>;
   /** Cancels every consumer; channels stay open so the messages in hand can still be settled. */
   stopConsuming(): Promise<void>;
   /** Messages received whose handling and settlement are not finished. */
@@ -271,6 +277,14 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
       body = JSON.parse(msg.content.toString("utf8"));
     } catch {
       log.error({ ...context, bytes: msg.content.length }, "message body is not JSON; dead-lettering it");
+      return toDead();
+    }
+    if (!Value.Check(MESSAGES[queue], body)) {
+      const problem = Value.Errors(MESSAGES[queue], body).First();
+      log.error(
+        { event: "message.malformed", ...context, field: problem?.path, problem: problem?.message },
+        "message does not match its queue's schema; dead-lettering it",
+      );
       return toDead();
     }
     if (made >= maxAttempts) return exhausted(body, "redelivered after the last attempt");
