@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
 import * as jose from "jose";
-import { jwksVerifier } from "../lib/bearer.ts";
+import { jwksVerifier } from "../gateway/bearer.ts";
 import { mp3Filename } from "../lib/files.ts";
 import { connectQueue } from "../lib/queue.ts";
 import { makeVideo } from "./support/media.ts";

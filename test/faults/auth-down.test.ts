@@ -4,7 +4,7 @@
 // are still refused. Held keys also outlive their refresh time while auth is away.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as jose from "jose";
-import { jwksVerifier, KeysUnavailable } from "../../lib/bearer.ts";
+import { jwksVerifier, KeysUnavailable } from "../../gateway/bearer.ts";
 import { makeVideo } from "../support/media.ts";
 import { type System, startSystem } from "../support/system.ts";
 import { bytesOf, client } from "./support.ts";

@@ -8,7 +8,7 @@ import { ObjectId } from "mongodb";
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
-import { jwksVerifier } from "../../lib/bearer.ts";
+import { jwksVerifier } from "../../gateway/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { fileStore } from "../../lib/files.ts";
 import { type Job, jobStore } from "../../lib/jobs.ts";

@@ -3,7 +3,7 @@
 // and MongoDB of the test's own, and gateways built on them with app.handle.
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
-import { jwksVerifier } from "../../lib/bearer.ts";
+import { jwksVerifier } from "../../gateway/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo } from "../../lib/mongo.ts";

@@ -10,7 +10,7 @@ import type { Browser, Locator, Page } from "playwright-core";
 import { AuthConfig, createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
-import { jwksVerifier } from "../../lib/bearer.ts";
+import { jwksVerifier } from "../../gateway/bearer.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";

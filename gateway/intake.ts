@@ -4,15 +4,14 @@
 import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
-import type { Caller } from "./bearer.ts";
-import { cleanUp } from "./cleanup.ts";
-import { cleanFilename, type FileStore } from "./files.ts";
-import type { Job, JobStore } from "./jobs.ts";
-import { limitedJson } from "./json.ts";
-import { type AllowList, BadLink, checkPostedLink, linkFilename } from "./link.ts";
-import type { Logger } from "./log.ts";
-import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } from "./problem.ts";
-import { QUEUES, type Queue } from "./queue.ts";
+import { cleanUp } from "../lib/cleanup.ts";
+import { cleanFilename, type FileStore } from "../lib/files.ts";
+import type { Job, JobStore } from "../lib/jobs.ts";
+import { limitedJson } from "../lib/json.ts";
+import { type AllowList, BadLink, checkPostedLink, linkFilename } from "../lib/link.ts";
+import type { Logger } from "../lib/log.ts";
+import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } from "../lib/problem.ts";
+import { QUEUES, type Queue } from "../lib/queue.ts";
 import {
   BadMultipart,
   byteLimit,
@@ -21,7 +20,8 @@ import {
   readMultipartFile,
   TooLarge,
   videoSniffer,
-} from "./upload.ts";
+} from "../lib/upload.ts";
+import type { Caller } from "./bearer.ts";
 
 export interface IntakeDeps {
   files: FileStore;

@@ -4,7 +4,7 @@
 // call to auth. Routes opt in with `{ auth: true }` and receive the caller as `user`.
 import { Elysia } from "elysia";
 import * as jose from "jose";
-import { Unauthorized, Unavailable } from "./problem.ts";
+import { Unauthorized, Unavailable } from "../lib/problem.ts";
 
 export interface Caller {
   id: string;
