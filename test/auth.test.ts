@@ -5,6 +5,7 @@ import { createConnection } from "mysql2/promise";
 import { AuthConfig, createAuth, LOCKOUT } from "../auth.ts";
 import { migrateDatabase } from "../db/migrate.ts";
 import { parseConfig } from "../lib/config.ts";
+import { authTestConfig } from "./support/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 
 let database: TestDatabase;
@@ -12,8 +13,7 @@ let auth: Awaited<ReturnType<typeof createAuth>>;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  const config = parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" });
-  auth = await createAuth({ config });
+  auth = await createAuth({ config: authTestConfig(database.url) });
 });
 afterAll(async () => {
   await auth?.close();
@@ -34,6 +34,13 @@ const loginBasic = (email: string, password: string) =>
 
 let counter = 0;
 const uniqueEmail = () => `user${++counter}.${Date.now()}@example.com`;
+
+async function storedHash(email: string): Promise<string> {
+  const connection = await createConnection({ uri: database.url });
+  const [rows] = await connection.query("SELECT password_hash FROM users WHERE email = ?", [email]);
+  await connection.end();
+  return (rows as { password_hash: string }[])[0]!.password_hash;
+}
 
 async function jwks() {
   const response = await auth.app.handle(new Request("http://auth/.well-known/jwks.json"));
@@ -84,15 +91,34 @@ describe("POST /register", () => {
     expect(response.headers.get("content-type")).toStartWith("application/problem+json");
   });
 
-  test("the password is stored as an argon2id hash, never in clear", async () => {
+  test("the password is stored as an argon2id hash, never in clear, at the configured cost", async () => {
     const email = uniqueEmail();
     await json("/register", { email, password: "my secret words" });
-    const connection = await createConnection({ uri: database.url });
-    const [rows] = await connection.query("SELECT password_hash FROM users WHERE email = ?", [email]);
-    await connection.end();
-    const hash = (rows as { password_hash: string }[])[0]!.password_hash;
+    const hash = await storedHash(email);
     expect(hash).toStartWith("$argon2id$");
+    expect(hash).toStartWith("$argon2id$v=19$m=1024,t=1,"); // the tests' cost (test/support/auth.ts)
     expect(hash).not.toContain("my secret words");
+  });
+
+  test("by default (production) the hash is argon2id at 64 MiB and two passes", async () => {
+    const production = await createAuth({
+      config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }),
+      signingKey: auth.signingKey,
+    });
+    try {
+      const email = uniqueEmail();
+      const registered = await production.app.handle(
+        new Request("http://auth/register", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ email, password: "my secret words" }),
+        }),
+      );
+      expect(registered.status).toBe(201);
+      expect(await storedHash(email)).toStartWith("$argon2id$v=19$m=65536,t=2,");
+    } finally {
+      await production.close();
+    }
   });
 });
 
@@ -229,8 +255,7 @@ describe("configured signing keys", () => {
     const jwk = JSON.stringify(await jose.exportJWK(privateKey));
     const kids: string[] = [];
     for (const JWT_PRIVATE_KEY of [pem, jwk]) {
-      const config = parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent", JWT_PRIVATE_KEY });
-      const service = await createAuth({ config });
+      const service = await createAuth({ config: authTestConfig(database.url, { JWT_PRIVATE_KEY }) });
       const response = await service.app.handle(new Request("http://auth/.well-known/jwks.json"));
       const { keys } = (await response.json()) as { keys: { alg: string; kid: string }[] };
       expect(keys[0]!.alg).toBe(alg);
@@ -250,7 +275,7 @@ describe("health, metrics and docs", () => {
   });
 
   test("ready answers 503 naming the database when it is away", async () => {
-    const config = parseConfig(AuthConfig, { MYSQL_URL: "mysql://root@127.0.0.1:1/none", LOG_LEVEL: "silent" });
+    const config = authTestConfig("mysql://root@127.0.0.1:1/none");
     const service = await createAuth({ config, signingKey: auth.signingKey });
     const ready = await service.app.handle(new Request("http://auth/health/ready"));
     expect(ready.status).toBe(503);

@@ -5,16 +5,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
-import { AuthConfig, createAuth } from "../../auth.ts";
+import { createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
-import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { jwksVerifier } from "../../gateway/bearer.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { fileStore } from "../../lib/files.ts";
 import { type Job, jobStore } from "../../lib/jobs.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
+import { authTestConfig } from "../support/auth.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "../support/jobs.ts";
 import { probe } from "../support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "../support/mongo.ts";
@@ -90,7 +91,7 @@ const videoFilesOf = (id: string) => mongo.db.collection("videos.files").countDo
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
+  auth = await createAuth({ config: authTestConfig(database.url) });
   auth.app.listen({ port: 0, hostname: "127.0.0.1" });
   const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
   mongoUrl = await testMongoUrl();

@@ -1,13 +1,14 @@
 // The HTTP side of m3dio in one test process: auth listening on a local port (the
 // gateway fetches its JWKS and forwards logins over real HTTP), MariaDB, RabbitMQ
 // and MongoDB of the test's own, and gateways built on them with app.handle.
-import { AuthConfig, createAuth } from "../../auth.ts";
-import { createGateway, GatewayConfig } from "../../gateway.ts";
+import { createAuth } from "../../auth.ts";
 import { jwksVerifier } from "../../gateway/bearer.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo } from "../../lib/mongo.ts";
 import { connectQueue } from "../../lib/queue.ts";
+import { authTestConfig } from "./auth.ts";
 import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
 import { createTestDatabase } from "./mysql.ts";
 import { createTestVhost } from "./rabbit.ts";
@@ -17,7 +18,7 @@ export type Stack = Awaited<ReturnType<typeof startStack>>;
 export async function startStack() {
   const log = createLogger("test", "silent");
   const database = await createTestDatabase();
-  const auth = await createAuth({ config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }) });
+  const auth = await createAuth({ config: authTestConfig(database.url) });
   auth.app.listen({ port: 0, hostname: "127.0.0.1" });
   const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
   const mongoUrl = await testMongoUrl();

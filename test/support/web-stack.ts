@@ -7,15 +7,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Locator, Page } from "playwright-core";
-import { AuthConfig, createAuth } from "../../auth.ts";
+import { createAuth } from "../../auth.ts";
 import { ConverterConfig, createConverter } from "../../converter.ts";
-import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { jwksVerifier } from "../../gateway/bearer.ts";
+import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue } from "../../lib/queue.ts";
 import { webPage } from "../../web/serve.ts";
+import { authTestConfig } from "./auth.ts";
 import { launchBrowser } from "./browser.ts";
 import { makeVideo } from "./media.ts";
 import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
@@ -47,9 +48,7 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
     stops.push(() => rmSync(tmp, { recursive: true, force: true }));
     const database = await createTestDatabase();
     stops.push(() => database.drop());
-    const auth = await createAuth({
-      config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }),
-    });
+    const auth = await createAuth({ config: authTestConfig(database.url) });
     stops.push(
       () => auth.close(),
       () => auth.app.stop(true),
