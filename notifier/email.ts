@@ -1,0 +1,67 @@
+// The emails the notifier sends: what a person reads when a conversion ends.
+import escapeHtml from "escape-html";
+import { mp3Filename } from "../lib/files.ts";
+import type { Job } from "../lib/jobs.ts";
+import { formatBytes } from "../lib/upload.ts";
+
+export interface Email {
+  from: string;
+  to: string;
+  subject: string;
+  html: string;
+  text: string;
+}
+
+export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: string }): Email {
+  const name = job.source.filename;
+  const mp3Name = mp3Filename(name);
+  const base = { from: config.MAIL_FROM, to: job.email };
+  if (job.status === "done" && job.audio && job.audioFileId) {
+    const link = `${config.PUBLIC_URL.replace(/\/$/, "")}/jobs/${job._id}/audio`;
+    const facts = [
+      ["File", mp3Name],
+      ["Length", formatDuration(job.audio.durationSec)],
+      ["Size", formatBytes(job.audio.bytes)],
+      ["MP3 file id", job.audioFileId.toHexString()],
+    ];
+    return {
+      ...base,
+      subject: `Your MP3 is ready: ${mp3Name}`,
+      text: [
+        `Your MP3 of "${name}" is ready.`,
+        "",
+        `Download or play it: ${link}`,
+        "",
+        ...facts.map(([k, v]) => `${k}: ${v}`),
+        "",
+        "— m3dio",
+      ].join("\n"),
+      html: page(
+        `<p>Your MP3 of <strong>${escapeHtml(name)}</strong> is ready.</p>
+<p><a href="${escapeHtml(link)}">Download or play it</a></p>
+<table>${facts.map(([k, v]) => `<tr><th align="left">${k}</th><td>${escapeHtml(v!)}</td></tr>`).join("")}</table>`,
+      ),
+    };
+  }
+  const reason = job.error ?? "the conversion did not finish";
+  const advice = /attempts/.test(reason)
+    ? "This was on our side: please upload the video again in a little while."
+    : "Please check that the file plays and has sound, or export it again (MP4 with AAC audio works everywhere), then upload it again.";
+  return {
+    ...base,
+    subject: `We could not convert ${name}`,
+    text: [`We could not turn "${name}" into an MP3: ${reason}.`, "", advice, "", "— m3dio"].join("\n"),
+    html: page(
+      `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>`,
+    ),
+  };
+}
+
+function page(body: string): string {
+  return `<!doctype html><html><body style="font-family: sans-serif">${body}<p>— m3dio</p></body></html>`;
+}
+
+function formatDuration(seconds: number): string {
+  const total = Math.round(seconds);
+  return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
+}
