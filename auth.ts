@@ -11,7 +11,7 @@ import { createPool } from "mysql2/promise";
 import { accountStore, EmailTaken, LOCKOUT } from "./auth/accounts.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
 import { migrateDatabase } from "./db/migrate.ts";
-import { Flag, LogLevel, Port, Url } from "./lib/config.ts";
+import { Flag, LogLevel, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
@@ -24,7 +24,7 @@ import { runService } from "./lib/runner.ts";
 export const AuthConfig = Type.Object({
   PORT: Port(3001),
   LOG_LEVEL: LogLevel,
-  MYSQL_URL: Url(["mysql"], "mysql://root@127.0.0.1:3306/m3dio", "a mysql:// URL"),
+  MYSQL_URL: MysqlUrl,
   MIGRATE_ON_START: Flag(false, "apply migrations at start"),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1, description: "signing key, PEM (PKCS#8) or JWK JSON" })),
   JWT_PRIVATE_KEY_FILE: Type.Optional(

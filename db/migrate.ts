@@ -4,9 +4,12 @@
 // that does not exist yet is created first (a fresh local MariaDB has none), when the
 // account may; where it may not, the server's "Unknown database" error stands.
 import { fileURLToPath } from "node:url";
+import { Type } from "@sinclair/typebox";
 import { drizzle } from "drizzle-orm/mysql2";
 import { migrate } from "drizzle-orm/mysql2/migrator";
 import { createConnection } from "mysql2/promise";
+import { loadConfig, MysqlUrl } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("./migrations", import.meta.url));
 
@@ -39,20 +42,20 @@ async function createDatabase(mysqlUrl: string): Promise<void> {
   }
 }
 
+/** The migrator's own config: the one variable it reads, checked like every service's. */
+export const MigrateConfig = Type.Object({ MYSQL_URL: MysqlUrl });
+
 if (import.meta.main) {
-  const url = process.env.MYSQL_URL || "mysql://root@127.0.0.1:3306/m3dio";
+  const { MYSQL_URL: url } = loadConfig(MigrateConfig);
   const shown = url.replace(/\/\/([^:@/]+):[^@/]+@/, "//$1:***@");
+  const log = createLogger("migrate");
   try {
     await migrateDatabase(url);
-    console.log(JSON.stringify({ level: "info", service: "migrate", msg: "migrations applied", mysql: shown }));
+    log.info({ event: "db.migrated", mysql: shown }, "migrations applied");
   } catch (error) {
-    console.error(
-      JSON.stringify({
-        level: "fatal",
-        service: "migrate",
-        msg: `migrations failed: ${(error as Error).message}`,
-        mysql: shown,
-      }),
+    log.fatal(
+      { event: "db.migration_failed", mysql: shown, err: error },
+      `migrations failed: ${(error as Error).message}`,
     );
     process.exit(1);
   }

@@ -21,5 +21,3 @@ export const loginAttempts = mysqlTable(
   },
   (table) => [index("login_attempts_email_time").on(table.email, table.attemptedAt)],
 );
-
-export type User = typeof users.$inferSelect;

@@ -19,11 +19,17 @@ export const LogLevel = Type.Union(
 export const Url = (protocols: string[], defaultUrl: string, description: string) =>
   Type.String({ pattern: `^(${protocols.join("|")})://\\S+$`, default: defaultUrl, description });
 /** Environment booleans: accept the usual spellings, reject anything else. */
-export const Flag = (defaultValue: boolean, description: string) => Type.Boolean({ default: defaultValue, description });
+export const Flag = (defaultValue: boolean, description: string) =>
+  Type.Boolean({ default: defaultValue, description });
 export const MongoUrl = Url(["mongodb", "mongodb\\+srv"], "mongodb://127.0.0.1:27017/m3dio", "a mongodb:// URL");
 export const AmqpUrl = Url(["amqp", "amqps"], "amqp://guest:guest@127.0.0.1:5672", "an amqp:// URL");
+export const MysqlUrl = Url(["mysql"], "mysql://root@127.0.0.1:3306/m3dio", "a mysql:// URL");
 export const PublicUrl = Url(["http", "https"], "http://localhost:8080", "the gateway's public http(s):// address");
-export const MaxUploadBytes = Type.Integer({ minimum: 1, default: 2 * 1024 ** 3, description: "largest video accepted" });
+export const MaxUploadBytes = Type.Integer({
+  minimum: 1,
+  default: 2 * 1024 ** 3,
+  description: "largest video accepted",
+});
 
 /**
  * Checks beyond what a schema can say (a list whose entries must each parse, say):
