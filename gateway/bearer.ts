@@ -33,7 +33,10 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
   });
   let loadedAt = 0; // last successful fetch
   let triedAt = 0; // last background refresh attempt
-  const reload = () => remote.reload().then(() => void (loadedAt = Date.now()));
+  const reload = async () => {
+    await remote.reload();
+    loadedAt = Date.now();
+  };
   const keys: jose.JWTVerifyGetKey = async (header, token) => {
     const now = Date.now();
     if (loadedAt && now - loadedAt > refreshMs && now - triedAt > Math.min(refreshMs, REFRESH_RETRY_MS)) {
@@ -60,16 +63,14 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
       if (typeof payload.email !== "string") throw new Error("token has no email claim");
       return { id: payload.sub!, email: payload.email };
     },
-    /** Fetches the keys now (at start, and as the readiness check). */
-    reload,
-    /** Keys were fetched within `refreshMs`. */
-    get fresh() {
-      return loadedAt > 0 && Date.now() - loadedAt <= refreshMs;
+    /** Resolves once keys are held, fetching them if none are yet (at start, and as the readiness check). */
+    async ready(): Promise<void> {
+      if (!loadedAt) await reload();
     },
   };
 }
 
-export type TokenVerifier = Pick<ReturnType<typeof jwksVerifier>, "verify">;
+export type TokenVerifier = Pick<ReturnType<typeof jwksVerifier>, "verify" | "ready">;
 
 export function bearerToken(authorization: string | undefined): string | undefined {
   return authorization?.match(/^Bearer\s+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*)\s*$/i)?.[1];

@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
 import { cleanUp } from "../lib/cleanup.ts";
-import { cleanFilename, type FileStore } from "../lib/files.ts";
+import { cleanFilename, type FileStore, type StoredFile } from "../lib/files.ts";
 import type { Job, JobStore } from "../lib/jobs.ts";
 import { limitedJson } from "../lib/json.ts";
 import { type AllowList, BadLink, checkPostedLink, linkFilename } from "../lib/link.ts";
@@ -34,125 +34,142 @@ export interface IntakeDeps {
   jobsCreated: Counter;
 }
 
-export function jobIntake({
-  files,
-  jobs,
-  queue,
-  log,
-  maxUploadBytes,
-  allowList,
-  uploadedBytes,
-  jobsCreated,
-}: IntakeDeps) {
-  /** Stores one upload and queues it; nothing is left behind if any step fails. */
-  async function acceptVideo(user: Caller, stream: Readable, filename: string, declaredType: string): Promise<Job> {
-    const sniffer = videoSniffer();
-    const name = cleanFilename(filename);
-    let stored;
+/** The gateway's intake: `receive(request, user, query)` answers the job it created (or throws a problem). */
+export function jobIntake(deps: IntakeDeps) {
+  return {
+    receive: (request: Request, user: Caller, query: { filename?: string }) => receive(deps, request, user, query),
+  };
+}
+export type JobIntake = ReturnType<typeof jobIntake>;
+
+async function receive(deps: IntakeDeps, request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
+  const type = request.headers.get("content-type") ?? "";
+  if (!request.body) throw new Unprocessable("the request has no body: send a video");
+  if (/^multipart\/form-data/i.test(type)) {
     try {
-      stored = await files.upload(
-        "videos",
-        stream,
-        { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" },
-        sniffer,
-        byteLimit(maxUploadBytes),
+      return await readMultipartFile(request.body, type, "file", (file) =>
+        acceptVideo(deps, user, file.stream, file.filename, file.contentType),
       );
     } catch (error) {
-      stream.resume();
-      if (error instanceof TooLarge)
-        throw new ContentTooLarge(`the video is larger than ${formatBytes(maxUploadBytes)}`);
-      if (error instanceof NotAVideo)
-        throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
+      if (error instanceof BadMultipart) throw new Unprocessable(error.message);
       throw error;
     }
-    const { mime } = await sniffer.sniffed;
-    const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
-    const removeVideo = () => undo(`remove video ${stored.id}`, () => files.remove("videos", stored.id));
-    const record = await jobs
-      .create({
-        _id: jobId,
-        userId: user.id,
-        email: user.email,
-        videoFileId: stored.id,
-        source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime },
-      })
-      .catch(async (error) => {
-        await undo(`remove job ${jobId}`, () => jobs.remove(jobId));
-        await removeVideo();
-        throw error;
-      });
-    await enqueue(record, removeVideo);
-    uploadedBytes.inc(stored.bytes);
-    log.info({ jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
-    return record;
   }
-
-  /**
-   * A rollback step that must happen even if MongoDB is failing right now (which is often
-   * why we roll back): tried at once, then retried in the background until it works.
-   */
-  const undo = (what: string, action: () => Promise<unknown>) => cleanUp(what, action, { log }).then(() => {});
-
-  /** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
-  async function enqueue(record: Job, removeVideo: () => Promise<void> = async () => {}) {
-    try {
-      await queue.publish(QUEUES.video, { jobId: record._id.toHexString() }, { messageId: record._id.toHexString() });
-    } catch (error) {
-      await undo(`remove job ${record._id}`, () => jobs.remove(record._id));
-      await removeVideo();
-      log.error({ err: error, jobId: record._id, userId: record.userId }, "could not queue the job; removed it");
-      throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
-    }
-    jobsCreated.inc();
+  if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
+    return acceptVideo(deps, user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
   }
+  if (/^application\/json/i.test(type)) return acceptLink(deps, user, await limitedJson()({ request }));
+  throw new UnsupportedMediaType(
+    "send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}",
+  );
+}
 
-  /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
-  async function acceptLink(user: Caller, body: unknown): Promise<Job> {
-    let url: URL;
-    try {
-      url = checkPostedLink((body as { url?: unknown } | undefined)?.url, allowList);
-    } catch (error) {
-      if (error instanceof BadLink)
-        throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
-      throw error;
-    }
-    const record = await jobs.create({
+/** Stores one upload and queues it; nothing is left behind if any step fails. */
+async function acceptVideo(
+  deps: IntakeDeps,
+  user: Caller,
+  stream: Readable,
+  filename: string,
+  declaredType: string,
+): Promise<Job> {
+  const { files, jobs, log } = deps;
+  const name = cleanFilename(filename);
+  const { stored, mime } = await storeVideo(deps, user, stream, name, declaredType);
+  const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
+  const removeVideo = () => undo(deps, `remove video ${stored.id}`, () => files.remove("videos", stored.id));
+  const record = await jobs
+    .create({
+      _id: jobId,
       userId: user.id,
       email: user.email,
-      source: {
-        kind: "url",
-        url: url.href,
-        filename: linkFilename(url),
-        bytes: 0,
-        contentType: "application/octet-stream",
-      },
+      videoFileId: stored.id,
+      source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime },
+    })
+    .catch(async (error) => {
+      await undo(deps, `remove job ${jobId}`, () => jobs.remove(jobId));
+      await removeVideo();
+      throw error;
     });
-    await enqueue(record);
-    log.info({ jobId: record._id, userId: user.id, host: url.host }, "link job queued");
-    return record;
-  }
-
-  async function receive(request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
-    const type = request.headers.get("content-type") ?? "";
-    if (!request.body) throw new Unprocessable("the request has no body: send a video");
-    if (/^multipart\/form-data/i.test(type)) {
-      try {
-        return await readMultipartFile(request.body, type, "file", (file) =>
-          acceptVideo(user, file.stream, file.filename, file.contentType),
-        );
-      } catch (error) {
-        if (error instanceof BadMultipart) throw new Unprocessable(error.message);
-        throw error;
-      }
-    }
-    if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-      return acceptVideo(user, Readable.fromWeb(request.body as never), query.filename ?? "video", type);
-    }
-    if (/^application\/json/i.test(type)) return acceptLink(user, await limitedJson()({ request }));
-    throw new UnsupportedMediaType(
-      "send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}",
-    );
-  }
-
-  return { receive, undo };
+  await enqueue(deps, record, removeVideo);
+  deps.uploadedBytes.inc(stored.bytes);
+  log.info({ event: "job.queued", jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
+  return record;
 }
+
+/** Streams the upload into GridFS, checking its size and that it is a video; the file is gone if either fails. */
+async function storeVideo(
+  { files, maxUploadBytes }: IntakeDeps,
+  user: Caller,
+  stream: Readable,
+  name: string,
+  declaredType: string,
+): Promise<{ stored: StoredFile; mime: string }> {
+  const sniffer = videoSniffer();
+  let stored: StoredFile;
+  try {
+    stored = await files.upload(
+      "videos",
+      stream,
+      { owner: user.id, filename: name, contentType: declaredType || "application/octet-stream" },
+      sniffer,
+      byteLimit(maxUploadBytes),
+    );
+  } catch (error) {
+    stream.resume();
+    if (error instanceof TooLarge) throw new ContentTooLarge(`the video is larger than ${formatBytes(maxUploadBytes)}`);
+    if (error instanceof NotAVideo)
+      throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
+    throw error;
+  }
+  return { stored, mime: (await sniffer.sniffed).mime };
+}
+
+/** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
+async function acceptLink(deps: IntakeDeps, user: Caller, body: unknown): Promise<Job> {
+  let url: URL;
+  try {
+    url = checkPostedLink((body as { url?: unknown } | undefined)?.url, deps.allowList);
+  } catch (error) {
+    if (error instanceof BadLink)
+      throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
+    throw error;
+  }
+  const record = await deps.jobs.create({
+    userId: user.id,
+    email: user.email,
+    source: {
+      kind: "url",
+      url: url.href,
+      filename: linkFilename(url),
+      bytes: 0,
+      contentType: "application/octet-stream",
+    },
+  });
+  await enqueue(deps, record);
+  deps.log.info({ event: "job.link_queued", jobId: record._id, userId: user.id, host: url.host }, "link job queued");
+  return record;
+}
+
+/** Publishes the job to `video`; if the broker does not confirm, the job (and its video) are removed: 503. */
+async function enqueue(deps: IntakeDeps, record: Job, removeVideo: () => Promise<void> = async () => {}) {
+  try {
+    const jobId = record._id.toHexString();
+    await deps.queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
+  } catch (error) {
+    await undo(deps, `remove job ${record._id}`, () => deps.jobs.remove(record._id));
+    await removeVideo();
+    deps.log.error(
+      { event: "job.enqueue_failed", err: error, jobId: record._id, userId: record.userId },
+      "could not queue the job; removed it",
+    );
+    throw new Unavailable("the job could not be queued right now; nothing was kept, please try again");
+  }
+  deps.jobsCreated.inc();
+}
+
+/**
+ * A rollback step that must happen even if MongoDB is failing right now (which is often
+ * why we roll back): tried at once, then retried in the background until it works.
+ */
+const undo = ({ log }: IntakeDeps, what: string, action: () => Promise<unknown>) =>
+  cleanUp(what, action, { log }).then(() => {});

@@ -5,6 +5,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
 import * as jose from "jose";
 import { jwksVerifier } from "../gateway/bearer.ts";
+import type { JobPage, JobView } from "../gateway.ts";
 import { mp3Filename } from "../lib/files.ts";
 import { connectQueue } from "../lib/queue.ts";
 import { makeVideo } from "./support/media.ts";
@@ -52,11 +53,7 @@ describe("uploads", () => {
     const user = await newUser();
     const response = await uploadForm(user.headers, videoBlob(), "My Holiday.mp4");
     expect(response.status).toBe(202);
-    const job = (await response.json()) as {
-      id: string;
-      status: string;
-      source: { filename: string; bytes: number; contentType: string };
-    };
+    const job = (await response.json()) as JobView;
     expect(job).toMatchObject({
       status: "queued",
       progress: 0,
@@ -79,7 +76,7 @@ describe("uploads", () => {
       body: videoBlob(),
     });
     expect(response.status).toBe(202);
-    const job = (await response.json()) as { id: string; source: { filename: string } };
+    const job = (await response.json()) as JobView;
     expect(job.source.filename).toBe("clip.mp4");
     expect((await takeVideoMessage())?.jobId).toBe(job.id);
   });
@@ -206,10 +203,7 @@ describe("jobs", () => {
       ids.push(((await (await uploadForm(user.headers, videoBlob(), `v${i}.mp4`)).json()) as { id: string }).id);
       await takeVideoMessage();
     }
-    const first = (await (await call("/jobs?limit=2", { headers: user.headers })).json()) as {
-      items: { id: string }[];
-      nextCursor: string;
-    };
+    const first = (await (await call("/jobs?limit=2", { headers: user.headers })).json()) as JobPage;
     expect(first.items.map((job) => job.id)).toEqual([ids[4]!, ids[3]!]);
     const second = (await (
       await call(`/jobs?limit=2&cursor=${first.nextCursor}`, { headers: user.headers })
@@ -343,10 +337,8 @@ describe("the reference curl flow", () => {
     expect(uploaded.status).toBe(202);
     expect((await takeVideoMessage())?.jobId).toBe(((await uploaded.json()) as { id: string }).id);
     const { job, audioFileId } = await doneJob(bearerHeaders, new Uint8Array([1, 2, 3]));
-    const shown = (await (await call(`/jobs/${job._id}`, { headers: bearerHeaders })).json()) as {
-      audio: { fileId: string };
-    };
-    expect(shown.audio.fileId).toBe(audioFileId); // the job tells the fid the reference flow needs
+    const shown = (await (await call(`/jobs/${job._id}`, { headers: bearerHeaders })).json()) as JobView;
+    expect(shown.audio?.fileId).toBe(audioFileId); // the job tells the fid the reference flow needs
     const download = await call(`/download?fid=${audioFileId}`, { headers: bearerHeaders });
     expect(download.status).toBe(200);
     expect(new Uint8Array(await download.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));

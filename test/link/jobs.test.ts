@@ -105,6 +105,7 @@ beforeAll(async () => {
     AMQP_URL: vhost.url,
   });
   gateway = createGateway({ config, log, mongo, queue, verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`) });
+  await gateway.start();
   const credentials = JSON.stringify({ email: `link.${Date.now()}@example.com`, password: "link test password" });
   const json = { "content-type": "application/json" };
   expect((await call("/auth/register", { method: "POST", headers: json, body: credentials })).status).toBe(201);

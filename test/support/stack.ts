@@ -1,10 +1,13 @@
 // The HTTP side of m3dio in one test process: auth listening on a local port (the
 // gateway fetches its JWKS and forwards logins over real HTTP), MariaDB, RabbitMQ
-// and MongoDB of the test's own, and gateways built on them with app.handle.
+// and MongoDB of the test's own, and gateways built on them with app.handle. Each
+// gateway comes with the job and file stores on its database, for setting up and checking.
 import { createAuth } from "../../auth.ts";
 import { jwksVerifier } from "../../gateway/bearer.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
+import { fileStore } from "../../lib/files.ts";
+import { jobStore } from "../../lib/jobs.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo } from "../../lib/mongo.ts";
 import { connectQueue } from "../../lib/queue.ts";
@@ -38,9 +41,11 @@ export async function startStack() {
       ...overrides,
     });
     const verifier = jwksVerifier(`${authBase}/.well-known/jwks.json`);
-    return createGateway({ config, log, mongo, queue, verifier, ...deps });
+    const gateway = createGateway({ config, log, mongo, queue, verifier, ...deps });
+    return { ...gateway, jobs: jobStore(mongo.db), files: fileStore(mongo.db, { log }) };
   }
   const gateway = gatewayWith();
+  await gateway.start();
   const call = (path: string, init: RequestInit = {}, app = gateway.app) =>
     app.handle(new Request(`http://localhost${path}`, init));
   const postJson = (path: string, body: unknown, app = gateway.app) =>

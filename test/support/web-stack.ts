@@ -15,7 +15,6 @@ import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue } from "../../lib/queue.ts";
-import { webPage } from "../../web/serve.ts";
 import { authTestConfig } from "./auth.ts";
 import { launchBrowser } from "./browser.ts";
 import { makeVideo } from "./media.ts";
@@ -78,10 +77,12 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
       queue: gatewayQueue,
       verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`),
     });
-    // A no-op once gateway.ts mounts the page itself: Elysia keeps one copy of a named plugin.
-    gateway.app.use(webPage());
+    await gateway.start();
     gateway.app.listen({ port: 0, hostname: "127.0.0.1" });
-    stops.push(() => gateway.app.stop(true));
+    stops.push(
+      () => gateway.app.stop(true),
+      () => gateway.stop(),
+    );
     const converter = createConverter({
       config: parseConfig(ConverterConfig, {
         MONGODB_URL: mongoUrl,

@@ -1,0 +1,82 @@
+// The job routes, every one for a caller with a valid bearer token: a table of short
+// handlers over the intake (new jobs), the job service and the live status stream.
+import { Elysia } from "elysia";
+import { bearer, type TokenVerifier } from "./bearer.ts";
+import type { JobIntake } from "./intake.ts";
+import type { JobService } from "./job-service.ts";
+import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
+import { DownloadQuery, gatewayModels, JobId, JobListQuery, jobDocs, NewJobQuery } from "./models.ts";
+import { jobView } from "./view.ts";
+
+export interface JobRoutesDeps {
+  intake: JobIntake;
+  service: JobService;
+  verifier: TokenVerifier;
+  streams: LiveStreams;
+}
+
+/** What POST /jobs and POST /upload answer: the new job, or why not. */
+const newJobAnswers = {
+  202: "Job",
+  400: "Problem",
+  401: "Problem",
+  413: "Problem",
+  415: "Problem",
+  422: "Problem",
+  503: "Problem",
+} as const;
+
+export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps) =>
+  new Elysia({ name: "gateway.job-routes" })
+    .use(gatewayModels)
+    .use(bearer(verifier))
+    .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+      app
+        .post(
+          "/jobs",
+          ({ request, user, query, status }) =>
+            intake.receive(request, user, query).then((job) => status(202, jobView(job))),
+          { parse: "none", query: NewJobQuery, response: newJobAnswers, detail: jobDocs.create },
+        )
+        .get("/jobs", ({ user, query }) => service.page(user, query), {
+          query: JobListQuery,
+          response: { 200: "JobPage", 401: "Problem", 422: "Problem" },
+          detail: jobDocs.list,
+        })
+        .get("/jobs/:id", async ({ params, user }) => jobView(await service.owned(params.id, user)), {
+          params: JobId,
+          response: { 200: "Job", 401: "Problem", 404: "Problem" },
+          detail: jobDocs.get,
+        })
+        .delete(
+          "/jobs/:id",
+          async ({ params, user, status }) => {
+            await service.remove(params.id, user);
+            return status(204, undefined);
+          },
+          { params: JobId, detail: jobDocs.remove },
+        )
+        .get(
+          "/jobs/:id/events",
+          async function* ({ params, user, request }) {
+            const job = await service.owned(params.id, user);
+            yield* jobStatusEvents(job, { id: params.id, reread: service.current, request, streams });
+          },
+          { params: JobId, detail: jobDocs.events },
+        )
+        .get(
+          "/jobs/:id/audio",
+          async ({ params, user, request }) => service.audio(await service.owned(params.id, user), request),
+          { params: JobId, detail: jobDocs.audio },
+        )
+        // Reference-system compatibility: `curl -F file=@video.mp4 /upload` and `/download?fid=<mp3 file id>`.
+        .post(
+          "/upload",
+          ({ request, user, status }) => intake.receive(request, user, {}).then((job) => status(202, jobView(job))),
+          { parse: "none", response: newJobAnswers, detail: jobDocs.upload },
+        )
+        .get("/download", ({ query, user, request }) => service.audioByFileId(query.fid, user, request), {
+          query: DownloadQuery,
+          detail: jobDocs.download,
+        }),
+    );

@@ -1,0 +1,87 @@
+// What the job routes do apart from HTTP: find, page through and delete a caller's own
+// jobs, and answer a finished job's MP3 (Range requests included).
+import { create as contentDisposition } from "content-disposition";
+import type { ObjectId } from "mongodb";
+import { cleanUp } from "../lib/cleanup.ts";
+import { mp3Filename } from "../lib/filenames.ts";
+import type { BucketName, FileStore } from "../lib/files.ts";
+import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
+import type { Logger } from "../lib/log.ts";
+import { Conflict, NotFound, Unprocessable } from "../lib/problem.ts";
+import type { Caller } from "./bearer.ts";
+import type { JobPage } from "./models.ts";
+import { jobView } from "./view.ts";
+
+export interface JobServiceDeps {
+  jobs: JobStore;
+  files: FileStore;
+  log: Logger;
+}
+
+export function jobService({ jobs, files, log }: JobServiceDeps) {
+  /** The caller's job by the id in a URL; someone else's job, or no such id, is 404. */
+  async function owned(id: string, user: Caller): Promise<Job> {
+    const jobId = parseJobId(id);
+    const job = jobId && (await jobs.getOwned(jobId, user.id));
+    if (!job) throw new NotFound("no such job");
+    return job;
+  }
+
+  /** One page of the caller's jobs, newest first; `cursor` is the last id of the page before. */
+  async function page(user: Caller, { limit, cursor }: { limit: number; cursor?: string }): Promise<JobPage> {
+    const before = cursor ? parseJobId(cursor) : undefined;
+    if (before === null) throw new Unprocessable("cursor is not a job id");
+    const found = await jobs.list(user.id, { limit: limit + 1, ...(before ? { before } : {}) });
+    const items = found.slice(0, limit).map(jobView);
+    return found.length > limit ? { items, nextCursor: items.at(-1)!.id } : { items };
+  }
+
+  /** Deletes the caller's job, then its video and MP3. */
+  async function remove(id: string, user: Caller): Promise<void> {
+    const job = await owned(id, user);
+    await jobs.remove(job._id);
+    await removeFilesOf(job);
+    log.info({ event: "job.deleted", jobId: job._id, userId: user.id }, "job deleted");
+  }
+
+  /** The job is gone: its files must follow even if MongoDB falters now (a failed removal is retried in the background). */
+  async function removeFilesOf(job: Job): Promise<void> {
+    const removeFile = (bucket: BucketName, fileId: ObjectId) =>
+      cleanUp(`remove ${bucket} file ${fileId}`, () => files.remove(bucket, fileId), { log });
+    await Promise.all([
+      job.videoFileId && removeFile("videos", job.videoFileId),
+      job.audioFileId && removeFile("mp3s", job.audioFileId),
+    ]);
+  }
+
+  /** The job's MP3 as an attachment named after the video; 409 until the job is done. */
+  async function audio(job: Job, request: Request): Promise<Response> {
+    if (job.status !== "done" || !job.audioFileId) {
+      throw new Conflict(
+        job.status === "failed"
+          ? `the job failed: ${job.error ?? "no MP3"}`
+          : `the MP3 is not ready yet (status: ${job.status})`,
+      );
+    }
+    return files.respond("mp3s", job.audioFileId, request, {
+      "content-type": "audio/mpeg",
+      "content-disposition": contentDisposition(mp3Filename(job.source.filename)),
+      "cache-control": "private, max-age=3600",
+    });
+  }
+
+  /** The caller's MP3 by its file id (the reference system's `/download?fid=`). */
+  async function audioByFileId(fid: string, user: Caller, request: Request): Promise<Response> {
+    const fileId = parseJobId(fid);
+    const job = fileId && (await jobs.findByAudioFile(fileId, user.id));
+    if (!job) throw new NotFound("no such MP3");
+    return audio(job, request);
+  }
+
+  /** The caller's job as it is now; null once it is deleted. */
+  const current = (job: Job) => jobs.getOwned(job._id, job.userId);
+
+  return { owned, page, remove, audio, audioByFileId, current };
+}
+
+export type JobService = ReturnType<typeof jobService>;
