@@ -2,21 +2,11 @@
 // Everything that needs the token sends it as `Authorization: Bearer`: the live
 // status stream and the MP3 too, which is why they are read with fetch (an
 // EventSource or an <audio src> cannot send that header).
+import type { JobView } from "../gateway/models.ts";
+import { mp3Filename } from "../lib/filenames.ts";
 
-export type JobStatus = "queued" | "converting" | "done" | "failed";
-
-export interface Job {
-  id: string;
-  status: JobStatus;
-  /** link jobs: what a queued or converting job is doing right now */
-  phase?: "downloading" | "converting";
-  progress: number;
-  error?: string;
-  source: { kind: "upload" | "url"; filename: string; url?: string; bytes: number; contentType: string };
-  audio?: { bytes: number; durationSec: number };
-  createdAt: string;
-  updatedAt: string;
-}
+/** A job as the gateway shows it (its own model: a type-only import, so no server code is bundled). */
+export type Job = JobView;
 
 export interface Session {
   token: string;
@@ -136,7 +126,10 @@ export async function convertLink(token: string, url: string): Promise<Job> {
 export async function fetchAudio(token: string, job: Job): Promise<{ blob: Blob; filename: string }> {
   const response = await call(`/jobs/${encodeURIComponent(job.id)}/audio`, { token });
   const blob = await response.blob();
-  return { blob, filename: filenameFrom(response.headers.get("content-disposition")) ?? mp3Name(job.source.filename) };
+  return {
+    blob,
+    filename: filenameFrom(response.headers.get("content-disposition")) ?? mp3Filename(job.source.filename),
+  };
 }
 
 /** `filename*=UTF-8''…` (preferred) or `filename="…"` from a Content-Disposition header. */
@@ -155,8 +148,6 @@ export function filenameFrom(disposition: string | null): string | undefined {
     /filename\s*=\s*([^;\s]+)/.exec(disposition)?.[1]
   );
 }
-
-export const mp3Name = (videoName: string) => `${videoName.replace(/\.[^.]{1,10}$/, "") || "audio"}.mp3`;
 
 /**
  * Uploads one video as multipart `file` with XMLHttpRequest, the only browser API
