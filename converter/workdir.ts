@@ -3,7 +3,7 @@
 // (SIGKILL, OOM: no `finally` ran) from a live one's and remove them.
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../lib/log.ts";
 
 const PREFIX = "m3dio-job-";
 
@@ -22,7 +22,7 @@ export async function removeDeadWorkersDirs(root: string, log: Logger): Promise<
     if (!entry.startsWith(PREFIX) || !pid) continue;
     if (pid !== process.pid && isAlive(pid)) continue;
     await removeJobDir(join(root, entry));
-    log.info({ dir: entry }, "removed a dead worker's temp directory");
+    log.info({ event: "workdir.removed", dir: entry }, "removed a dead worker's temp directory");
   }
 }
 

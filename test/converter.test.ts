@@ -52,14 +52,25 @@ afterEach(async () => {
   ).toEqual([]);
 });
 
-function converterConfig(overrides: Record<string, string> = {}) {
-  return parseConfig(ConverterConfig, {
+/** A converter with a queue connection of its own; `stop()` stops both. */
+async function startConverter(overrides: Record<string, string> = {}) {
+  const ownQueue = await connectQueue(vhost.url, log);
+  const config = parseConfig(ConverterConfig, {
     MONGODB_URL: mongoUrl,
     AMQP_URL: vhost.url,
     TMP_DIR: tmp,
     LOG_LEVEL: "silent",
+    SHUTDOWN_GRACE_MS: "5000",
     ...overrides,
   });
+  const converter = createConverter({ config, log, mongo, queue: ownQueue });
+  await converter.start();
+  return {
+    async stop() {
+      await converter.stop();
+      await ownQueue.close();
+    },
+  };
 }
 
 /** A job as the gateway leaves it: video in GridFS, record queued, message published. */
@@ -91,17 +102,11 @@ async function downloadMp3(job: Job): Promise<string> {
 }
 
 describe("in-process conversions", () => {
-  let converter: ReturnType<typeof createConverter>;
-  let ownQueue: Queue;
+  let converter: Awaited<ReturnType<typeof startConverter>>;
   beforeAll(async () => {
-    ownQueue = await connectQueue(vhost.url, log);
-    converter = createConverter({ config: converterConfig(), log, mongo, queue: ownQueue });
-    await converter.start();
+    converter = await startConverter();
   });
-  afterAll(async () => {
-    await converter.stop(5000);
-    await ownQueue.close();
-  });
+  afterAll(() => converter?.stop());
 
   const good = [
     ["MP4 with the index at the end", { format: "mp4" }],
@@ -213,14 +218,11 @@ describe("in-process conversions", () => {
 describe("transient trouble", () => {
   test("is retried up to the bound, then the job fails as given up and the message is dead-lettered", async () => {
     // A spool directory that cannot be written stands in for a full disk: every attempt fails.
-    const ownQueue = await connectQueue(vhost.url, log);
-    const converter = createConverter({
-      config: converterConfig({ TMP_DIR: join(tmp, "missing", "dir"), MAX_ATTEMPTS: "3" }),
-      log,
-      mongo,
-      queue: ownQueue,
+    const converter = await startConverter({
+      TMP_DIR: join(tmp, "missing", "dir"),
+      MAX_ATTEMPTS: "3",
+      SHUTDOWN_GRACE_MS: "1000",
     });
-    await converter.start();
     try {
       const id = await queueJob(await makeVideo({ seconds: 1 }));
       const job = await waitForJob(id);
@@ -232,8 +234,7 @@ describe("transient trouble", () => {
         { jobId: id.toHexString() },
       ]);
     } finally {
-      await converter.stop(1000);
-      await ownQueue.close();
+      await converter.stop();
     }
   });
 });

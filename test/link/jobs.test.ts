@@ -11,7 +11,7 @@ import { jwksVerifier } from "../../gateway/bearer.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { fileStore } from "../../lib/files.ts";
-import { type Job, jobStore } from "../../lib/jobs.ts";
+import { jobStore } from "../../lib/jobs.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
@@ -46,13 +46,14 @@ async function startConverter(overrides: Record<string, string>) {
     AMQP_URL: vhost.url,
     TMP_DIR: tmp,
     LOG_LEVEL: "silent",
+    SHUTDOWN_GRACE_MS: "2000",
     ...overrides,
   });
   const converter = createConverter({ config, log, mongo, queue: ownQueue });
   await converter.start();
   return {
-    async stop(graceMs = 2000) {
-      await converter.stop(graceMs);
+    async stop() {
+      await converter.stop();
       await ownQueue.close();
     },
   };
@@ -329,14 +330,20 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
 
 describe("stopping a worker during a download", () => {
   test("hands the job back untouched (attempt not counted) and leaves no partial video", async () => {
-    const converter = await startConverter({ URL_ALLOW_HOSTS: "localhost", URL_TIMEOUT_MS: "30000" });
+    const converter = await startConverter({
+      URL_ALLOW_HOSTS: "localhost",
+      URL_TIMEOUT_MS: "30000",
+      SHUTDOWN_GRACE_MS: "0",
+    });
     const { id } = (await (await postLink(site("/slow.mp4"))).json()) as { id: string };
-    for (let tries = 0; (await jobs.get(new ObjectId(id)))?.phase !== "downloading"; tries++) {
-      expect(tries).toBeLessThan(100);
-      await Bun.sleep(50);
-    }
-    await Bun.sleep(200); // the body has started to arrive
-    await converter.stop(0);
+    const downloading = await settle(
+      async () => (await jobs.get(new ObjectId(id)))!,
+      (job) => job.phase === "downloading" && job.progress > 0, // the body has started to arrive
+      5000,
+    );
+    expect(downloading).toMatchObject({ phase: "downloading" });
+    expect(downloading.progress).toBeGreaterThan(0);
+    await converter.stop();
     const job = (await jobs.get(new ObjectId(id)))!;
     expect(job).toMatchObject({ status: "converting", phase: "downloading", attempts: 0 });
     expect(job.videoFileId).toBeUndefined();

@@ -89,12 +89,13 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
         AMQP_URL: vhost.url,
         TMP_DIR: tmp,
         LOG_LEVEL: "silent",
+        SHUTDOWN_GRACE_MS: "5000",
       }),
       log,
       mongo,
       queue: converterQueue,
     });
-    stops.push(() => converter.stop(5000));
+    stops.push(() => converter.stop());
     await converter.start();
     const video = readFileSync(await makeVideo({ seconds: videoSeconds }));
     const browser = await launchBrowser();

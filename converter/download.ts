@@ -1,0 +1,65 @@
+// A link job's first step: the video is fetched (lib/link.ts checks every hop, the size
+// and the time) into GridFS `videos` and attached to the job, which is then converted
+// like an upload.
+import type { FileStore } from "../lib/files.ts";
+import type { Job, JobStore } from "../lib/jobs.ts";
+import { type AllowList, BadLink, fetchVideo } from "../lib/link.ts";
+import type { Logger } from "../lib/log.ts";
+import { BadInput } from "./errors.ts";
+
+/** What every download of a worker shares. */
+export interface LinkDownloads {
+  files: FileStore;
+  jobs: JobStore;
+  allow: AllowList;
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+export interface DownloadOptions {
+  /** Aborting it (the worker is stopping) stops the download, which rejects with the signal's reason. */
+  signal: AbortSignal;
+  /** The share of the job's progress (percent) the download fills; the job shows it once attached. */
+  share: number;
+  /** Called with the job's progress (percent, below `share`) while the body arrives, if its size is known. */
+  report: (percent: number) => void;
+  log: Logger;
+}
+
+/** The job with its video attached, or null if the job went away meanwhile. A refused link throws BadInput. */
+export async function downloadVideo(job: Job, links: LinkDownloads, options: DownloadOptions): Promise<Job | null> {
+  const { files, jobs } = links;
+  const { signal, share, report, log } = options;
+  signal.throwIfAborted();
+  const started = performance.now();
+  const jobId = job._id.toHexString();
+  // A worker killed mid-download leaves a partial file nobody points to: start clean.
+  await files.removeJobFiles("videos", jobId);
+  const fetchOptions = {
+    allow: links.allow,
+    maxBytes: links.maxBytes,
+    timeoutMs: links.timeoutMs,
+    signal,
+    // An unknown size shows no fraction.
+    onProgress: (bytes: number, total?: number) => total && report(Math.min(share - 1, (bytes / total) * share)),
+  };
+  const metadata = { owner: job.userId, filename: job.source.filename, contentType: "application/octet-stream", jobId };
+  const stored = await fetchVideo(job.source.url ?? "", fetchOptions, async (video) => {
+    const file = await files.upload("videos", video.source, metadata, ...video.transforms);
+    return { ...file, mime: (await video.sniffed).mime, url: video.url };
+  }).catch((error) => {
+    if (!(error instanceof BadLink)) throw error; // LinkUnavailable, store trouble, HandedBack
+    log.info({ event: "link.refused", reason: error.message, ...error.details }, "link refused");
+    throw new BadInput(error.message);
+  });
+  const attached = await jobs.attachVideo(job._id, stored.id, { bytes: stored.bytes, contentType: stored.mime }, share);
+  if (!attached) {
+    await files.remove("videos", stored.id);
+    log.info({ event: "job.gone" }, "job deleted or finished elsewhere while downloading; video dropped");
+    return null;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const host = new URL(stored.url).host;
+  log.info({ event: "link.downloaded", bytes: stored.bytes, type: stored.mime, host, seconds }, "link downloaded");
+  return attached;
+}
