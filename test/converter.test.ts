@@ -1,12 +1,13 @@
-// The converter with real ffmpeg, real RabbitMQ (a vhost of its own) and MongoDB
-// (MONGODB_URL or the stand-in): in-process for the outcomes, as real processes
-// for kills and SIGTERM.
+// The converter in-process with real ffmpeg, real RabbitMQ (a vhost of its own) and
+// MongoDB (MONGODB_URL or the stand-in). Converter processes killed or stopped with
+// SIGTERM are test/faults' (converter-crash.test.ts, shutdown.test.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { createReadStream, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
+import { transcode } from "../converter/transcode.ts";
 import { ConverterConfig, createConverter } from "../converter.ts";
 import { parseConfig } from "../lib/config.ts";
 import { fileStore } from "../lib/files.ts";
@@ -52,6 +53,23 @@ afterEach(async () => {
   ).toEqual([]);
 });
 
+/** What the in-process converters log, parsed: a test waits for what a worker says it did. */
+const entries: Record<string, unknown>[] = [];
+const converterLog = createLogger("converter", "info", {
+  write: (line: string) => void entries.push(JSON.parse(line)),
+});
+
+/** The `count`th log entry of the converters that `match`es; throws after `timeoutMs`. */
+async function logged(match: (entry: Record<string, unknown>) => boolean, count = 1, timeoutMs = 10_000) {
+  const found = await settle(
+    async () => entries.filter(match),
+    (matching) => matching.length >= count,
+    timeoutMs,
+  );
+  if (found.length < count) throw new Error(`only ${found.length} of ${count} matching log entries in ${timeoutMs} ms`);
+  return found[count - 1]!;
+}
+
 /** A converter with a queue connection of its own; `stop()` stops both. */
 async function startConverter(overrides: Record<string, string> = {}) {
   const ownQueue = await connectQueue(vhost.url, log);
@@ -59,11 +77,11 @@ async function startConverter(overrides: Record<string, string> = {}) {
     MONGODB_URL: mongoUrl,
     AMQP_URL: vhost.url,
     TMP_DIR: tmp,
-    LOG_LEVEL: "silent",
+    LOG_LEVEL: "info",
     SHUTDOWN_GRACE_MS: "5000",
     ...overrides,
   });
-  const converter = createConverter({ config, log, mongo, queue: ownQueue });
+  const converter = createConverter({ config, log: converterLog, mongo, queue: ownQueue });
   await converter.start();
   return {
     async stop() {
@@ -91,6 +109,10 @@ const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number
   waitForFinished(jobs, id, statuses, timeoutMs);
 /** The `mp3` queue's messages: the announcements the notifier would get. */
 const takeMp3Messages = (expected = 0) => drainQueue(vhost.url, QUEUES.mp3, expected);
+
+/** Four minutes of audio: ffmpeg is busy for seconds, long enough to be stopped midway. Made once, when first asked for. */
+let longVideo: Promise<string> | undefined;
+const makeLongVideo = () => (longVideo ??= makeVideo({ seconds: 240, size: "64x36" }));
 
 async function downloadMp3(job: Job): Promise<string> {
   const path = join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3");
@@ -195,12 +217,14 @@ describe("in-process conversions", () => {
     const done = await waitForJob(id);
     expect(await takeMp3Messages(1)).toHaveLength(1);
     const mp3Count = await mongo.db.collection("mp3s.files").countDocuments();
+    const redelivered = (entry: Record<string, unknown>) =>
+      entry.event === "job.redelivered_finished" && entry.jobId === id.toHexString();
     await queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
-    await Bun.sleep(700);
+    await logged(redelivered);
     expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]); // not notified yet: announce again
     await jobs.markNotified(id);
     await queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
-    await Bun.sleep(700);
+    await logged(redelivered, 2);
     expect(await takeMp3Messages()).toEqual([]);
     expect(await mongo.db.collection("mp3s.files").countDocuments()).toBe(mp3Count);
     expect((await jobs.get(id))!.audioFileId).toEqual(done.audioFileId);
@@ -209,7 +233,7 @@ describe("in-process conversions", () => {
   test("a message for a deleted job is acknowledged and forgotten", async () => {
     const id = await queueJob(await makeVideo({ seconds: 1 }));
     await jobs.remove(id);
-    await Bun.sleep(1000);
+    await logged((entry) => entry.event === "job.gone" && entry.jobId === id.toHexString());
     expect(await jobs.get(id)).toBeNull();
     expect(await takeMp3Messages()).toEqual([]);
   });
@@ -239,100 +263,92 @@ describe("transient trouble", () => {
   });
 });
 
-describe("as real processes", () => {
-  const children: ReturnType<typeof Bun.spawn>[] = [];
-  const startProcess = () => {
-    const child = Bun.spawn([process.execPath, "converter.ts"], {
-      cwd: join(import.meta.dir, ".."),
-      env: {
-        ...process.env,
-        MONGODB_URL: mongoUrl,
-        AMQP_URL: vhost.url,
-        TMP_DIR: tmp,
-        PORT: "0",
-        LOG_LEVEL: "info",
-        MP3_QUALITY: "0",
-      },
-      stdout: "pipe",
-      stderr: "inherit",
-    });
-    children.push(child);
-    return child;
-  };
-  afterAll(async () => {
-    for (const child of children) child.kill("SIGKILL");
-    await Promise.all(children.map((child) => child.exited));
-  });
-
-  test("a worker killed with SIGKILL mid-conversion: another finishes the job, one MP3, one announcement", async () => {
-    const video = await makeVideo({ seconds: 240, size: "64x36" });
-    const first = startProcess();
-    const id = await queueJob(video, "long.mp4");
-    await waitForJob(id, ["converting"]);
-    await Bun.sleep(300);
-    first.kill("SIGKILL");
-    await first.exited;
-    expect(readdirSync(tmp)).toHaveLength(1); // a killed process cannot clean up...
-    const second = startProcess(); // ...so the next worker removes what dead workers left
-    const job = await waitForJob(id, ["done", "failed"], 120_000);
-    expect(job.status).toBe("done");
-    expect(job.attempts).toBe(2);
-    expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]); // announced after stray MP3s are removed
-    expect(await mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": id.toHexString() })).toBe(1);
-    second.kill("SIGTERM");
-    expect(await second.exited).toBe(0);
-  }, 180_000);
-
-  test("SIGTERM during a conversion loses nothing: the job finishes within the grace period or is handed back and done later", async () => {
-    const video = await makeVideo({ seconds: 240, size: "64x36" });
-    const worker = startProcess();
-    const id = await queueJob(video, "term.mp4");
-    await waitForJob(id, ["converting"]);
-    worker.kill("SIGTERM");
-    expect(await worker.exited).toBe(0);
-    const after = (await jobs.get(id))!;
-    if (after.status !== "done") {
-      const next = startProcess();
-      await waitForJob(id, ["done", "failed"], 120_000);
-      next.kill("SIGTERM");
-      await next.exited;
-    }
-    const job = (await jobs.get(id))!;
-    expect(job.status).toBe("done");
-    expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]);
-  }, 180_000);
-
-  test("SIGTERM with a grace period too short hands the job back (requeued, attempt not counted)", async () => {
-    // 10 minutes of audio keep ffmpeg busy for seconds, so the signal lands mid-conversion.
-    const video = await makeVideo({ seconds: 600, size: "64x36" });
-    const child = Bun.spawn([process.execPath, "converter.ts"], {
-      cwd: join(import.meta.dir, ".."),
-      env: {
-        ...process.env,
-        MONGODB_URL: mongoUrl,
-        AMQP_URL: vhost.url,
-        TMP_DIR: tmp,
-        PORT: "0",
-        LOG_LEVEL: "silent",
-        MP3_QUALITY: "0",
-        SHUTDOWN_GRACE_MS: "0",
-      },
-      stderr: "inherit",
-    });
-    children.push(child);
+describe("stopping a worker mid-conversion", () => {
+  test("with a grace period too short hands the job back (requeued, attempt not counted)", async () => {
+    const video = await makeLongVideo();
+    const first = await startConverter({ SHUTDOWN_GRACE_MS: "0", MP3_QUALITY: "0" });
     const id = await queueJob(video, "handback.mp4");
-    await waitForJob(id, ["converting"]);
-    child.kill("SIGTERM");
-    expect(await child.exited).toBe(0);
+    const converting = await settle(
+      async () => (await jobs.get(id))!,
+      (job) => job.status === "converting" && job.progress > 0, // ffmpeg is reporting
+      30_000,
+    );
+    expect(converting.status).toBe("converting");
+    await first.stop();
+    await logged((entry) => entry.event === "job.handed_back" && entry.jobId === id.toHexString());
     const handedBack = (await jobs.get(id))!;
     expect(handedBack.status).toBe("converting");
     expect(handedBack.attempts).toBe(0);
-    const next = startProcess();
+    const next = await startConverter({ MP3_QUALITY: "0" });
     const job = await waitForJob(id, ["done", "failed"], 120_000);
     expect(job.status).toBe("done");
     expect(job.attempts).toBe(1);
-    next.kill("SIGTERM");
-    await next.exited;
+    await next.stop();
     await takeMp3Messages(1);
   }, 180_000);
+});
+
+describe("transcode", () => {
+  test("an abort before fluent-ffmpeg has spawned ffmpeg still kills it, and rejects with the abort's reason", async () => {
+    const video = await makeLongVideo();
+    const stopping = new AbortController();
+    const reason = new Error("stopping");
+    const output = join(tmp, "aborted.mp3");
+    let started = false;
+    // fluent-ffmpeg checks ffmpeg's capabilities before it spawns: the abort lands before the spawn.
+    const encoding = transcode(video, output, {
+      quality: 2,
+      signal: stopping.signal,
+      onProgress: () => {
+        started = true;
+      },
+    });
+    stopping.abort(reason);
+    expect(
+      await encoding.then(
+        () => "finished",
+        (error) => error,
+      ),
+    ).toBe(reason);
+    expect(started).toBe(false); // killed as it started, before it wrote a second
+    rmSync(output, { force: true });
+  });
+
+  test("an abort mid-encoding kills ffmpeg and rejects with the abort's reason", async () => {
+    const video = await makeLongVideo();
+    const stopping = new AbortController();
+    const reason = new Error("stopping");
+    const output = join(tmp, "aborted-midway.mp3");
+    let written = 0;
+    const encoding = transcode(video, output, {
+      quality: 0,
+      signal: stopping.signal,
+      onProgress: (seconds) => {
+        written = seconds;
+        if (seconds > 0) stopping.abort(reason);
+      },
+    });
+    expect(
+      await encoding.then(
+        () => "finished",
+        (error) => error,
+      ),
+    ).toBe(reason);
+    expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThan(240);
+    rmSync(output, { force: true });
+  });
+
+  test("an already aborted signal starts nothing", async () => {
+    const reason = new Error("stopped");
+    const output = join(tmp, "never.mp3");
+    const encoding = transcode(join(tmp, "no-such-input"), output, { quality: 2, signal: AbortSignal.abort(reason) });
+    expect(
+      await encoding.then(
+        () => "finished",
+        (error) => error,
+      ),
+    ).toBe(reason);
+    expect(existsSync(output)).toBe(false);
+  });
 });
