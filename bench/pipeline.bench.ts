@@ -117,12 +117,12 @@ try {
     );
   }
   const ffmpegMs = median(bare);
-  // The converter's own share, from its "converted" log lines (message taken to MP3 stored and announced).
+  // The converter's own share, from its "job.converted" log lines (message taken to MP3 stored and announced).
   const converterSeconds = new Map<string, number>();
   for (const line of system.service("converter").logs) {
     try {
-      const entry = JSON.parse(line) as { msg?: string; jobId?: string; seconds?: number };
-      if (entry.msg === "converted" && entry.jobId && typeof entry.seconds === "number")
+      const entry = JSON.parse(line) as { event?: string; jobId?: string; seconds?: number };
+      if (entry.event === "job.converted" && entry.jobId && typeof entry.seconds === "number")
         converterSeconds.set(entry.jobId, entry.seconds);
     } catch {}
   }

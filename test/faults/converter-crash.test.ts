@@ -29,7 +29,7 @@ afterAll(() => system?.stop(), 30_000);
 /** The converter process whose log says it started converting `jobId` (attempt `attempt`). */
 async function converterOf(jobId: string, attempt = 1) {
   const match = (entry: Record<string, unknown>) =>
-    entry.msg === "converting" && entry.jobId === jobId && entry.attempt === attempt;
+    entry.event === "job.converting" && entry.jobId === jobId && entry.attempt === attempt;
   return Promise.any(
     system.services
       .filter((service) => service.name === "converter")
@@ -63,10 +63,7 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
 
     // The killed worker comes back and clears its temp directory (its ffmpeg may have outlived it).
     await system.start("converter", victim.index);
-    await system.waitForLog(
-      system.service("converter", victim.index),
-      (entry) => entry.msg === "removed a dead worker's temp directory",
-    );
+    await system.waitForLog(system.service("converter", victim.index), (entry) => entry.event === "workdir.removed");
 
     const key = `job-${job.id}-done`;
     await eventually("the email", () => system.resend!.delivered() >= 1, 15_000);
