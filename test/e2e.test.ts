@@ -6,6 +6,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import {
+  type GatewayClient,
+  gatewayClient,
+  type JobView,
+  type RegisteredUser,
+  statesOf,
+  TEST_PASSWORD,
+  type Token,
+  type User,
+} from "./support/client.ts";
 import { makeVideo, probe } from "./support/media.ts";
 import type { ReceivedEmail } from "./support/resend.ts";
 import { type System, startSystem } from "./support/system.ts";
@@ -44,6 +54,7 @@ beforeAll(async () => {
   videos.catch(() => {}); // awaited below, once the system is held for afterAll to stop
   system = await startSystem(paced ? { env: { converter: { FFMPEG_PATH: ffmpeg! } } } : {});
   [video, silentVideo] = await videos;
+  http = gatewayClient(system.gatewayUrl, { requestTimeoutMs: REQUEST_TIMEOUT_MS });
 }, 90_000);
 
 afterAll(async () => {
@@ -55,48 +66,29 @@ afterAll(async () => {
 }, 30_000);
 
 // ── what a user does, over HTTP ────────────────────────────────────────────
-interface JobView {
-  id: string;
-  status: "queued" | "converting" | "done" | "failed";
-  progress: number;
-  error?: string;
-  source: { kind: string; filename: string; bytes: number; contentType: string };
-  audio?: { bytes: number; durationSec: number };
-  links: { self: string; events: string; audio: string };
-}
-interface User {
-  email: string;
-  password: string;
-  token: string;
-  headers: { authorization: string };
-}
-
-const call = (path: string, init: RequestInit = {}) =>
-  fetch(path.startsWith("http") ? path : `${system.gatewayUrl}${path}`, {
-    ...init,
-    signal: init.signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-
-const json = { "content-type": "application/json" };
-let users = 0;
+let http: GatewayClient;
+const call = (path: string, init: RequestInit = {}) => http.call(path, init);
 
 /** Registers and logs in through the gateway's JSON routes. */
 async function newUser(): Promise<User> {
-  const email = `e2e-${++users}-${Date.now()}@example.com`;
-  const password = "a long enough password";
-  const registered = await call("/auth/register", {
-    method: "POST",
-    headers: json,
-    body: JSON.stringify({ email, password }),
-  });
+  const email = `e2e-${crypto.randomUUID()}@example.com`;
+  const password = TEST_PASSWORD;
+  const registered = await http.register(email, password);
   expect(registered.status).toBe(201);
-  expect(await registered.json()).toMatchObject({ id: expect.any(Number), email });
-  const login = await call("/auth/login", { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+  const user = (await registered.json()) as RegisteredUser;
+  expect(user).toMatchObject({ id: expect.any(Number), email });
+  const login = await http.login(email, password);
   expect(login.status).toBe(200);
-  const body = (await login.json()) as { token: string; expiresAt: string };
+  const body = (await login.json()) as Token;
   expect(body.token.split(".")).toHaveLength(3);
   expect(Date.parse(body.expiresAt)).toBeGreaterThan(Date.now());
-  return { email, password, token: body.token, headers: { authorization: `Bearer ${body.token}` } };
+  return {
+    id: String(user.id),
+    email,
+    password,
+    token: body.token,
+    headers: { authorization: `Bearer ${body.token}` },
+  };
 }
 
 async function upload(
@@ -106,9 +98,7 @@ async function upload(
   route = "/jobs",
   type = "video/mp4",
 ): Promise<JobView> {
-  const form = new FormData();
-  form.append("file", new Blob([await Bun.file(path).arrayBuffer()], type ? { type } : {}), filename);
-  const response = await call(route, { method: "POST", headers: user.headers, body: form });
+  const response = await http.postVideo(user, await Bun.file(path).bytes(), filename, { route, type });
   const text = await response.text();
   expect({ status: response.status, body: text }).toMatchObject({ status: 202 });
   const job = JSON.parse(text) as JobView;
@@ -122,84 +112,22 @@ async function upload(
   return job;
 }
 
-interface SseEvent {
-  event: string;
-  id?: string;
-  data: string;
-}
-
-/** Reads a text/event-stream to its end (the gateway closes it after done/failed), within `timeoutMs`. */
-async function readEvents(response: Response, timeoutMs = JOB_TIMEOUT_MS): Promise<SseEvent[]> {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  const events: SseEvent[] = [];
-  let buffer = "";
-  let timer: Timer | undefined;
-  const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
-  const take = (block: string) => {
-    const event: SseEvent = { event: "message", data: "" };
-    const data: string[] = [];
-    for (const line of block.split("\n")) {
-      if (!line || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") event.event = value;
-      else if (field === "id") event.id = value;
-      else if (field === "data") data.push(value);
-    }
-    event.data = data.join("\n");
-    if (data.length) events.push(event);
-  };
-  try {
-    for (;;) {
-      const chunk = await Promise.race([reader.read(), timeout]);
-      if (chunk === "timeout")
-        throw new Error(
-          `the event stream did not end within ${timeoutMs} ms; events so far: ${JSON.stringify(events)}`,
-        );
-      if (chunk.done) break;
-      buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
-      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-        take(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
-      }
-    }
-    if (buffer.trim()) take(buffer);
-    return events;
-  } finally {
-    clearTimeout(timer);
-    await reader.cancel().catch(() => {});
-  }
-}
-
 /** Follows a job live (SSE) until it ends; answers the job states seen, in order. */
 async function follow(user: User, id: string): Promise<JobView[]> {
-  const response = await call(`/jobs/${id}/events`, {
-    headers: { ...user.headers, accept: "text/event-stream" },
-    signal: AbortSignal.timeout(JOB_TIMEOUT_MS + 5000),
-  });
-  expect(response.status).toBe(200);
-  expect(response.headers.get("content-type")).toContain("text/event-stream");
-  const events = await readEvents(response);
-  expect(events.length).toBeGreaterThan(0);
-  expect(new Set(events.map((event) => event.event))).toEqual(new Set(["status"]));
-  return events.map((event) => JSON.parse(event.data) as JobView);
+  const stream = await http.follow(user, id, JOB_TIMEOUT_MS);
+  expect(stream.status).toBe(200);
+  expect(stream.contentType).toContain("text/event-stream");
+  expect(stream.error).toBeUndefined(); // ended by the server, within the time limit
+  expect(stream.events.length).toBeGreaterThan(0);
+  expect(new Set(stream.events.map((event) => event.event))).toEqual(new Set(["status"]));
+  return statesOf(stream.events);
 }
 
-/** Polls GET /jobs/:id until the job is done or failed; answers the states seen. */
+/** Polls GET /jobs/:id until the job is done or failed; answers the states seen (every answer a 200). */
 async function poll(user: User, id: string, timeoutMs = JOB_TIMEOUT_MS): Promise<JobView[]> {
-  const seen: JobView[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const response = await call(`/jobs/${id}`, { headers: user.headers });
-    expect(response.status).toBe(200);
-    const job = (await response.json()) as JobView;
-    seen.push(job);
-    if (job.status === "done" || job.status === "failed") return seen;
-    if (Date.now() > deadline) throw new Error(`job ${id} not finished within ${timeoutMs} ms: ${JSON.stringify(job)}`);
-    await Bun.sleep(250);
-  }
+  const { states, others } = await http.poll(user, id, timeoutMs, 250);
+  expect(others).toEqual([]);
+  return states;
 }
 
 /** The one email the Resend stand-in received for `to` whose subject matches, within the time limit. */

@@ -8,6 +8,7 @@ import type { Browser } from "playwright-core";
 import { jobStore } from "../lib/jobs.ts";
 import type { Mongo } from "../lib/mongo.ts";
 import { openPage, type TestPage } from "./support/browser.ts";
+import { gatewayClient } from "./support/client.ts";
 import { probe } from "./support/media.ts";
 import {
   alert,
@@ -59,21 +60,9 @@ async function visit(options: Parameters<typeof openPage>[2] = {}): Promise<Test
 }
 
 /** Registers through the API (for tests about something else than registering). */
-async function registerByApi(email = newEmail()) {
-  const response = await fetch(`${base}/auth/register`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password: PASSWORD }),
-  });
-  expect(response.status).toBe(201);
-  const login = await fetch(`${base}/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password: PASSWORD }),
-  });
-  const { token } = (await login.json()) as { token: string };
-  const userId = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).sub as string;
-  return { email, token, userId };
+async function registerByApi() {
+  const user = await gatewayClient(base).newUser("web", PASSWORD);
+  return { email: user.email, userId: user.id };
 }
 
 // ── the page itself ─────────────────────────────────────────────────────────

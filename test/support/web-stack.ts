@@ -142,6 +142,7 @@ export async function chooseFile(page: Page, file: { name: string; mimeType: str
 export const jobItem = (page: Page, name: string) =>
   page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
 export const alert = (page: Page) => page.getByRole("alert");
+// biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText, the text as rendered (what a person reads)
 export const textOf = async (locator: Locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
 
 /** The job's player, once it is shown and knows the MP3's duration. */
@@ -155,7 +156,8 @@ export async function audioReady(page: Page, item: Locator) {
 /** Records every text the job's status badge shows, to prove it changed live on one page load. */
 export async function recordBadges(page: Page) {
   await page.evaluate(() => {
-    const seen: string[] = ((window as unknown as { badgeLog: string[] }).badgeLog = []);
+    const seen: string[] = [];
+    (window as unknown as { badgeLog: string[] }).badgeLog = seen;
     const note = () => {
       for (const badge of document.querySelectorAll(".badge"))
         if (seen.at(-1) !== badge.textContent) seen.push(badge.textContent ?? "");
