@@ -22,6 +22,14 @@ let consumerQueue: Queue;
 let jobs: ReturnType<typeof jobStore>;
 const resend = startResendStandin();
 let notifier: ReturnType<typeof createNotifier>;
+const notifierLines: string[] = [];
+const notifierLog = { write: (line: string) => void notifierLines.push(line) };
+/** The events the notifier logged for a job, in order. */
+const eventsOf = (id: ObjectId) =>
+  notifierLines
+    .map((line) => JSON.parse(line) as { event?: string; jobId?: string })
+    .filter((entry) => entry.jobId === id.toHexString())
+    .map((entry) => entry.event);
 
 beforeAll(async () => {
   mongoUrl = await testMongoUrl();
@@ -40,7 +48,13 @@ beforeAll(async () => {
     MAX_ATTEMPTS: "3",
     RETRY_BASE_MS: "20",
   });
-  notifier = createNotifier({ config, log, mongo, queue: consumerQueue });
+  // The notifier's own log lines are kept: tests wait on their events.
+  notifier = createNotifier({
+    config,
+    log: createLogger("notifier", "info", notifierLog),
+    mongo,
+    queue: consumerQueue,
+  });
   await notifier.start();
 });
 afterAll(async () => {
@@ -122,7 +136,8 @@ describe("emails", () => {
     await until(() => notified(id));
     await announce(id, "done");
     await announce(id, "done");
-    await Bun.sleep(500);
+    // Both redeliveries handled: each found the job notified.
+    await until(() => eventsOf(id).filter((event) => event === "email.duplicate").length === 2);
     expect(resend.received).toHaveLength(1);
   });
 
@@ -143,7 +158,10 @@ describe("emails", () => {
     const connection = await amqp.connect(vhost.url);
     const channel = await connection.createChannel();
     let dead: amqp.GetMessage | false = false;
-    await until(async () => Boolean((dead = await channel.get(`${QUEUES.mp3}.dead`, { noAck: true }))));
+    await until(async () => {
+      dead = await channel.get(`${QUEUES.mp3}.dead`, { noAck: true });
+      return dead !== false;
+    });
     await connection.close();
     expect(JSON.parse((dead as unknown as amqp.GetMessage).content.toString())).toEqual({
       jobId: id.toHexString(),
@@ -160,7 +178,9 @@ describe("emails", () => {
     await until(() => notified(id));
     const job = (await jobs.get(id))!;
     expect(job.notifyError).toContain("422");
-    await Bun.sleep(300);
+    // Handled to the end (the refusal is logged once it is recorded, before the ack): refused, never retried.
+    await until(() => eventsOf(id).includes("email.refused"));
+    expect(eventsOf(id)).not.toContain("email.retry");
     expect(resend.received).toHaveLength(1);
   });
 });
