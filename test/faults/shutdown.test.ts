@@ -4,30 +4,29 @@
 // to connect (the listener is gone); none is reset mid-response, none hangs. Every
 // service exits by itself within its grace period, and no job is lost: after the
 // services are started again, every job that got a 202 ends done, with one email.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { type GatewayClient, gatewayClient, type User } from "../support/client.ts";
 import { makeVideo } from "../support/media.ts";
-import { type System, startSystem } from "../support/system.ts";
-import { bytesOf, client, emailsByKey, eventually, pacedFfmpeg, trickle, type User } from "./support.ts";
+import type { LogEntry } from "../support/system.ts";
+import { bytesOf, emailsByKey, eventually, trickle } from "./support.ts";
+import { type FaultSystem, faultSystem } from "./system.ts";
 
 const WORKERS = 8; // concurrent clients uploading and polling
 const FOLLOWERS = 3; // clients following a job's live progress (SSE)
-const LOAD_BEFORE_MS = 2500; // load runs this long before the SIGTERM
 const HUNG_MS = 20_000; // a request without an answer by then is hung
 
-let system: System;
+let system: FaultSystem;
 let video: Uint8Array;
-let http: ReturnType<typeof client>;
+let http: GatewayClient;
 
 beforeAll(async () => {
-  const ffmpeg = await pacedFfmpeg(10); // a 10 s clip converts in about 1 s: some are mid-conversion at the SIGTERM
   const made = makeVideo({ seconds: 10 });
   made.catch(() => {});
-  system = await startSystem({ env: { converter: ffmpeg ? { FFMPEG_PATH: ffmpeg } : {} } });
+  system = await faultSystem();
+  system.pace(10); // a 10 s clip converts in about 1 s: some are mid-conversion at the SIGTERM
   video = await bytesOf(await made);
-  http = client(system);
+  http = gatewayClient(system.gatewayUrl, { requestTimeoutMs: HUNG_MS });
 }, 90_000);
-
-afterAll(() => system?.stop(), 30_000);
 
 interface Outcome {
   what: string;
@@ -58,18 +57,10 @@ async function attempt(what: string, path: string, init: RequestInit = {}): Prom
 
 /** Follows a job's events until the stream ends: by the server, cleanly, or with an error. */
 async function follow(user: User, id: string): Promise<Outcome> {
-  try {
-    const answer = await fetch(`${system.gatewayUrl}/jobs/${id}/events`, {
-      headers: user.headers,
-      signal: AbortSignal.timeout(HUNG_MS),
-    });
-    const reader = answer.body!.getReader();
-    while (!(await reader.read()).done) {}
-    return { what: "events", status: answer.status, contentType: answer.headers.get("content-type") };
-  } catch (error) {
-    const { name, code, message } = error as { name?: string; code?: string; message?: string };
-    return { what: "events", error: `${name}${code ? ` ${code}` : ""}: ${message}`, refused: isRefused(error) };
-  }
+  const stream = await http.follow(user, id, HUNG_MS);
+  if (stream.error === undefined) return { what: "events", status: stream.status, contentType: stream.contentType };
+  const { name, code, message } = stream.error as { name?: string; code?: string; message?: string };
+  return { what: "events", error: `${name}${code ? ` ${code}` : ""}: ${message}`, refused: isRefused(stream.error) };
 }
 
 /** A proper answer: a status the API documents, errors as problem+json; never a 500. */
@@ -109,11 +100,12 @@ describe("SIGTERM to every service under load", () => {
       }
     };
     /** An upload whose body takes about a second to arrive: in flight when the SIGTERM comes. */
+    let slowPiecesSent = 0;
     const slowUpload = async (user: User) => {
       const outcome = await attempt("slow upload", "/jobs?filename=slow.mp4", {
         method: "POST",
         headers: { ...user.headers, "content-type": "video/mp4" },
-        body: trickle(video, Math.ceil(video.length / 10), 100),
+        body: trickle(video, Math.ceil(video.length / 10), 100, () => slowPiecesSent++),
         duplex: "half",
       } as RequestInit);
       if (outcome.status === 202) accepted.push({ user, id: (JSON.parse(outcome.body!) as { id: string }).id });
@@ -129,19 +121,34 @@ describe("SIGTERM to every service under load", () => {
       return Promise.all(mine.map((job) => follow(user, job.id)));
     };
 
+    const startedAt = Date.now();
     const load = Promise.all(
-      users.map((user, i) => Promise.all(Array.from({ length: WORKERS / users.length }, () => worker(users[i]!)))),
+      users.map((user) => Promise.all(Array.from({ length: WORKERS / users.length }, () => worker(user)))),
     );
     const following = followers(users[0]!);
-    await Bun.sleep(LOAD_BEFORE_MS);
+    // The SIGTERM comes under load: requests answered, the followed jobs accepted, a conversion running.
+    const converting = (entry: LogEntry) =>
+      entry.event === "job.converting" && Date.parse(String(entry.time)) >= startedAt;
+    await Promise.any(
+      system.services
+        .filter((service) => service.name === "converter")
+        .map((service) => system.waitForLog(service, converting, 20_000)),
+    );
+    await eventually(
+      "load on the gateway",
+      () => outcomes.length > 2 * WORKERS && accepted.length >= WORKERS + FOLLOWERS,
+      20_000,
+      50,
+    );
     const slow = Promise.all(users.slice(0, 2).map(slowUpload));
-    await Bun.sleep(300);
+    await eventually("both slow uploads under way", () => slowPiecesSent >= 4, 10_000, 10); // a second piece each, or more
     const before = outcomes.length;
 
     // SIGTERM to all at once; each must exit by itself (system.kill SIGKILLs and throws after the timeout).
     const exits = await Promise.all(system.services.map((service) => system.kill(service, "SIGTERM", 15_000)));
     expect(exits).toEqual(system.services.map(() => 0));
-    await Bun.sleep(500); // the load goes on against a stopped gateway: connections are refused
+    // The load goes on against the stopped gateway until a connection is refused.
+    await eventually("a refused connection", () => outcomes.some((outcome) => outcome.refused), 10_000, 20);
     loading = false;
     await load;
     outcomes.push(...(await following));
@@ -158,7 +165,7 @@ describe("SIGTERM to every service under load", () => {
     // Start again: nothing accepted is lost.
     await system.start("auth");
     await system.start("gateway");
-    await Promise.all([system.start("converter"), system.start("notifier")]);
+    await Promise.all([system.start("converter", 0), system.start("converter", 1), system.start("notifier")]);
     for (const { user, id } of accepted)
       expect(await http.finished(user, id, 60_000)).toMatchObject({ id, status: "done" });
     await eventually(

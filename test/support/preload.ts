@@ -5,6 +5,11 @@ process.env.LOG_LEVEL ??= "silent";
 
 // Many tests start real processes and ffmpeg; bunfig's [test] timeout is not applied
 // to every file in Bun 1.4, so set the default here for all of them.
-import { setDefaultTimeout } from "bun:test";
+import { afterAll, setDefaultTimeout } from "bun:test";
+import { stopShared } from "./shared.ts";
 
 setDefaultTimeout(60_000);
+
+// What test files share (test/support/shared.ts, e.g. the fault tests' running system)
+// stops once, after the last test of the run.
+afterAll(stopShared, { timeout: 60_000 });

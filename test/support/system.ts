@@ -35,6 +35,9 @@
 // how testMongoUrl works), so never block that process's event loop (Bun.spawnSync,
 // Atomics.wait, long synchronous loops) while the services work: they would stall on it.
 //
+// auth hashes passwords with argon2id at the tests' cheap cost (test/support/auth.ts):
+// every user a test registers and logs in would otherwise cost two full-price hashes.
+//
 // The services do not see the test's own environment for anything they read
 // (every variable of the four config schemas is removed first) nor a `.env` file
 // (`--no-env-file`): only what is set here and in `options.env`.
@@ -46,6 +49,7 @@ import { AuthConfig } from "../../auth.ts";
 import { ConverterConfig } from "../../converter.ts";
 import { GatewayConfig } from "../../gateway.ts";
 import { NotifierConfig } from "../../notifier.ts";
+import { TEST_HASH_COST } from "./auth.ts";
 import { dropTestDatabase, testMongoUrl, withDatabase } from "./mongo.ts";
 import { createTestDatabase, type TestDatabase } from "./mysql.ts";
 import { createTestVhost, type TestVhost } from "./rabbit.ts";
@@ -216,7 +220,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     };
 
     const defaults: Record<ServiceName, Record<string, string>> = {
-      auth: { MYSQL_URL: database.url, MIGRATE_ON_START: "false", JWT_PRIVATE_KEY: jwtKey },
+      auth: { MYSQL_URL: database.url, MIGRATE_ON_START: "false", JWT_PRIVATE_KEY: jwtKey, ...TEST_HASH_COST },
       gateway: { ...stores, AUTH_URL: authUrl, PUBLIC_URL: gatewayUrl },
       converter: { ...stores, TMP_DIR: tmpDir, SHUTDOWN_GRACE_MS: "5000" },
       notifier: {
@@ -361,7 +365,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     }
 
     function stop(): Promise<void> {
-      return (stopping ??= (async () => {
+      stopping ??= (async () => {
         const failures: string[] = [];
         await Promise.all(
           services.map(async (service) => {
@@ -381,7 +385,8 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
         }
         unwatch();
         if (failures.length) throw new Error(`system: stop() did not finish cleanly:\n${failures.join("\n")}`);
-      })());
+      })();
+      return stopping;
     }
 
     Object.assign(system, {
