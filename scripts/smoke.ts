@@ -147,7 +147,10 @@ async function main() {
         await expectStatus(await call(`/jobs/${id}`, { headers: auth }), 200, "GET /jobs/:id")
       ).json()) as typeof job;
       const now = `${job.status} ${job.progress ?? 0}%`;
-      if (now !== shown) step(`job ${id}: ${(shown = now)}`);
+      if (now !== shown) {
+        shown = now;
+        step(`job ${id}: ${now}`);
+      }
     }
 
     const audio = await expectStatus(await call(`/jobs/${id}/audio`, { headers: auth }), 200, "GET /jobs/:id/audio");

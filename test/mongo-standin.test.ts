@@ -119,8 +119,8 @@ describe("documents", () => {
     expect(doc?.when).toEqual(when);
     expect(doc?.big).toBeInstanceOf(Long);
     expect(String(doc?.big)).toBe("9007199254740993");
-    expect(Buffer.from((doc?.bytes as Binary).buffer)).toEqual(Buffer.from([0, 1, 2, 250]));
-    expect((doc?.ref as ObjectId).equals(ref)).toBe(true);
+    expect(Buffer.from((doc!.bytes as Binary).buffer)).toEqual(Buffer.from([0, 1, 2, 250]));
+    expect((doc!.ref as ObjectId).equals(ref)).toBe(true);
     expect(await items.findOne({ ref })).toMatchObject({ name: "a" });
     expect(await items.findOne({ when })).toMatchObject({ name: "a" });
     expect(await items.countDocuments({ big: { $gt: 1000 } })).toBe(1); // int64 compares with numbers

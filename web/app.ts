@@ -20,7 +20,7 @@ view.loginForm.addEventListener("submit", async (event) => {
   const buttons = [...view.loginForm.querySelectorAll("button")];
   const email = view.email.value.trim();
   const password = view.password.value;
-  buttons.forEach((button) => (button.disabled = true));
+  for (const button of buttons) button.disabled = true;
   show(view.loginMessage, { title: creating ? "Creating your account…" : "Logging in…" });
   let context: Context = creating ? "register" : "login";
   try {
@@ -33,7 +33,7 @@ view.loginForm.addEventListener("submit", async (event) => {
     show(view.loginMessage, describeError(error, context), "error");
     (context === "login" && error instanceof ApiError && error.status === 401 ? view.password : view.email).focus();
   } finally {
-    buttons.forEach((button) => (button.disabled = false));
+    for (const button of buttons) button.disabled = false;
   }
 });
 

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TObject, TSchema } from "@sinclair/typebox";
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML and JSON documents, read along deep paths in assertions
 export type Doc = Record<string, any>;
 
 export const ROOT = join(import.meta.dir, "../..");

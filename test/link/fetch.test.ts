@@ -24,7 +24,12 @@ describe("fetching a link", () => {
     await pipeline([
       video.source,
       ...video.transforms,
-      new Writable({ write: (chunk, _encoding, done) => (chunks.push(chunk), done()) }),
+      new Writable({
+        write: (chunk, _encoding, done) => {
+          chunks.push(chunk);
+          done();
+        },
+      }),
     ]);
     return { bytes: Buffer.concat(chunks), type: (await video.sniffed).mime };
   };
@@ -151,7 +156,10 @@ describe("fetching a link", () => {
       hostname: "127.0.0.2",
       port: 0,
       tls: { key, cert },
-      fetch: (request) => (hosts.push(request.headers.get("host")!), new Response(Uint8Array.from(clip))),
+      fetch: (request) => {
+        hosts.push(request.headers.get("host")!);
+        return new Response(Uint8Array.from(clip));
+      },
     });
     const tls = () =>
       options({

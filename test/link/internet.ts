@@ -32,7 +32,11 @@ export async function startServer(
   return {
     port: (server.address() as { port: number }).port,
     requests,
-    stop: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

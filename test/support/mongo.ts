@@ -22,7 +22,11 @@ export function withDatabase(url: string, name: string): string {
 /** A URL for a new, empty, uniquely named database (`m3dio_test_<pid>_<random>`). */
 export async function testMongoUrl(): Promise<string> {
   // The stand-in is unref'd so an open listener never keeps `bun test` alive.
-  const server = process.env.MONGODB_URL || (await (standin ??= startMongoStandin({ unref: true }))).url;
+  let server = process.env.MONGODB_URL;
+  if (!server) {
+    standin ??= startMongoStandin({ unref: true });
+    server = (await standin).url;
+  }
   return withDatabase(server, `m3dio_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`);
 }
 

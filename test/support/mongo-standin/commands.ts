@@ -3,7 +3,7 @@
 // thrown as CommandError and turned into `{ok: 0, errmsg, code, codeName}` here.
 import { flatten, resolve, unique } from "mingo/util";
 import { aggregate, findDocs, isPlainDoc, matcher } from "./query.ts";
-import { type Batch, CommandError, type Store } from "./store.ts";
+import { type Batch, CommandError } from "./store.ts";
 import { type Doc, MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES } from "./wire.ts";
 import { type Context, collectionName, del, findAndModify, insert, update } from "./writes.ts";
 
@@ -39,7 +39,7 @@ function cursorBatchSize(cmd: Doc): number | undefined {
   return isPlainDoc(c) ? nonNegative(c, "batchSize") : undefined;
 }
 
-const hello: Handler = (cmd, ctx) => ({
+const hello: Handler = (_cmd, ctx) => ({
   helloOk: true,
   // Both spellings: `ismaster` for the legacy handshake, `isWritablePrimary` for hello.
   ismaster: true,

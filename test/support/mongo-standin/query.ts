@@ -39,7 +39,9 @@ function numeric<T>(v: T): T {
     let out: unknown[] | undefined;
     v.forEach((x: unknown, i) => {
       const y = numeric(x);
-      if (y !== x) (out ??= v.slice())[i] = y;
+      if (y === x) return;
+      out ??= v.slice();
+      out[i] = y;
     });
     return (out ?? v) as T;
   }
@@ -47,7 +49,9 @@ function numeric<T>(v: T): T {
     let out: Doc | undefined;
     for (const [k, x] of Object.entries(v)) {
       const y = numeric(x);
-      if (y !== x) (out ??= { ...v })[k] = y;
+      if (y === x) continue;
+      out ??= { ...v };
+      out[k] = y;
     }
     return (out ?? v) as T;
   }
@@ -58,7 +62,10 @@ function numeric<T>(v: T): T {
 const shadows = new WeakMap<Doc, Doc>();
 function shadow(doc: Doc): Doc {
   let s = shadows.get(doc);
-  if (!s) shadows.set(doc, (s = numeric(doc)));
+  if (!s) {
+    s = numeric(doc);
+    shadows.set(doc, s);
+  }
   return s;
 }
 
@@ -186,7 +193,8 @@ export function applyUpdate(doc: Doc, filter: unknown, u: unknown, arrayFilters:
         modifier = { ...rest, $set: { ...asDoc(rest.$set, "$set"), ...$setOnInsert } };
       if (!Object.keys(modifier).length) return copy;
     }
-    const longPaths = Array.isArray(modifier) ? [] : numericOperands(copy, (modifier = { ...modifier }));
+    if (!Array.isArray(modifier)) modifier = { ...modifier }; // numericOperands rewrites operands in place
+    const longPaths = Array.isArray(modifier) ? [] : numericOperands(copy, modifier);
     const docs = [copy];
     // The filter only matters to mingo for the positional `$` operator; it
     // re-tests the document with it, which bigint fields would confuse.
@@ -235,7 +243,8 @@ function numericOperands(copy: Doc, modifier: Doc): string[] {
       const current = path.includes("$") ? undefined : resolve(copy, path);
       if (typeof arg !== "bigint" && typeof current !== "bigint") continue;
       if (typeof current === "bigint") setValue(copy, path, Number(current));
-      (args ??= { ...expr })[path] = numeric(arg);
+      args ??= { ...expr };
+      args[path] = numeric(arg);
       paths.push(path);
     }
     if (args) modifier[op] = args;

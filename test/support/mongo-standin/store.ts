@@ -278,7 +278,10 @@ export class Store {
     if (coll || !create) return coll;
     if (!name || name.includes("$") || name.includes("\0"))
       throw new CommandError(73, `Invalid collection name: ${name}`);
-    if (!collections) this.dbs.set(db, (collections = new Map()));
+    if (!collections) {
+      collections = new Map();
+      this.dbs.set(db, collections);
+    }
     coll = new Collection(db, name);
     collections.set(name, coll);
     return coll;
