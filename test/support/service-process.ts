@@ -22,8 +22,18 @@ export interface ServiceProcess {
   exited: Promise<number>;
 }
 
-/** A parsed log line; non-JSON lines (stderr) come as `{ msg: line, raw: true }`. */
-export type LogEntry = { msg?: string; level?: string; service?: string; raw?: boolean } & Record<string, unknown>;
+/**
+ * A parsed log line; non-JSON lines (stderr) come as `{ msg: line, raw: true }`. Tests match
+ * on `event` (`area.happening`, e.g. "job.converting"), never on the wording in `msg`.
+ */
+export interface LogEntry {
+  event?: string;
+  msg?: string;
+  level?: string;
+  service?: string;
+  raw?: boolean;
+  [field: string]: unknown;
+}
 
 export function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
