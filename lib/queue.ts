@@ -1,35 +1,77 @@
-// The message broker for every service: one AMQP connection per process, the
-// shared topology, confirmed publishing and consuming with explicit settlement.
-// Reconnecting is amqplib's own recovery (`connect(url, { recovery })`): its
-// `setup` hook runs after every (re)connect, before the connection is handed
-// out, and re-declares the topology, re-opens the publisher channel and
-// re-attaches every consumer, so callers never handle a broker restart.
+// The message broker for every service: one AMQP connection per process, the shared
+// topology, confirmed publishing, and consumers with explicit settlement (lib/delivery.ts).
+// Reconnecting is amqplib's own recovery (`connect(url, { recovery })`): its `setup` hook runs
+// after every (re)connect, before the connection is handed out, and re-declares the topology,
+// re-opens the publisher channel and re-attaches every consumer, so callers never handle a
+// broker restart. Every delivery is checked against its queue's schema (lib/messages.ts); a
+// malformed one is dead-lettered with one `message.malformed` line. Delivery is at least once:
+// consumers must be idempotent.
 //
-// Retries are counted in an `x-attempts` header we set: classic queues do not
-// count redeliveries (only quorum queues have `x-delivery-count`) and `x-death`
-// only counts dead-letterings. A retry re-publishes a copy with `x-attempts` + 1
-// (confirmed), then acks the original. A broker redelivery (the holder died or
-// handed it back) becomes such a counted copy before the handler sees it again,
-// so even a message that kills its worker is tried a bounded number of times.
-// Past `maxAttempts` it is rejected without requeue and dead-letters to
-// `<queue>.dead`. Delivery is at least once: consumers must be idempotent.
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib";
-import { Value } from "@sinclair/typebox/value";
+// Decision (issue 14): quorum queues, and the broker counts the attempts. Classic queues count
+// no redeliveries, so this module used to re-publish counted copies; a quorum queue counts
+// each return of a message in `x-delivery-count` (absent on a first delivery), and it is the
+// queue type a RabbitMQ cluster replicates. attempt = that count + 1. Measured on 3.10.8 (the
+// 4.x docs agree): a nack or reject with requeue and a closed channel or connection each count
+// one (a dead worker costs every message it held one attempt); a returned message goes back to
+// the head of the queue, so a retry comes again at once (a consumer that wants a pause waits
+// before it retries); a return that takes the count past `x-delivery-limit` dead-letters it.
+// - The consumer decides: past its maxAttempts (at most MAX_ATTEMPTS, 20) it calls onExhausted,
+//   then dead-letters. DELIVERY_LIMIT (30) is only the broker's backstop: it leaves every
+//   consumer the look that gives up properly after a last attempt whose holder died, plus ten
+//   or more hand-backs while onExhausted cannot record. Past it a message goes to `<queue>.dead`
+//   (x-death reason `delivery_limit`) with nothing recorded.
+// - A retry is a reject with requeue, a hand-back (requeue(), as on SIGTERM) a nack with
+//   requeue. Up to RabbitMQ 4.2 both count: a hand-back costs an attempt, as it did with the
+//   counted copies (the converter keeps its own job count apart); from 4.3 only a reject counts,
+//   so hand-backs become free while retries stay bounded.
+// - A redelivery arrives at once, often while its earlier copy is still in hand on a channel
+//   that died: copies of one message id are handled one at a time per process (oneAtATime).
+// - Dead-lettering is at-least-once: the source queue keeps a dead letter until `<queue>.dead`
+//   confirms it (this needs `x-overflow: reject-publish`, which refuses nothing without a limit).
+//
+// Upgrading from the classic queues: a broker that holds `video`, `mp3` or their `.dead` as
+// classic queues refuses this declaration (406 PRECONDITION_FAILED, logged as
+// `broker.topology_refused`). Delete those four queues once, after the services drained them.
+import amqp, {
+  type Channel,
+  type ChannelModel,
+  type ConfirmChannel,
+  type Options,
+  type RecoveringChannelModel,
+} from "amqplib";
+import {
+  type ConsumeOptions,
+  DEFAULT_MAX_ATTEMPTS,
+  type Delivery,
+  type Consumer as DeliveryConsumer,
+  deliver,
+  type Handler,
+  MAX_ATTEMPTS,
+} from "./delivery.ts";
 import type { Logger } from "./log.ts";
-import { MESSAGES, type MessageOf, QUEUES, type QueueName } from "./messages.ts";
+import { type MessageOf, QUEUES, type QueueName } from "./messages.ts";
 
-export { QUEUES, type QueueName };
-export const ATTEMPTS_HEADER = "x-attempts";
+export { type ConsumeOptions, type Delivery, type Handler, MAX_ATTEMPTS, QUEUES, type QueueName };
+
+/** Returns after which the broker dead-letters a message itself (`x-delivery-limit`): a backstop. */
+export const DELIVERY_LIMIT = 30;
 
 /** The one declaration of every queue; every user asserts exactly this (any mismatch is a 406 from the broker). */
 export const TOPOLOGY: readonly { queue: string; options: Options.AssertQueue }[] = Object.values(QUEUES).flatMap(
   (name) => [
-    { queue: `${name}.dead`, options: { durable: true } },
+    { queue: `${name}.dead`, options: { durable: true, arguments: { "x-queue-type": "quorum" } } },
     {
       queue: name,
       options: {
         durable: true,
-        arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": `${name}.dead` },
+        arguments: {
+          "x-queue-type": "quorum",
+          "x-delivery-limit": DELIVERY_LIMIT,
+          "x-dead-letter-exchange": "",
+          "x-dead-letter-routing-key": `${name}.dead`,
+          "x-dead-letter-strategy": "at-least-once",
+          "x-overflow": "reject-publish",
+        },
       },
     },
   ],
@@ -49,37 +91,6 @@ export interface QueueOptions {
   publishTimeoutMs?: number; // all publish() may take: waiting for a connection plus the confirm (5000)
   exhaustedRetryMs?: number; // pause before a message whose onExhausted failed is handed back (2000)
 }
-
-export interface ConsumeOptions<T = unknown> {
-  prefetch: number; // unsettled messages this consumer holds at once
-  maxAttempts?: number; // tries per message before it dead-letters (5)
-  /**
-   * Called when a message dead-letters because its attempts ran out, e.g. to record the failure.
-   * If it throws (the store it records in is away), the message is not dead-lettered but handed
-   * back after `exhaustedRetryMs`, and this is called again when it returns.
-   */
-  onExhausted?: (body: T, messageId: string | undefined) => Promise<void> | void;
-}
-
-/** One message in hand. Only the first settling call counts; none throws (if the channel is gone, the broker redelivers). */
-export interface Delivery<T = unknown> {
-  body: T; // parsed and checked against the queue's schema (lib/messages.ts)
-  messageId: string | undefined;
-  redelivered: boolean; // seen before: a retry or a broker redelivery
-  headers: Record<string, unknown>;
-  attempt: number; // 1 on the first try, up to maxAttempts
-  maxAttempts: number;
-  ack(): Promise<void>;
-  /** Try again later (counted); on the last attempt it dead-letters instead (and calls onExhausted). */
-  retry(reason?: unknown): Promise<void>;
-  /** Give up now: to `<queue>.dead`. */
-  deadLetter(reason?: unknown): Promise<void>;
-  /** Hand it back, e.g. on shutdown (nack with requeue); its redelivery counts as an attempt. */
-  requeue(): Promise<void>;
-}
-
-/** Returning without settling acks; throwing without settling retries. */
-export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void> | void;
 
 export interface Queue {
   /** Resolves once the broker confirmed the message; otherwise rejects with QueueUnavailable. */
@@ -109,10 +120,7 @@ interface Conn {
   alive: boolean;
   publisher?: ConfirmChannel;
 }
-interface Consumer {
-  queue: QueueName;
-  options: ConsumeOptions<any>;
-  handler: Handler<any>;
+interface Consumer extends DeliveryConsumer {
   channel?: Channel;
   tag?: string;
 }
@@ -126,7 +134,9 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
   let [closed, consuming, inFlight] = [false, true, 0];
   let closing: Promise<void> | undefined;
   const waiters: (() => void)[] = [];
-  const wake = () => waiters.splice(0).forEach((resolve) => resolve());
+  const wake = () => {
+    for (const resolve of waiters.splice(0)) resolve();
+  };
   const unavailable = () =>
     new QueueUnavailable(
       failure
@@ -141,16 +151,14 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     setImmediate(() => {
       // the connection's own close event comes right after its channels'
       if (closed || !conn.alive) return;
-      log.error({ why }, "broker channel lost; reconnecting");
+      log.error({ event: "broker.channel_lost", why }, "broker channel lost; reconnecting");
       conn.model.close().catch(() => {});
     });
-  const closedChannels = new WeakSet<Channel>(); // the broker has already taken back their unsettled messages
   const watch = (conn: Conn, channel: Channel, what: string) => {
-    channel.on("error", (err: Error) => log.warn({ err, channel: what }, "broker channel error"));
-    channel.on("close", () => {
-      closedChannels.add(channel);
-      restart(conn, `${what} channel closed`);
-    });
+    channel.on("error", (err: Error) =>
+      log.warn({ event: "broker.channel_error", err, channel: what }, "broker channel error"),
+    );
+    channel.on("close", () => restart(conn, `${what} channel closed`));
   };
 
   async function setup(model: ChannelModel) {
@@ -162,10 +170,35 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     model.on("error", () => {}); // reported through the recovering connection
     conn.publisher = await model.createConfirmChannel();
     watch(conn, conn.publisher, "publisher");
-    for (const { queue, options } of TOPOLOGY) await conn.publisher.assertQueue(queue, options);
+    for (const { queue, options } of TOPOLOGY) await declare(conn.publisher, queue, options);
     if (consuming) for (const consumer of consumers) await attach(conn, consumer);
     current = conn;
     wake();
+  }
+
+  async function declare(channel: Channel, queue: string, options: Options.AssertQueue) {
+    await channel.assertQueue(queue, options).catch((err: Error & { code?: number }) => {
+      if (err.code === 406)
+        log.error(
+          { event: "broker.topology_refused", err, queue },
+          "the broker holds this queue with other arguments (a classic queue from before quorum queues?): delete it once",
+        );
+      throw err;
+    });
+  }
+
+  /**
+   * Copies of one message (one queue, one message id) are handled one at a time here. A broker
+   * redelivery reaches the head of the queue at once, often while its earlier copy is still in
+   * hand on a channel that died; waiting for that copy lets the handler's own check see what it
+   * did (a job finished, an email sent) instead of doing it a second time alongside.
+   */
+  const handling = new Map<string, Promise<void>>();
+  function oneAtATime(key: string, alone: boolean, run: () => Promise<void>): Promise<void> {
+    if (alone) return run();
+    const done = (handling.get(key) ?? Promise.resolve()).then(run);
+    handling.set(key, done);
+    return done.finally(() => handling.get(key) === done && handling.delete(key));
   }
 
   async function attach(conn: Conn, consumer: Consumer) {
@@ -175,9 +208,11 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     const { consumerTag } = await channel.consume(consumer.queue, (msg) => {
       if (!msg) return restart(conn, `consumer of ${consumer.queue} cancelled by the broker`);
       inFlight++;
-      deliver(consumer, channel, msg)
-        .catch((err) => log.error({ err, queue: consumer.queue }, "message handling failed"))
-        .finally(() => inFlight--);
+      oneAtATime(`${consumer.queue} ${msg.properties.messageId ?? ""}`, !msg.properties.messageId, () =>
+        deliver(log, exhaustedRetryMs, consumer, channel, msg).catch((err) =>
+          log.error({ event: "message.handling_failed", err, queue: consumer.queue }, "message handling failed"),
+        ),
+      ).finally(() => inFlight--);
     });
     Object.assign(consumer, { channel, tag: consumerTag });
     if (!consuming) await channel.cancel(consumerTag).catch(() => {}); // stopConsuming() ran meanwhile
@@ -192,136 +227,34 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
       if (left <= 0) throw new QueueUnavailable(`no broker connection within ${publishTimeoutMs} ms`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
-        waiters.push(() => (clearTimeout(timer), resolve()));
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
     const channel = current.publisher;
     await new Promise<void>((resolve, reject) => {
-      const fail = (why: string, cause?: unknown) => (
-        clearTimeout(timer), reject(new QueueUnavailable(why, { cause }))
-      );
+      const fail = (why: string, cause?: unknown) => {
+        clearTimeout(timer);
+        reject(new QueueUnavailable(why, { cause }));
+      };
       const timer = setTimeout(
         () => fail(`no confirm from the broker within ${publishTimeoutMs} ms`),
         Math.max(1, deadline - Date.now()),
       );
       try {
-        channel.sendToQueue(queue, content, { ...props, persistent: true }, (err) =>
-          err
-            ? fail(`the broker did not take the message: ${err?.message ?? err}`, err)
-            : (clearTimeout(timer), resolve()),
-        );
+        channel.sendToQueue(queue, content, { ...props, persistent: true }, (err) => {
+          if (err) return fail(`the broker did not take the message: ${err?.message ?? err}`, err);
+          clearTimeout(timer);
+          resolve();
+        });
       } catch (err) {
         fail(`the broker channel is closed: ${(err as Error).message}`, err);
       }
     });
   }
 
-  /** A counted copy goes back on the queue, then the original is acked; if that fails the original is handed back. */
-  async function republish(channel: Channel, msg: ConsumeMessage, attempts: number) {
-    const { messageId, contentType, headers } = msg.properties;
-    // Its channel is gone: the broker requeued the original already, and it comes back
-    // as a redelivery (counted then). A copy now would be a second message for one job.
-    if (closedChannels.has(channel))
-      return log.info({ messageId }, "channel closed before the retry; the broker redelivers the message");
-    try {
-      await publishRaw(msg.fields.routingKey, msg.content, {
-        messageId,
-        contentType,
-        headers: { ...headers, [ATTEMPTS_HEADER]: attempts },
-      });
-      channel.ack(msg);
-    } catch (err) {
-      log.warn({ err, messageId }, "could not re-publish for a retry; handing the message back");
-      channel.nack(msg, false, true);
-    }
-  }
-
-  async function deliver({ queue, options, handler }: Consumer, channel: Channel, msg: ConsumeMessage) {
-    const maxAttempts = options.maxAttempts ?? 5;
-    const headers: Record<string, unknown> = { ...msg.properties.headers };
-    const messageId: string | undefined = msg.properties.messageId;
-    // Attempts already made; a broker redelivery means the last holder tried and did not settle.
-    const made = Math.max(0, Number(headers[ATTEMPTS_HEADER]) || 0) + (msg.fields.redelivered ? 1 : 0);
-    const context = { queue, messageId, attempt: made + 1, maxAttempts };
-    let settled = false;
-    const settle = (what: string, act: () => unknown) => async () => {
-      if (settled) return;
-      settled = true;
-      await Promise.resolve()
-        .then(act)
-        .catch((err) =>
-          log.warn({ err, ...context, what }, "could not settle a message; the broker will redeliver it"),
-        );
-    };
-    const toDead = settle("dead-letter", () => channel.reject(msg, false));
-    const exhausted = async (body: unknown, reason: unknown) => {
-      log.error({ ...context, reason: String(reason) }, "attempts used up; dead-lettering the message");
-      try {
-        await options.onExhausted?.(body, messageId);
-      } catch (err) {
-        // The failure could not be recorded (its store is away): dead-lettered now, the message
-        // would be lost without a trace. Held a moment and handed back, it comes back here
-        // (its attempts are used up) and the recording is tried again.
-        log.error(
-          { err, ...context, retryInMs: exhaustedRetryMs },
-          "onExhausted failed; handing the message back to record the failure later",
-        );
-        await new Promise((resolve) => setTimeout(resolve, exhaustedRetryMs));
-        return settle("requeue after onExhausted failed", () => channel.nack(msg, false, true))();
-      }
-      await toDead();
-    };
-
-    let body: unknown;
-    try {
-      body = JSON.parse(msg.content.toString("utf8"));
-    } catch {
-      log.error({ ...context, bytes: msg.content.length }, "message body is not JSON; dead-lettering it");
-      return toDead();
-    }
-    if (!Value.Check(MESSAGES[queue], body)) {
-      const problem = Value.Errors(MESSAGES[queue], body).First();
-      log.error(
-        { event: "message.malformed", ...context, field: problem?.path, problem: problem?.message },
-        "message does not match its queue's schema; dead-lettering it",
-      );
-      return toDead();
-    }
-    if (made >= maxAttempts) return exhausted(body, "redelivered after the last attempt");
-    if (msg.fields.redelivered) return settle("count redelivery", () => republish(channel, msg, made))();
-
-    const delivery: Delivery = {
-      body,
-      messageId,
-      headers,
-      maxAttempts,
-      attempt: made + 1,
-      redelivered: made > 0,
-      ack: settle("ack", () => channel.ack(msg)),
-      async retry(reason) {
-        if (settled) return;
-        if (made + 1 >= maxAttempts) return exhausted(body, reason);
-        log.warn({ ...context, reason: String(reason) }, "will retry the message");
-        return settle("retry", () => republish(channel, msg, made + 1))();
-      },
-      async deadLetter(reason) {
-        if (!settled) log.warn({ ...context, reason: String(reason) }, "dead-lettering the message");
-        return toDead();
-      },
-      requeue: settle("requeue", () => channel.nack(msg, false, true)),
-    };
-    try {
-      await handler(delivery);
-      await delivery.ack();
-    } catch (err) {
-      await delivery.retry(err);
-    }
-  }
-
-  const broker = (() => {
-    const u = new URL(url);
-    return `${u.host}${u.pathname || "/"}`;
-  })(); // never the password
   const {
     initialMaxRetries = 10,
     maxRetries = Infinity,
@@ -333,25 +266,10 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     // waitForConnect false: the listeners below go on before the first attempt.
     recovery: { waitForConnect: false, initialMaxRetries, maxRetries, initialDelay, maxDelay, setup },
   });
-  let connects = 0;
-  connection.on("connect", () =>
-    log.info({ broker }, connects++ ? "reconnected to the broker" : "connected to the broker"),
-  );
-  connection.on("disconnect", (err: Error) => log.warn({ err, broker }, "lost the broker connection"));
-  connection.on("reconnect-scheduled", ({ attempt, delay, error }) =>
-    log.warn({ attempt, delayMs: delay, err: error, broker }, "reconnecting to the broker"),
-  );
-  connection.on("reconnect-failed", (err: Error) => {
+  logConnection(connection, log, url, (err) => {
     failure = err;
     wake();
-    log.error({ err, broker }, "gave up connecting to the broker");
   });
-  connection.on("error", (err: Error) => log.warn({ err }, "broker connection error"));
-  connection.on("blocked", (reason: string) => log.warn({ reason }, "the broker blocks publishing"));
-  connection.on("unblocked", () => log.info("the broker takes messages again"));
-  connection.on("handler-error", (err: Error, event: string) =>
-    log.error({ err, event }, "broker event listener failed"),
-  );
 
   async function stopConsuming() {
     consuming = false;
@@ -370,12 +288,15 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
       }),
     async consume(name, options, handler) {
       if (closed || !consuming) throw new Error("this queue client has stopped consuming");
-      const consumer: Consumer = { queue: name, options, handler };
+      const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+      if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS)
+        throw new RangeError(`maxAttempts must be 1 to ${MAX_ATTEMPTS} (the broker's limit is ${DELIVERY_LIMIT})`);
+      const consumer = { queue: name, options, handler } as Consumer;
       consumers.push(consumer);
       // Not connected: the next setup attaches it. A failure here closes the connection and recovery retries.
       if (current)
         await attach(current, consumer).catch((err) =>
-          log.warn({ err, queue: name }, "could not attach a consumer yet"),
+          log.warn({ event: "broker.attach_failed", err, queue: name }, "could not attach a consumer yet"),
         );
     },
     stopConsuming,
@@ -401,4 +322,37 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
     });
   }
   return queue;
+}
+
+/** One line per connection event; `gaveUp` hears when recovery stops for good. */
+function logConnection(connection: RecoveringChannelModel, log: Logger, url: string, gaveUp: (err: Error) => void) {
+  const { host, pathname } = new URL(url);
+  const broker = `${host}${pathname || "/"}`; // never the password
+  let connects = 0;
+  connection.on("connect", () =>
+    connects++
+      ? log.info({ event: "broker.reconnected", broker }, "reconnected to the broker")
+      : log.info({ event: "broker.connected", broker }, "connected to the broker"),
+  );
+  connection.on("disconnect", (err: Error) =>
+    log.warn({ event: "broker.disconnected", err, broker }, "lost the broker connection"),
+  );
+  connection.on("reconnect-scheduled", ({ attempt, delay, error }) =>
+    log.warn(
+      { event: "broker.reconnecting", attempt, delayMs: delay, err: error, broker },
+      "reconnecting to the broker",
+    ),
+  );
+  connection.on("reconnect-failed", (err: Error) => {
+    gaveUp(err);
+    log.error({ event: "broker.gave_up", err, broker }, "gave up connecting to the broker");
+  });
+  connection.on("error", (err: Error) => log.warn({ event: "broker.error", err }, "broker connection error"));
+  connection.on("blocked", (reason: string) =>
+    log.warn({ event: "broker.blocked", reason }, "the broker blocks publishing"),
+  );
+  connection.on("unblocked", () => log.info({ event: "broker.unblocked" }, "the broker takes messages again"));
+  connection.on("handler-error", (err: Error, listener: string) =>
+    log.error({ event: "broker.listener_failed", err, listener }, "broker event listener failed"),
+  );
 }

@@ -1,13 +1,15 @@
-// lib/queue.ts against the real RabbitMQ, in vhosts of its own: topology,
-// confirmed publishing, explicit settlement, prefetch, dead-lettering, counted
-// retries, recovery after the broker drops the connection, and a clean close.
+// lib/queue.ts against the real RabbitMQ, in vhosts of its own: the quorum-queue
+// topology, confirmed publishing, explicit settlement, prefetch, dead-lettering,
+// attempts counted by the broker, recovery after the broker drops the connection,
+// and a clean close.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { createLogger, type LogLevel } from "../lib/log.ts";
 import {
-  ATTEMPTS_HEADER,
   connectQueue,
+  DELIVERY_LIMIT,
   type Delivery,
+  MAX_ATTEMPTS,
   QUEUES,
   type Queue,
   type QueueOptions,
@@ -23,11 +25,19 @@ let admin: ChannelModel;
 let channel: Channel;
 let opened: Queue[] = [];
 
-async function open(url = vhost.url, options: QueueOptions = {}): Promise<Queue> {
-  const queue = await connectQueue(url, log, options);
+async function open(url = vhost.url, options: QueueOptions = {}, logger = log): Promise<Queue> {
+  const queue = await connectQueue(url, logger, options);
   opened.push(queue);
   return queue;
 }
+/** A logger whose JSON lines the test reads. */
+function capturedLog() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("queue-test", "info", { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { logger, lines, events: (event: string) => lines.filter((line) => line.event === event) };
+}
+/** A valid job id (24 hex digits, as lib/messages.ts asks) made from a small number. */
+const jobId = (n: number) => n.toString(16).padStart(24, "0");
 /** A plain channel for looking at the broker, one per use when a 406 is expected to close it. */
 async function plainChannel(): Promise<Channel> {
   const ch = await admin.createChannel();
@@ -77,24 +87,48 @@ afterAll(async () => {
 });
 
 describe("topology", () => {
-  test("declares durable `video` and `mp3`, each dead-lettering to a durable `<name>.dead`", async () => {
+  test("declares durable quorum queues `video` and `mp3`, each dead-lettering to a durable quorum `<name>.dead`", async () => {
     for (const queue of ALL_QUEUES) await channel.deleteQueue(queue);
     await open();
     for (const name of Object.values(QUEUES)) {
       const dead = `${name}.dead`;
       const declared = {
         durable: true,
-        arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead },
+        arguments: {
+          "x-queue-type": "quorum",
+          "x-delivery-limit": DELIVERY_LIMIT,
+          "x-dead-letter-exchange": "",
+          "x-dead-letter-routing-key": dead,
+          "x-dead-letter-strategy": "at-least-once",
+          "x-overflow": "reject-publish",
+        },
       };
+      const deadDeclared = { durable: true, arguments: { "x-queue-type": "quorum" } };
       expect(TOPOLOGY).toContainEqual({ queue: name, options: declared });
-      // Re-declaring with the same arguments is accepted; anything else is a 406 from the broker.
+      expect(TOPOLOGY).toContainEqual({ queue: dead, options: deadDeclared });
+      // Re-declaring with the same arguments is accepted; anything else is a 406 from the broker,
+      // as a broker still holding the old classic queues answers this declaration.
       expect((await channel.assertQueue(name, declared)).queue).toBe(name);
-      expect((await channel.assertQueue(dead, { durable: true })).queue).toBe(dead);
-      await expect((await plainChannel()).assertQueue(name, { durable: true })).rejects.toThrow(/PRECONDITION_FAILED/);
-      await expect((await plainChannel()).assertQueue(name, { ...declared, durable: false })).rejects.toThrow(
-        /PRECONDITION_FAILED/,
-      );
-      await expect((await plainChannel()).assertQueue(dead, { durable: false })).rejects.toThrow(/PRECONDITION_FAILED/);
+      expect((await channel.assertQueue(dead, deadDeclared)).queue).toBe(dead);
+      const classic = { durable: true, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } };
+      await expect((await plainChannel()).assertQueue(name, classic)).rejects.toThrow(/PRECONDITION_FAILED/);
+      await expect((await plainChannel()).assertQueue(dead, { durable: true })).rejects.toThrow(/PRECONDITION_FAILED/);
+      const otherLimit = { ...declared, arguments: { ...declared.arguments, "x-delivery-limit": 5 } };
+      await expect((await plainChannel()).assertQueue(name, otherLimit)).rejects.toThrow(/PRECONDITION_FAILED/);
+    }
+  });
+
+  test("a broker holding a queue with other arguments is refused with a log line that says what to do", async () => {
+    const own = await createTestVhost();
+    try {
+      const ownAdmin = await amqp.connect(own.url);
+      await (await ownAdmin.createChannel()).assertQueue(QUEUES.video, { durable: true }); // as before quorum queues
+      await ownAdmin.close();
+      const { logger, events } = capturedLog();
+      await expect(connectQueue(own.url, logger, { initialMaxRetries: 0 })).rejects.toBeInstanceOf(QueueUnavailable);
+      expect(events("broker.topology_refused")[0]).toMatchObject({ queue: QUEUES.video, level: "error" });
+    } finally {
+      await own.drop();
     }
   });
 });
@@ -102,9 +136,9 @@ describe("topology", () => {
 describe("publish and consume", () => {
   test("publish stores a persistent JSON message carrying the caller's message id", async () => {
     const queue = await open();
-    await queue.publish(QUEUES.video, { jobId: "job-1" }, { messageId: "job-1" });
+    await queue.publish(QUEUES.video, { jobId: jobId(1) }, { messageId: "job-1" });
     const message = await waitFor(() => take(QUEUES.video), "the message");
-    expect(JSON.parse(message.content.toString())).toEqual({ jobId: "job-1" });
+    expect(JSON.parse(message.content.toString())).toEqual({ jobId: jobId(1) });
     expect(message.properties).toMatchObject({ messageId: "job-1", contentType: "application/json", deliveryMode: 2 });
   });
 
@@ -112,10 +146,10 @@ describe("publish and consume", () => {
     const queue = await open();
     const seen: Delivery[] = [];
     await queue.consume(QUEUES.mp3, { prefetch: 1 }, (delivery) => void seen.push(delivery));
-    await queue.publish(QUEUES.mp3, { jobId: "j2", status: "done" }, { messageId: "j2" });
+    await queue.publish(QUEUES.mp3, { jobId: jobId(2), status: "done" }, { messageId: "j2" });
     await waitFor(() => seen.length === 1, "the delivery");
     expect(seen[0]).toMatchObject({
-      body: { jobId: "j2", status: "done" },
+      body: { jobId: jobId(2), status: "done" },
       messageId: "j2",
       attempt: 1,
       maxAttempts: 5,
@@ -135,14 +169,14 @@ describe("publish and consume", () => {
       firstSeen.push(delivery);
       await held.closed;
     });
-    await first.publish(QUEUES.video, { jobId: "j3" }, { messageId: "j3" });
+    await first.publish(QUEUES.video, { jobId: jobId(3) }, { messageId: "j3" });
     await waitFor(() => firstSeen.length === 1, "the first consumer to hold it");
     await second.consume(QUEUES.video, { prefetch: 1 }, (delivery) => void secondSeen.push(delivery));
     await sleep(200);
     expect(secondSeen).toHaveLength(0); // held by the first, not duplicated
     await first.close(); // the worker dies with the message in hand
     await waitFor(() => secondSeen.length === 1, "the redelivery");
-    expect(secondSeen[0]).toMatchObject({ body: { jobId: "j3" }, messageId: "j3", attempt: 2, redelivered: true });
+    expect(secondSeen[0]).toMatchObject({ body: { jobId: jobId(3) }, messageId: "j3", attempt: 2, redelivered: true });
     held.open(); // the old handler finishing late must not throw, and cannot ack on its dead channel
     await sleep(100);
     await second.close();
@@ -161,7 +195,7 @@ describe("publish and consume", () => {
       active--;
       done++;
     });
-    for (let i = 0; i < 5; i++) await queue.publish(QUEUES.video, { jobId: `p${i}` }, { messageId: `p${i}` });
+    for (let i = 0; i < 5; i++) await queue.publish(QUEUES.video, { jobId: jobId(10 + i) }, { messageId: `p${i}` });
     await waitFor(() => done === 5, "all five handled");
     expect(most).toBe(2);
   });
@@ -174,10 +208,10 @@ describe("publish and consume", () => {
       seen.push(delivery.messageId!);
       await held.closed;
     });
-    await queue.publish(QUEUES.video, { jobId: "s1" }, { messageId: "s1" });
+    await queue.publish(QUEUES.video, { jobId: jobId(21) }, { messageId: "s1" });
     await waitFor(() => seen.length === 1, "the first message");
     await queue.stopConsuming();
-    await queue.publish(QUEUES.video, { jobId: "s2" }, { messageId: "s2" });
+    await queue.publish(QUEUES.video, { jobId: jobId(22) }, { messageId: "s2" });
     await sleep(300);
     expect(seen).toEqual(["s1"]);
     expect(queue.inFlight()).toBe(1);
@@ -191,17 +225,27 @@ describe("publish and consume", () => {
 });
 
 describe("failures and dead letters", () => {
-  test("a body that is not JSON is dead-lettered without reaching the handler", async () => {
-    const queue = await open();
+  test("a malformed message is dead-lettered with one `message.malformed` line, without reaching the handler", async () => {
+    const { logger, lines, events } = capturedLog();
+    const queue = await open(vhost.url, {}, logger);
     let calls = 0;
     await queue.consume(QUEUES.video, { prefetch: 1 }, () => void calls++);
     channel.sendToQueue(QUEUES.video, Buffer.from("{not json"), { messageId: "garbage" });
-    const dead = await waitFor(() => take("video.dead"), "the dead letter");
-    expect(dead.content.toString()).toBe("{not json");
-    expect(dead.properties.messageId).toBe("garbage");
-    expect(dead.properties.headers?.["x-death"]?.[0]).toMatchObject({ queue: "video", reason: "rejected" });
+    channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: "job-1" })), { messageId: "bad-id" });
+    const first = await waitFor(() => take("video.dead"), "the first dead letter");
+    const second = await waitFor(() => take("video.dead"), "the second dead letter");
+    expect(first.content.toString()).toBe("{not json");
+    expect(first.properties.messageId).toBe("garbage");
+    expect(first.properties.headers?.["x-death"]?.[0]).toMatchObject({ queue: "video", reason: "rejected" });
+    expect(second.properties.messageId).toBe("bad-id");
     expect(calls).toBe(0);
     expect(await ready(QUEUES.video)).toBe(0);
+    expect(events("message.malformed")).toEqual([
+      expect.objectContaining({ level: "error", queue: "video", messageId: "garbage", problem: "not JSON" }),
+      expect.objectContaining({ level: "error", queue: "video", messageId: "bad-id", field: "/jobId" }),
+    ]);
+    // One line each: the malformed line is all that is said about them.
+    expect(lines.filter((line) => line.messageId === "garbage" || line.messageId === "bad-id")).toHaveLength(2);
   });
 
   test("deadLetter() moves the message to `<queue>.dead` at once", async () => {
@@ -209,16 +253,20 @@ describe("failures and dead letters", () => {
     let calls = 0;
     let exhausted = 0;
     const options = { prefetch: 1, onExhausted: () => void exhausted++ };
-    await queue.consume(QUEUES.mp3, options, (delivery) => (calls++, delivery.deadLetter("bad input")));
-    await queue.publish(QUEUES.mp3, { jobId: "d1", status: "failed" }, { messageId: "d1" });
+    await queue.consume(QUEUES.mp3, options, (delivery) => {
+      calls++;
+      return delivery.deadLetter("bad input");
+    });
+    await queue.publish(QUEUES.mp3, { jobId: jobId(31), status: "failed" }, { messageId: "d1" });
     const dead = await waitFor(() => take("mp3.dead"), "the dead letter");
-    expect(JSON.parse(dead.content.toString())).toEqual({ jobId: "d1", status: "failed" });
+    expect(JSON.parse(dead.content.toString())).toEqual({ jobId: jobId(31), status: "failed" });
     expect(dead.properties.messageId).toBe("d1");
     expect([calls, exhausted]).toEqual([1, 0]);
   });
 
   test("a handler that keeps throwing is tried maxAttempts times, then dead-lettered and reported", async () => {
-    const queue = await open();
+    const { logger, events } = capturedLog();
+    const queue = await open(vhost.url, {}, logger);
     const attempts: number[] = [];
     const reported: unknown[] = [];
     const options = {
@@ -230,23 +278,26 @@ describe("failures and dead letters", () => {
       attempts.push(delivery.attempt);
       throw new Error("store away");
     });
-    await queue.publish(QUEUES.video, { jobId: "r1" }, { messageId: "r1" });
+    await queue.publish(QUEUES.video, { jobId: jobId(41) }, { messageId: "r1" });
     const dead = await waitFor(() => take("video.dead"), "the dead letter");
     expect(attempts).toEqual([1, 2, 3]);
-    expect(reported).toEqual([{ body: { jobId: "r1" }, id: "r1" }]);
+    expect(reported).toEqual([{ body: { jobId: jobId(41) }, id: "r1" }]);
     expect(dead.properties.messageId).toBe("r1");
-    expect(dead.properties.headers?.[ATTEMPTS_HEADER]).toBe(2);
+    // dead-lettered by the consumer on its last attempt, not by the broker's limit
+    expect(dead.properties.headers?.["x-death"]?.[0]).toMatchObject({ queue: "video", reason: "rejected" });
     expect(await ready(QUEUES.video)).toBe(0);
+    expect(events("message.retry").map((line) => line.attempt)).toEqual([1, 2]);
+    expect(events("message.exhausted")).toEqual([expect.objectContaining({ attempt: 3, messageId: "r1" })]);
   });
 
-  test("retry() then success acks the retried copy, leaving nothing behind", async () => {
+  test("retry() then success acks the retried message, leaving nothing behind", async () => {
     const queue = await open();
     const seen: [number, boolean][] = [];
     await queue.consume(QUEUES.video, { prefetch: 1 }, async (delivery) => {
       seen.push([delivery.attempt, delivery.redelivered]);
       if (delivery.attempt === 1) await delivery.retry("transient");
     });
-    await queue.publish(QUEUES.video, { jobId: "r2" }, { messageId: "r2" });
+    await queue.publish(QUEUES.video, { jobId: jobId(42) }, { messageId: "r2" });
     await waitFor(() => seen.length === 2, "the retry");
     await queue.close();
     expect(seen).toEqual([
@@ -269,11 +320,75 @@ describe("failures and dead letters", () => {
         return delivery.requeue();
       },
     );
-    await queue.publish(QUEUES.video, { jobId: "c1" }, { messageId: "c1" });
+    await queue.publish(QUEUES.video, { jobId: jobId(43) }, { messageId: "c1" });
     const dead = await waitFor(() => take("video.dead"), "the dead letter");
     expect(dead.properties.messageId).toBe("c1");
     expect(attempts).toEqual([1, 2]);
     expect(exhausted).toBe(1);
+  });
+
+  test("when onExhausted fails, the message is handed back and the failure recorded when it returns", async () => {
+    const { logger, events } = capturedLog();
+    const queue = await open(vhost.url, { exhaustedRetryMs: 50 }, logger);
+    const attempts: number[] = [];
+    let records = 0;
+    const onExhausted = () => {
+      if (++records === 1) throw new Error("the store is away");
+    };
+    await queue.consume(QUEUES.video, { prefetch: 1, maxAttempts: 2, onExhausted }, (delivery) => {
+      attempts.push(delivery.attempt);
+      throw new Error("always failing");
+    });
+    await queue.publish(QUEUES.video, { jobId: jobId(44) }, { messageId: "e1" });
+    const dead = await waitFor(() => take("video.dead"), "the dead letter");
+    expect(dead.properties.messageId).toBe("e1");
+    expect(attempts).toEqual([1, 2]); // the handler is not run again once the attempts are used up
+    expect(records).toBe(2);
+    expect(events("message.exhausted_failed")).toHaveLength(1);
+    expect(events("message.exhausted").map((line) => line.attempt)).toEqual([2, 3]);
+    await sleep(100);
+    expect(await take("video.dead")).toBe(false); // dead-lettered once
+    expect(await ready(QUEUES.video)).toBe(0);
+  });
+
+  test("the broker counts: no count on a first delivery, whatever its publisher set", async () => {
+    const queue = await open();
+    const seen: Delivery[] = [];
+    await queue.consume(QUEUES.video, { prefetch: 1 }, (delivery) => void seen.push(delivery));
+    await queue.publish(
+      QUEUES.video,
+      { jobId: jobId(45) },
+      { messageId: "h1", headers: { "x-delivery-count": 7, "x-attempts": 4 } },
+    );
+    await waitFor(() => seen.length === 1, "the delivery");
+    expect(seen[0]).toMatchObject({ attempt: 1, redelivered: false });
+  });
+
+  test(`the broker's own limit backstops every consumer: a message returned ${DELIVERY_LIMIT} times is dead-lettered`, async () => {
+    expect(DELIVERY_LIMIT).toBeGreaterThan(MAX_ATTEMPTS); // a consumer decides first, always
+    await open(); // the topology
+    const returner = await plainChannel();
+    await returner.prefetch(1);
+    const counts: unknown[] = [];
+    await returner.consume(QUEUES.video, (message) => {
+      if (!message) return;
+      counts.push(message.properties.headers?.["x-delivery-count"]);
+      returner.nack(message, false, true);
+    });
+    channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: jobId(46) })), { messageId: "loop" });
+    const dead = await waitFor(() => take("video.dead"), "the dead letter", 15_000);
+    expect(dead.properties.messageId).toBe("loop");
+    expect(dead.properties.headers?.["x-death"]?.[0]).toMatchObject({ queue: "video", reason: "delivery_limit" });
+    // delivered DELIVERY_LIMIT + 1 times: first without a count, then counted 1, 2, ... up to the limit
+    expect(counts).toEqual([undefined, ...Array.from({ length: DELIVERY_LIMIT }, (_, i) => i + 1)]);
+    await returner.close();
+  });
+
+  test("consume() refuses more attempts than the broker's limit leaves room for", async () => {
+    const queue = await open();
+    await expect(queue.consume(QUEUES.video, { prefetch: 1, maxAttempts: MAX_ATTEMPTS + 1 }, () => {})).rejects.toThrow(
+      RangeError,
+    );
   });
 });
 
@@ -293,7 +408,7 @@ describe("connection", () => {
       maxDelayMs: 20,
     });
     started = Date.now();
-    await expect(gaveUp.publish(QUEUES.video, { jobId: "x" }, { messageId: "x" })).rejects.toBeInstanceOf(
+    await expect(gaveUp.publish(QUEUES.video, { jobId: jobId(90) }, { messageId: "x" })).rejects.toBeInstanceOf(
       QueueUnavailable,
     );
     await expect(gaveUp.ping()).rejects.toBeInstanceOf(QueueUnavailable);
@@ -305,7 +420,7 @@ describe("connection", () => {
       maxDelayMs: 50,
       publishTimeoutMs: 300,
     });
-    await expect(stillTrying.publish(QUEUES.video, { jobId: "y" }, { messageId: "y" })).rejects.toThrow(
+    await expect(stillTrying.publish(QUEUES.video, { jobId: jobId(91) }, { messageId: "y" })).rejects.toThrow(
       /no broker connection within 300 ms/,
     );
     expect(Date.now() - started).toBeLessThan(2000);
@@ -317,16 +432,42 @@ describe("connection", () => {
       const queue = await open(own.url, { initialDelayMs: 50 });
       const seen: string[] = [];
       await queue.consume(QUEUES.video, { prefetch: 1 }, (delivery) => void seen.push(delivery.messageId!));
-      await queue.publish(QUEUES.video, { jobId: "before" }, { messageId: "before" });
+      await queue.publish(QUEUES.video, { jobId: jobId(92) }, { messageId: "before" });
       await waitFor(() => seen.length === 1, "the first message");
       expect(await own.closeConnections()).toBe(1);
-      await queue.publish(QUEUES.video, { jobId: "after" }, { messageId: "after" }); // waits for the reconnect
+      await queue.publish(QUEUES.video, { jobId: jobId(93) }, { messageId: "after" }); // waits for the reconnect
       await waitFor(() => seen.length === 2, "the message after the reconnect");
       expect(seen).toEqual(["before", "after"]);
       expect(await queue.ping()).toBe(true);
       expect(await own.connections()).toHaveLength(1); // the old one is gone, one new one
       await queue.close();
       await waitFor(async () => (await own.connections()).length === 0, "no connection left");
+    } finally {
+      await own.drop();
+    }
+  });
+
+  test("a redelivery waits while its earlier copy is still in hand after a reconnect, then sees what it did", async () => {
+    const own = await createTestVhost();
+    try {
+      const queue = await open(own.url, { initialDelayMs: 50 });
+      const held = gate();
+      const steps: string[] = [];
+      await queue.consume(QUEUES.video, { prefetch: 1 }, async (delivery) => {
+        steps.push(`start ${delivery.attempt}`);
+        if (delivery.attempt === 1) await held.closed; // still working when its channel dies
+        steps.push(`end ${delivery.attempt}`);
+      });
+      await queue.publish(QUEUES.video, { jobId: jobId(95) }, { messageId: "same" });
+      await waitFor(() => steps.length === 1, "the first copy in hand");
+      expect(await own.closeConnections()).toBe(1); // the broker takes it back and redelivers it
+      await waitFor(async () => (await own.connections()).length === 1, "the reconnect");
+      await sleep(300);
+      expect(steps).toEqual(["start 1"]); // the redelivered copy waits for the first
+      held.open();
+      await waitFor(() => steps.length === 4, "both copies handled");
+      expect(steps).toEqual(["start 1", "end 1", "start 2", "end 2"]);
+      await queue.close();
     } finally {
       await own.drop();
     }
@@ -341,7 +482,7 @@ describe("connection", () => {
     await queue.close();
     await waitFor(async () => (await vhost.connections()).length === before, "the connection to go");
     await expect(queue.ping()).rejects.toBeInstanceOf(QueueUnavailable);
-    await expect(queue.publish(QUEUES.video, { jobId: "z" }, { messageId: "z" })).rejects.toBeInstanceOf(
+    await expect(queue.publish(QUEUES.video, { jobId: jobId(94) }, { messageId: "z" })).rejects.toBeInstanceOf(
       QueueUnavailable,
     );
     await expect(queue.consume(QUEUES.video, { prefetch: 1 }, () => {})).rejects.toThrow(/stopped/);
