@@ -66,7 +66,10 @@ const announced = (id: ObjectId, timeoutMs: number) =>
     const known = arrivals.get(id.toHexString());
     if (known) return resolve(known);
     const timer = setTimeout(() => reject(new Error(`no mp3 message for job ${id} within ${timeoutMs} ms`)), timeoutMs);
-    waiting.set(id.toHexString(), (arrival) => (clearTimeout(timer), resolve(arrival)));
+    waiting.set(id.toHexString(), (arrival) => {
+      clearTimeout(timer);
+      resolve(arrival);
+    });
   });
 
 /** A job as the gateway leaves it, minus the message: video in GridFS, record queued. */

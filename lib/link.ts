@@ -132,7 +132,10 @@ export interface AllowList {
 /** Parses a comma-separated list of host names, IPs and CIDRs; throws naming the first bad entry. */
 /** The config field of that list: checked when the config is loaded, so a bad entry stops the service at once. */
 export const AllowHosts = checked(
-  Type.String({ default: "", description: "hosts or CIDRs (comma-separated) links may reach despite the private-range rule" }),
+  Type.String({
+    default: "",
+    description: "hosts or CIDRs (comma-separated) links may reach despite the private-range rule",
+  }),
   parseAllowList,
 );
 

@@ -85,7 +85,7 @@ export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
     const buffer = Buffer.concat(head);
     head = [];
     const type = await fileTypeFromBuffer(buffer.subarray(0, SNIFF_BYTES));
-    if (!type || !type.mime.startsWith("video/")) {
+    if (!type?.mime.startsWith("video/")) {
       const error = new NotAVideo(buffer.length === 0 ? "the file is empty" : "the file is not a video");
       rejectSniffed(error);
       return done(error);
