@@ -4,20 +4,18 @@
 // backoff and then dead-lettered; a refusal retrying cannot fix is recorded.
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
-import { ObjectId } from "mongodb";
 import { Counter } from "prom-client";
 import { AmqpUrl, LogLevel, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
 import { health } from "./lib/health.ts";
-import { type Job, jobStore } from "./lib/jobs.ts";
+import { jobStore } from "./lib/jobs.ts";
 import type { Logger } from "./lib/log.ts";
-import type { Mp3Message } from "./lib/messages.ts";
 import { createMetrics } from "./lib/metrics.ts";
-import { connectMongo, isMongoUnavailable, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
+import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
+import { connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
-import { composeEmail } from "./notifier/email.ts";
-import { mailer, SendRefused } from "./notifier/mailer.ts";
+import { mailer } from "./notifier/mailer.ts";
+import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const NotifierConfig = Type.Object({
@@ -61,58 +59,8 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
     timeoutMs: config.SEND_TIMEOUT_MS,
     log,
   });
-  let stopping = false;
-
-  /** Failures a retry may fix are thrown to the queue, which retries them (counted). */
-  async function handle(delivery: Delivery<Mp3Message>): Promise<void> {
-    const jobId = new ObjectId(delivery.body.jobId);
-    const job = await jobs.get(jobId);
-    const jobLog = log.child({ jobId: delivery.body.jobId, ...(job ? { userId: job.userId } : {}) });
-    if (!job) return jobLog.info({ event: "job.gone" }, "job no longer exists; nothing to tell");
-    if (job.notifiedAt) return jobLog.info({ event: "email.duplicate" }, "already notified; redelivery ignored");
-    if (job.status !== "done" && job.status !== "failed") {
-      return jobLog.warn({ event: "job.unfinished", status: job.status }, "job not finished; nothing to tell yet");
-    }
-    try {
-      const emailId = await mail.send(composeEmail(job, config), `job-${job._id}-${job.status}`);
-      await jobs.markNotified(job._id);
-      emails.inc({ outcome: mail.sends ? "sent" : "logged" });
-      if (mail.sends) jobLog.info({ event: "email.sent", emailId, status: job.status }, "email sent");
-    } catch (error) {
-      await sendFailed(delivery, job, jobLog, error);
-    }
-  }
-
-  /** Sorts a failed send: MongoDB away → thrown (waited out); refused → recorded; else retried later. */
-  async function sendFailed(delivery: Delivery<Mp3Message>, job: Job, jobLog: Logger, error: unknown) {
-    // Sent but not recorded: retryAfterMongo waits for MongoDB; the retry's send is deduplicated by its key.
-    if (isMongoUnavailable(error)) throw error;
-    if (error instanceof SendRefused) {
-      await jobs.markNotified(job._id, error.message);
-      emails.inc({ outcome: "refused" });
-      jobLog.error({ event: "email.refused", reason: error.message }, "email refused; recorded on the job");
-      return;
-    }
-    if (delivery.attempt < delivery.maxAttempts) {
-      const delay = config.RETRY_BASE_MS * 2 ** (delivery.attempt - 1);
-      emails.inc({ outcome: "retried" });
-      jobLog.warn(
-        { event: "email.retry", err: error, attempt: delivery.attempt, retryInMs: delay },
-        "email not sent; will retry",
-      );
-      await Bun.sleep(delay);
-    }
-    return delivery.retry(error); // on the last attempt this dead-letters and calls exhausted()
-  }
-
-  /** Resend stayed away through every attempt: the message goes to `mp3.dead`, logged with its job. */
-  function exhausted(body: Mp3Message) {
-    emails.inc({ outcome: "dead_lettered" });
-    log.error(
-      { event: "email.dead_lettered", jobId: body.jobId, attempts: config.MAX_ATTEMPTS },
-      "email not sent after all attempts; dead-lettered",
-    );
-  }
+  const stopping = new AbortController();
+  const context: NotifierContext = { config, log, jobs, mail, emails, stopping: stopping.signal };
 
   const app = new Elysia({ name: "notifier" })
     .use(problems(log))
@@ -129,13 +77,13 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
         );
       await queue.consume(
         QUEUES.mp3,
-        { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: exhausted },
-        retryAfterMongo(mongo, log, handle, { giveUp: () => stopping }),
+        { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
+        retryAfterMongo(mongo, log, (delivery) => notify(context, delivery), { giveUp: () => stopping.signal.aborted }),
       );
     },
-    /** Stops taking messages and lets the ones in hand finish (a retry's wait included). */
+    /** Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry. */
     async stop() {
-      stopping = true;
+      stopping.abort();
       await queue.stopConsuming();
       while (queue.inFlight() > 0) await Bun.sleep(50);
     },
@@ -152,10 +100,7 @@ if (import.meta.main) {
       const queue = await connectQueue(config.AMQP_URL, log);
       return { service: createNotifier({ config, log, mongo, queue }), resources: [mongo, queue] };
     },
-    // A message in hand may wait out its retry delay (RETRY_BASE_MS doubling) before it settles.
-    (config) => ({
-      httpGraceMs: 1000,
-      deadlineMs: config.RETRY_BASE_MS * 2 ** config.MAX_ATTEMPTS + config.SEND_TIMEOUT_MS + 5000,
-    }),
+    // A send in progress may take SEND_TIMEOUT_MS; retry waits end at once. Within k3d's 30 s.
+    (config) => ({ httpGraceMs: 1000, deadlineMs: Math.min(config.SEND_TIMEOUT_MS + 10_000, 28_000) }),
   );
 }

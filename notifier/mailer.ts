@@ -46,3 +46,5 @@ export function mailer({ apiKey, baseUrl, timeoutMs, log }: MailerOptions) {
     },
   };
 }
+
+export type Mailer = ReturnType<typeof mailer>;

@@ -185,6 +185,40 @@ describe("emails", () => {
   });
 });
 
+describe("stopping", () => {
+  test("a message waiting out a long retry delay goes back to the queue at once, not sent, not marked", async () => {
+    await notifier.stop(); // only the notifier below consumes now
+    resend.failAlways(500);
+    const lines: string[] = [];
+    const ownQueue = await connectQueue(vhost.url, log);
+    const patient = createNotifier({
+      config: parseConfig(NotifierConfig, {
+        MONGODB_URL: mongoUrl,
+        AMQP_URL: vhost.url,
+        RESEND_API_KEY: "re_test_key",
+        RESEND_BASE_URL: resend.url,
+        RETRY_BASE_MS: "600000", // ten minutes: stop() must not wait for it
+      }),
+      log: createLogger("notifier", "info", { write: (line: string) => void lines.push(line) }),
+      mongo,
+      queue: ownQueue,
+    });
+    await patient.start();
+    const id = await finishedJob("done", "patience.mp4");
+    await announce(id, "done");
+    await until(() => lines.some((line) => (JSON.parse(line) as { event?: string }).event === "email.retry"));
+    await patient.stop();
+    await ownQueue.close();
+    expect(await notified(id)).toBe(false);
+    expect(resend.received).toHaveLength(1);
+    const connection = await amqp.connect(vhost.url);
+    const channel = await connection.createChannel();
+    const back = await channel.get(QUEUES.mp3, { noAck: true });
+    await connection.close();
+    expect(back && JSON.parse(back.content.toString())).toEqual({ jobId: id.toHexString(), status: "done" });
+  });
+});
+
 describe("without RESEND_API_KEY", () => {
   test("the email is one JSON log line, the job is marked notified, and startup warns", async () => {
     const lines: string[] = [];
@@ -211,11 +245,11 @@ describe("without RESEND_API_KEY", () => {
           JSON.parse(line) as {
             level: string;
             service: string;
-            msg: string;
+            event?: string;
             email?: { to: string; subject: string; text: string };
           },
       );
-      expect(records.some((record) => record.level === "warn" && record.msg.includes("RESEND_API_KEY"))).toBe(true);
+      expect(records.some((record) => record.level === "warn" && record.event === "email.not_configured")).toBe(true);
       const emailLine = records.find((record) => record.email);
       expect(emailLine).toMatchObject({
         service: "notifier",

@@ -1,0 +1,94 @@
+// One `mp3` message, start to end: tell the job's owner how the conversion ended, once.
+// The steps take the notifier's context (built once in notifier.ts) first.
+import { ObjectId } from "mongodb";
+import type { Counter } from "prom-client";
+import type { Job, JobStore } from "../lib/jobs.ts";
+import type { Logger } from "../lib/log.ts";
+import type { Mp3Message } from "../lib/messages.ts";
+import { isMongoUnavailable } from "../lib/mongo.ts";
+import type { Delivery } from "../lib/queue.ts";
+import type { NotifierConfig } from "../notifier.ts";
+import { composeEmail } from "./email.ts";
+import { type Mailer, SendRefused } from "./mailer.ts";
+
+export interface NotifierContext {
+  config: NotifierConfig;
+  log: Logger;
+  jobs: JobStore;
+  mail: Mailer;
+  emails: Counter<"outcome">;
+  /** Aborted when the notifier stops: a message waiting out its retry delay goes back at once. */
+  stopping: AbortSignal;
+}
+
+/** Failures a retry may fix are thrown to the queue, which retries them (counted). */
+export async function notify(context: NotifierContext, delivery: Delivery<Mp3Message>): Promise<void> {
+  const { log, jobs, mail, emails } = context;
+  const jobId = new ObjectId(delivery.body.jobId);
+  const job = await jobs.get(jobId);
+  const jobLog = log.child({ jobId: delivery.body.jobId, ...(job ? { userId: job.userId } : {}) });
+  if (!job) return jobLog.info({ event: "job.gone" }, "job no longer exists; nothing to tell");
+  if (job.notifiedAt) return jobLog.info({ event: "email.duplicate" }, "already notified; redelivery ignored");
+  if (job.status !== "done" && job.status !== "failed") {
+    return jobLog.warn({ event: "job.unfinished", status: job.status }, "job not finished; nothing to tell yet");
+  }
+  try {
+    const emailId = await mail.send(composeEmail(job, context.config), `job-${job._id}-${job.status}`);
+    await jobs.markNotified(job._id);
+    emails.inc({ outcome: mail.sends ? "sent" : "logged" });
+    if (mail.sends) jobLog.info({ event: "email.sent", emailId, status: job.status }, "email sent");
+  } catch (error) {
+    await sendFailed(context, delivery, job, jobLog, error);
+  }
+}
+
+/** Sorts a failed send: MongoDB away → thrown (waited out); refused → recorded; else retried later. */
+async function sendFailed(
+  { config, jobs, emails, stopping }: NotifierContext,
+  delivery: Delivery<Mp3Message>,
+  job: Job,
+  jobLog: Logger,
+  error: unknown,
+) {
+  // Sent but not recorded: retryAfterMongo waits for MongoDB; the retry's send is deduplicated by its key.
+  if (isMongoUnavailable(error)) throw error;
+  if (error instanceof SendRefused) {
+    await jobs.markNotified(job._id, error.message);
+    emails.inc({ outcome: "refused" });
+    jobLog.error({ event: "email.refused", reason: error.message }, "email refused; recorded on the job");
+    return;
+  }
+  if (delivery.attempt < delivery.maxAttempts) {
+    const delay = config.RETRY_BASE_MS * 2 ** (delivery.attempt - 1);
+    emails.inc({ outcome: "retried" });
+    jobLog.warn(
+      { event: "email.retry", err: error, attempt: delivery.attempt, retryInMs: delay },
+      "email not sent; will retry",
+    );
+    await untilAborted(stopping, delay);
+  }
+  return delivery.retry(error); // on the last attempt this dead-letters and calls exhausted()
+}
+
+/** Resend stayed away through every attempt: the message goes to `mp3.dead`, logged with its job. */
+export function exhausted({ config, log, emails }: NotifierContext, body: Mp3Message) {
+  emails.inc({ outcome: "dead_lettered" });
+  log.error(
+    { event: "email.dead_lettered", jobId: body.jobId, attempts: config.MAX_ATTEMPTS },
+    "email not sent after all attempts; dead-lettered",
+  );
+}
+
+/** Waits `ms`, or less if `signal` aborts first. */
+function untilAborted(signal: AbortSignal, ms: number): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
