@@ -1,14 +1,19 @@
 // File names as people give them and as m3dio hands them back. Pure string work with
 // no server imports, so the web page's bundle uses the same rules as the services.
 
-/** The name a person gave a file, without directories, control characters, quotes or excess length. */
+/**
+ * Characters a name must not carry: control characters (C0, DEL, C1), format characters
+ * (bidirectional overrides and isolates, which make `invoice\u202Eexe.mp4` show as
+ * "invoice4pm.exe", zero-width spaces and joiners, the BOM, soft hyphens), line and
+ * paragraph separators, and double quotes (they end a Content-Disposition value).
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}"]/gu;
+
+/** The name a person gave a file, without directories, unsafe or invisible characters, or excess length. */
 export function cleanFilename(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? "";
-  const clean = base
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
-    .replace(/[\u0000-\u001f\u007f"]/g, "")
-    .trim()
-    .slice(0, 200);
+  // At most 200 characters, counted as code points so an emoji is never cut in half.
+  const clean = [...base.replace(UNSAFE, "").trim()].slice(0, 200).join("").trim();
   return clean && clean !== "." && clean !== ".." ? clean : "video";
 }
 
