@@ -282,9 +282,10 @@ export async function fetchVideo<T>(
         .split(";")[0]!
         .trim()
         .toLowerCase();
+      // The parser has checked it is digits; past 2^53 it is still a size, and too large.
       const length = Number(response.headers["content-length"]);
       const totalBytes = response.headers["content-length"] && Number.isSafeInteger(length) ? length : undefined;
-      if (totalBytes !== undefined && totalBytes > options.maxBytes) throw new TooLarge(options.maxBytes);
+      if (length > options.maxBytes) throw new TooLarge(options.maxBytes);
       const sniffer = videoSniffer();
       const counter = new Transform({
         transform(chunk: Buffer, _encoding, done) {
@@ -426,6 +427,10 @@ function explain(error: unknown, declaredType: string, received: number): unknow
     return new BadLink(`the link is not a video${what ? ` (${what})` : ""}`);
   }
   const code = String((error as NodeJS.ErrnoException)?.code ?? "");
+  // The HTTP parser refused the answer's Content-Length (not a number, negative, too large,
+  // or two that differ): the server says the same next time, so it is the link's fault.
+  if (code === "HPE_INVALID_CONTENT_LENGTH" || code === "HPE_UNEXPECTED_CONTENT_LENGTH")
+    return new BadLink("the link's server sent a malformed Content-Length");
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code))
     return new BadLink("the link's HTTPS certificate is not valid for its host");
   if (TRANSIENT_CODES.has(code) || /socket hang up|aborted|closed/i.test((error as Error)?.message ?? "")) {

@@ -1,6 +1,7 @@
 // The safe fetcher against local servers: redirects, DNS pinning, refused addresses, DNS failures and HTTPS.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -122,6 +123,40 @@ describe("fetching a link", () => {
     const refused = await failure("http://127.0.0.1:1/v.mp4", { allow: parseAllowList("127.0.0.1") });
     expect(refused).toBeInstanceOf(LinkUnavailable);
     expect(refused?.message).toContain("ECONNREFUSED");
+  });
+
+  test("a malformed Content-Length is the link's fault (not retried); one past 2^53 is too large", async () => {
+    // A raw socket: node:http refuses to send such a head. The server answers every request the same.
+    let head = "";
+    const server = createServer((socket) =>
+      socket.once("data", () =>
+        socket.end(`HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\n${head}\r\nConnection: close\r\n\r\n`),
+      ),
+    );
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const link = `http://127.0.0.1:${(server.address() as { port: number }).port}/v.mp4`;
+    const allowLocal = { allow: parseAllowList("127.0.0.1") };
+    try {
+      for (const malformed of [
+        "Content-Length: abc",
+        "Content-Length: -1",
+        "Content-Length: 5, 6",
+        "Content-Length: 1e3",
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: 99999999999999999999999",
+      ]) {
+        head = malformed;
+        const error = await failure(link, allowLocal);
+        expect(error, malformed).toBeInstanceOf(BadLink);
+        expect(error?.message, malformed).toBe("the link's server sent a malformed Content-Length");
+      }
+      head = "Content-Length: 9007199254740993";
+      const huge = await failure(link, allowLocal);
+      expect(huge).toBeInstanceOf(BadLink);
+      expect(huge?.message).toBe("the video is larger than 1 MiB");
+    } finally {
+      server.close();
+    }
   });
 
   test("HTTPS: SNI and the certificate check use the host name while the connection goes to the checked address", async () => {
