@@ -10,3 +10,11 @@ export class BadInput extends Error {
 export class HandedBack extends Error {
   override name = "HandedBack";
 }
+
+/** The job was deleted while its message was in hand: the work stops, the message is acknowledged. */
+export class JobGone extends Error {
+  override name = "JobGone";
+  constructor() {
+    super("the job was deleted");
+  }
+}

@@ -6,11 +6,13 @@ import { ObjectId } from "mongodb";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import type { VideoMessage } from "../lib/messages.ts";
+import { isMongoUnavailable } from "../lib/mongo.ts";
 import type { Delivery } from "../lib/queue.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { convert, download } from "./convert.ts";
-import { BadInput, HandedBack } from "./errors.ts";
+import { BadInput, HandedBack, JobGone } from "./errors.ts";
 import { removeStrayMp3s } from "./leftovers.ts";
+import { watchJob } from "./watch.ts";
 
 const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
 
@@ -44,17 +46,27 @@ export async function handleVideo(
     return delivery.ack();
   }
   const userLog = jobLog.child({ userId: job.userId, attempt: delivery.attempt });
+  // Deleting the job stops this attempt's work: the message's signal and the job's watch, as one.
+  const deleted = new AbortController();
+  const stopWatching = watchJob(jobs, jobId, deleted);
+  const attempt = AbortSignal.any([signal, deleted.signal]);
   try {
     userLog.info({ event: "job.converting", phase: job.phase }, "converting");
-    const ready = needsDownload(job) ? await download(context, job, signal, userLog) : job;
-    if (ready) await convert(context, ready, signal, userLog);
+    const ready = needsDownload(job) ? await download(context, job, attempt, userLog) : job;
+    if (ready) await convert(context, ready, attempt, userLog);
     return delivery.ack();
   } catch (error) {
-    return settleFailure(context, error, delivery, userLog);
+    // Whatever failed once the job was deleted (the spool finding its chunks gone, say), it was the deletion.
+    return settleFailure(context, deleted.signal.aborted ? deleted.signal.reason : error, delivery, userLog);
+  } finally {
+    stopWatching();
   }
 }
 
-/** A hand-back requeues the message untouched, bad input fails the job; anything else is thrown for a retry. */
+/**
+ * A hand-back requeues the message untouched; a deleted job is acknowledged; bad input
+ * fails the job; anything else is thrown for a retry.
+ */
 async function settleFailure(
   context: ConverterContext,
   error: unknown,
@@ -69,6 +81,12 @@ async function settleFailure(
     jobLog.info({ event: "job.handed_back" }, "handed back on shutdown");
     return delivery.requeue();
   }
+  if (error instanceof JobGone || (!(error instanceof BadInput) && (await isDeleted(context, jobId, error)))) {
+    // Nothing to record or retry: the deletion took the job's files; `convert` removed its MP3 and temp dir.
+    metrics.outcomes.inc({ outcome: "gone" });
+    jobLog.info({ event: "job.gone" }, "job deleted while in hand; its work stopped");
+    return delivery.ack();
+  }
   if (error instanceof BadInput) {
     const failed = await jobs.markFailed(jobId, error.message);
     if (failed) await publishOutcome(context, jobId, "failed");
@@ -80,6 +98,14 @@ async function settleFailure(
   metrics.outcomes.inc({ outcome: "retried" });
   throw error; // retryAfterMongo waits out a MongoDB outage, then the queue retries it
 }
+
+/** True only when the job is known to be gone; a store that is away (or cannot answer) says nothing. */
+const isDeleted = ({ jobs }: ConverterContext, jobId: ObjectId, error: unknown) =>
+  !isMongoUnavailable(error) &&
+  jobs.get(jobId).then(
+    (job) => job === null,
+    () => false,
+  );
 
 /** The queue ran out of attempts for this message: the job fails, the user hears of it. */
 export async function giveUp(context: ConverterContext, body: VideoMessage): Promise<void> {
