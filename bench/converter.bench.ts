@@ -15,18 +15,18 @@ import { jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo } from "../lib/mongo.ts";
 import { connectQueue, QUEUES } from "../lib/queue.ts";
+import { probe } from "../test/support/media.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestVhost } from "../test/support/rabbit.ts";
 import {
+  bareFfmpeg,
   cachedVideo,
-  durationOf,
   MiB,
   median,
   readMemory,
   report,
   reportLoad,
   resetPeak,
-  run,
   type Service,
   sampleMemory,
   startMongo,
@@ -43,6 +43,7 @@ reportLoad(BENCH, "start");
 const mongoServer = await startMongo();
 const mongoUrl = withDatabase(mongoServer.url, `m3dio_bench_${process.pid}`);
 const work = mkdtempSync(join(tmpdir(), "m3dio-bench-converter-"));
+const bareMp3 = join(work, "bare.mp3"); // where bare ffmpeg writes, for comparison
 const vhost = await createTestVhost().catch(async (error) => {
   await mongoServer.stop();
   rmSync(work, { recursive: true, force: true });
@@ -107,22 +108,6 @@ const converterEnv = (extra: Record<string, string> = {}) => ({
   MP3_QUALITY: "2",
   ...extra,
 });
-const bareFfmpeg = (input: string) =>
-  run([
-    "ffmpeg",
-    "-hide_banner",
-    "-loglevel",
-    "error",
-    "-y",
-    "-i",
-    input,
-    "-vn",
-    "-c:a",
-    "libmp3lame",
-    "-q:a",
-    "2",
-    join(work, "bare.mp3"),
-  ]);
 
 try {
   const warmup = await testClip(2, "160x90");
@@ -130,31 +115,13 @@ try {
   const oneMinute = await testClip(60);
   // 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
   // noise keeps the encoder from compressing the test pattern away.
-  const big = await cachedVideo("big-180s-720p-mpeg2-48M", "mp4", [
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc=duration=180:size=1280x720:rate=25",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine=frequency=440:duration=180",
-    "-vf",
-    "noise=alls=30:allf=t",
-    "-c:v",
-    "mpeg2video",
-    "-b:v",
-    "48M",
-    "-minrate",
-    "48M",
-    "-maxrate",
-    "48M",
-    "-bufsize",
-    "16M",
-    "-c:a",
-    "aac",
-    "-shortest",
-  ]);
+  const big = await cachedVideo("big-180s-720p-mpeg2-48M", {
+    seconds: 180,
+    size: "1280x720",
+    rate: 25,
+    noise: 30,
+    encoder: ["mpeg2video", "-b:v", "48M", "-minrate", "48M", "-maxrate", "48M", "-bufsize", "16M"],
+  });
 
   // ── one worker: latency against bare ffmpeg, then memory on 1 GiB ──────────
   let converter: Service = await startService("converter", converterEnv());
@@ -164,7 +131,7 @@ try {
   const ffmpegMs: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     converterMs.push(await convertOnce(await storeJob(fiveMinutes)));
-    ffmpegMs.push(await bareFfmpeg(fiveMinutes));
+    ffmpegMs.push(await bareFfmpeg(fiveMinutes, bareMp3));
   }
   const ratio = median(converterMs) / median(ffmpegMs);
   report(BENCH, "5-min 720p clip: message to mp3 (median of 5)", median(converterMs), "ms");
@@ -188,12 +155,17 @@ try {
     "< 200 MB",
   );
   report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: message to mp3`, bigMs / 1000, "s");
-  report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: bare ffmpeg`, (await bareFfmpeg(big)) / 1000, "s");
+  report(
+    BENCH,
+    `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: bare ffmpeg`,
+    (await bareFfmpeg(big, bareMp3)) / 1000,
+    "s",
+  );
   await files.remove("videos", (await jobs.get(bigId))!.videoFileId!); // gone already unless KEEP_VIDEOS; frees the stand-in
 
   // ── throughput: 8 jobs of a 60-second clip ─────────────────────────────────
   const JOBS = 16; // 8 finish in ~2 s, too short to read through this machine's noise
-  const clipSeconds = await durationOf(oneMinute);
+  const clipSeconds = (await probe(oneMinute)).durationSec;
   async function throughput(label: string) {
     const ids: ObjectId[] = [];
     for (let i = 0; i < JOBS; i++) ids.push(await storeJob(oneMinute));
@@ -219,7 +191,7 @@ try {
   report(BENCH, "speed-up, CONVERTER_CONCURRENCY=2 / 1 worker", concurrent / one, "x");
   // What ffmpeg alone does with the same 8 files, one at a time: the floor for one worker.
   const started = performance.now();
-  for (let i = 0; i < JOBS; i++) await bareFfmpeg(oneMinute);
+  for (let i = 0; i < JOBS; i++) await bareFfmpeg(oneMinute, bareMp3);
   report(
     BENCH,
     `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`,

@@ -7,6 +7,7 @@
 // The 1 GiB body is made on the fly: a real small MP4 (the gateway sniffs the first
 // bytes for a video signature) followed by filler bytes; nothing converts it.
 import { readFileSync } from "node:fs";
+import { gatewayClient } from "../test/support/client.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
 import { createTestVhost, type TestVhost } from "../test/support/rabbit.ts";
@@ -73,39 +74,8 @@ try {
     MAX_UPLOAD_BYTES: String(2 * UPLOAD_BYTES),
   });
   const base = gateway.url;
-  const json = (body: unknown) => ({
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const credentials = { email: "bench@example.com", password: "benchmark password" };
-  const registered = await fetch(`${base}/auth/register`, json(credentials));
-  if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
-  const login = await fetch(`${base}/auth/login`, json(credentials));
-  const { token } = (await login.json()) as { token: string };
-  const authorization = `Bearer ${token}`;
-
-  const header = readFileSync(
-    await cachedVideo("header-1s-160x90", "mp4", [
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc=duration=1:size=160x90:rate=15",
-      "-f",
-      "lavfi",
-      "-i",
-      "sine=duration=1",
-      "-c:v",
-      "libx264",
-      "-preset",
-      "ultrafast",
-      "-c:a",
-      "aac",
-      "-movflags",
-      "+faststart",
-      "-shortest",
-    ]),
-  );
+  const { authorization } = (await gatewayClient(base).newUser("bench")).headers;
+  const header = readFileSync(await cachedVideo("header-1s-160x90", { seconds: 1, faststart: true }));
 
   const idle = readMemory(gateway.pid)!;
   report(BENCH, "gateway RSS at rest (after login)", idle.rss / 1e6, "MB");

@@ -7,8 +7,19 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gatewayClient } from "../test/support/client.ts";
 import { type System, startSystem } from "../test/support/system.ts";
-import { median, readMemory, report, reportLoad, resetPeak, run, startMongo, stopAll, testClip } from "./support.ts";
+import {
+  bareFfmpeg,
+  median,
+  readMemory,
+  report,
+  reportLoad,
+  resetPeak,
+  startMongo,
+  stopAll,
+  testClip,
+} from "./support.ts";
 
 const BENCH = "pipeline";
 const LATENCY_RUNS = 5;
@@ -33,16 +44,7 @@ try {
   const clipBytes = readFileSync(clip);
   system = await startSystem({ converters: 1, resend: true });
   const base = system.gatewayUrl;
-  const json = (body: unknown) => ({
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const credentials = { email: "bench@example.com", password: "benchmark password" };
-  const registered = await fetch(`${base}/auth/register`, json(credentials));
-  if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
-  const { token } = (await (await fetch(`${base}/auth/login`, json(credentials))).json()) as { token: string };
-  const headers = { authorization: `Bearer ${token}` };
+  const { headers } = await gatewayClient(base).newUser("bench");
 
   async function upload(): Promise<{ id: string; answeredAt: number }> {
     const response = await fetch(`${base}/jobs?filename=clip.mp4`, {
@@ -98,23 +100,7 @@ try {
     const second = await upload();
     await followBySse(second.id);
     streamed.push(performance.now() - second.answeredAt);
-    bare.push(
-      await run([
-        "ffmpeg",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        clip,
-        "-vn",
-        "-c:a",
-        "libmp3lame",
-        "-q:a",
-        "2",
-        join(work, "bare.mp3"),
-      ]),
-    );
+    bare.push(await bareFfmpeg(clip, join(work, "bare.mp3")));
   }
   const ffmpegMs = median(bare);
   // The converter's own share, from its "job.converted" log lines (message taken to MP3 stored and announced).

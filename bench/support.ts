@@ -1,8 +1,9 @@
 // Helpers every benchmark uses: print a figure, and measure latency percentiles
 // of an async operation driven by N concurrent loops for a fixed time.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { keptVideo, type VideoOptions } from "../test/support/media.ts";
 
 export function report(bench: string, metric: string, value: number, unit: string, goal?: string) {
   console.log(JSON.stringify({ bench, metric, value: Math.round(value * 100) / 100, unit, goal }));
@@ -252,65 +253,34 @@ export function sampleMemory(pids: number[], intervalMs = 50) {
 }
 
 /** Runs a command to completion; throws with its stderr on failure; answers the wall time in ms. */
-export async function run(command: string[], options: { cwd?: string } = {}): Promise<number> {
+async function run(command: string[]): Promise<number> {
   const started = performance.now();
-  const child = Bun.spawn(command, { cwd: options.cwd ?? ROOT, stdout: "ignore", stderr: "pipe" });
+  const child = Bun.spawn(command, { cwd: ROOT, stdout: "ignore", stderr: "pipe" });
   const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
   if (code !== 0) throw new Error(`${command.join(" ")} failed (${code}): ${err.slice(-2000)}`);
   return performance.now() - started;
 }
 
+/** What the converter does to `input`, by ffmpeg alone, into `output`: answers the wall time in ms. */
+export function bareFfmpeg(input: string, output: string): Promise<number> {
+  const mp3 = ["-vn", "-c:a", "libmp3lame", "-q:a", "2"]; // as the benchmarks' converters (MP3_QUALITY=2)
+  return run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", input, ...mp3, output]);
+}
+
 export const MEDIA_DIR = join(tmpdir(), "m3dio-bench-media");
 
 /**
- * A test video made with ffmpeg once and kept under the temp dir, named after its
- * parameters, so reruns skip the encoding (delete MEDIA_DIR to reclaim the space).
- * Written under a temporary name and renamed, so an interrupted run never leaves
- * a truncated file to reuse.
+ * A test video (test/support/media.ts) made once and kept under the temp dir, so reruns
+ * skip the encoding (delete MEDIA_DIR to reclaim the space).
  */
-export async function cachedVideo(name: string, format: string, ffmpegArgs: string[]): Promise<string> {
-  mkdirSync(MEDIA_DIR, { recursive: true });
-  const key = Bun.hash(JSON.stringify([format, ffmpegArgs])).toString(36);
-  const path = join(MEDIA_DIR, `${name}-${key}.${format}`);
-  if (existsSync(path)) return path;
-  const partial = `${path}.partial-${process.pid}`;
-  try {
-    const ms = await run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", ...ffmpegArgs, "-f", format, partial]);
-    renameSync(partial, path);
-    process.stderr.write(`made ${name} in ${(ms / 1000).toFixed(1)} s (kept at ${path})\n`);
-  } finally {
-    rmSync(partial, { force: true });
-  }
-  return path;
-}
+export const cachedVideo = (name: string, options: VideoOptions) =>
+  keptVideo(MEDIA_DIR, name, options, (path, ms) =>
+    process.stderr.write(`made ${name} in ${(ms / 1000).toFixed(1)} s (kept at ${path})\n`),
+  );
 
 /** testsrc video with a sine tone: `seconds` long, `size`, H.264 ultrafast + AAC in MP4 (index at the end, as cameras write it). */
 export const testClip = (seconds: number, size = "1280x720", rate = 30) =>
-  cachedVideo(`clip-${seconds}s-${size}`, "mp4", [
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc=duration=${seconds}:size=${size}:rate=${rate}`,
-    "-f",
-    "lavfi",
-    "-i",
-    `sine=frequency=440:duration=${seconds}`,
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-c:a",
-    "aac",
-    "-shortest",
-  ]);
-
-/** Duration in seconds (ffprobe). */
-export async function durationOf(path: string): Promise<number> {
-  const child = Bun.spawn(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path], {
-    stdout: "pipe",
-  });
-  return Number((await new Response(child.stdout).text()).trim());
-}
+  cachedVideo(`clip-${seconds}s-${size}`, { seconds, size, rate });
 
 export const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);

@@ -3,11 +3,13 @@
 // follow the job until it is done, download the MP3 and check with ffprobe that it
 // is audio, then delete the job.
 //   bun scripts/smoke.ts [base URL]      (or SMOKE_BASE_URL; default http://localhost:8080)
-// Used by `bun run k3d:up`, by CI after `docker compose up`, and by hand. Needs
-// ffmpeg and ffprobe on the PATH. Exits non-zero with the step that failed.
+// Used by `bun run k3d:up`, by CI after `docker compose up`, and by hand, from a checkout
+// (the video is made with test/support/media.ts, as the tests make theirs). Needs ffmpeg
+// and ffprobe on the PATH. Exits non-zero with the step that failed.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makeVideo, probe } from "../test/support/media.ts";
 
 const base = (process.argv[2] ?? process.env.SMOKE_BASE_URL ?? "http://localhost:8080").replace(/\/+$/, "");
 const readyTimeoutMs = Number(process.env.SMOKE_READY_TIMEOUT_SEC ?? 300) * 1000;
@@ -34,17 +36,6 @@ async function expectStatus(response: Response, expected: number, what: string):
     throw new SmokeFailure(`${what}: expected ${expected}, got ${response.status} ${body.slice(0, 500)}`);
   }
   return response;
-}
-
-async function run(command: string[]): Promise<string> {
-  const child = Bun.spawn(command, { stdout: "pipe", stderr: "pipe" });
-  const [code, out, err] = await Promise.all([
-    child.exited,
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-  ]);
-  if (code !== 0) throw new SmokeFailure(`${command[0]} failed (${code}): ${err.trim()}`);
-  return out;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -99,32 +90,7 @@ async function main() {
     const auth = { authorization: `Bearer ${token}` };
     step(`registered and logged in as ${email}`);
 
-    const video = join(work, "smoke.mp4");
-    await run([
-      "ffmpeg",
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-y",
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc=duration=3:size=160x90:rate=15",
-      "-f",
-      "lavfi",
-      "-i",
-      "sine=frequency=440:duration=3",
-      "-c:v",
-      "libx264",
-      "-preset",
-      "ultrafast",
-      "-pix_fmt",
-      "yuv420p",
-      "-c:a",
-      "aac",
-      "-shortest",
-      video,
-    ]);
+    const video = await makeVideo({ seconds: 3 }, join(work, "smoke.mp4"));
     const form = new FormData();
     form.append("file", Bun.file(video, { type: "video/mp4" }), "smoke.mp4");
     const upload = await expectStatus(
@@ -160,23 +126,9 @@ async function main() {
     );
     const mp3 = join(work, "smoke.mp3");
     await Bun.write(mp3, await audio.arrayBuffer());
-    const probe = JSON.parse(
-      await run([
-        "ffprobe",
-        "-v",
-        "error",
-        "-show_entries",
-        "format=duration:stream=codec_type,codec_name",
-        "-of",
-        "json",
-        mp3,
-      ]),
-    ) as { format: { duration: string }; streams: { codec_type: string; codec_name: string }[] };
-    check(
-      probe.streams.some((stream) => stream.codec_type === "audio" && stream.codec_name === "mp3"),
-      `download is not MP3 audio: ${JSON.stringify(probe.streams)}`,
-    );
-    const seconds = Number(probe.format.duration);
+    const mp3Info = await probe(mp3);
+    check(mp3Info.streams.includes("audio:mp3"), `download is not MP3 audio: ${JSON.stringify(mp3Info.streams)}`);
+    const seconds = mp3Info.durationSec;
     check(seconds > 2 && seconds < 4, `MP3 lasts ${seconds} s, the video 3 s`);
     step(`downloaded ${Bun.file(mp3).size} bytes of MP3, ${seconds.toFixed(1)} s`);
 

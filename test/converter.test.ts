@@ -8,14 +8,13 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
 import { transcode } from "../converter/transcode.ts";
-import { ConverterConfig, createConverter } from "../converter.ts";
-import { parseConfig } from "../lib/config.ts";
 import { fileStore } from "../lib/files.ts";
 import { type Job, jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "./support/jobs.ts";
+import { startLocalConverter } from "./support/local-converter.ts";
 import { makeVideo, probe } from "./support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
 import { createTestVhost } from "./support/rabbit.ts";
@@ -71,25 +70,11 @@ async function logged(match: (entry: Record<string, unknown>) => boolean, count 
 }
 
 /** A converter with a queue connection of its own; `stop()` stops both. */
-async function startConverter(overrides: Record<string, string> = {}) {
-  const ownQueue = await connectQueue(vhost.url, log);
-  const config = parseConfig(ConverterConfig, {
-    MONGODB_URL: mongoUrl,
-    AMQP_URL: vhost.url,
-    TMP_DIR: tmp,
-    LOG_LEVEL: "info",
-    SHUTDOWN_GRACE_MS: "5000",
-    ...overrides,
-  });
-  const converter = createConverter({ config, log: converterLog, mongo, queue: ownQueue });
-  await converter.start();
-  return {
-    async stop() {
-      await converter.stop();
-      await ownQueue.close();
-    },
-  };
-}
+const startConverter = (env: Record<string, string> = {}) =>
+  startLocalConverter(
+    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log: converterLog },
+    { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", ...env },
+  );
 
 /** A job as the gateway leaves it: video in GridFS, record queued, message published. */
 async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise<ObjectId> {

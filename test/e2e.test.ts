@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  basicLogin,
   type GatewayClient,
   gatewayClient,
   type JobView,
@@ -226,10 +227,7 @@ describe("end to end, four services as processes", () => {
   test("the reference curl flow: POST /login (Basic) → token text, POST /upload, poll the job, GET /download?fid=", async () => {
     const user = await newUser();
     // curl -X POST -u email:password $GATEWAY/login
-    const login = await call("/login", {
-      method: "POST",
-      headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
-    });
+    const login = await call("/login", basicLogin(user.email, user.password));
     expect(login.status).toBe(200);
     expect(login.headers.get("content-type")).toStartWith("text/plain");
     const token = await login.text();

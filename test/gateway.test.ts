@@ -8,6 +8,7 @@ import { jwksVerifier } from "../gateway/bearer.ts";
 import type { JobPage, JobView } from "../gateway.ts";
 import { mp3Filename } from "../lib/files.ts";
 import { connectQueue } from "../lib/queue.ts";
+import { basicLogin } from "./support/client.ts";
 import { makeVideo } from "./support/media.ts";
 import { createTestVhost } from "./support/rabbit.ts";
 import { type Stack, startStack } from "./support/stack.ts";
@@ -324,10 +325,7 @@ describe("download", () => {
 describe("the reference curl flow", () => {
   test("Basic login answers the bare token; /upload queues; /download?fid= gives the owner the MP3", async () => {
     const user = await newUser();
-    const login = await call("/login", {
-      method: "POST",
-      headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
-    });
+    const login = await call("/login", basicLogin(user.email, user.password));
     expect(login.status).toBe(200);
     expect(login.headers.get("content-type")).toStartWith("text/plain");
     const token = await login.text();
@@ -344,10 +342,7 @@ describe("the reference curl flow", () => {
     expect(new Uint8Array(await download.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
     const stranger = await newUser();
     expect((await call(`/download?fid=${audioFileId}`, { headers: stranger.headers })).status).toBe(404);
-    const wrong = await call("/login", {
-      method: "POST",
-      headers: { authorization: `Basic ${btoa(`${user.email}:nope`)}` },
-    });
+    const wrong = await call("/login", basicLogin(user.email, "nope"));
     expect(wrong.status).toBe(401);
   });
 

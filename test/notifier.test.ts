@@ -96,6 +96,29 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10
 }
 const notified = async (id: ObjectId) => Boolean((await jobs.get(id))?.notifiedAt);
 
+/**
+ * A notifier besides the suite's own (a test stops that one first, so this one alone consumes), configured
+ * by `env` over the store URLs, with a queue connection of its own and its log lines kept; `stop()` stops both.
+ */
+async function notifierOfItsOwn(env: Record<string, string>) {
+  const lines: string[] = [];
+  const queue = await connectQueue(vhost.url, log);
+  const notifier = createNotifier({
+    config: parseConfig(NotifierConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, ...env }),
+    log: createLogger("notifier", "info", { write: (line: string) => void lines.push(line) }),
+    mongo,
+    queue,
+  });
+  return {
+    notifier,
+    lines,
+    async stop() {
+      await notifier.stop();
+      await queue.close();
+    },
+  };
+}
+
 describe("emails", () => {
   test("a done job: the owner gets the link, file id, name, length and size, with the file name escaped", async () => {
     const id = await finishedJob("done");
@@ -189,26 +212,16 @@ describe("stopping", () => {
   test("a message waiting out a long retry delay goes back to the queue at once, not sent, not marked", async () => {
     await notifier.stop(); // only the notifier below consumes now
     resend.failAlways(500);
-    const lines: string[] = [];
-    const ownQueue = await connectQueue(vhost.url, log);
-    const patient = createNotifier({
-      config: parseConfig(NotifierConfig, {
-        MONGODB_URL: mongoUrl,
-        AMQP_URL: vhost.url,
-        RESEND_API_KEY: "re_test_key",
-        RESEND_BASE_URL: resend.url,
-        RETRY_BASE_MS: "600000", // ten minutes: stop() must not wait for it
-      }),
-      log: createLogger("notifier", "info", { write: (line: string) => void lines.push(line) }),
-      mongo,
-      queue: ownQueue,
+    const patient = await notifierOfItsOwn({
+      RESEND_API_KEY: "re_test_key",
+      RESEND_BASE_URL: resend.url,
+      RETRY_BASE_MS: "600000", // ten minutes: stop() must not wait for it
     });
-    await patient.start();
+    await patient.notifier.start();
     const id = await finishedJob("done", "patience.mp4");
     await announce(id, "done");
-    await until(() => lines.some((line) => (JSON.parse(line) as { event?: string }).event === "email.retry"));
+    await until(() => patient.lines.some((line) => (JSON.parse(line) as { event?: string }).event === "email.retry"));
     await patient.stop();
-    await ownQueue.close();
     expect(await notified(id)).toBe(false);
     expect(resend.received).toHaveLength(1);
     const connection = await amqp.connect(vhost.url);
@@ -221,26 +234,14 @@ describe("stopping", () => {
 
 describe("without RESEND_API_KEY", () => {
   test("the email is one JSON log line, the job is marked notified, and startup warns", async () => {
-    const lines: string[] = [];
-    const capture = { write: (line: string) => void lines.push(line) };
-    const quietQueue = await connectQueue(vhost.url, log);
-    const keyless = createNotifier({
-      config: parseConfig(NotifierConfig, {
-        MONGODB_URL: mongoUrl,
-        AMQP_URL: vhost.url,
-        PUBLIC_URL: "https://m3dio.example",
-      }),
-      log: createLogger("notifier", "info", capture),
-      mongo,
-      queue: quietQueue,
-    });
+    const keyless = await notifierOfItsOwn({ PUBLIC_URL: "https://m3dio.example" });
     await notifier.stop(); // only the keyless notifier consumes now
-    await keyless.start();
+    await keyless.notifier.start();
     try {
       const id = await finishedJob("done", "talk.mp4", "grace@example.com");
       await announce(id, "done");
       await until(() => notified(id));
-      const records = lines.map(
+      const records = keyless.lines.map(
         (line) =>
           JSON.parse(line) as {
             level: string;
@@ -260,7 +261,6 @@ describe("without RESEND_API_KEY", () => {
       expect(resend.received).toHaveLength(0);
     } finally {
       await keyless.stop();
-      await quietQueue.close();
     }
   });
 });

@@ -5,21 +5,15 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import * as jose from "jose";
 import { jwksVerifier, KeysUnavailable } from "../../gateway/bearer.ts";
-import { type GatewayClient, gatewayClient } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
-import { bytesOf } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import { basicLogin, type GatewayClient } from "../support/client.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 let system: FaultSystem;
 let video: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: 2 });
-  made.catch(() => {});
-  system = await faultSystem();
-  video = await bytesOf(await made);
-  http = gatewayClient(system.gatewayUrl);
+  ({ system, video, http } = await faultSetup({ videoSeconds: 2 }));
 }, 90_000);
 
 async function expectProblem(answer: Response, status: number, detail: RegExp) {
@@ -45,14 +39,7 @@ describe("auth down", () => {
       503,
       /login service/,
     );
-    await expectProblem(
-      await http.call("/login", {
-        method: "POST",
-        headers: { authorization: `Basic ${btoa(`${user.email}:${user.password}`)}` },
-      }),
-      503,
-      /login service/,
-    );
+    await expectProblem(await http.call("/login", basicLogin(user.email, user.password)), 503, /login service/);
     await expectProblem(
       await http.call("/auth/register", {
         method: "POST",

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as jose from "jose";
 import { createConnection } from "mysql2/promise";
 import { LOCKOUT } from "../../auth.ts";
+import { basicAuth } from "../support/client.ts";
 import { makeVideo } from "../support/media.ts";
 import { type Stack, startStack } from "../support/stack.ts";
 
@@ -55,7 +56,7 @@ describe("tokens", () => {
       tampered,
       none,
       foreign,
-      basic: `Basic ${btoa(`${user.email}:${user.password}`)}`,
+      basic: basicAuth(user.email, user.password),
     };
     for (const [name, value] of Object.entries(cases)) {
       const authorization =
@@ -211,7 +212,7 @@ describe("brute force", () => {
   test("a thousand wrong passwords end in 429; the right user logs in again after the window", async () => {
     const user = await stack.newUser();
     const statuses = new Map<number, number>();
-    const wrong = { authorization: `Basic ${btoa(`${user.email}:not-the-password`)}` };
+    const wrong = { authorization: basicAuth(user.email, "not-the-password") };
     for (let i = 0; i < 1000; i += 50) {
       const batch = await Promise.all(
         Array.from({ length: 50 }, () => stack.call("/auth/login", { method: "POST", headers: wrong })),

@@ -5,12 +5,11 @@
 // restart does. Every service reconnects by itself, every accepted job ends done,
 // none twice: one MP3 and one email each.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayClient, gatewayClient, type JobView, type User } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
+import type { GatewayClient, JobView, User } from "../support/client.ts";
 import { isRunning } from "../support/service-process.ts";
 import type { LogEntry } from "../support/system.ts";
-import { bytesOf, emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import { conversionUnderWay, emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 const CUT_MS = 4000;
 
@@ -19,14 +18,10 @@ let video: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: 10 });
-  made.catch(() => {});
-  system = await faultSystem();
-  system.pace(5); // a 10 s clip converts in about 2 s: jobs wait in the queue
+  // A 10 s clip paced at 5x converts in about 2 s: jobs wait in the queue.
+  ({ system, video, http } = await faultSetup({ videoSeconds: 10, pace: 5 }));
   // One converter, as these faults were written for; the next file gets the second one back.
   await system.kill(system.service("converter", 1));
-  video = await bytesOf(await made);
-  http = gatewayClient(system.gatewayUrl);
 }, 90_000);
 
 const reconnected = (from: number) => (entry: LogEntry) =>
@@ -66,12 +61,7 @@ describe("RabbitMQ away for a few seconds", () => {
     const user = await http.newUser("broker");
     const accepted: JobView[] = [];
     for (let i = 0; i < 4; i++) accepted.push(await http.upload(user, video, `queued-${i}.mp4`));
-    await eventually(
-      "a conversion under way",
-      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
-      20_000,
-      50,
-    );
+    await conversionUnderWay(http, user, accepted[0]!.id);
 
     const cutAt = Date.now();
     await system.proxies.rabbitmq!.cut();
@@ -110,12 +100,7 @@ describe("RabbitMQ away for a few seconds", () => {
     const user = await http.newUser("broker");
     const accepted: JobView[] = [];
     for (let i = 0; i < 3; i++) accepted.push(await http.upload(user, video, `forced-${i}.mp4`));
-    await eventually(
-      "a conversion under way",
-      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
-      20_000,
-      50,
-    );
+    await conversionUnderWay(http, user, accepted[0]!.id);
     const closedAt = Date.now();
     // The connections reach the broker through the proxy: the broker sees (and closes) each.
     expect(await system.vhost.closeConnections()).toBeGreaterThanOrEqual(3);

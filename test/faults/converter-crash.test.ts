@@ -4,10 +4,9 @@
 // worker leaves nothing behind in the stores once it is back.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { GridFSBucket, MongoClient, ObjectId } from "mongodb";
-import { type GatewayClient, gatewayClient } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
-import { bytesOf, emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import type { GatewayClient } from "../support/client.ts";
+import { emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 const VIDEO_SECONDS = 20;
 const PACE = 5; // ffmpeg reads at 5× real time: about 4 s per conversion, long enough to be killed in the middle
@@ -17,12 +16,8 @@ let video: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: VIDEO_SECONDS });
-  made.catch(() => {});
-  system = await faultSystem(); // two converters
-  system.pace(PACE);
-  video = await bytesOf(await made);
-  http = gatewayClient(system.gatewayUrl);
+  // The shared system runs two converters: one is killed, the other takes the job over.
+  ({ system, video, http } = await faultSetup({ videoSeconds: VIDEO_SECONDS, pace: PACE }));
 }, 90_000);
 
 /** The converter process whose log says it started converting `jobId` (attempt `attempt`). */

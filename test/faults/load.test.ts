@@ -4,10 +4,9 @@
 // ends done, every answer is the expected one, every user gets an email per job.
 // Latency is printed, never asserted (BENCHMARKS.md holds it).
 import { beforeAll, describe, expect, test } from "bun:test";
-import { makeVideo } from "../support/media.ts";
 import { runLoad } from "./load.ts";
-import { bytesOf, eventually, settledStores } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import { eventually, settledStores } from "./support.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 const USERS = 50;
 const LOAD_SECONDS = Number(process.env.LOAD_SECONDS) || 8;
@@ -16,10 +15,8 @@ let system: FaultSystem;
 let video: Uint8Array;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: 1 });
-  made.catch(() => {});
-  system = await faultSystem(); // two converters; MongoDB in a process of its own: this one is busy being 50 users
-  video = await bytesOf(await made);
+  // Two converters; MongoDB in a process of its own: this one is busy being 50 users.
+  ({ system, video } = await faultSetup({ videoSeconds: 1 }));
 }, 90_000);
 
 describe("load", () => {

@@ -5,10 +5,9 @@
 // and readiness is false; after, work resumes and nothing is half-written or orphaned:
 // every GridFS file belongs to a job, every job's files exist, every accepted job ends done.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayClient, gatewayClient, type JobView, statesOf } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
-import { bytesOf, emailsByKey, eventually, noisyVideo, settledStores, trickle } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import { type GatewayClient, type JobView, statesOf } from "../support/client.ts";
+import { bytesOf, conversionUnderWay, emailsByKey, eventually, noisyVideo, settledStores, trickle } from "./support.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 const CUT_MS = 8000; // past the services' serverSelectionTimeoutMS (5 s): requests during the cut fail rather than wait it out
 
@@ -18,13 +17,11 @@ let bigVideo: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = Promise.all([makeVideo({ seconds: 10 }), noisyVideo(3)]);
-  made.catch(() => {});
-  system = await faultSystem(); // MongoDB (the stand-in in a process of its own) behind a proxy
-  system.pace(5);
-  const [small, big] = await made;
-  [video, bigVideo] = await Promise.all([bytesOf(small), bytesOf(big)]);
-  http = gatewayClient(system.gatewayUrl);
+  const big = noisyVideo(3);
+  big.catch(() => {}); // awaited below, once the system is up
+  // MongoDB (the stand-in in a process of its own) is behind a proxy.
+  ({ system, video, http } = await faultSetup({ videoSeconds: 10, pace: 5 }));
+  bigVideo = await bytesOf(await big);
 }, 90_000);
 
 async function expectProblem(answer: Response, status: number) {
@@ -40,12 +37,7 @@ describe("MongoDB away for a few seconds", () => {
     const user = await http.newUser("mongo");
     const accepted: JobView[] = [];
     for (let i = 0; i < 2; i++) accepted.push(await http.upload(user, video, `before-${i}.mp4`));
-    await eventually(
-      "a conversion under way",
-      async () => (await http.job(user, accepted[0]!.id)).progress > 0,
-      20_000,
-      50,
-    );
+    await conversionUnderWay(http, user, accepted[0]!.id);
     const following = http.follow(user, accepted[1]!.id); // live progress of the second job, open across the cut
 
     // A big upload trickles in; the cut comes when part of it is in GridFS and the rest is on its way.

@@ -3,11 +3,10 @@
 // outage); once Resend recovers every email arrives, none twice: one accepted send
 // per idempotency key, and nothing dead-lettered.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayClient, gatewayClient, type JobView } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
+import type { GatewayClient, JobView } from "../support/client.ts";
 import { parseLine } from "../support/service-process.ts";
-import { bytesOf, emailsSettled, eventually } from "./support.ts";
-import { type FaultSystem, faultSystem, NOTIFIER_RETRIES } from "./system.ts";
+import { emailsSettled, eventually } from "./support.ts";
+import { type FaultSystem, faultSetup, NOTIFIER_RETRIES } from "./system.ts";
 
 const MAX_ATTEMPTS = NOTIFIER_RETRIES.maxAttempts;
 const RETRY_BASE_MS = NOTIFIER_RETRIES.retryBaseMs; // waits 250, 500, 1000, 2000, 4000 ms between the 6 attempts
@@ -23,11 +22,8 @@ let video: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: 2 });
-  made.catch(() => {});
-  system = await faultSystem(); // the notifier tries MAX_ATTEMPTS times, RETRY_BASE_MS apart and doubling
-  video = await bytesOf(await made);
-  http = gatewayClient(system.gatewayUrl);
+  // The shared system's notifier tries MAX_ATTEMPTS times, RETRY_BASE_MS apart and doubling.
+  ({ system, video, http } = await faultSetup({ videoSeconds: 2 }));
 }, 90_000);
 
 describe("Resend failing for a while", () => {

@@ -5,11 +5,10 @@
 // service exits by itself within its grace period, and no job is lost: after the
 // services are started again, every job that got a 202 ends done, with one email.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayClient, gatewayClient, type User } from "../support/client.ts";
-import { makeVideo } from "../support/media.ts";
+import type { GatewayClient, User } from "../support/client.ts";
 import type { LogEntry } from "../support/system.ts";
-import { bytesOf, emailsByKey, eventually, trickle } from "./support.ts";
-import { type FaultSystem, faultSystem } from "./system.ts";
+import { emailsByKey, eventually, trickle } from "./support.ts";
+import { type FaultSystem, faultSetup } from "./system.ts";
 
 const WORKERS = 8; // concurrent clients uploading and polling
 const FOLLOWERS = 3; // clients following a job's live progress (SSE)
@@ -20,12 +19,8 @@ let video: Uint8Array;
 let http: GatewayClient;
 
 beforeAll(async () => {
-  const made = makeVideo({ seconds: 10 });
-  made.catch(() => {});
-  system = await faultSystem();
-  system.pace(10); // a 10 s clip converts in about 1 s: some are mid-conversion at the SIGTERM
-  video = await bytesOf(await made);
-  http = gatewayClient(system.gatewayUrl, { requestTimeoutMs: HUNG_MS });
+  // A 10 s clip paced at 10x converts in about 1 s: some are mid-conversion at the SIGTERM.
+  ({ system, video, http } = await faultSetup({ videoSeconds: 10, pace: 10, requestTimeoutMs: HUNG_MS }));
 }, 90_000);
 
 interface Outcome {

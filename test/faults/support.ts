@@ -2,23 +2,15 @@
 // emails and the stores' invariants ("nothing half-written, nothing orphaned"), a MongoDB
 // stand-in in a process of its own, and media that take time to upload. A user drives
 // the gateway with test/support/client.ts.
-import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import amqp from "amqplib";
 import { MongoClient, ObjectId } from "mongodb";
 import { QUEUES } from "../../lib/messages.ts";
+import type { GatewayClient, User } from "../support/client.ts";
 import { settle } from "../support/jobs.ts";
+import { keptVideo } from "../support/media.ts";
 import type { System } from "../support/system.ts";
-
-/**
- * Scripts and media made here, named after what they are and kept for the next run (a
- * few MB). Each is written under a temporary name and renamed, so two runs at once never
- * see a half-written one.
- */
-const workDir = join(tmpdir(), "m3dio-faults");
-mkdirSync(workDir, { recursive: true });
-const partial = (path: string) => `${path}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** Waits until `check` answers truthy; throws with `what` after `timeoutMs`. */
 type Truthy<T> = Exclude<T, false | null | undefined | 0 | "">;
@@ -45,6 +37,10 @@ export async function eventually<T>(
     await Bun.sleep(everyMs);
   }
 }
+
+/** Resolves once the job's conversion has begun (its progress is above 0); throws after 20 s. */
+export const conversionUnderWay = (http: GatewayClient, user: User, jobId: string) =>
+  eventually("a conversion under way", async () => (await http.job(user, jobId)).progress > 0, 20_000, 50);
 
 /** Emails the Resend stand-in accepted, per idempotency key: requests seen and whether one was delivered. */
 export function emailsByKey(system: System): Map<string, number> {
@@ -208,49 +204,10 @@ export const bytesOf = async (path: string) => new Uint8Array(await Bun.file(pat
 /**
  * A video of noise (with a tone), which barely compresses: about 1.5 MB a second at
  * 320x240, so an upload of it is still being written to GridFS when a test cuts the store.
+ * Kept for the next run (a few MB).
  */
-export async function noisyVideo(seconds: number): Promise<string> {
-  const path = join(workDir, `noise-${seconds}s.mp4`);
-  if (existsSync(path)) return path;
-  const temporary = partial(path);
-  const child = Bun.spawn(
-    [
-      "ffmpeg",
-      "-hide_banner",
-      "-loglevel",
-      "error",
-      "-y",
-      "-f",
-      "lavfi",
-      "-i",
-      `testsrc=duration=${seconds}:size=320x240:rate=15`,
-      "-f",
-      "lavfi",
-      "-i",
-      `sine=frequency=440:duration=${seconds}`,
-      "-vf",
-      "noise=alls=100:allf=t",
-      "-c:v",
-      "libx264",
-      "-preset",
-      "ultrafast",
-      "-c:a",
-      "aac",
-      "-shortest",
-      "-f",
-      "mp4",
-      temporary,
-    ],
-    { stdout: "ignore", stderr: "pipe" },
-  );
-  const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
-  if (code !== 0) {
-    rmSync(temporary, { force: true });
-    throw new Error(`ffmpeg failed (${code}): ${err}`);
-  }
-  renameSync(temporary, path);
-  return path;
-}
+export const noisyVideo = (seconds: number): Promise<string> =>
+  keptVideo(join(tmpdir(), "m3dio-faults"), `noise-${seconds}s`, { seconds, size: "320x240", noise: 100 });
 
 /**
  * A request body that sends `bytes` in `chunkBytes` pieces, `everyMs` apart, and

@@ -6,17 +6,20 @@
 // all end restored (a proxy cut is restored, a killed service is started again), so
 // one system serves every fault file of a `bun test` run (test/support/shared.ts).
 //
-// Each file asks for it in beforeAll with `faultSystem()`, which first puts back what a
+// Each file asks for it in beforeAll with `faultSetup()`, which first puts back what a
 // file before may have left: proxies restored, every service running and ready, ffmpeg
 // at full speed, the Resend stand-in answering 200 with nothing received, and what the
-// stores held wrong noted (knownProblems). It stops after the last test of the run.
+// stores held wrong noted (knownProblems); meanwhile it makes the file's test video. The
+// system stops after the last test of the run.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type GatewayClient, gatewayClient } from "../support/client.ts";
+import { makeVideo } from "../support/media.ts";
 import { isRunning, type ServiceName } from "../support/service-process.ts";
 import { shared } from "../support/shared.ts";
 import { type System, startSystem } from "../support/system.ts";
-import { settledStores, startMongoProcess } from "./support.ts";
+import { bytesOf, settledStores, startMongoProcess } from "./support.ts";
 
 /** The notifier's retries in the shared system (resend.test.ts chose them to outlast its outage). */
 export const NOTIFIER_RETRIES = { maxAttempts: 6, retryBaseMs: 250 } as const;
@@ -39,10 +42,38 @@ export interface FaultSystem extends System {
 }
 
 /** The shared system, put back to its start state; see the file's header. */
-export async function faultSystem(): Promise<FaultSystem> {
+async function faultSystem(): Promise<FaultSystem> {
   const system = await shared("fault system", startFaultSystem, stopFaultSystem);
   await restore(system);
   return system;
+}
+
+/** What a fault file's beforeAll sets up: the shared system, a test video's bytes, a client of the gateway. */
+export interface FaultSetup {
+  system: FaultSystem;
+  video: Uint8Array;
+  http: GatewayClient;
+}
+
+/**
+ * The shared system (faultSystem) with ffmpeg paced at `pace` when given, a test video of
+ * `videoSeconds` (made while the system starts) and a client of the gateway.
+ */
+export async function faultSetup({
+  videoSeconds,
+  pace,
+  requestTimeoutMs,
+}: {
+  videoSeconds: number;
+  pace?: number;
+  requestTimeoutMs?: number;
+}): Promise<FaultSetup> {
+  const made = makeVideo({ seconds: videoSeconds });
+  made.catch(() => {}); // awaited below, once the system is up
+  const system = await faultSystem();
+  if (pace) system.pace(pace);
+  const video = await bytesOf(await made);
+  return { system, video, http: gatewayClient(system.gatewayUrl, { requestTimeoutMs }) };
 }
 
 async function startFaultSystem(): Promise<FaultSystem & { cleanUp(): Promise<void> }> {

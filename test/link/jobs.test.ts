@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
 import { createAuth } from "../../auth.ts";
-import { ConverterConfig, createConverter } from "../../converter.ts";
 import { jwksVerifier } from "../../gateway/bearer.ts";
 import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
@@ -17,6 +16,7 @@ import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
 import { authTestConfig } from "../support/auth.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "../support/jobs.ts";
+import { startLocalConverter } from "../support/local-converter.ts";
 import { probe } from "../support/media.ts";
 import { dropTestDatabase, testMongoUrl } from "../support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
@@ -39,25 +39,12 @@ let gateway: ReturnType<typeof createGateway>;
 let jobs: ReturnType<typeof jobStore>;
 let user: { headers: Record<string, string> };
 
-async function startConverter(overrides: Record<string, string>) {
-  const ownQueue = await connectQueue(vhost.url, log);
-  const config = parseConfig(ConverterConfig, {
-    MONGODB_URL: mongoUrl,
-    AMQP_URL: vhost.url,
-    TMP_DIR: tmp,
-    LOG_LEVEL: "silent",
-    SHUTDOWN_GRACE_MS: "2000",
-    ...overrides,
-  });
-  const converter = createConverter({ config, log, mongo, queue: ownQueue });
-  await converter.start();
-  return {
-    async stop() {
-      await converter.stop();
-      await ownQueue.close();
-    },
-  };
-}
+/** A converter with a queue connection of its own; `stop()` stops both. */
+const startConverter = (env: Record<string, string>) =>
+  startLocalConverter(
+    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log },
+    { LOG_LEVEL: "silent", SHUTDOWN_GRACE_MS: "2000", ...env },
+  );
 
 const call = (path: string, init: RequestInit = {}) => gateway.app.handle(new Request(`http://gateway${path}`, init));
 const postLink = (url: unknown) =>

@@ -42,6 +42,14 @@ export interface FollowedStream {
   error?: unknown;
 }
 
+/** The Authorization header of HTTP Basic, as `curl -u email:password` sends it. */
+export const basicAuth = (email: string, password: string) => `Basic ${btoa(`${email}:${password}`)}`;
+/** The reference flow's login request, `curl -X POST -u email:password $GATEWAY/login`: POST it to /login. */
+export const basicLogin = (email: string, password: string): RequestInit => ({
+  method: "POST",
+  headers: { authorization: basicAuth(email, password) },
+});
+
 export const TEST_PASSWORD = "a long enough password";
 const JSON_HEADERS = { "content-type": "application/json" };
 let users = 0;

@@ -1,72 +1,117 @@
 // Test media made with the real ffmpeg during the run, so no binary fixtures live
-// in the repository: videos in several containers, with or without audio.
-import { mkdtempSync } from "node:fs";
+// in the repository: videos in several containers, with or without audio. The tests,
+// the benchmarks and scripts/smoke.ts all make theirs here; nothing in this file needs
+// a test runner, only ffmpeg and ffprobe on the PATH.
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+type Format = "mp4" | "mov" | "mkv" | "webm" | "avi" | "ts" | "flv";
 
 export interface VideoOptions {
   seconds?: number;
   /** container by file extension: mp4, mov, mkv, webm, avi, ts, flv */
-  format?: "mp4" | "mov" | "mkv" | "webm" | "avi" | "ts" | "flv";
+  format?: Format;
   audio?: boolean;
   /** MP4/MOV: index (moov) at the front; the default leaves it at the end, as cameras do */
   faststart?: boolean;
   size?: string;
+  /** frames per second */
+  rate?: number;
   /** the audio begins this many seconds after the video (and ends with it) */
   audioStartSec?: number;
+  /** strength (1-100) of moving noise over the picture, which then barely compresses: a big file in few seconds */
+  noise?: number;
+  /** the video encoder and its settings, instead of the format's own (H.264 ultrafast; VP8 in WebM) */
+  encoder?: string[];
 }
 
-const workDir = mkdtempSync(join(tmpdir(), "m3dio-media-"));
+/** ffmpeg's muxer for each container (a temporary file's name does not say which). */
+const MUXERS: Record<Format, string> = {
+  mp4: "mp4",
+  mov: "mov",
+  mkv: "matroska",
+  webm: "webm",
+  avi: "avi",
+  ts: "mpegts",
+  flv: "flv",
+};
+
+let workDir: string | undefined;
 let counter = 0;
 
-export async function makeVideo({
+/**
+ * Makes a video of the test pattern with a 440 Hz tone; writes it to `path`, by default a
+ * new file in a temporary folder of this run.
+ */
+export async function makeVideo(options: VideoOptions = {}, path?: string): Promise<string> {
+  const format = options.format ?? "mp4";
+  workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
+  const output = path ?? join(workDir, `video-${++counter}.${format}`);
+  await run(["ffmpeg", ...ffmpegArguments(options), "-f", MUXERS[format], output]);
+  return output;
+}
+
+/**
+ * makeVideo, made once and kept in `dir` under `name` and a hash of the options, so later
+ * runs skip the encoding. Written under a temporary name and renamed, so an interrupted
+ * run, or two at once, never leave a half-written file to reuse. `onMade` hears of a new one.
+ */
+export async function keptVideo(
+  dir: string,
+  name: string,
+  options: VideoOptions,
+  onMade?: (path: string, ms: number) => void,
+): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  const key = Bun.hash(JSON.stringify(options)).toString(36);
+  const path = join(dir, `${name}-${key}.${options.format ?? "mp4"}`);
+  if (existsSync(path)) return path;
+  const temporary = `${path}.partial-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const started = performance.now();
+  try {
+    await makeVideo(options, temporary);
+    renameSync(temporary, path);
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  onMade?.(path, performance.now() - started);
+  return path;
+}
+
+function ffmpegArguments({
   seconds = 2,
   format = "mp4",
   audio = true,
   faststart = false,
   size = "160x90",
+  rate = 15,
   audioStartSec = 0,
-}: VideoOptions = {}) {
-  const path = join(workDir, `video-${++counter}.${format}`);
-  const args = [
-    "-hide_banner",
-    "-loglevel",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc=duration=${seconds}:size=${size}:rate=15`,
-  ];
-  if (audio)
-    args.push(
-      ...(audioStartSec ? ["-itsoffset", String(audioStartSec)] : []),
-      "-f",
-      "lavfi",
-      "-i",
-      `sine=frequency=440:duration=${seconds - audioStartSec}`,
-    );
-  if (format === "webm") args.push("-c:v", "libvpx", "-b:v", "200k", ...(audio ? ["-c:a", "libopus"] : []));
-  else if (format === "mp4" || format === "mov" || format === "mkv")
-    args.push("-c:v", "libx264", "-preset", "ultrafast", ...(audio ? ["-c:a", "aac"] : []));
+  noise,
+  encoder,
+}: VideoOptions): string[] {
+  const args = ["-hide_banner", "-loglevel", "error", "-y"];
+  args.push("-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=${size}:rate=${rate}`);
+  if (audio) {
+    if (audioStartSec) args.push("-itsoffset", String(audioStartSec));
+    args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds - audioStartSec}`);
+  }
+  if (noise) args.push("-vf", `noise=alls=${noise}:allf=t`);
+  const h264 = format === "mp4" || format === "mov" || format === "mkv";
+  if (encoder) args.push("-c:v", ...encoder);
+  else if (format === "webm") args.push("-c:v", "libvpx", "-b:v", "200k");
+  else if (h264) args.push("-c:v", "libx264", "-preset", "ultrafast");
+  if (audio && format === "webm") args.push("-c:a", "libopus");
+  else if (audio && h264) args.push("-c:a", "aac");
   if (faststart) args.push("-movflags", "+faststart");
-  args.push("-shortest", path);
-  await run(["ffmpeg", ...args]);
-  return path;
+  args.push("-shortest");
+  return args;
 }
 
 /** Duration in seconds and the codec of each stream, from ffprobe. */
 export async function probe(path: string): Promise<{ durationSec: number; streams: string[]; format: string }> {
-  const out = await run([
-    "ffprobe",
-    "-v",
-    "error",
-    "-show_entries",
-    "format=duration,format_name:stream=codec_type,codec_name",
-    "-of",
-    "json",
-    path,
-  ]);
+  const entries = "format=duration,format_name:stream=codec_type,codec_name";
+  const out = await run(["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", path]);
   const info = JSON.parse(out) as {
     format: { duration: string; format_name: string };
     streams: { codec_type: string; codec_name: string }[];
