@@ -4,6 +4,9 @@
 // trouble is retried a bounded number of times, then dead-lettered. Nothing loops.
 // Each message in hand has an AbortController: stopping aborts them after the grace
 // period, which stops the link download or ffmpeg, and the message is handed back.
+// Deleting a job stops its work the same way (converter/watch.ts); ffmpeg and ffprobe
+// open only the job's own file with the demuxer it was sniffed as (converter/inputs.ts)
+// and run within bounds on length and time (converter/limits.ts).
 import { tmpdir } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
@@ -33,6 +36,11 @@ export const ConverterConfig = Type.Object({
   MP3_BITRATE_KBPS: Type.Optional(
     Type.Integer({ minimum: 32, maximum: 320, description: "constant bitrate instead of VBR" }),
   ),
+  MAX_AUDIO_SECONDS: Type.Integer({
+    minimum: 1,
+    default: 14_400,
+    description: "longest audio converted, in seconds; a longer source fails the job",
+  }),
   KEEP_VIDEOS: Flag(false, "keep the source video after success"),
   SHUTDOWN_GRACE_MS: Type.Integer({
     minimum: 0,

@@ -11,7 +11,9 @@ import { checkOutput } from "./check.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { downloadVideo } from "./download.ts";
 import { BadInput } from "./errors.ts";
+import { inputOptions } from "./inputs.ts";
 import { dropUnclaimedMp3, removeStrayMp3s } from "./leftovers.ts";
+import { overBudget, timeBudgetMs } from "./limits.ts";
 import { probeSource } from "./probe.ts";
 import { transcode } from "./transcode.ts";
 import { makeJobDir, removeJobDir } from "./workdir.ts";
@@ -88,25 +90,39 @@ async function encode(
   // Spool to a file: an MP4 with its index at the end cannot be read from a pipe.
   metrics.bytesIn.inc(await files.saveToFile("videos", videoFileId, input));
   signal.throwIfAborted();
-  // ffprobe runs beside ffmpeg rather than before it: its answer is needed only for
-  // progress and for the check, and waiting for it cost ~60 ms per job. A probe that
-  // finds bad input stops ffmpeg through this conversion's own controller.
-  const probeFailed = new AbortController();
-  const probing = probeSource(input);
+  const opened = inputOptions(job.source.contentType); // the one demuxer, the file protocol alone
+  // ffprobe runs beside ffmpeg rather than before it: its answer is needed only for the
+  // length limit, progress and the check, and waiting for it cost ~60 ms per job. A probe
+  // that finds bad input (or too long an audio) stops ffmpeg through `verdict`, within
+  // milliseconds and before anything is stored; so does ffmpeg outlasting its time budget.
+  const verdict = new AbortController();
+  const started = performance.now();
+  let budget: ReturnType<typeof setTimeout> | undefined;
+  const probing = probeSource(input, {
+    contentType: job.source.contentType,
+    maxAudioSeconds: config.MAX_AUDIO_SECONDS,
+    signal,
+  });
   let audioSeconds = 0; // known once the probe answers; until then no progress is shown
   probing.then(
-    (source) => (audioSeconds = source.audioSeconds),
-    (error) => probeFailed.abort(error),
+    (source) => {
+      audioSeconds = source.audioSeconds;
+      const left = timeBudgetMs(audioSeconds) - (performance.now() - started);
+      budget = setTimeout(() => verdict.abort(overBudget(audioSeconds)), Math.max(0, left));
+    },
+    (error) => verdict.abort(error),
   );
   const from = job.source.kind === "url" ? DOWNLOAD_SHARE : 0;
   const report = progressWriter(context, job._id);
   const encoding = transcode(input, output, {
+    inputOptions: opened,
     quality: config.MP3_QUALITY,
     bitrateKbps: config.MP3_BITRATE_KBPS,
-    signal: AbortSignal.any([signal, probeFailed.signal]),
+    signal: AbortSignal.any([signal, verdict.signal]),
     onProgress: (written) => audioSeconds && report(Math.min(99, from + (written / audioSeconds) * (100 - from))),
   });
   const [probe, encoded] = await Promise.allSettled([probing, encoding]);
+  clearTimeout(budget);
   if (probe.status === "rejected") throw probe.reason; // names the cause better than ffmpeg's failure
   if (encoded.status === "rejected") throw encoded.reason;
   await checkOutput(output, probe.value, encoded.value);

@@ -1,10 +1,12 @@
 // ffmpeg turns a spooled video's audio into an MP3 (LAME, VBR unless a constant bitrate
-// is set). It stops on an AbortSignal: the worker's shutdown, or a probe that found the
-// input bad while ffmpeg was already running.
+// is set). It stops on an AbortSignal: the worker's shutdown, the job's deletion, its
+// time budget, or a probe that found the input bad while ffmpeg was already running.
 import ffmpeg from "fluent-ffmpeg";
 import { BadInput } from "./errors.ts";
 
 export interface TranscodeOptions {
+  /** Options before `-i`: the forced demuxer and the allow-lists (converter/inputs.ts). */
+  inputOptions: string[];
   /** LAME VBR quality, 0 (best) to 9; used unless `bitrateKbps` is set. */
   quality: number;
   /** A constant bitrate instead of VBR. */
@@ -23,7 +25,11 @@ export function transcode(input: string, output: string, options: TranscodeOptio
     let writtenSeconds = 0;
     // The MP3 starts at 0 even when the audio starts later than the video, so ffmpeg's
     // time= counts the audio's length, not its offset plus its length.
-    const command = ffmpeg(input).noVideo().audioFilters("asetpts=PTS-STARTPTS").audioCodec("libmp3lame");
+    const command = ffmpeg(input)
+      .inputOptions(options.inputOptions)
+      .noVideo()
+      .audioFilters("asetpts=PTS-STARTPTS")
+      .audioCodec("libmp3lame");
     if (bitrateKbps) command.audioBitrate(bitrateKbps);
     else command.addOutputOption("-q:a", String(quality));
     const kill = () => command.kill("SIGKILL");

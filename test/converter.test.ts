@@ -6,13 +6,16 @@ import { createReadStream, existsSync, mkdtempSync, readdirSync, rmSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { fileTypeFromBuffer } from "file-type";
 import type { ObjectId } from "mongodb";
+import { inputOptions } from "../converter/inputs.ts";
 import { transcode } from "../converter/transcode.ts";
 import { fileStore } from "../lib/files.ts";
 import { type Job, jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import { makeSilence, processesFor } from "./support/hostile.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "./support/jobs.ts";
 import { startLocalConverter } from "./support/local-converter.ts";
 import { makeVideo, probe } from "./support/media.ts";
@@ -76,15 +79,21 @@ const startConverter = (env: Record<string, string> = {}) =>
     { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", ...env },
   );
 
-/** A job as the gateway leaves it: video in GridFS, record queued, message published. */
+/**
+ * A job as the gateway leaves it: video in GridFS, record queued with the type its first
+ * bytes show, message published. What the gateway would refuse (empty, text) is queued
+ * as an MP4, as if the sniffer had been fooled: the converter must still fail it cleanly.
+ */
 async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise<ObjectId> {
+  const bytes = typeof source === "string" ? Buffer.from(await Bun.file(source).arrayBuffer()) : source;
+  const contentType = (await fileTypeFromBuffer(bytes))?.mime ?? "video/mp4";
   const stream = typeof source === "string" ? createReadStream(source) : Readable.from([source]);
-  const stored = await files.upload("videos", stream, { owner: "42", filename, contentType: "video/mp4" });
+  const stored = await files.upload("videos", stream, { owner: "42", filename, contentType });
   const job = await jobs.create({
     userId: "42",
     email: "owner@example.com",
     videoFileId: stored.id,
-    source: { kind: "upload", filename, bytes: stored.bytes, contentType: "video/mp4" },
+    source: { kind: "upload", filename, bytes: stored.bytes, contentType },
   });
   await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
   return job._id;
@@ -121,6 +130,9 @@ describe("in-process conversions", () => {
     ["MKV", { format: "mkv" }],
     ["WebM", { format: "webm" }],
     ["MOV", { format: "mov" }],
+    ["AVI", { format: "avi" }],
+    ["MPEG-TS", { format: "ts" }],
+    ["FLV", { format: "flv" }],
   ] as const;
 
   for (const [name, options] of good) {
@@ -224,6 +236,44 @@ describe("in-process conversions", () => {
   });
 });
 
+describe("deleting a job", () => {
+  test("mid-conversion stops ffmpeg within 3 s, keeps no MP3, announces nothing and removes the temp dir", async () => {
+    const converter = await startConverter();
+    try {
+      const id = await queueJob(await makeSilence(3 * 3600), "three-hours.mkv"); // ffmpeg needs ~20 s for it
+      const jobId = id.toHexString();
+      expect(
+        await settle(
+          async () => processesFor(jobId).filter((process) => process.endsWith("ffmpeg")),
+          (running) => running.length > 0,
+          30_000,
+        ),
+      ).toHaveLength(1);
+      // What DELETE /jobs/:id does: the job, then its files.
+      const job = (await jobs.get(id))!;
+      expect(job.status).toBe("converting");
+      await jobs.remove(id);
+      await files.remove("videos", job.videoFileId!);
+      const deleted = performance.now();
+      await logged((entry) => entry.event === "job.gone" && entry.jobId === jobId, 1, 3000);
+      expect(
+        await settle(
+          async () => processesFor(jobId),
+          (running) => running.length === 0,
+          3000,
+        ),
+      ).toEqual([]);
+      const ownDirs = async () => readdirSync(tmp).filter((dir) => dir.includes(`-${jobId}-`));
+      expect(await settle(ownDirs, (dirs) => dirs.length === 0, 3000)).toEqual([]);
+      expect(performance.now() - deleted).toBeLessThan(3000);
+      expect(await mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": jobId })).toBe(0);
+      expect(await takeMp3Messages()).toEqual([]);
+    } finally {
+      await converter.stop();
+    }
+  }, 60_000);
+});
+
 describe("transient trouble", () => {
   test("is retried up to the bound, then the job fails as given up and the message is dead-lettered", async () => {
     // A spool directory that cannot be written stands in for a full disk: every attempt fails.
@@ -282,6 +332,7 @@ describe("transcode", () => {
     let started = false;
     // fluent-ffmpeg checks ffmpeg's capabilities before it spawns: the abort lands before the spawn.
     const encoding = transcode(video, output, {
+      inputOptions: inputOptions("video/mp4"),
       quality: 2,
       signal: stopping.signal,
       onProgress: () => {
@@ -306,6 +357,7 @@ describe("transcode", () => {
     const output = join(tmp, "aborted-midway.mp3");
     let written = 0;
     const encoding = transcode(video, output, {
+      inputOptions: inputOptions("video/mp4"),
       quality: 0,
       signal: stopping.signal,
       onProgress: (seconds) => {
@@ -327,7 +379,11 @@ describe("transcode", () => {
   test("an already aborted signal starts nothing", async () => {
     const reason = new Error("stopped");
     const output = join(tmp, "never.mp3");
-    const encoding = transcode(join(tmp, "no-such-input"), output, { quality: 2, signal: AbortSignal.abort(reason) });
+    const encoding = transcode(join(tmp, "no-such-input"), output, {
+      inputOptions: inputOptions("video/mp4"),
+      quality: 2,
+      signal: AbortSignal.abort(reason),
+    });
     expect(
       await encoding.then(
         () => "finished",
