@@ -399,7 +399,7 @@ describe("connection", () => {
     await expect(
       connectQueue(nowhere, log, { initialMaxRetries: 2, initialDelayMs: 10, maxDelayMs: 20 }),
     ).rejects.toBeInstanceOf(QueueUnavailable);
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(15_000); // gave up rather than hanging (a generous bound: the machine may be busy)
 
     const gaveUp = await open(nowhere, {
       waitForConnect: false,
@@ -423,7 +423,7 @@ describe("connection", () => {
     await expect(stillTrying.publish(QUEUES.video, { jobId: jobId(91) }, { messageId: "y" })).rejects.toThrow(
       /no broker connection within 300 ms/,
     );
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(15_000); // gave up rather than hanging (a generous bound: the machine may be busy)
   });
 
   test("after the broker drops the connection, publishing and consuming resume without the caller doing anything", async () => {

@@ -68,7 +68,7 @@ describe("MongoDB away for a few seconds", () => {
     await expectProblem(upload, 503);
     expect(upload.headers.get("retry-after")).toBeTruthy();
     await expectProblem(read, 503);
-    expect(Date.now() - cutAt).toBeLessThan(CUT_MS); // those answers came while it was still away
+    // (Those answers came while it was still away: the proxy is restored only below.)
 
     await Bun.sleep(Math.max(0, CUT_MS - (Date.now() - cutAt)));
     await system.proxies.mongodb!.restore();
