@@ -115,7 +115,6 @@ export async function deliver(
   const made = attemptsMade(msg);
   const context = { queue, messageId, attempt: made + 1, maxAttempts };
   const hand: InHand = { log, context, settle: settlement(log, channel, msg, context) };
-  const { settle } = hand;
 
   const parsed = parseBody(queue, msg.content);
   if (!("body" in parsed)) {
@@ -123,24 +122,41 @@ export async function deliver(
       { event: "message.malformed", ...context, ...parsed, bytes: msg.content.length },
       "message does not match its queue's schema; dead-lettering it",
     );
-    return settle.deadLetter();
+    return hand.settle.deadLetter();
   }
   const { body } = parsed;
   const exhausted = (reason: unknown) => exhaust(hand, options, body, reason, exhaustedRetryMs);
   // The last holder tried it (or handed it back) on its last attempt and did not settle it.
   if (made >= maxAttempts) return exhausted("redelivered after the last attempt");
 
-  const delivery: Delivery = {
+  const delivery = deliveryOf(hand, msg, body, exhausted);
+  try {
+    await handler(delivery);
+    await delivery.ack();
+  } catch (err) {
+    await delivery.retry(err);
+  }
+}
+
+/** The Delivery a handler gets: its attempt, and the settling calls with their log lines. */
+function deliveryOf(
+  { log, settle, context }: InHand,
+  msg: ConsumeMessage,
+  body: unknown,
+  exhausted: (reason: unknown) => Promise<void>,
+): Delivery {
+  const { messageId, attempt, maxAttempts } = context;
+  return {
     body,
     messageId,
     headers: { ...msg.properties.headers },
     maxAttempts,
-    attempt: made + 1,
-    redelivered: msg.fields.redelivered || made > 0,
+    attempt,
+    redelivered: msg.fields.redelivered || attempt > 1,
     ack: settle.ack,
     async retry(reason) {
       if (settle.isSettled()) return;
-      if (made + 1 >= maxAttempts) return exhausted(reason);
+      if (attempt >= maxAttempts) return exhausted(reason);
       log.warn({ event: "message.retry", ...context, reason: String(reason) }, "will retry the message");
       return settle.retry();
     },
@@ -151,12 +167,6 @@ export async function deliver(
     },
     requeue: settle.handBack,
   };
-  try {
-    await handler(delivery);
-    await delivery.ack();
-  } catch (err) {
-    await delivery.retry(err);
-  }
 }
 
 /** Attempts used up: onExhausted records it, then the message is dead-lettered. */

@@ -125,66 +125,194 @@ interface Consumer extends DeliveryConsumer {
   tag?: string;
 }
 
-export async function connectQueue(url: string, log: Logger, options: QueueOptions = {}): Promise<Queue> {
-  const publishTimeoutMs = options.publishTimeoutMs ?? 5000;
-  const exhaustedRetryMs = options.exhaustedRetryMs ?? 2000;
-  const consumers: Consumer[] = [];
-  let current: Conn | null = null; // a connection whose setup has finished
-  let failure: Error | null = null; // recovery gave up for good
-  let [closed, consuming, inFlight] = [false, true, 0];
-  let closing: Promise<void> | undefined;
-  const waiters: (() => void)[] = [];
-  const wake = () => {
-    for (const resolve of waiters.splice(0)) resolve();
-  };
-  const unavailable = () =>
-    new QueueUnavailable(
-      failure
-        ? `broker unreachable: ${failure.message}`
-        : closed
+export function connectQueue(url: string, log: Logger, options: QueueOptions = {}): Promise<Queue> {
+  return QueueClient.open(url, log, options);
+}
+
+/**
+ * One process's broker client: the state of its connection, shared by amqplib's recovery
+ * `setup` hook (which rebuilds channels and consumers), publishing and the consumers.
+ */
+class QueueClient implements Queue {
+  private readonly consumers: Consumer[] = [];
+  private current: Conn | null = null; // a connection whose setup has finished
+  private failure: Error | null = null; // recovery gave up for good
+  private closed = false;
+  private consuming = true;
+  private closing: Promise<void> | undefined;
+  private held = 0; // messages received whose handling and settlement are not finished
+  private readonly waiters: (() => void)[] = []; // publishers waiting for a connection
+  private readonly handling = new Map<string, Promise<void>>(); // see oneAtATime
+  private connection!: RecoveringChannelModel; // set in open(), before the first attempt
+
+  private constructor(
+    private readonly log: Logger,
+    private readonly publishTimeoutMs: number,
+    private readonly exhaustedRetryMs: number,
+  ) {}
+
+  static async open(url: string, log: Logger, options: QueueOptions): Promise<QueueClient> {
+    const client = new QueueClient(log, options.publishTimeoutMs ?? 5000, options.exhaustedRetryMs ?? 2000);
+    const {
+      initialMaxRetries = 10,
+      maxRetries = Infinity,
+      initialDelayMs: initialDelay = 100,
+      maxDelayMs: maxDelay = 5000,
+    } = options;
+    // One parameter: amqplib awaits the promise (with two it would pass a callback).
+    const setup = (model: ChannelModel) => client.setup(model);
+    client.connection = await amqp.connect(url, {
+      clientProperties: { connection_name: String(log.bindings().service ?? "m3dio") },
+      // waitForConnect false: the listeners below go on before the first attempt.
+      recovery: { waitForConnect: false, initialMaxRetries, maxRetries, initialDelay, maxDelay, setup },
+    });
+    logConnection(client.connection, log, url, (err) => {
+      client.failure = err;
+      client.wake();
+    });
+    if (options.waitForConnect ?? true) {
+      await client.connection.waitForConnect().catch(async (err: Error) => {
+        await client.connection.close();
+        throw new QueueUnavailable(`could not connect to the broker: ${err.message}`, { cause: err });
+      });
+    }
+    return client;
+  }
+
+  publish<Q extends QueueName>(
+    queue: Q,
+    body: MessageOf<Q>,
+    { messageId, headers }: { messageId: string; headers?: Record<string, unknown> },
+  ): Promise<void> {
+    return this.publishRaw(queue, Buffer.from(JSON.stringify(body)), {
+      messageId,
+      headers,
+      contentType: "application/json",
+      timestamp: Math.floor(Date.now() / 1000),
+    });
+  }
+
+  async consume<Q extends QueueName>(
+    queue: Q,
+    options: ConsumeOptions<MessageOf<Q>>,
+    handler: Handler<MessageOf<Q>>,
+  ): Promise<void> {
+    if (this.closed || !this.consuming) throw new Error("this queue client has stopped consuming");
+    const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS)
+      throw new RangeError(`maxAttempts must be 1 to ${MAX_ATTEMPTS} (the broker's limit is ${DELIVERY_LIMIT})`);
+    const consumer = { queue, options, handler } as Consumer;
+    this.consumers.push(consumer);
+    // Not connected: the next setup attaches it. A failure here closes the connection and recovery retries.
+    if (this.current)
+      await this.attach(this.current, consumer).catch((err) =>
+        this.log.warn({ event: "broker.attach_failed", err, queue }, "could not attach a consumer yet"),
+      );
+  }
+
+  async stopConsuming(): Promise<void> {
+    this.consuming = false;
+    await Promise.all(
+      this.consumers.map(({ channel, tag }) => (channel && tag ? channel.cancel(tag).catch(() => {}) : undefined)),
+    );
+  }
+
+  inFlight(): number {
+    return this.held;
+  }
+
+  async ping(): Promise<true> {
+    if (!this.current?.alive) throw this.unavailable();
+    return true;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown() {
+    this.closed = true; // first, so channels closing now do not trigger a restart
+    await this.stopConsuming();
+    this.current = null;
+    this.wake();
+    await this.connection.close();
+  }
+
+  /** Wakes the publishers waiting for a connection: one came, or none will. */
+  private wake() {
+    for (const resolve of this.waiters.splice(0)) resolve();
+  }
+
+  private unavailable() {
+    return new QueueUnavailable(
+      this.failure
+        ? `broker unreachable: ${this.failure.message}`
+        : this.closed
           ? "queue client closed"
           : "not connected to the broker",
     );
+  }
 
   /** A channel lost while its connection lives (a 406, a consumer cancelled by the broker) leaves us half-working: start over. */
-  const restart = (conn: Conn, why: string) =>
+  private restart(conn: Conn, why: string) {
     setImmediate(() => {
       // the connection's own close event comes right after its channels'
-      if (closed || !conn.alive) return;
-      log.error({ event: "broker.channel_lost", why }, "broker channel lost; reconnecting");
+      if (this.closed || !conn.alive) return;
+      this.log.error({ event: "broker.channel_lost", why }, "broker channel lost; reconnecting");
       conn.model.close().catch(() => {});
     });
-  const watch = (conn: Conn, channel: Channel, what: string) => {
-    channel.on("error", (err: Error) =>
-      log.warn({ event: "broker.channel_error", err, channel: what }, "broker channel error"),
-    );
-    channel.on("close", () => restart(conn, `${what} channel closed`));
-  };
+  }
 
-  async function setup(model: ChannelModel) {
+  private watch(conn: Conn, channel: Channel, what: string) {
+    channel.on("error", (err: Error) =>
+      this.log.warn({ event: "broker.channel_error", err, channel: what }, "broker channel error"),
+    );
+    channel.on("close", () => this.restart(conn, `${what} channel closed`));
+  }
+
+  /** amqplib's recovery hook: runs after every (re)connect, before the connection is handed out. */
+  private async setup(model: ChannelModel) {
     const conn: Conn = { model, alive: true };
     model.on("close", () => {
       conn.alive = false;
-      if (current === conn) current = null;
+      if (this.current === conn) this.current = null;
     });
     model.on("error", () => {}); // reported through the recovering connection
     conn.publisher = await model.createConfirmChannel();
-    watch(conn, conn.publisher, "publisher");
-    for (const { queue, options } of TOPOLOGY) await declare(conn.publisher, queue, options);
-    if (consuming) for (const consumer of consumers) await attach(conn, consumer);
-    current = conn;
-    wake();
+    this.watch(conn, conn.publisher, "publisher");
+    for (const { queue, options } of TOPOLOGY) await this.declare(conn.publisher, queue, options);
+    if (this.consuming) for (const consumer of this.consumers) await this.attach(conn, consumer);
+    this.current = conn;
+    this.wake();
   }
 
-  async function declare(channel: Channel, queue: string, options: Options.AssertQueue) {
+  private async declare(channel: Channel, queue: string, options: Options.AssertQueue) {
     await channel.assertQueue(queue, options).catch((err: Error & { code?: number }) => {
       if (err.code === 406)
-        log.error(
+        this.log.error(
           { event: "broker.topology_refused", err, queue },
           "the broker holds this queue with other arguments (a classic queue from before quorum queues?): delete it once",
         );
       throw err;
     });
+  }
+
+  private async attach(conn: Conn, consumer: Consumer) {
+    const channel = await conn.model.createChannel();
+    this.watch(conn, channel, `consumer ${consumer.queue}`);
+    await channel.prefetch(consumer.options.prefetch);
+    const { consumerTag } = await channel.consume(consumer.queue, (msg) => {
+      if (!msg) return this.restart(conn, `consumer of ${consumer.queue} cancelled by the broker`);
+      this.held++;
+      this.oneAtATime(`${consumer.queue} ${msg.properties.messageId ?? ""}`, !msg.properties.messageId, () =>
+        deliver(this.log, this.exhaustedRetryMs, consumer, channel, msg).catch((err) =>
+          this.log.error({ event: "message.handling_failed", err, queue: consumer.queue }, "message handling failed"),
+        ),
+      ).finally(() => this.held--);
+    });
+    Object.assign(consumer, { channel, tag: consumerTag });
+    if (!this.consuming) await channel.cancel(consumerTag).catch(() => {}); // stopConsuming() ran meanwhile
   }
 
   /**
@@ -193,54 +321,42 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
    * hand on a channel that died; waiting for that copy lets the handler's own check see what it
    * did (a job finished, an email sent) instead of doing it a second time alongside.
    */
-  const handling = new Map<string, Promise<void>>();
-  function oneAtATime(key: string, alone: boolean, run: () => Promise<void>): Promise<void> {
+  private oneAtATime(key: string, alone: boolean, run: () => Promise<void>): Promise<void> {
     if (alone) return run();
-    const done = (handling.get(key) ?? Promise.resolve()).then(run);
-    handling.set(key, done);
-    return done.finally(() => handling.get(key) === done && handling.delete(key));
+    const done = (this.handling.get(key) ?? Promise.resolve()).then(run);
+    this.handling.set(key, done);
+    return done.finally(() => this.handling.get(key) === done && this.handling.delete(key));
   }
 
-  async function attach(conn: Conn, consumer: Consumer) {
-    const channel = await conn.model.createChannel();
-    watch(conn, channel, `consumer ${consumer.queue}`);
-    await channel.prefetch(consumer.options.prefetch);
-    const { consumerTag } = await channel.consume(consumer.queue, (msg) => {
-      if (!msg) return restart(conn, `consumer of ${consumer.queue} cancelled by the broker`);
-      inFlight++;
-      oneAtATime(`${consumer.queue} ${msg.properties.messageId ?? ""}`, !msg.properties.messageId, () =>
-        deliver(log, exhaustedRetryMs, consumer, channel, msg).catch((err) =>
-          log.error({ event: "message.handling_failed", err, queue: consumer.queue }, "message handling failed"),
-        ),
-      ).finally(() => inFlight--);
-    });
-    Object.assign(consumer, { channel, tag: consumerTag });
-    if (!consuming) await channel.cancel(consumerTag).catch(() => {}); // stopConsuming() ran meanwhile
+  private async publishRaw(queue: string, content: Buffer, props: Options.Publish) {
+    const deadline = Date.now() + this.publishTimeoutMs;
+    while (!this.current?.publisher) await this.reconnected(deadline);
+    await this.confirmed(this.current.publisher, queue, content, props, deadline);
   }
 
-  async function publishRaw(queue: string, content: Buffer, props: Options.Publish) {
-    const deadline = Date.now() + publishTimeoutMs;
-    while (!current?.publisher) {
-      // a reconnect in progress is waited for, within the deadline
-      const left = deadline - Date.now();
-      if (closed || failure) throw unavailable();
-      if (left <= 0) throw new QueueUnavailable(`no broker connection within ${publishTimeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
+  /** Waits for a reconnect in progress (or a close, or recovery giving up), within the deadline. */
+  private async reconnected(deadline: number) {
+    const left = deadline - Date.now();
+    if (this.closed || this.failure) throw this.unavailable();
+    if (left <= 0) throw new QueueUnavailable(`no broker connection within ${this.publishTimeoutMs} ms`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, left);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
       });
-    }
-    const channel = current.publisher;
-    await new Promise<void>((resolve, reject) => {
+    });
+  }
+
+  /** Sends one persistent message and resolves once the broker confirmed it, before the deadline. */
+  private confirmed(channel: ConfirmChannel, queue: string, content: Buffer, props: Options.Publish, deadline: number) {
+    return new Promise<void>((resolve, reject) => {
       const fail = (why: string, cause?: unknown) => {
         clearTimeout(timer);
         reject(new QueueUnavailable(why, { cause }));
       };
       const timer = setTimeout(
-        () => fail(`no confirm from the broker within ${publishTimeoutMs} ms`),
+        () => fail(`no confirm from the broker within ${this.publishTimeoutMs} ms`),
         Math.max(1, deadline - Date.now()),
       );
       try {
@@ -254,74 +370,6 @@ export async function connectQueue(url: string, log: Logger, options: QueueOptio
       }
     });
   }
-
-  const {
-    initialMaxRetries = 10,
-    maxRetries = Infinity,
-    initialDelayMs: initialDelay = 100,
-    maxDelayMs: maxDelay = 5000,
-  } = options;
-  const connection = await amqp.connect(url, {
-    clientProperties: { connection_name: String(log.bindings().service ?? "m3dio") },
-    // waitForConnect false: the listeners below go on before the first attempt.
-    recovery: { waitForConnect: false, initialMaxRetries, maxRetries, initialDelay, maxDelay, setup },
-  });
-  logConnection(connection, log, url, (err) => {
-    failure = err;
-    wake();
-  });
-
-  async function stopConsuming() {
-    consuming = false;
-    await Promise.all(
-      consumers.map(({ channel, tag }) => (channel && tag ? channel.cancel(tag).catch(() => {}) : undefined)),
-    );
-  }
-
-  const queue: Queue = {
-    publish: (name, body, { messageId, headers }) =>
-      publishRaw(name, Buffer.from(JSON.stringify(body)), {
-        messageId,
-        headers,
-        contentType: "application/json",
-        timestamp: Math.floor(Date.now() / 1000),
-      }),
-    async consume(name, options, handler) {
-      if (closed || !consuming) throw new Error("this queue client has stopped consuming");
-      const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-      if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS)
-        throw new RangeError(`maxAttempts must be 1 to ${MAX_ATTEMPTS} (the broker's limit is ${DELIVERY_LIMIT})`);
-      const consumer = { queue: name, options, handler } as Consumer;
-      consumers.push(consumer);
-      // Not connected: the next setup attaches it. A failure here closes the connection and recovery retries.
-      if (current)
-        await attach(current, consumer).catch((err) =>
-          log.warn({ event: "broker.attach_failed", err, queue: name }, "could not attach a consumer yet"),
-        );
-    },
-    stopConsuming,
-    inFlight: () => inFlight,
-    ping: async () => {
-      if (!current?.alive) throw unavailable();
-      return true as const;
-    },
-    close: () =>
-      (closing ??= (async () => {
-        closed = true; // first, so channels closing now do not trigger a restart
-        await stopConsuming();
-        current = null;
-        wake();
-        await connection.close();
-      })()),
-  };
-
-  if (options.waitForConnect ?? true) {
-    await connection.waitForConnect().catch(async (err: Error) => {
-      await connection.close();
-      throw new QueueUnavailable(`could not connect to the broker: ${err.message}`, { cause: err });
-    });
-  }
-  return queue;
 }
 
 /** One line per connection event; `gaveUp` hears when recovery stops for good. */
