@@ -19,6 +19,7 @@ import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { Conflict, Problem, problems, TooManyRequests, Unauthorized } from "./lib/problem.ts";
 import { runService } from "./lib/runner.ts";
+import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "./lib/tokens.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const AuthConfig = Type.Object({
@@ -30,7 +31,12 @@ export const AuthConfig = Type.Object({
   JWT_PRIVATE_KEY_FILE: Type.Optional(
     Type.String({ minLength: 1, description: "path to a file holding the signing key" }),
   ),
-  JWT_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 7 * 24 * 3600, default: 3600, description: "token lifetime" }),
+  JWT_TTL_SECONDS: Type.Integer({
+    minimum: 60,
+    maximum: MAX_TOKEN_SECONDS,
+    default: 3600,
+    description: "token lifetime",
+  }),
   // argon2id's cost. The defaults are Bun's (and OWASP's minimum for argon2id is lower);
   // tests lower them so that every test user does not pay the full price.
   ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, default: 65536, description: "argon2id memory cost in KiB" }),
@@ -140,7 +146,16 @@ function authApp({ config, log, key, accounts, ping }: AppParts) {
         description: "Internal: registration, login and token signing. The public API is the gateway's.",
       }),
     )
-    .use(jwt({ name: "tokens", secret: key.privateKey, alg: key.alg, kid: key.kid }))
+    .use(
+      jwt({
+        name: "tokens",
+        secret: key.privateKey,
+        alg: key.alg,
+        kid: key.kid,
+        iss: TOKEN_ISSUER,
+        aud: TOKEN_AUDIENCE,
+      }),
+    )
     .use(health({ mysql: ping }))
     .onTransform(({ body }) => {
       // Normalise before validation, so " Ada@Example.COM " is ada@example.com everywhere.

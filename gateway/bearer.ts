@@ -5,6 +5,7 @@
 import { Elysia } from "elysia";
 import * as jose from "jose";
 import { Unauthorized, Unavailable } from "../lib/problem.ts";
+import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 
 export interface Caller {
   id: string;
@@ -17,6 +18,10 @@ export class KeysUnavailable extends Error {
 }
 
 const REFRESH_RETRY_MS = 30_000;
+/** Clocks of auth and the gateway may differ this much (seconds), in `iat` and `exp`. */
+const CLOCK_TOLERANCE_S = 30;
+/** auth's user ids: bigint auto-increment, as decimal text. Anything else never reaches MongoDB. */
+const USER_ID = /^[1-9][0-9]{0,19}$/;
 
 /**
  * Keys are held without expiry and refreshed in the background every `refreshMs`
@@ -54,14 +59,23 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
     }
   };
   return {
-    /** The caller a token speaks for; throws for a bad, expired, tampered, `alg: none` or foreign token. */
+    /**
+     * The caller a token speaks for; throws for a bad, expired, tampered, `alg: none` or
+     * foreign token, one not issued by auth for the gateway, one issued in the future or
+     * longer ago than any token lives, and one whose `sub` or `email` is not what auth writes.
+     */
     async verify(token: string): Promise<Caller> {
       const { payload } = await jose.jwtVerify(token, keys, {
         algorithms: ["EdDSA", "ES256"],
-        requiredClaims: ["sub", "exp"],
+        issuer: TOKEN_ISSUER,
+        audience: TOKEN_AUDIENCE,
+        requiredClaims: ["sub", "exp", "iat"],
+        maxTokenAge: MAX_TOKEN_SECONDS, // also refuses an `iat` in the future
+        clockTolerance: CLOCK_TOLERANCE_S,
       });
-      if (typeof payload.email !== "string") throw new Error("token has no email claim");
-      return { id: payload.sub!, email: payload.email };
+      if (typeof payload.sub !== "string" || !USER_ID.test(payload.sub)) throw new Error("token's sub is no user id");
+      if (typeof payload.email !== "string" || payload.email.length > 254) throw new Error("token has no email claim");
+      return { id: payload.sub, email: payload.email };
     },
     /** Resolves once keys are held, fetching them if none are yet (at start, and as the readiness check). */
     async ready(): Promise<void> {

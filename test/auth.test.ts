@@ -5,6 +5,7 @@ import { createConnection } from "mysql2/promise";
 import { AuthConfig, createAuth, LOCKOUT } from "../auth.ts";
 import { migrateDatabase } from "../db/migrate.ts";
 import { parseConfig } from "../lib/config.ts";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 import { authTestConfig } from "./support/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 
@@ -139,6 +140,7 @@ describe("POST /login", () => {
     expect(payload.email).toBe(email);
     expect(payload.sub).toMatch(/^\d+$/);
     expect(payload.jti).toEqual(expect.any(String));
+    expect([payload.iss, payload.aud]).toEqual([TOKEN_ISSUER, TOKEN_AUDIENCE]);
     expect(payload.exp! - payload.iat!).toBe(3600);
     expect(new Date(expiresAt).getTime()).toBe(payload.exp! * 1000);
   });

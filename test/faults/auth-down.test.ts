@@ -5,6 +5,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import * as jose from "jose";
 import { jwksVerifier, KeysUnavailable } from "../../gateway/bearer.ts";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/tokens.ts";
 import { basicLogin, type GatewayClient } from "../support/client.ts";
 import { type FaultSystem, faultSetup } from "./system.ts";
 
@@ -89,6 +90,9 @@ describe("auth down", () => {
       new jose.SignJWT({ email: "a@example.com" })
         .setProtectedHeader({ alg: "EdDSA", kid })
         .setSubject("1")
+        .setIssuer(TOKEN_ISSUER) // the claims auth's tokens carry (lib/tokens.ts)
+        .setAudience(TOKEN_AUDIENCE)
+        .setIssuedAt()
         .setExpirationTime("1h")
         .sign(privateKey);
     const verifier = jwksVerifier(`http://127.0.0.1:${issuer.port}/.well-known/jwks.json`, { refreshMs: 50 });
