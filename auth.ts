@@ -1,17 +1,23 @@
 // auth: registration, login (JSON and HTTP Basic) and JWT signing. Owns MySQL.
 // Tokens are signed with an asymmetric key whose public half is served as a JWKS,
 // so the gateway verifies them locally without calling this service per request.
+// Password hashing is bounded (auth/admission.ts): so many hashes at once, so many
+// logins and registrations per client address, which the gateway names (auth/client-address.ts).
 import { randomUUID } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { jwt } from "@elysiajs/jwt";
 import { Type } from "@sinclair/typebox";
 import { drizzle } from "drizzle-orm/mysql2";
 import { Elysia, t } from "elysia";
 import * as jose from "jose";
 import { createPool } from "mysql2/promise";
-import { accountStore, EmailTaken, LOCKOUT } from "./auth/accounts.ts";
+import { type AccountStore, accountStore, EmailTaken, HashingBusy, LOCKOUT } from "./auth/accounts.ts";
+import { type Admission, admission } from "./auth/admission.ts";
+import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
+import { hashSlots } from "./auth/limits.ts";
 import { migrateDatabase } from "./db/migrate.ts";
-import { Flag, LogLevel, MysqlUrl, Port } from "./lib/config.ts";
+import { Flag, GatewaySecret, LogLevel, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
@@ -41,10 +47,25 @@ export const AuthConfig = Type.Object({
   // tests lower them so that every test user does not pay the full price.
   ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, default: 65536, description: "argon2id memory cost in KiB" }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 10, default: 2, description: "argon2id iterations" }),
+  // Hashes beyond the cores only queue behind each other while memory grows: as many again
+  // may wait their turn (auth/limits.ts), past that 503 at once.
+  HASH_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 1024,
+    default: availableParallelism(),
+    description: "password hashes at once (default: the number of CPUs)",
+  }),
+  LOGIN_RATE_PER_MINUTE: Type.Integer({ minimum: 1, default: 20, description: "logins per client address a minute" }),
+  REGISTER_RATE_PER_HOUR: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: "registrations per client address an hour",
+  }),
+  GATEWAY_SECRET: GatewaySecret,
 });
 export type AuthConfig = typeof AuthConfig.static;
 
-export { LOCKOUT };
+export { LOCKOUT, normaliseEmail };
 
 // ── models ──────────────────────────────────────────────────────────────────
 const Email = t.String({
@@ -55,7 +76,6 @@ const Email = t.String({
 });
 const Password = t.String({ minLength: 8, maxLength: 256, error: "must be 8 to 256 characters" });
 export const Credentials = t.Object({ email: Email, password: Password });
-const LoginBody = t.Object({ email: t.String({ maxLength: 254 }), password: t.String({ maxLength: 256 }) });
 export const UserView = t.Object({ id: t.Integer(), email: t.String() });
 export const TokenView = t.Object({
   token: t.String({ description: "a JWT to send as `Authorization: Bearer <token>`" }),
@@ -67,12 +87,12 @@ const Jwks = t.Object({ keys: t.Array(t.Record(t.String(), t.Unknown())) });
 const docs = {
   register: {
     body: Credentials,
-    response: { 201: UserView, 409: Problem, 422: Problem },
+    response: { 201: UserView, 409: Problem, 422: Problem, 429: Problem, 503: Problem },
     detail: { tags: ["auth"], summary: "Create an account" },
   },
   login: {
     body: t.Optional(LoginBody),
-    response: { 200: TokenView, 401: Problem, 429: Problem },
+    response: { 200: TokenView, 401: Problem, 422: Problem, 429: Problem, 503: Problem },
     detail: {
       tags: ["auth"],
       summary: "Log in with JSON credentials or HTTP Basic; answers a bearer token",
@@ -90,56 +110,93 @@ export interface AuthDeps {
   config: AuthConfig;
   log?: Logger;
   signingKey?: SigningKey;
+  /** How often expired login attempts and idle rate buckets are swept (1 minute). */
+  sweepEveryMs?: number;
 }
 
 /**
  * auth owns MySQL, so it opens its own pool (nothing else may reach it) and closes it
  * in `close()`, which the runner calls after the HTTP server has stopped.
  */
-export async function createAuth({ config, log = createLogger("auth", config.LOG_LEVEL), signingKey }: AuthDeps) {
+export async function createAuth({
+  config,
+  log = createLogger("auth", config.LOG_LEVEL),
+  signingKey,
+  sweepEveryMs = 60_000,
+}: AuthDeps) {
   const pool = createPool({ uri: config.MYSQL_URL, timezone: "Z", connectionLimit: 10 });
   const key = signingKey ?? (await loadSigningKey(config, log));
-  const accounts = accountStore(drizzle(pool), {
-    memoryCost: config.ARGON2_MEMORY_KIB,
-    timeCost: config.ARGON2_TIME_COST,
+  const slots = hashSlots(config.HASH_CONCURRENCY);
+  const cost = { memoryCost: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST };
+  const accounts = accountStore(drizzle(pool), cost, slots);
+  const metrics = createMetrics("auth");
+  const gate = admission({
+    log,
+    registry: metrics.registry,
+    slots,
+    gatewaySecret: config.GATEWAY_SECRET,
+    loginsPerMinute: config.LOGIN_RATE_PER_MINUTE,
+    registrationsPerHour: config.REGISTER_RATE_PER_HOUR,
   });
-  const app = authApp({ config, log, key, accounts, ping: () => pool.query("SELECT 1") });
+  const app = authApp({ config, log, key, accounts, gate, metrics, ping: () => pool.query("SELECT 1") });
+  if (!config.GATEWAY_SECRET)
+    log.warn(
+      { event: "gateway_secret.unset" },
+      "GATEWAY_SECRET is not set: client addresses are believed only from this machine (development)",
+    );
+
+  /** Expired login attempts out of MySQL (any replica may; deleting twice is harmless), idle rate buckets out of memory. */
+  async function sweep(): Promise<void> {
+    gate.prune();
+    const deleted = await accounts.sweepAttempts();
+    if (deleted) log.debug({ event: "login_attempts.swept", deleted }, "expired login attempts deleted");
+  }
+  let sweeper: ReturnType<typeof setInterval> | undefined;
 
   return {
     app,
     signingKey: key,
-    /** Applies the migrations first when MIGRATE_ON_START is set (development, single replica). */
+    /** The account store: a password reset calls `accounts.clearLockout(email)`. */
+    accounts,
+    sweep,
+    /** Applies the migrations first when MIGRATE_ON_START is set (development, single replica); then sweeps every minute. */
     async start() {
-      if (!config.MIGRATE_ON_START) return;
-      await migrateDatabase(config.MYSQL_URL);
-      log.info({ event: "db.migrated" }, "migrations applied");
+      if (config.MIGRATE_ON_START) {
+        await migrateDatabase(config.MYSQL_URL);
+        log.info({ event: "db.migrated" }, "migrations applied");
+      }
+      sweeper = setInterval(() => {
+        sweep().catch((error) => log.warn({ event: "login_attempts.sweep_failed", err: error }, "sweep failed"));
+      }, sweepEveryMs);
+      sweeper.unref();
     },
-    /** Nothing runs outside requests: the runner's HTTP stop lets those finish. */
-    async stop() {},
+    /** Stops sweeping; requests in flight are the runner's HTTP stop's to finish. */
+    async stop() {
+      clearInterval(sweeper);
+    },
     /** Ends the MySQL pool. */
     async close() {
+      clearInterval(sweeper);
       await pool.end();
     },
   };
-}
-
-export function normaliseEmail(email: string): string {
-  return email.trim().toLowerCase();
 }
 
 interface AppParts {
   config: AuthConfig;
   log: Logger;
   key: SigningKey;
-  accounts: ReturnType<typeof accountStore>;
+  accounts: AccountStore;
+  gate: Admission;
+  metrics: ReturnType<typeof createMetrics>;
   ping: () => Promise<unknown>;
 }
 
-/** auth's routes: each answers from the account store and the signing key. */
-function authApp({ config, log, key, accounts, ping }: AppParts) {
+/** auth's routes: each answers from the account store and the signing key, once the gate lets it through. */
+function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) {
   return new Elysia({ name: "auth" })
     .use(problems(log))
-    .use(createMetrics("auth").plugin)
+    .use(metrics.plugin)
     .use(
       apiDocs({
         title: "m3dio auth",
@@ -165,13 +222,15 @@ function authApp({ config, log, key, accounts, ping }: AppParts) {
     })
     .post(
       "/register",
-      async ({ body, status }) => {
+      async ({ body, status, request, server }) => {
+        gate.admit("registration", request, server);
         try {
           const user = await accounts.register(body.email, body.password);
           log.info({ event: "user.registered", userId: user.id }, "user registered");
           return status(201, user);
         } catch (error) {
           if (error instanceof EmailTaken) throw new Conflict("an account with this email already exists");
+          if (error instanceof HashingBusy) throw gate.hashingFull("registration");
           throw error;
         }
       },
@@ -179,13 +238,15 @@ function authApp({ config, log, key, accounts, ping }: AppParts) {
     )
     .post(
       "/login",
-      async ({ body, headers, tokens }) => {
+      async ({ body, headers, tokens, request, server }) => {
         const { email, password } = credentialsOf(headers.authorization, body);
-        const outcome = await accounts.login(email, password);
+        const client = gate.admit("login", request, server);
+        const outcome = await accounts.login(email, password, client);
+        if (outcome.kind === "busy") throw gate.hashingFull("login");
         if (outcome.kind === "locked") {
-          log.warn({ event: "login.locked", email }, "login locked out");
+          log.warn({ event: "login.locked", email, clientAddress: client }, "login locked out");
           throw new TooManyRequests(
-            "too many failed logins for this account; try again later",
+            "too many failed logins for this account from your address; try again later",
             outcome.retryAfterSeconds,
           );
         }
@@ -206,28 +267,6 @@ function authApp({ config, log, key, accounts, ping }: AppParts) {
       { parse: limitedJson(), ...docs.login },
     )
     .get("/.well-known/jwks.json", () => ({ keys: [key.publicJwk] }), docs.jwks);
-}
-
-/** The login's credentials: HTTP Basic wins over a JSON body; neither is 401. */
-function credentialsOf(
-  authorization: string | undefined,
-  body: { email?: string; password?: string } | null | undefined,
-) {
-  const credentials = basicCredentials(authorization) ?? body;
-  if (!credentials?.email || !credentials.password) {
-    throw new Unauthorized("send {email, password} as JSON or HTTP Basic credentials");
-  }
-  return { email: normaliseEmail(credentials.email), password: credentials.password };
-}
-
-/** `Authorization: Basic base64(email:password)` → credentials; anything else → undefined. */
-function basicCredentials(header: string | undefined): { email: string; password: string } | undefined {
-  const match = header?.match(/^Basic\s+([A-Za-z0-9+/=]+)\s*$/i);
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  if (colon < 0) return undefined;
-  return { email: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────

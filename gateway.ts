@@ -7,11 +7,12 @@ import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { authRoutes } from "./gateway/auth-routes.ts";
 import { jwksVerifier, type TokenVerifier } from "./gateway/bearer.ts";
+import { TrustedProxies } from "./gateway/client-address.ts";
 import { jobIntake } from "./gateway/intake.ts";
 import { jobRoutes } from "./gateway/job-routes.ts";
 import { jobService } from "./gateway/job-service.ts";
 import { liveStreams } from "./gateway/live-events.ts";
-import { AmqpUrl, LogLevel, MaxUploadBytes, MongoUrl, Port, Url } from "./lib/config.ts";
+import { AmqpUrl, GatewaySecret, LogLevel, MaxUploadBytes, MongoUrl, Port, Url } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { fileStore } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
@@ -34,6 +35,8 @@ export const GatewayConfig = Type.Object({
   AMQP_URL: AmqpUrl,
   MAX_UPLOAD_BYTES: MaxUploadBytes,
   URL_ALLOW_HOSTS: AllowHosts,
+  GATEWAY_SECRET: GatewaySecret,
+  TRUSTED_PROXIES: TrustedProxies,
 });
 export type GatewayConfig = typeof GatewayConfig.static;
 
@@ -75,7 +78,14 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
     .use(webPage())
     .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping(), jwks: () => verifier.ready() }))
-    .use(authRoutes({ authUrl: config.AUTH_URL, log }))
+    .use(
+      authRoutes({
+        authUrl: config.AUTH_URL,
+        log,
+        gatewaySecret: config.GATEWAY_SECRET,
+        trustedProxies: config.TRUSTED_PROXIES,
+      }),
+    )
     .use(jobRoutes({ intake, service: jobService({ jobs, files, log }), verifier, streams }));
 
   return {

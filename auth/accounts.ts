@@ -4,9 +4,12 @@ import { randomUUID } from "node:crypto";
 import { and, count, eq, gt, lt, min } from "drizzle-orm";
 import type { MySql2Database } from "drizzle-orm/mysql2";
 import { loginAttempts, users } from "../db/schema.ts";
+import type { HashSlots } from "./limits.ts";
 
-/** Failed logins allowed per email within the window before 429. */
+/** Failed logins allowed per account and client address within the window before 429. */
 export const LOCKOUT = { maxFailures: 5, windowMs: 15 * 60 * 1000 };
+/** Expired attempts deleted per statement, so a sweep never holds a long lock. */
+const SWEEP_BATCH = 5000;
 
 export interface HashCost {
   memoryCost: number; // KiB
@@ -16,40 +19,58 @@ export interface HashCost {
 export type LoginOutcome =
   | { kind: "ok"; user: { id: number; email: string } }
   | { kind: "locked"; retryAfterSeconds: number }
-  | { kind: "wrong" };
+  | { kind: "wrong" }
+  | { kind: "busy" };
 
 export class EmailTaken extends Error {
   override name = "EmailTaken";
 }
+/** Every hashing slot is taken and as many requests wait: refused now rather than queued. */
+export class HashingBusy extends Error {
+  override name = "HashingBusy";
+}
 
-export function accountStore(db: MySql2Database, cost: HashCost) {
+export function accountStore(db: MySql2Database, cost: HashCost, slots: HashSlots) {
   const hashPassword = (password: string) => Bun.password.hash(password, { algorithm: "argon2id", ...cost });
   // Unknown emails are checked against this hash so they cost as much as a wrong password.
   const dummyHash = hashPassword(randomUUID());
 
   /**
-   * Records this login attempt as a failure before the password is checked, so a
-   * burst of parallel guesses is counted at once and only the first few ever reach
-   * the (deliberately slow) hash check. Every attempt counts, also while locked: the
-   * lock lifts a window after the guessing stops. Answers the seconds to wait when locked.
+   * Records this login attempt as a failure before the password is checked, so a burst
+   * of parallel guesses is counted at once and only the first few ever reach the
+   * (deliberately slow) hash check. Attempts count per account and client address: a
+   * stranger's guesses lock that stranger out of this account, not its owner. Every
+   * attempt counts, also while locked: the lock lifts a window after the guessing stops.
+   * Answers the seconds to wait when locked.
    */
-  async function recordAttempt(email: string, now: Date): Promise<number | undefined> {
+  async function recordAttempt(email: string, clientAddress: string, now: Date): Promise<number | undefined> {
     const since = new Date(now.getTime() - LOCKOUT.windowMs);
-    await db.insert(loginAttempts).values({ email, attemptedAt: now });
-    // Rows older than the window no longer count for anything.
-    await db.delete(loginAttempts).where(and(eq(loginAttempts.email, email), lt(loginAttempts.attemptedAt, since)));
+    await db.insert(loginAttempts).values({ email, clientAddress, attemptedAt: now });
     const [row] = await db
       .select({ attempts: count(), oldest: min(loginAttempts.attemptedAt) })
       .from(loginAttempts)
-      .where(and(eq(loginAttempts.email, email), gt(loginAttempts.attemptedAt, since)));
+      .where(
+        and(
+          eq(loginAttempts.email, email),
+          eq(loginAttempts.clientAddress, clientAddress),
+          gt(loginAttempts.attemptedAt, since),
+        ),
+      );
     if ((row?.attempts ?? 0) <= LOCKOUT.maxFailures) return undefined;
     return ((row?.oldest ?? now).getTime() + LOCKOUT.windowMs - now.getTime()) / 1000;
   }
 
   return {
-    /** Creates the account; throws EmailTaken if the (normalised) email has one. */
+    /** Creates the account; throws EmailTaken if the (normalised) email has one, HashingBusy if no slot is free. */
     async register(email: string, password: string): Promise<{ id: number; email: string }> {
-      const passwordHash = await hashPassword(password);
+      const release = await slots.take();
+      if (!release) throw new HashingBusy();
+      let passwordHash: string;
+      try {
+        passwordHash = await hashPassword(password);
+      } finally {
+        release();
+      }
       try {
         const [inserted] = await db.insert(users).values({ email, passwordHash }).$returningId();
         return { id: inserted!.id, email };
@@ -59,18 +80,50 @@ export function accountStore(db: MySql2Database, cost: HashCost) {
       }
     },
 
-    /** Whether these credentials log in; a success clears the account's failures. */
-    async login(email: string, password: string): Promise<LoginOutcome> {
-      const lockedFor = await recordAttempt(email, new Date());
-      if (lockedFor !== undefined) return { kind: "locked", retryAfterSeconds: lockedFor };
-      const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
-      const valid = await Bun.password.verify(password, user?.passwordHash ?? (await dummyHash));
-      if (!user || !valid) return { kind: "wrong" };
+    /**
+     * Whether these credentials log in from `clientAddress` (auth/client-address.ts). A
+     * slot is taken first, so an attempt refused as busy is not counted as a failure;
+     * a success clears this address's failures for the account.
+     */
+    async login(email: string, password: string, clientAddress: string): Promise<LoginOutcome> {
+      const release = await slots.take();
+      if (!release) return { kind: "busy" };
+      try {
+        const lockedFor = await recordAttempt(email, clientAddress, new Date());
+        if (lockedFor !== undefined) return { kind: "locked", retryAfterSeconds: lockedFor };
+        const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
+        const valid = await Bun.password.verify(password, user?.passwordHash ?? (await dummyHash));
+        if (!user || !valid) return { kind: "wrong" };
+        await db
+          .delete(loginAttempts)
+          .where(and(eq(loginAttempts.email, email), eq(loginAttempts.clientAddress, clientAddress)));
+        return { kind: "ok", user: { id: user.id, email: user.email } };
+      } finally {
+        release();
+      }
+    },
+
+    /**
+     * Lifts the account's lockout from every address: what a password reset calls once
+     * the owner has proved the email is theirs (the reset itself comes with a later issue).
+     */
+    async clearLockout(email: string): Promise<void> {
       await db.delete(loginAttempts).where(eq(loginAttempts.email, email));
-      return { kind: "ok", user: { id: user.id, email: user.email } };
+    },
+
+    /** Deletes attempts older than the lockout window (they count for nothing); answers how many. */
+    async sweepAttempts(now = new Date()): Promise<number> {
+      const before = new Date(now.getTime() - LOCKOUT.windowMs);
+      let deleted = 0;
+      for (;;) {
+        const [result] = await db.delete(loginAttempts).where(lt(loginAttempts.attemptedAt, before)).limit(SWEEP_BATCH);
+        deleted += result.affectedRows;
+        if (result.affectedRows < SWEEP_BATCH) return deleted;
+      }
     },
   };
 }
+export type AccountStore = ReturnType<typeof accountStore>;
 
 function isDuplicateKey(error: unknown): boolean {
   for (let cause: unknown = error; cause; cause = (cause as { cause?: unknown }).cause) {

@@ -112,7 +112,8 @@ function describe(field: TSchema | undefined): string {
   if (field.type === "number") return "must be a number";
   if (field.type === "boolean") return "must be true or false";
   if (field.pattern) return `must match ${field.description ?? "the expected form"} (${field.pattern})`;
-  if (field.minLength) return `must not be empty`;
+  if (field.minLength)
+    return field.minLength > 1 ? `must be at least ${field.minLength} characters` : "must not be empty";
   return `must be ${field.description ?? "a string"}`;
 }
 
@@ -122,3 +123,14 @@ function secretSafe(name: string, value: unknown): unknown {
   if (typeof value === "string") return value.replace(/\/\/([^:@/]+):[^@/]+@/, "//$1:***@");
   return value;
 }
+
+/**
+ * GATEWAY_SECRET (auth and gateway): the gateway sends it with every request it forwards
+ * to auth, and auth believes the client address the gateway names only beside it.
+ */
+export const GatewaySecret = Type.Optional(
+  Type.String({
+    minLength: 16,
+    description: "a shared secret of at least 16 characters",
+  }),
+);

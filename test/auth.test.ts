@@ -1,9 +1,14 @@
 // The auth service in-process (app.handle) against a real MariaDB/MySQL database.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { drizzle } from "drizzle-orm/mysql2";
+import { migrate } from "drizzle-orm/mysql2/migrator";
 import * as jose from "jose";
 import { createConnection } from "mysql2/promise";
 import { AuthConfig, createAuth, LOCKOUT } from "../auth.ts";
-import { migrateDatabase } from "../db/migrate.ts";
+import { MIGRATIONS_FOLDER, migrateDatabase } from "../db/migrate.ts";
 import { parseConfig } from "../lib/config.ts";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 import { authTestConfig } from "./support/auth.ts";
@@ -323,6 +328,31 @@ describe("migrations", () => {
     }
   });
 
+  test("a database holding login attempts from before they had an address migrates, keeping users and attempts", async () => {
+    const older = await createTestDatabase({ migrate: false });
+    const firstOnly = mkdtempSync(join(tmpdir(), "m3dio-migrations-"));
+    try {
+      // db/migrations as it was at 0000, applied the way migrateDatabase applies them
+      cpSync(MIGRATIONS_FOLDER, firstOnly, { recursive: true });
+      const journal = await Bun.file(join(firstOnly, "meta/_journal.json")).json();
+      journal.entries = journal.entries.slice(0, 1);
+      writeFileSync(join(firstOnly, "meta/_journal.json"), JSON.stringify(journal));
+      const connection = await createConnection({ uri: older.url, timezone: "Z" });
+      await migrate(drizzle(connection), { migrationsFolder: firstOnly });
+      await connection.query("INSERT INTO users (email, password_hash) VALUES ('kept@example.com', 'x')");
+      await connection.query("INSERT INTO login_attempts (email, attempted_at) VALUES ('kept@example.com', NOW(3))");
+      await migrateDatabase(older.url);
+      const [users] = await connection.query("SELECT email FROM users");
+      const [attempts] = await connection.query("SELECT email, client_address FROM login_attempts");
+      await connection.end();
+      expect(users as unknown).toEqual([{ email: "kept@example.com" }]);
+      expect(attempts as unknown).toEqual([{ email: "kept@example.com", client_address: "" }]);
+    } finally {
+      rmSync(firstOnly, { recursive: true, force: true });
+      await older.drop();
+    }
+  });
+
   test("create the database first when it does not exist yet (a fresh local MariaDB)", async () => {
     const missing = await createTestDatabase({ migrate: false });
     await missing.drop(); // a name no database has
@@ -344,8 +374,17 @@ describe("config", () => {
     [{ MYSQL_URL: "postgres://x" }, "config: MYSQL_URL must match"],
     [{ JWT_TTL_SECONDS: "5" }, "config: JWT_TTL_SECONDS must be a whole number from 60"],
     [{ MIGRATE_ON_START: "perhaps" }, "config: MIGRATE_ON_START must be true or false"],
+    [{ HASH_CONCURRENCY: "0" }, "config: HASH_CONCURRENCY must be a whole number from 1"],
+    [{ LOGIN_RATE_PER_MINUTE: "lots" }, "config: LOGIN_RATE_PER_MINUTE must be a whole number from 1"],
+    [{ REGISTER_RATE_PER_HOUR: "0" }, "config: REGISTER_RATE_PER_HOUR must be a whole number from 1"],
+    [{ GATEWAY_SECRET: "too short" }, "config: GATEWAY_SECRET must be at least 16 characters"],
   ])("%j stops with a line naming the variable", (env, message) => {
     expect(() => parseConfig(AuthConfig, env)).toThrow(message);
+  });
+
+  test("hashing runs as many at once as there are CPUs, unless configured", () => {
+    expect(parseConfig(AuthConfig, {}).HASH_CONCURRENCY).toBe(availableParallelism());
+    expect(parseConfig(AuthConfig, { HASH_CONCURRENCY: "3" }).HASH_CONCURRENCY).toBe(3);
   });
 
   test("the service started with a bad variable exits with one line naming it", async () => {

@@ -179,6 +179,16 @@ describe("compose.yaml", () => {
       expect(gitignored(path), path).toBe(false);
   });
 
+  test("auth and the gateway share one GATEWAY_SECRET, from .env or the dev default", () => {
+    for (const vars of [{}, { GATEWAY_SECRET: "from-dot-env-0123456789" }] as Record<string, string>[]) {
+      const [auth, gateway] = ["auth", "gateway"].map((name) =>
+        interpolate(environment(services[name]!).GATEWAY_SECRET!, vars),
+      );
+      expect(auth).toBe(gateway!);
+      expect(auth!.length).toBeGreaterThanOrEqual(16);
+    }
+  });
+
   test("auth's MYSQL_URL carries the root password MySQL is given, from .env or the dev default", () => {
     for (const vars of [{}, { MYSQL_ROOT_PASSWORD: "from-dot-env" }] as Record<string, string>[]) {
       const password = interpolate(services.mysql!.environment.MYSQL_ROOT_PASSWORD, vars);

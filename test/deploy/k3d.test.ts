@@ -341,6 +341,17 @@ describe("k3d manifests", () => {
     ]);
   });
 
+  test("auth and the gateway take GATEWAY_SECRET from the same key of the Secret", () => {
+    const [auth, gateway] = ["auth", "gateway"].map((name) =>
+      (mainContainer(mustFind(base, "Deployment", name)).env as Doc[]).find((v) => v.name === "GATEWAY_SECRET"),
+    );
+    expect(auth?.valueFrom?.secretKeyRef).toMatchObject({
+      name: expect.stringMatching(/^m3dio-secrets/),
+      key: "GATEWAY_SECRET",
+    });
+    expect(gateway?.valueFrom?.secretKeyRef).toEqual(auth!.valueFrom.secretKeyRef);
+  });
+
   test("the migration Job runs db/migrate.ts with auth's MYSQL_URL and retries while MySQL starts", () => {
     const job = mustFind(base, "Job", "migrate");
     const container = mainContainer(job);

@@ -36,7 +36,9 @@
 // Atomics.wait, long synchronous loops) while the services work: they would stall on it.
 //
 // auth hashes passwords with argon2id at the tests' cheap cost (test/support/auth.ts):
-// every user a test registers and logs in would otherwise cost two full-price hashes.
+// every user a test registers and logs in would otherwise cost two full-price hashes;
+// its per-address limits are out of reach (every test client is 127.0.0.1), and the
+// gateway and auth share a GATEWAY_SECRET, as deployed.
 //
 // The services do not see the test's own environment for anything they read
 // (every variable of the four config schemas is removed first) nor a `.env` file
@@ -49,7 +51,7 @@ import { AuthConfig } from "../../auth.ts";
 import { ConverterConfig } from "../../converter.ts";
 import { GatewayConfig } from "../../gateway.ts";
 import { NotifierConfig } from "../../notifier.ts";
-import { TEST_HASH_COST } from "./auth.ts";
+import { TEST_AUTH_ENV, TEST_GATEWAY_SECRET } from "./auth.ts";
 import { dropTestDatabase, testMongoUrl, withDatabase } from "./mongo.ts";
 import { createTestDatabase, type TestDatabase } from "./mysql.ts";
 import { createTestVhost, type TestVhost } from "./rabbit.ts";
@@ -220,8 +222,14 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     };
 
     const defaults: Record<ServiceName, Record<string, string>> = {
-      auth: { MYSQL_URL: database.url, MIGRATE_ON_START: "false", JWT_PRIVATE_KEY: jwtKey, ...TEST_HASH_COST },
-      gateway: { ...stores, AUTH_URL: authUrl, PUBLIC_URL: gatewayUrl },
+      auth: {
+        MYSQL_URL: database.url,
+        MIGRATE_ON_START: "false",
+        JWT_PRIVATE_KEY: jwtKey,
+        GATEWAY_SECRET: TEST_GATEWAY_SECRET,
+        ...TEST_AUTH_ENV,
+      },
+      gateway: { ...stores, AUTH_URL: authUrl, PUBLIC_URL: gatewayUrl, GATEWAY_SECRET: TEST_GATEWAY_SECRET },
       converter: { ...stores, TMP_DIR: tmpDir, SHUTDOWN_GRACE_MS: "5000" },
       notifier: {
         ...stores,
