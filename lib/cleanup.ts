@@ -13,6 +13,12 @@ export interface CleanUpOptions {
   forMs?: number;
   /** First pause between tries (1000 ms); doubles up to 30 s. */
   firstDelayMs?: number;
+  /**
+   * The first try too happens in the background, and the call resolves (false) at once: for
+   * a store that has just failed, where a try now would most likely wait out the driver's
+   * server selection and fail as well, holding back the caller's error answer.
+   */
+  deferred?: boolean;
 }
 
 const pending = new Set<string>();
@@ -26,13 +32,15 @@ export function pendingCleanUps(): string[] {
 export async function cleanUp(
   what: string,
   action: () => Promise<unknown>,
-  { log, forMs = 15 * 60_000, firstDelayMs = 1000 }: CleanUpOptions = {},
+  { log, forMs = 15 * 60_000, firstDelayMs = 1000, deferred = false }: CleanUpOptions = {},
 ): Promise<boolean> {
-  try {
-    await action();
-    return true;
-  } catch (error) {
-    log?.warn({ err: error, what }, "clean-up failed; will retry in the background");
+  if (!deferred) {
+    try {
+      await action();
+      return true;
+    } catch (error) {
+      log?.warn({ err: error, what }, "clean-up failed; will retry in the background");
+    }
   }
   const deadline = Date.now() + forMs;
   const key = `${what} #${Math.random().toString(36).slice(2, 8)}`;
@@ -47,11 +55,11 @@ export async function cleanUp(
         if (Date.now() + delay > deadline) {
           pending.delete(key);
           log?.error({ err: error, what }, "clean-up abandoned: it kept failing");
-        } else retry(Math.min(delay * 2, 30_000));
+        } else retry(Math.min(Math.max(delay * 2, firstDelayMs), 30_000));
       }
     }, delay);
     timer.unref?.(); // never keeps a stopping process alive
   };
-  retry(firstDelayMs);
+  retry(deferred ? 0 : firstDelayMs);
   return false;
 }

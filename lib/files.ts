@@ -4,11 +4,22 @@
 import { open } from "node:fs/promises";
 import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { type Binary, type Db, GridFSBucket, type GridFSFile, MongoGridFSChunkError, ObjectId } from "mongodb";
+import {
+  type Binary,
+  type Collection,
+  type Db,
+  type Document,
+  GridFSBucket,
+  type GridFSBucketWriteStream,
+  type GridFSFile,
+  MongoGridFSChunkError,
+  ObjectId,
+} from "mongodb";
 import parseRange from "range-parser";
 import { cleanUp } from "./cleanup.ts";
 import type { Logger } from "./log.ts";
 import { collectEvery } from "./memory.ts";
+import { isMongoUnavailable } from "./mongo.ts";
 import { NotFound, problemResponse } from "./problem.ts";
 
 // Re-exported for the services that import them from here.
@@ -51,7 +62,9 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
      * Streams `source` (through optional transforms, e.g. a size limit) into GridFS.
      * On any error the partial file is removed before the error is rethrown; if MongoDB
      * itself failed (and the removal with it), the removal is retried in the background
-     * until MongoDB answers again (lib/cleanup.ts), so no orphaned chunks remain.
+     * until MongoDB answers again (lib/cleanup.ts), so no orphaned chunks remain. The
+     * error comes once every insert the upload started is done (see trackInserts) and, unless
+     * MongoDB is away, the removal too.
      */
     async upload(
       bucket: BucketName,
@@ -61,11 +74,18 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
     ): Promise<StoredFile> {
       const id = new ObjectId();
       const sink = buckets[bucket].openUploadStreamWithId(id, metadata.filename, { metadata });
+      const inserts = trackInserts(sink);
       try {
         await pipeline([source, ...transforms, sink]);
       } catch (error) {
-        await sink.abort().catch(() => {});
-        await cleanUp(`remove the partial ${bucket} file ${id}`, () => removeQuietly(buckets[bucket], id), { log });
+        // Only once the stream's inserts are done: one landing after the removal would leave a
+        // chunk without a file. No `sink.abort()`: it deletes the chunks without waiting for
+        // the inserts, and the removal deletes them anyway.
+        await inserts.settled();
+        // With MongoDB away, a removal tried now would wait out a server selection as well,
+        // holding back the error (a 503 while it is away): it goes to the background at once.
+        const what = `remove the partial ${bucket} file ${id}`;
+        await cleanUp(what, () => removeQuietly(buckets[bucket], id), { log, deferred: isMongoUnavailable(error) });
         throw error;
       }
       return { id, bytes: sink.length };
@@ -168,6 +188,37 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
 }
 
 export type FileStore = ReturnType<typeof fileStore>;
+
+/**
+ * Follows the chunk and file inserts of an upload stream until they are done. The driver's
+ * stream leaves them running when the upload fails: a write of several chunks inserts them
+ * all at once and fails at the first error while the others go on (one whose connection
+ * could not be made is retried, after a new server selection), and a pipeline failing
+ * elsewhere (a size limit, a client gone) destroys the stream mid-insert. Waiting for them,
+ * not for a timeout, holds however long the driver keeps one going. The stream inserts
+ * through its public `chunks` and `files` fields: each becomes an object that counts its
+ * `insertOne` calls and inherits everything else from the collection.
+ */
+function trackInserts(sink: GridFSBucketWriteStream): { settled(): Promise<void> } {
+  const underWay = new Set<Promise<unknown>>();
+  const counted = <T extends Document>(collection: Collection<T>): Collection<T> => {
+    const insertOne: Collection<T>["insertOne"] = (...args) => {
+      const insert = collection.insertOne(...args);
+      underWay.add(insert);
+      const done = () => underWay.delete(insert);
+      insert.then(done, done);
+      return insert;
+    };
+    return Object.assign(Object.create(collection) as Collection<T>, { insertOne });
+  };
+  sink.chunks = counted(sink.chunks);
+  sink.files = counted(sink.files);
+  return {
+    async settled() {
+      while (underWay.size) await Promise.allSettled(underWay);
+    },
+  };
+}
 
 async function removeQuietly(bucket: GridFSBucket, id: ObjectId): Promise<void> {
   try {
