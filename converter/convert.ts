@@ -12,7 +12,7 @@ import { type ConverterContext, publishOutcome } from "./context.ts";
 import { downloadVideo } from "./download.ts";
 import { BadInput } from "./errors.ts";
 import { inputOptions } from "./inputs.ts";
-import { dropUnclaimedMp3, removeStrayMp3s } from "./leftovers.ts";
+import { dropUnclaimedMp3, removeSourceVideo, removeStrayMp3s } from "./leftovers.ts";
 import { overBudget, timeBudgetMs } from "./limits.ts";
 import { probeSource } from "./probe.ts";
 import { transcode } from "./transcode.ts";
@@ -65,7 +65,7 @@ export async function convert(context: ConverterContext, job: Job, signal: Abort
     metrics.bytesOut.inc(stored.bytes);
     metrics.seconds.observe((performance.now() - started) / 1000);
     await publishOutcome(context, job._id, "done");
-    if (!config.KEEP_VIDEOS) await files.remove("videos", job.videoFileId);
+    if (!config.KEEP_VIDEOS) await removeSourceVideo(context, job, jobLog);
     metrics.outcomes.inc({ outcome: "done" });
     const seconds = (performance.now() - started) / 1000;
     jobLog.info({ event: "job.converted", bytes: stored.bytes, durationSec, seconds }, "converted");

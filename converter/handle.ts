@@ -11,7 +11,7 @@ import type { Delivery } from "../lib/queue.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { convert, download } from "./convert.ts";
 import { BadInput, HandedBack, JobGone } from "./errors.ts";
-import { removeStrayMp3s } from "./leftovers.ts";
+import { removeSourceVideo, removeStrayMp3s } from "./leftovers.ts";
 import { watchJob } from "./watch.ts";
 
 const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
@@ -34,6 +34,8 @@ export async function handleVideo(
     // A redelivery after the outcome was stored: announce it again only if the user never heard.
     if (!existing.notifiedAt) await publishOutcome(context, jobId, existing.status);
     await removeStrayMp3s(context, jobId, existing.audioFileId, jobLog);
+    // The attempt that finished it may have died before the video's removal was done.
+    if (existing.status === "done" && !context.config.KEEP_VIDEOS) await removeSourceVideo(context, existing, jobLog);
     jobLog.info(
       { event: "job.redelivered_finished", status: existing.status },
       "redelivered message for a finished job",

@@ -1,7 +1,10 @@
-// MP3s no job points to: an attempt that stored its MP3 and then died or lost the store
-// leaves one behind. They are removed once the job is finished, when its `audioFileId`
-// can no longer change; failing to remove them never fails the job.
+// Files a finished job no longer needs. MP3s no job points to: an attempt that stored its
+// MP3 and then died or lost the store leaves one behind; they are removed once the job is
+// finished, when its `audioFileId` can no longer change. And a done job's source video.
+// Failing to remove them never fails the job.
 import type { ObjectId } from "mongodb";
+import { cleanUp } from "../lib/cleanup.ts";
+import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ConverterContext } from "./context.ts";
 
@@ -39,4 +42,16 @@ export async function dropUnclaimedMp3({ jobs, files }: ConverterContext, jobId:
   const job = await jobs.get(jobId);
   if (job?.audioFileId?.equals(fileId)) return;
   await files.remove("mp3s", fileId);
+}
+
+/**
+ * A done job's source video goes (unless KEEP_VIDEOS). GridFS removes the file record,
+ * then its chunks, in two commands: a MongoDB outage between them would leave chunks
+ * without a file, so the removal is retried in the background until it has happened
+ * (lib/cleanup.ts), and a redelivered message of a done job removes it again.
+ */
+export async function removeSourceVideo({ files }: ConverterContext, job: Job, jobLog: Logger): Promise<void> {
+  const videoFileId = job.videoFileId;
+  if (!videoFileId) return;
+  await cleanUp(`remove the source video ${videoFileId}`, () => files.remove("videos", videoFileId), { log: jobLog });
 }
