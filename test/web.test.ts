@@ -295,7 +295,7 @@ describe("errors", () => {
     expect(status).toBe(429);
     const message = await textOf(alert(page));
     expect(message).toMatch(
-      /^Too many attempts\. Please wait 1[45] minutes before trying again\. Too many failed logins for this account; try again later\.$/,
+      /^Too many attempts\. Please wait 1[45] minutes before trying again\. Too many failed logins for this account from your address; try again later\.$/,
     );
   });
 
