@@ -1,6 +1,6 @@
 // The emails the notifier sends: what a person reads when a conversion ends.
 import escapeHtml from "escape-html";
-import { mp3Filename } from "../lib/files.ts";
+import { cleanFilename, mp3Filename } from "../lib/filenames.ts";
 import type { Job } from "../lib/jobs.ts";
 import { formatBytes } from "../lib/upload.ts";
 
@@ -12,8 +12,15 @@ export interface Email {
   text: string;
 }
 
+/**
+ * Subjects are fixed text: a name a user chose (a file's, a link's) appears only in the
+ * body, cleaned of control and direction-override characters, so m3dio cannot be made
+ * to send a subject line of someone else's choosing (a phishing lure) to any address.
+ */
+export const SUBJECTS = { done: "Your MP3 is ready", failed: "Your MP3 could not be made" } as const;
+
 export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: string }): Email {
-  const name = job.source.filename;
+  const name = cleanFilename(job.source.filename);
   const mp3Name = mp3Filename(name);
   const base = { from: config.MAIL_FROM, to: job.email };
   if (job.status === "done" && job.audio && job.audioFileId) {
@@ -26,7 +33,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
     ];
     return {
       ...base,
-      subject: `Your MP3 is ready: ${mp3Name}`,
+      subject: SUBJECTS.done,
       text: [
         `Your MP3 of "${name}" is ready.`,
         "",
@@ -49,7 +56,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
     : "Please check that the file plays and has sound, or export it again (MP4 with AAC audio works everywhere), then upload it again.";
   return {
     ...base,
-    subject: `We could not convert ${name}`,
+    subject: SUBJECTS.failed,
     text: [`We could not turn "${name}" into an MP3: ${reason}.`, "", advice, "", "— m3dio"].join("\n"),
     html: page(
       `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>`,

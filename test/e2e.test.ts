@@ -201,7 +201,8 @@ describe("end to end, four services as processes", () => {
     expect(last.audio!.durationSec).toBeCloseTo(VIDEO_SECONDS, 0);
 
     const email = await emailTo(user.email, /^Your MP3 is ready/);
-    expect(email.subject).toBe("Your MP3 is ready: holiday clip.mp3");
+    expect(email.subject).toBe("Your MP3 is ready");
+    expect(email.text).toContain("File: holiday clip.mp3");
     expect(email.from).toBe("m3dio <mp3@m3dio.test>");
     expect(email.idempotencyKey).toBe(`job-${job.id}-done`);
     const link = `${system.gatewayUrl}/jobs/${job.id}/audio`;
@@ -277,8 +278,8 @@ describe("end to end, four services as processes", () => {
     expect(audio.headers.get("content-type")).toContain("application/problem+json");
     expect(((await audio.json()) as { detail: string }).detail).toContain("no audio track");
 
-    const email = await emailTo(user.email, /^We could not convert/);
-    expect(email.subject).toBe("We could not convert silent.mp4");
+    const email = await emailTo(user.email, /^Your MP3 could not be made$/);
+    expect(email.text).toContain('"silent.mp4"');
     expect(email.text).toContain("no audio track");
     expect(email.html).toContain("no audio track");
     expect(email.idempotencyKey).toBe(`job-${job.id}-failed`);

@@ -129,7 +129,7 @@ describe("emails", () => {
     const job = (await jobs.get(id))!;
     expect(email!.to).toEqual("ada@example.com");
     expect(email!.from).toBe("m3dio <mp3@example.com>");
-    expect(email!.subject).toBe("Your MP3 is ready: Tom & Jerry <b>live<b>.mp3");
+    expect(email!.subject).toBe("Your MP3 is ready"); // fixed text: the name is only in the body
     expect(email!.authorization).toBe("Bearer re_test_key");
     expect(email!.idempotencyKey).toBe(`job-${id}-done`);
     const link = `https://m3dio.example/jobs/${id}/audio`;
@@ -147,10 +147,24 @@ describe("emails", () => {
     await announce(id, "failed");
     await until(() => notified(id));
     const [email] = resend.received;
-    expect(email!.subject).toBe("We could not convert silent.mp4");
+    expect(email!.subject).toBe("Your MP3 could not be made");
+    expect(email!.text).toContain('"silent.mp4"');
     expect(email!.text).toContain("the video has no audio track");
     expect(email!.text).toContain("upload it again");
     expect(email!.idempotencyKey).toBe(`job-${id}-failed`);
+  });
+
+  test("a file named like a phishing lure cannot choose the subject; in the body it is cleaned and escaped", async () => {
+    const lure = "URGENT\u202E: your bank account is locked, log in at evil.example <a href=x>now<b>.mp4";
+    const id = await finishedJob("done", lure, "ceo@victim.example");
+    await announce(id, "done");
+    await until(() => notified(id));
+    const [email] = resend.received;
+    expect(email!.subject).toBe("Your MP3 is ready");
+    expect(email!.text).toContain("URGENT: your bank account is locked");
+    expect(email!.text).not.toContain("\u202E");
+    expect(email!.html).not.toContain("<a href=x>");
+    expect(email!.html).toContain("&lt;a href=x&gt;now");
   });
 
   test("a redelivered message sends nothing twice", async () => {
@@ -255,7 +269,7 @@ describe("without RESEND_API_KEY", () => {
       expect(emailLine).toMatchObject({
         service: "notifier",
         level: "info",
-        email: { to: "grace@example.com", subject: "Your MP3 is ready: talk.mp3" },
+        email: { to: "grace@example.com", subject: "Your MP3 is ready" },
       });
       expect(emailLine!.email!.text).toContain(`https://m3dio.example/jobs/${id}/audio`);
       expect(resend.received).toHaveLength(0);
