@@ -37,6 +37,11 @@ export const GatewayConfig = Type.Object({
   URL_ALLOW_HOSTS: AllowHosts,
   GATEWAY_SECRET: GatewaySecret,
   TRUSTED_PROXIES: TrustedProxies,
+  MAX_STREAMS_PER_USER: Type.Integer({
+    minimum: 1,
+    default: 20,
+    description: "live event streams one user may hold open at once",
+  }),
 });
 export type GatewayConfig = typeof GatewayConfig.static;
 
@@ -70,7 +75,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     uploadedBytes: counter("gateway_upload_bytes_total", "video bytes stored"),
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
   });
-  const streams = liveStreams();
+  const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
 
   const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: config.MAX_UPLOAD_BYTES + 1024 * 1024 } })
     .use(problems(log, { unavailable: storeUnavailable }))

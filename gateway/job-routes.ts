@@ -59,8 +59,8 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
         .get(
           "/jobs/:id/events",
           async function* ({ params, user, request }) {
-            const job = await service.owned(params.id, user);
-            yield* jobStatusEvents(job, { id: params.id, reread: service.current, request, streams });
+            const open = () => service.owned(params.id, user);
+            yield* jobStatusEvents({ id: params.id, userId: user.id, open, reread: service.current, request, streams });
           },
           { params: JobId, detail: jobDocs.events },
         )
