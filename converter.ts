@@ -6,16 +6,19 @@
 // period, which stops the link download or ffmpeg, and the message is handed back.
 // Deleting a job stops its work the same way (converter/watch.ts); ffmpeg and ffprobe
 // open only the job's own file with the demuxer it was sniffed as (converter/inputs.ts)
-// and run within bounds on length and time (converter/limits.ts).
+// and run within bounds on length and time (converter/limits.ts). Jobs past their
+// retention are removed with their files by every converter's sweeper (converter/sweeper.ts).
 import { tmpdir } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { converterContext } from "./converter/context.ts";
 import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
+import { retentionSweeper } from "./converter/sweeper.ts";
 import { removeDeadWorkersDirs } from "./converter/workdir.ts";
 import { AmqpUrl, Flag, LogLevel, MaxUploadBytes, MongoUrl, Port } from "./lib/config.ts";
 import { health } from "./lib/health.ts";
+import { DEFAULT_RETENTION_HOURS } from "./lib/jobs.ts";
 import { AllowHosts } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
 import type { VideoMessage } from "./lib/messages.ts";
@@ -42,6 +45,11 @@ export const ConverterConfig = Type.Object({
     description: "longest audio converted, in seconds; a longer source fails the job",
   }),
   KEEP_VIDEOS: Flag(false, "keep the source video after success"),
+  RETENTION_HOURS: Type.Integer({
+    minimum: 1,
+    default: DEFAULT_RETENTION_HOURS,
+    description: "hours a finished job, its video and its MP3 are kept; then the sweeper removes them",
+  }),
   SHUTDOWN_GRACE_MS: Type.Integer({
     minimum: 0,
     default: 25_000,
@@ -76,6 +84,8 @@ export function createConverter(deps: ConverterDeps): Service {
   const context = converterContext(deps);
   /** The controllers of the messages in hand: stop() aborts them to hand the messages back. */
   const inHand = new Set<AbortController>();
+  /** Expired jobs go (converter/sweeper.ts): every converter sweeps, claims keep them apart. */
+  const sweeper = retentionSweeper(context);
 
   /** One message in hand: its own controller, and MongoDB outages waited out (until the signal) before a retry. */
   async function consume(delivery: Delivery<VideoMessage>): Promise<void> {
@@ -103,10 +113,11 @@ export function createConverter(deps: ConverterDeps): Service {
       const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
       await queue.consume(QUEUES.video, options, consume);
       log.info({ event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
+      sweeper.start();
     },
     /** Stop taking work; give the messages in hand the grace period, then hand back what is not done. */
     async stop() {
-      await queue.stopConsuming();
+      await Promise.all([queue.stopConsuming(), sweeper.stop()]);
       const deadline = Date.now() + config.SHUTDOWN_GRACE_MS;
       while (queue.inFlight() > 0 && Date.now() < deadline) await Bun.sleep(100);
       // What is past ffmpeg (storing the MP3) finishes; the rest stops and is handed back.

@@ -91,7 +91,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         trustedProxies: config.TRUSTED_PROXIES,
       }),
     )
-    .use(jobRoutes({ intake, service: jobService({ jobs, files, log }), verifier, streams }));
+    .use(jobRoutes({ intake, service: jobService({ jobs, files, queue, log }), verifier, streams }));
 
   return {
     app,

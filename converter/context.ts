@@ -27,7 +27,7 @@ export interface ConverterContext {
 
 export function converterContext({ config, log, mongo, queue }: ConverterDeps): ConverterContext {
   const files = fileStore(mongo.db, { log });
-  const jobs = jobStore(mongo.db);
+  const jobs = jobStore(mongo.db, { retentionHours: config.RETENTION_HOURS });
   const links: LinkDownloads = {
     files,
     jobs,

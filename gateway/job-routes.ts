@@ -56,6 +56,15 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
           },
           { params: JobId, detail: jobDocs.remove },
         )
+        .post(
+          "/jobs/:id/retry",
+          async ({ params, user, status }) => status(202, jobView(await service.retry(params.id, user))),
+          {
+            params: JobId,
+            response: { 202: "Job", 401: "Problem", 404: "Problem", 409: "Problem", 410: "Problem", 503: "Problem" },
+            detail: jobDocs.retry,
+          },
+        )
         .get(
           "/jobs/:id/events",
           async function* ({ params, user, request }) {

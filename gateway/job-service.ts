@@ -1,5 +1,5 @@
-// What the job routes do apart from HTTP: find, page through and delete a caller's own
-// jobs, and answer a finished job's MP3 (Range requests included).
+// What the job routes do apart from HTTP: find, page through, delete and retry a caller's
+// own jobs, and answer a finished job's MP3 (Range requests included).
 import { create as contentDisposition } from "content-disposition";
 import type { ObjectId } from "mongodb";
 import { cleanUp } from "../lib/cleanup.ts";
@@ -7,7 +7,8 @@ import { mp3Filename } from "../lib/filenames.ts";
 import type { BucketName, FileStore } from "../lib/files.ts";
 import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
-import { Conflict, NotFound, Unprocessable } from "../lib/problem.ts";
+import { Conflict, HttpProblem, NotFound, Unavailable, Unprocessable } from "../lib/problem.ts";
+import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { Caller } from "./bearer.ts";
 import type { JobPage } from "./models.ts";
 import { jobView } from "./view.ts";
@@ -15,10 +16,18 @@ import { jobView } from "./view.ts";
 export interface JobServiceDeps {
   jobs: JobStore;
   files: FileStore;
+  queue: Pick<Queue, "publish">;
   log: Logger;
 }
 
-export function jobService({ jobs, files, log }: JobServiceDeps) {
+/** 410: what the job needs is no longer kept. */
+class Gone extends HttpProblem {
+  constructor(detail: string) {
+    super(410, "Gone", detail);
+  }
+}
+
+export function jobService({ jobs, files, queue, log }: JobServiceDeps) {
   /** The caller's job by the id in a URL; someone else's job, or no such id, is 404. */
   async function owned(id: string, user: Caller): Promise<Job> {
     const jobId = parseJobId(id);
@@ -54,6 +63,45 @@ export function jobService({ jobs, files, log }: JobServiceDeps) {
     ]);
   }
 
+  /**
+   * Runs the caller's failed job again (failed → queued, as new) with the video and options it
+   * had, and queues it; if the broker does not confirm, the job is failed again as it was: 503.
+   */
+  async function retry(id: string, user: Caller): Promise<Job> {
+    const job = await owned(id, user);
+    await mustBeRetryable(job);
+    const queued = await jobs.retry(job);
+    if (!queued) {
+      await mustBeRetryable(await owned(id, user)); // says what changed meanwhile
+      throw new Conflict("the job changed while it was being retried; look at it again");
+    }
+    try {
+      const jobId = queued._id.toHexString();
+      await queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
+    } catch (error) {
+      await cleanUp(`undo the retry of job ${job._id}`, () => jobs.undoRetry(job, queued), { log });
+      log.error(
+        { event: "job.enqueue_failed", err: error, jobId: job._id, userId: user.id },
+        "could not queue the retry",
+      );
+      throw new Unavailable("the job could not be queued right now; it is still failed, please try again");
+    }
+    log.info(
+      { event: "job.retried", jobId: job._id, userId: user.id, retries: queued.retries },
+      "failed job queued again",
+    );
+    return queued;
+  }
+
+  /** Only a failed job whose video is still kept can run again. */
+  async function mustBeRetryable(job: Job): Promise<void> {
+    if (job.status !== "failed") throw new Conflict(`only a failed job can be retried; this one is ${job.status}`);
+    if (job.sweepingAt || (job.expiresAt && job.expiresAt <= new Date()))
+      throw new Gone("the job has expired and its video is no longer kept; upload the video again");
+    const videoKept = job.videoFileId ? await files.stat("videos", job.videoFileId) : job.source.kind === "url";
+    if (!videoKept) throw new Gone("the job's video is no longer kept; upload the video again");
+  }
+
   /** The job's MP3 as an attachment named after the video; 409 until the job is done. */
   async function audio(job: Job, request: Request): Promise<Response> {
     if (job.status !== "done" || !job.audioFileId) {
@@ -63,6 +111,7 @@ export function jobService({ jobs, files, log }: JobServiceDeps) {
           : `the MP3 is not ready yet (status: ${job.status})`,
       );
     }
+    if (job.sweepingAt) throw new Gone("the job has expired; its MP3 is no longer kept");
     return files.respond("mp3s", job.audioFileId, request, {
       "content-type": "audio/mpeg",
       "content-disposition": contentDisposition(mp3Filename(job.source.filename)),
@@ -81,7 +130,7 @@ export function jobService({ jobs, files, log }: JobServiceDeps) {
   /** The caller's job as it is now; null once it is deleted. */
   const current = (job: Job) => jobs.getOwned(job._id, job.userId);
 
-  return { owned, page, remove, audio, audioByFileId, current };
+  return { owned, page, remove, retry, audio, audioByFileId, current };
 }
 
 export type JobService = ReturnType<typeof jobService>;

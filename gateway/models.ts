@@ -45,7 +45,18 @@ export const JobView = t.Object({
   ),
   createdAt: t.String({ format: "date-time" }),
   updatedAt: t.String({ format: "date-time" }),
-  links: t.Object({ self: t.String(), events: t.String(), audio: t.String() }),
+  expiresAt: t.Optional(
+    t.String({
+      format: "date-time",
+      description: "once finished: when the job, its video and its MP3 are removed (RETENTION_HOURS after it finished)",
+    }),
+  ),
+  links: t.Object({
+    self: t.String(),
+    events: t.String(),
+    audio: t.String(),
+    retry: t.Optional(t.String({ description: "a failed job: POST here to run it again" })),
+  }),
 });
 export type JobView = typeof JobView.static;
 
@@ -125,6 +136,11 @@ export const jobDocs = routeDocs({
   list: { tags: ["jobs"], summary: "Your jobs, newest first" },
   get: { tags: ["jobs"], summary: "One job's status and progress" },
   remove: { tags: ["jobs"], summary: "Delete a job, its video and its MP3" },
+  retry: {
+    tags: ["jobs"],
+    summary: "Run a failed job again, with the same video and options: 202 and the job, queued",
+    description: "409 unless the job failed; 410 once its video is no longer kept (the job expired): upload it again.",
+  },
   events: {
     tags: ["jobs"],
     summary: "Server-Sent Events: a `status` event (the job) on each change; ends after done or failed",

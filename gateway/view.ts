@@ -15,6 +15,12 @@ export function jobView(job: Job): JobView {
     ...(job.audio && job.audioFileId ? { audio: { ...job.audio, fileId: job.audioFileId.toHexString() } } : {}),
     createdAt: job.createdAt.toISOString(),
     updatedAt: job.updatedAt.toISOString(),
-    links: { self: `/jobs/${id}`, events: `/jobs/${id}/events`, audio: `/jobs/${id}/audio` },
+    ...(job.expiresAt ? { expiresAt: job.expiresAt.toISOString() } : {}),
+    links: {
+      self: `/jobs/${id}`,
+      events: `/jobs/${id}/events`,
+      audio: `/jobs/${id}/audio`,
+      ...(job.status === "failed" ? { retry: `/jobs/${id}/retry` } : {}),
+    },
   };
 }

@@ -2,6 +2,9 @@
 // the converter and the notifier. Status only moves forward
 // (queued → converting → done | failed): every transition is a conditional update
 // on the current status, so a late or repeated message cannot move a job backwards.
+// The one move back is a retry (failed → queued), asked for by the job's owner.
+// A finished job expires `retentionHours` after it finished: `expiresAt` is set then,
+// and a sweeper (converter/sweeper.ts) removes the job and its files after it.
 import { type Collection, type Db, ObjectId } from "mongodb";
 
 export const JOB_STATUSES = ["queued", "converting", "done", "failed"] as const;
@@ -9,6 +12,9 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 /** What a converting job is doing: a link job downloads its video first. */
 export const JOB_PHASES = ["downloading", "converting"] as const;
 export type JobPhase = (typeof JOB_PHASES)[number];
+export const FINISHED_STATUSES = ["done", "failed"] as const;
+/** How long a finished job, its video and its MP3 are kept (RETENTION_HOURS' default). */
+export const DEFAULT_RETENTION_HOURS = 168;
 
 export interface JobSource {
   kind: "upload" | "url";
@@ -42,6 +48,12 @@ export interface Job {
   finishedAt?: Date;
   notifiedAt?: Date;
   notifyError?: string;
+  /** When the sweeper removes the finished job and its files. */
+  expiresAt?: Date;
+  /** Set by the sweeper that claimed the expired job; a claim older than its lease is taken over. */
+  sweepingAt?: Date;
+  /** Times its owner ran the failed job again. */
+  retries?: number;
 }
 
 export type NewJob = Pick<Job, "userId" | "email" | "source"> & Partial<Pick<Job, "_id" | "videoFileId">>;
@@ -51,8 +63,13 @@ export function parseJobId(id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null;
 }
 
-export function jobStore(db: Db) {
+export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: { retentionHours?: number } = {}) {
   const jobs: Collection<Job> = db.collection<Job>("jobs");
+  /** The fields every finish sets: when, and so until when the job is kept. */
+  const finishing = () => {
+    const now = new Date();
+    return { updatedAt: now, finishedAt: now, expiresAt: new Date(now.getTime() + retentionHours * 3_600_000) };
+  };
 
   return {
     collection: jobs,
@@ -61,6 +78,7 @@ export function jobStore(db: Db) {
     async ensureIndexes() {
       await jobs.createIndex({ userId: 1, _id: -1 }, { name: "jobs_by_user_newest" });
       await jobs.createIndex({ audioFileId: 1 }, { name: "jobs_by_audio_file", sparse: true });
+      await jobs.createIndex({ expiresAt: 1 }, { name: "jobs_by_expiry", sparse: true });
     },
 
     async create(job: NewJob): Promise<Job> {
@@ -137,16 +155,82 @@ export function jobStore(db: Db) {
     markDone: (id: ObjectId, audioFileId: ObjectId, audio: JobAudio) =>
       jobs.findOneAndUpdate(
         { _id: id, status: "converting" },
-        { $set: { status: "done", progress: 100, audioFileId, audio, updatedAt: new Date(), finishedAt: new Date() } },
+        { $set: { status: "done", progress: 100, audioFileId, audio, ...finishing() } },
         { returnDocument: "after" },
       ),
 
     markFailed: (id: ObjectId, reason: string) =>
       jobs.findOneAndUpdate(
         { _id: id, status: { $in: ["queued", "converting"] } },
-        { $set: { status: "failed", error: reason, updatedAt: new Date(), finishedAt: new Date() } },
+        { $set: { status: "failed", error: reason, ...finishing() } },
         { returnDocument: "after" },
       ),
+
+    /**
+     * failed → queued again, as new: only while no sweeper has claimed it and its video is the one
+     * it had. The new outcome is emailed again (`notifiedAt` goes); null if the job changed meanwhile.
+     */
+    retry: (job: Job) =>
+      jobs.findOneAndUpdate(
+        {
+          _id: job._id,
+          status: "failed",
+          sweepingAt: { $exists: false },
+          videoFileId: job.videoFileId ?? { $exists: false },
+        },
+        {
+          $set: { status: "queued", progress: 0, attempts: 0, updatedAt: new Date() },
+          $unset: RETRY_CLEARS,
+          $inc: { retries: 1 },
+        },
+        { returnDocument: "after" },
+      ),
+
+    /** The retry could not be queued: the job is `before` again, unless a converter took it up meanwhile. */
+    undoRetry: (before: Job, retried: Job) =>
+      jobs.updateOne(
+        { _id: before._id, status: "queued", retries: retried.retries, startedAt: { $exists: false } },
+        { $set: { ...pick(before, RETRY_RESTORES), updatedAt: new Date() } },
+      ),
+
+    /**
+     * Claims the next expired job no live sweeper holds (none, or a claim older than `leaseMs`: its
+     * sweeper died) by setting `sweepingAt`; answers the job as it was before the claim, or null.
+     */
+    claimExpired: (now: Date, leaseMs: number) =>
+      jobs.findOneAndUpdate(
+        {
+          expiresAt: { $lte: now },
+          status: { $in: [...FINISHED_STATUSES] },
+          $or: [{ sweepingAt: { $exists: false } }, { sweepingAt: { $lte: new Date(now.getTime() - leaseMs) } }],
+        },
+        { $set: { sweepingAt: now } },
+        { sort: { expiresAt: 1 }, returnDocument: "before" },
+      ),
+
+    /** Jobs finished before retention existed get their expiry from when they finished; answers how many. */
+    async dateUndatedFinished(): Promise<number> {
+      let dated = 0;
+      const undated = jobs.find(
+        { status: { $in: [...FINISHED_STATUSES] }, finishedAt: { $exists: true }, expiresAt: { $exists: false } },
+        { projection: { finishedAt: 1 } },
+      );
+      for await (const { _id, finishedAt } of undated) {
+        const expiresAt = new Date(finishedAt!.getTime() + retentionHours * 3_600_000);
+        // Conditional on the same finish: a job retried meanwhile has none.
+        const result = await jobs.updateOne(
+          { _id, finishedAt, expiresAt: { $exists: false } },
+          { $set: { expiresAt } },
+        );
+        dated += result.modifiedCount;
+      }
+      return dated;
+    },
+
+    /** The claimed job's files are gone: the job goes too (false if a sweeper that took over removed it first). */
+    async removeSwept(id: ObjectId): Promise<boolean> {
+      return (await jobs.deleteOne({ _id: id, sweepingAt: { $exists: true } })).deletedCount === 1;
+    },
 
     /** Records the email as sent; false if it already was (a redelivered message). */
     async markNotified(id: ObjectId, error?: string): Promise<boolean> {
@@ -158,3 +242,18 @@ export function jobStore(db: Db) {
 }
 
 export type JobStore = ReturnType<typeof jobStore>;
+
+/** What a retry clears, and what undoing it puts back. */
+const RETRY_CLEARS = {
+  error: "",
+  phase: "",
+  startedAt: "",
+  finishedAt: "",
+  expiresAt: "",
+  notifiedAt: "",
+  notifyError: "",
+} as const;
+const RETRY_RESTORES = ["status", "progress", "attempts", ...Object.keys(RETRY_CLEARS)] as (keyof Job)[];
+
+const pick = (job: Job, keys: (keyof Job)[]) =>
+  Object.fromEntries(keys.filter((key) => job[key] !== undefined).map((key) => [key, job[key]]));

@@ -23,6 +23,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
   const name = cleanFilename(job.source.filename);
   const mp3Name = mp3Filename(name);
   const base = { from: config.MAIL_FROM, to: job.email };
+  const kept = keptUntil(job);
   if (job.status === "done" && job.audio && job.audioFileId) {
     const link = `${config.PUBLIC_URL.replace(/\/$/, "")}/jobs/${job._id}/audio`;
     const facts = [
@@ -38,6 +39,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
         `Your MP3 of "${name}" is ready.`,
         "",
         `Download or play it: ${link}`,
+        ...kept.map((line) => line.text),
         "",
         ...facts.map(([k, v]) => `${k}: ${v}`),
         "",
@@ -45,7 +47,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
       ].join("\n"),
       html: page(
         `<p>Your MP3 of <strong>${escapeHtml(name)}</strong> is ready.</p>
-<p><a href="${escapeHtml(link)}">Download or play it</a></p>
+<p><a href="${escapeHtml(link)}">Download or play it</a></p>${kept.map((line) => line.html).join("")}
 <table>${facts.map(([k, v]) => `<tr><th align="left">${k}</th><td>${escapeHtml(v!)}</td></tr>`).join("")}</table>`,
       ),
     };
@@ -57,11 +59,29 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
   return {
     ...base,
     subject: SUBJECTS.failed,
-    text: [`We could not turn "${name}" into an MP3: ${reason}.`, "", advice, "", "— m3dio"].join("\n"),
+    text: [
+      `We could not turn "${name}" into an MP3: ${reason}.`,
+      "",
+      advice,
+      ...kept.map((l) => l.text),
+      "",
+      "— m3dio",
+    ].join("\n"),
     html: page(
-      `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>`,
+      `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>${kept.map((l) => l.html).join("")}`,
     ),
   };
+}
+
+/** Until when the job is kept (RETENTION_HOURS), as a line of text and of HTML; none without an expiry. */
+function keptUntil(job: Job): { text: string; html: string }[] {
+  if (!job.expiresAt) return [];
+  const when = job.expiresAt.toUTCString();
+  const text =
+    job.status === "done"
+      ? `The MP3 is kept until ${when}.`
+      : `The video is kept until ${when}: until then you can retry the conversion on the page.`;
+  return [{ text, html: `<p>${escapeHtml(text)}</p>` }];
 }
 
 function page(body: string): string {

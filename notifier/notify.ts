@@ -33,7 +33,9 @@ export async function notify(context: NotifierContext, delivery: Delivery<Mp3Mes
     return jobLog.warn({ event: "job.unfinished", status: job.status }, "job not finished; nothing to tell yet");
   }
   try {
-    const emailId = await mail.send(composeEmail(job, context.config), `job-${job._id}-${job.status}`);
+    // A retried job's new outcome is a new email: its key names the retry.
+    const key = `job-${job._id}-${job.status}${job.retries ? `-retry${job.retries}` : ""}`;
+    const emailId = await mail.send(composeEmail(job, context.config), key);
     await jobs.markNotified(job._id);
     emails.inc({ outcome: mail.sends ? "sent" : "logged" });
     if (mail.sends) jobLog.info({ event: "email.sent", emailId, status: job.status }, "email sent");

@@ -154,6 +154,20 @@ describe("emails", () => {
     expect(email!.idempotencyKey).toBe(`job-${id}-failed`);
   });
 
+  test("a retried job's new outcome is emailed too, under a key of its own, saying until when the MP3 is kept", async () => {
+    const id = await finishedJob("failed", "talk.mp4");
+    await announce(id, "failed");
+    await until(() => notified(id));
+    // Its owner retries it (POST /jobs/:id/retry) and this time it converts.
+    await jobs.retry((await jobs.get(id))!);
+    await jobs.startConverting(id);
+    const done = (await jobs.markDone(id, new ObjectId(), { bytes: 1024, durationSec: 3 }))!;
+    await announce(id, "done");
+    await until(() => notified(id));
+    expect(resend.received.map((email) => email.idempotencyKey)).toEqual([`job-${id}-failed`, `job-${id}-done-retry1`]);
+    expect(resend.received[1]!.text).toContain(`The MP3 is kept until ${done.expiresAt!.toUTCString()}.`);
+  });
+
   test("a file named like a phishing lure cannot choose the subject; in the body it is cleaned and escaped", async () => {
     const lure = "URGENT\u202E: your bank account is locked, log in at evil.example <a href=x>now<b>.mp4";
     const id = await finishedJob("done", lure, "ceo@victim.example");

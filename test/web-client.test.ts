@@ -47,5 +47,13 @@ describe("the page's API client", () => {
       detail: "Storage is briefly unavailable; try again shortly.",
     });
     expect(describeError(problem(500), "job").title).toBe("Something went wrong on our side. Please try again.");
+    expect(describeError(problem(409, "only a failed job can be retried; this one is done"), "retry")).toEqual({
+      title: "That conversion can't be retried now.",
+      detail: "Only a failed job can be retried; this one is done.",
+    });
+    expect(describeError(problem(410, "the job's video is no longer kept; upload the video again"), "retry")).toEqual({
+      title: "That conversion's files are no longer kept.",
+      detail: "The job's video is no longer kept; upload the video again.",
+    });
   });
 });

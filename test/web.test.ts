@@ -4,7 +4,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import { ObjectId } from "mongodb";
 import type { Browser } from "playwright-core";
+import { fileStore } from "../lib/files.ts";
 import { jobStore } from "../lib/jobs.ts";
 import type { Mongo } from "../lib/mongo.ts";
 import { openPage, type TestPage } from "./support/browser.ts";
@@ -272,6 +275,73 @@ describe("converting a video", () => {
     await expect(item.getByRole("button", { name: "Play" }).isVisible()).resolves.toBe(false);
     await expect(item.getByRole("button", { name: "Delete" }).isVisible()).resolves.toBe(true);
     expect(errors).toEqual([]);
+  });
+});
+
+describe("retrying", () => {
+  test("a failed job says until when it is kept and has a Retry button that converts it again", async () => {
+    const { email, userId } = await registerByApi();
+    const jobs = jobStore(mongo.db);
+    // A job that failed as a converter that gave up leaves it, its video kept for a retry.
+    const stored = await fileStore(mongo.db).upload("videos", Readable.from([video]), {
+      owner: userId,
+      filename: "interview.mp4",
+      contentType: "video/mp4",
+    });
+    const job = await jobs.create({
+      userId,
+      email,
+      videoFileId: stored.id,
+      source: { kind: "upload", filename: "interview.mp4", bytes: stored.bytes, contentType: "video/mp4" },
+    });
+    await jobs.startConverting(job._id);
+    const failed = (await jobs.markFailed(job._id, "gave up after 3 attempts; please try again later"))!;
+    const { page, errors } = await visit();
+    await logIn(page, email);
+    const item = jobItem(page, "interview.mp4");
+    await item.getByText("Failed", { exact: true }).waitFor();
+    const until = await page.evaluate(
+      (iso) => new Date(iso).toLocaleString(undefined, { dateStyle: "medium" }),
+      failed.expiresAt!.toISOString(),
+    );
+    expect(await textOf(item)).toContain(`kept until ${until}`);
+    await expect(item.getByRole("button", { name: "Play" }).isVisible()).resolves.toBe(false);
+
+    await item.getByRole("button", { name: "Retry" }).click();
+    await page.getByText("Converting interview.mp4 again.").waitFor();
+    await item.getByText("Done", { exact: true }).waitFor({ timeout: 45_000 });
+    await expect(item.getByRole("button", { name: "Retry" }).isVisible()).resolves.toBe(false);
+    await expect(item.getByRole("button", { name: "Play" }).isVisible()).resolves.toBe(true);
+    await expect(item.getByText(/Could not convert/).isVisible()).resolves.toBe(false);
+    expect(await page.locator("[aria-live]").filter({ hasText: "interview.mp4: converted" }).count()).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
+  test("a retry refused because the video is no longer kept says so", async () => {
+    const { email, userId } = await registerByApi();
+    const jobs = jobStore(mongo.db);
+    // A failed link job whose downloaded video has since gone.
+    const job = await jobs.create({
+      userId,
+      email,
+      videoFileId: new ObjectId(),
+      source: {
+        kind: "url",
+        url: "https://example.com/gone.mp4",
+        filename: "gone.mp4",
+        bytes: 9,
+        contentType: "video/mp4",
+      },
+    });
+    await jobs.startConverting(job._id);
+    await jobs.markFailed(job._id, "the video has no audio track");
+    const { page } = await visit();
+    await logIn(page, email);
+    const item = jobItem(page, "gone.mp4");
+    await item.getByRole("button", { name: "Retry" }).click();
+    await alert(page).getByText("That conversion's files are no longer kept.").waitFor();
+    expect(await textOf(alert(page))).toContain("The job's video is no longer kept; upload the video again.");
+    await expect(item.getByText("Failed", { exact: true }).isVisible()).resolves.toBe(true);
   });
 });
 

@@ -118,6 +118,11 @@ export async function deleteJob(token: string, id: string): Promise<void> {
   await call(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE", token });
 }
 
+/** Runs a failed job again: the job, queued. */
+export async function retryJob(token: string, id: string): Promise<Job> {
+  return (await call(`/jobs/${encodeURIComponent(id)}/retry`, { method: "POST", token })).json();
+}
+
 export async function convertLink(token: string, url: string): Promise<Job> {
   return (await call("/jobs", { ...json({ url }), token })).json();
 }
@@ -263,7 +268,7 @@ export async function* jobEvents(token: string, id: string, signal: AbortSignal)
 }
 
 // ── errors, worded for a person ───────────────────────────────────────────────
-export type Context = "login" | "register" | "upload" | "link" | "job";
+export type Context = "login" | "register" | "upload" | "link" | "job" | "retry";
 
 export interface Message {
   title: string;
@@ -302,9 +307,12 @@ export function describeError(error: unknown, context: Context, name = "That fil
     case 404:
       return { title: "That conversion no longer exists.", detail };
     case 409:
-      return context === "register"
-        ? { title: detail ?? "That email already has an account." }
+      if (context === "register") return { title: detail ?? "That email already has an account." };
+      return context === "retry"
+        ? { title: "That conversion can't be retried now.", detail }
         : { title: "The MP3 isn't ready yet.", detail };
+    case 410:
+      return { title: "That conversion's files are no longer kept.", detail };
     case 413:
       return { title: `${quote(name)} is too large to upload.`, detail };
     case 415:

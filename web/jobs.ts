@@ -1,5 +1,15 @@
 // The job list: each conversion's entry, kept live over event streams or polling, and its play, download and delete.
-import { ApiError, deleteJob, describeError, fetchAudio, getJob, type Job, jobEvents, listJobs } from "./api.ts";
+import {
+  ApiError,
+  deleteJob,
+  describeError,
+  fetchAudio,
+  getJob,
+  type Job,
+  jobEvents,
+  listJobs,
+  retryJob,
+} from "./api.ts";
 import { clock, hostOf, sizeText } from "./format.ts";
 import { busy, h, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
@@ -18,6 +28,7 @@ interface Entry {
     error: HTMLElement;
     play: HTMLButtonElement;
     download: HTMLButtonElement;
+    retry: HTMLButtonElement;
     remove: HTMLButtonElement;
     audio: HTMLAudioElement;
   };
@@ -58,6 +69,7 @@ function entryFor(job: Job, placement: "top" | "bottom"): Entry {
     error: h("p", { class: "job-error" }),
     play: h("button", { type: "button" }, "Play", hidden()),
     download: h("button", { type: "button" }, "Download MP3", hidden()),
+    retry: h("button", { type: "button" }, "Retry", hidden()),
     remove: h("button", { type: "button", class: "danger" }, "Delete", hidden()),
     audio: h("audio", { controls: true, preload: "metadata", hidden: true }),
   };
@@ -71,13 +83,14 @@ function entryFor(job: Job, placement: "top" | "bottom"): Entry {
     parts.meta,
     parts.bar,
     parts.error,
-    h("div", { class: "actions" }, parts.play, parts.download, parts.remove),
+    h("div", { class: "actions" }, parts.play, parts.download, parts.retry, parts.remove),
     parts.audio,
   );
   item.dataset.id = job.id;
   const entry: Entry = { job, item, parts };
   parts.play.addEventListener("click", () => play(entry));
   parts.download.addEventListener("click", () => download(entry));
+  parts.retry.addEventListener("click", () => retry(entry));
   parts.remove.addEventListener("click", () => remove(entry));
   entries.set(job.id, entry);
   if (placement === "top") view.jobs.prepend(item);
@@ -100,7 +113,7 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
   if (before && !finished(before) && finished(job)) {
     view.news.textContent = `${jobName(job)}: ${job.status === "done" ? "converted, ready to play or download" : "could not be converted"}.`;
   }
-  const { badge, meta, bar, error, play, download } = entry.parts;
+  const { badge, meta, bar, error, play, download, retry } = entry.parts;
   badge.textContent = statusText(job);
   badge.dataset.status = job.status;
   const when = new Date(job.createdAt).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -108,6 +121,7 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
     job.source.kind === "url" ? hostOf(job.source.url) : null,
     job.source.bytes ? `${sizeText(job.source.bytes)} video` : null,
     when,
+    job.expiresAt ? `kept until ${new Date(job.expiresAt).toLocaleString(undefined, { dateStyle: "medium" })}` : null,
   ];
   if (job.audio) facts.unshift(`MP3 ${clock(job.audio.durationSec)}, ${sizeText(job.audio.bytes)}`);
   meta.textContent = facts.filter(Boolean).join(" · ");
@@ -119,6 +133,7 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
   error.textContent = job.status === "failed" ? `Could not convert: ${job.error ?? "no reason given"}` : "";
   play.hidden = job.status !== "done" || !entry.parts.audio.hidden;
   download.hidden = job.status !== "done";
+  retry.hidden = job.status !== "failed";
   updateEmpty();
   return entry;
 }
@@ -280,6 +295,24 @@ async function download(entry: Entry) {
     say({ title: `Downloading ${filename}.` });
   } catch (error) {
     if (!sessionLost(error)) say(describeError(error, "job"), "error");
+  } finally {
+    busy(button, null);
+  }
+}
+
+/** Runs a failed job again: it is queued and followed live like a new one. */
+async function retry(entry: Entry) {
+  const button = entry.parts.retry;
+  busy(button, "Retrying…");
+  try {
+    render(await retryJob(current!.token, entry.job.id));
+    follow();
+    say({ title: `Converting ${jobName(entry.job)} again.` });
+    entry.parts.remove.focus(); // the Retry button is gone
+  } catch (error) {
+    if (sessionLost(error)) return;
+    if (error instanceof ApiError && error.status === 404) return drop(entry.job.id);
+    say(describeError(error, "retry"), "error");
   } finally {
     busy(button, null);
   }
