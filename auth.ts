@@ -17,7 +17,7 @@ import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts"
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
 import { hashSlots } from "./auth/limits.ts";
 import { migrateDatabase } from "./db/migrate.ts";
-import { Flag, GatewaySecret, LogLevel, MysqlUrl, Port } from "./lib/config.ts";
+import { Flag, GatewaySecret, LogLevel, MetricsPort, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
@@ -30,6 +30,7 @@ import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "./lib/tokens.ts
 // ── config ──────────────────────────────────────────────────────────────────
 export const AuthConfig = Type.Object({
   PORT: Port(3001),
+  METRICS_PORT: MetricsPort(9101),
   LOG_LEVEL: LogLevel,
   MYSQL_URL: MysqlUrl,
   MIGRATE_ON_START: Flag(false, "apply migrations at start"),
@@ -155,6 +156,7 @@ export async function createAuth({
 
   return {
     app,
+    metricsApp: metrics.app,
     signingKey: key,
     /** The account store: a password reset calls `accounts.clearLockout(email)`. */
     accounts,

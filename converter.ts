@@ -16,7 +16,7 @@ import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
 import { retentionSweeper } from "./converter/sweeper.ts";
 import { removeDeadWorkersDirs } from "./converter/workdir.ts";
-import { AmqpUrl, Flag, LogLevel, MaxUploadBytes, MongoUrl, Port } from "./lib/config.ts";
+import { AmqpUrl, Flag, LogLevel, MaxUploadBytes, MetricsPort, MongoUrl, Port } from "./lib/config.ts";
 import { health } from "./lib/health.ts";
 import { DEFAULT_RETENTION_HOURS } from "./lib/jobs.ts";
 import { AllowHosts } from "./lib/link.ts";
@@ -30,6 +30,7 @@ import { type Built, runService, type Service } from "./lib/runner.ts";
 // ── config ──────────────────────────────────────────────────────────────────
 export const ConverterConfig = Type.Object({
   PORT: Port(3002),
+  METRICS_PORT: MetricsPort(9103),
   LOG_LEVEL: LogLevel,
   MONGODB_URL: MongoUrl,
   AMQP_URL: AmqpUrl,
@@ -106,6 +107,7 @@ export function createConverter(deps: ConverterDeps): Service {
 
   return {
     app,
+    metricsApp: context.metrics.app,
     async start() {
       await removeDeadWorkersDirs(config.TMP_DIR, log);
       await context.jobs.ensureIndexes();

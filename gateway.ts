@@ -7,12 +7,13 @@ import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { authRoutes } from "./gateway/auth-routes.ts";
 import { jwksVerifier, type TokenVerifier } from "./gateway/bearer.ts";
+import { BUN_BODY_CEILING, bodyLimit } from "./gateway/body-limit.ts";
 import { TrustedProxies } from "./gateway/client-address.ts";
 import { jobIntake } from "./gateway/intake.ts";
 import { jobRoutes } from "./gateway/job-routes.ts";
 import { jobService } from "./gateway/job-service.ts";
 import { liveStreams } from "./gateway/live-events.ts";
-import { AmqpUrl, GatewaySecret, LogLevel, MaxUploadBytes, MongoUrl, Port, Url } from "./lib/config.ts";
+import { AmqpUrl, GatewaySecret, LogLevel, MaxUploadBytes, MetricsPort, MongoUrl, Port, Url } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { fileStore } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
@@ -29,6 +30,7 @@ import { webPage } from "./web/serve.ts";
 // ── config ──────────────────────────────────────────────────────────────────
 export const GatewayConfig = Type.Object({
   PORT: Port(8080),
+  METRICS_PORT: MetricsPort(9102),
   LOG_LEVEL: LogLevel,
   AUTH_URL: Url(["http", "https"], "http://127.0.0.1:3001", "an http(s):// URL of the auth service"),
   MONGODB_URL: MongoUrl,
@@ -77,9 +79,10 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   });
   const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
 
-  const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: config.MAX_UPLOAD_BYTES + 1024 * 1024 } })
+  const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: BUN_BODY_CEILING } })
     .use(problems(log, { unavailable: storeUnavailable }))
     .use(metrics.plugin)
+    .use(bodyLimit(config.MAX_UPLOAD_BYTES))
     .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
     .use(webPage())
     .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping(), jwks: () => verifier.ready() }))
@@ -95,6 +98,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
 
   return {
     app,
+    metricsApp: metrics.app,
     /** Job indexes, then auth's keys; auth being away is no reason not to start (keys are fetched on first use). */
     async start() {
       await jobs.ensureIndexes();

@@ -5,7 +5,7 @@
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
-import { AmqpUrl, LogLevel, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
+import { AmqpUrl, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
 import { health } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
 import type { Logger } from "./lib/log.ts";
@@ -20,6 +20,7 @@ import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
 // ── config ──────────────────────────────────────────────────────────────────
 export const NotifierConfig = Type.Object({
   PORT: Port(3003),
+  METRICS_PORT: MetricsPort(9104),
   LOG_LEVEL: LogLevel,
   MONGODB_URL: MongoUrl,
   AMQP_URL: AmqpUrl,
@@ -69,6 +70,7 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
 
   return {
     app,
+    metricsApp: metrics.app,
     async start() {
       if (!mail.sends)
         log.warn(

@@ -164,6 +164,7 @@ export async function startService(name: string, env: Record<string, string>, ti
     LOG_LEVEL: "warn",
     ...env,
     PORT: String(port),
+    METRICS_PORT: String(freePort()), // two converters on one machine must not share the default
   } as Record<string, string>);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;

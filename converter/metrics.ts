@@ -7,6 +7,8 @@ export function converterMetrics() {
   const registers = [metrics.registry];
   return {
     plugin: metrics.plugin,
+    /** GET /metrics, on METRICS_PORT (lib/runner.ts). */
+    app: metrics.app,
     outcomes: new Counter({
       name: "converter_jobs_total",
       help: "jobs handled, by outcome",

@@ -12,6 +12,9 @@ export class ConfigError extends Error {
 /** Fields several services share, so every schema spells them the same way. */
 export const Port = (defaultPort: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: defaultPort, description: "HTTP port" });
+/** METRICS_PORT: where GET /metrics answers (the runner's second listener), never the public PORT. */
+export const MetricsPort = (defaultPort: number) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: defaultPort, description: "Prometheus /metrics port" });
 export const LogLevel = Type.Union(
   LOG_LEVELS.map((level) => Type.Literal(level)),
   { default: "info", description: "log level" },

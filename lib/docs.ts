@@ -1,20 +1,46 @@
 // OpenAPI 3.1 at /docs/json and Swagger UI at /docs, with Swagger UI's assets served
-// by the service itself (from swagger-ui-dist), so the docs work offline.
+// by the service itself (from swagger-ui-dist), so the docs work offline. The page is
+// answered with the protective headers of every page (lib/page-headers.ts): its CSP
+// allows this origin and, by hash, the page's one inline script and style, nothing else.
 import { openapi } from "@elysiajs/openapi";
+import { SwaggerUIRender } from "@elysiajs/openapi/swagger";
 import { Elysia } from "elysia";
+import { contentSecurityPolicy, inlineHash, pageHeaders } from "./page-headers.ts";
 import { NotFound } from "./problem.ts";
 
 const ASSETS = new Set(["swagger-ui-bundle.js", "swagger-ui.css"]);
 
-export const apiDocs = ({ title, description }: { title: string; description: string }) =>
-  new Elysia({ name: "docs" })
+/** Swagger UI's page and the headers it is answered with (hashes of its inline script and style in the CSP). */
+function swaggerPage(title: string, description: string) {
+  const html = SwaggerUIRender(
+    { title, description, version: "1.0.0" },
+    {
+      url: "/docs/json",
+      dom_id: "#swagger-ui",
+      autoDarkMode: true,
+      cdn: "/docs/assets/swagger-ui-bundle.js",
+      theme: "/docs/assets/swagger-ui.css",
+      validatorUrl: "none", // no badge fetched from swagger.io
+    },
+  );
+  const inline = (tag: string) =>
+    [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))].map((match) => inlineHash(match[1]!));
+  const policy = contentSecurityPolicy({
+    "script-src": ["'self'", ...inline("script")].join(" "),
+    "style-src": ["'self'", ...inline("style")].join(" "),
+  });
+  return { html, headers: { ...pageHeaders(policy), "content-type": "text/html; charset=utf-8" } };
+}
+
+export const apiDocs = ({ title, description }: { title: string; description: string }) => {
+  const page = swaggerPage(title, description);
+  return new Elysia({ name: "docs" })
     .use(
       openapi({
         path: "/docs",
-        provider: "swagger-ui",
-        swagger: { cdn: "/docs/assets/swagger-ui-bundle.js", theme: "/docs/assets/swagger-ui.css" },
+        provider: null, // the page is served below, with its headers
         // staticFile: false, or routes with a dot (/.well-known/jwks.json) would be left out
-        exclude: { paths: ["/docs/assets/:file", "/metrics"], staticFile: false },
+        exclude: { paths: ["/docs/assets/:file"], staticFile: false },
         documentation: {
           info: { title, version: "1.0.0", description },
           components: {
@@ -26,13 +52,15 @@ export const apiDocs = ({ title, description }: { title: string; description: st
         },
       }),
     )
+    .get("/docs", () => new Response(page.html, { headers: page.headers }), { detail: { hide: true } })
     .get(
       "/docs/assets/:file",
       ({ params }) => {
         if (!ASSETS.has(params.file)) throw new NotFound("no such asset");
         return new Response(Bun.file(require.resolve(`swagger-ui-dist/${params.file}`)), {
-          headers: { "cache-control": "public, max-age=86400" },
+          headers: { "cache-control": "public, max-age=86400", "x-content-type-options": "nosniff" },
         });
       },
       { detail: { hide: true } },
     );
+};

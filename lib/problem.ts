@@ -143,9 +143,10 @@ function validationProblem(error: { all: unknown[]; type: string }): HttpProblem
 
 /** Maps every error to problem+json once, for every route of the app; unexpected ones are logged and answered 500 without details. */
 export const problems = (log: Logger, options: ProblemOptions = {}) =>
-  new Elysia({ name: "problems" }).onError({ as: "global" }, ({ code, error, request, path }) => {
+  new Elysia({ name: "problems" }).onError({ as: "global" }, ({ code, error, request, path, set }) => {
     const problem =
       code === "VALIDATION" ? validationProblem(error) : toProblem(code, error, request, path, log, options);
+    set.status = problem.status; // what lib/metrics.ts counts: the answer, not Elysia's guess from the error
     return problemResponse(
       {
         type: "about:blank",

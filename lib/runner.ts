@@ -1,10 +1,12 @@
-// One lifecycle for every service. A service is `{ app, start(), stop() }`: `app` is
-// its Elysia app (the API, or health and metrics for a worker), `start()` begins its
-// work (consuming, loading keys) and `stop()` stops taking work and finishes or hands
-// back what it holds. `runService` is the whole of a service's `import.meta.main`:
-// it parses the config, opens the connections, starts, listens, and on SIGTERM/SIGINT
-// stops in one order: the service's own stop, then its HTTP server (requests in
-// flight finish, bounded), then its connections in reverse order of opening. A stop
+// One lifecycle for every service. A service is `{ app, metricsApp, start(), stop() }`:
+// `app` is its Elysia app (the API, or health for a worker), `metricsApp` serves
+// GET /metrics, `start()` begins its work (consuming, loading keys) and `stop()` stops
+// taking work and finishes or hands back what it holds. `runService` is the whole of a
+// service's `import.meta.main`: it parses the config, opens the connections, starts,
+// listens (`app` on PORT, `metricsApp` on METRICS_PORT, which no Ingress or published
+// port leads to), and on SIGTERM/SIGINT stops in one order: the service's own stop,
+// then its HTTP servers (requests in flight finish, bounded), then its connections in
+// reverse order of opening. A stop
 // that takes longer than the hard deadline exits anyway (code 1), so an orchestrator
 // never has to SIGKILL a process that hangs on a broken connection.
 import type { Static, TObject } from "@sinclair/typebox";
@@ -16,6 +18,8 @@ import { stopServing } from "./shutdown.ts";
 
 export interface Service {
   app: AnyElysia;
+  /** GET /metrics (lib/metrics.ts), listened on at METRICS_PORT. */
+  metricsApp: AnyElysia;
   /** Begins the service's work; resolves once it is ready for traffic. */
   start(): Promise<void>;
   /** Stops taking work and finishes (or hands back) what is in hand. */
@@ -40,7 +44,7 @@ export interface RunOptions {
   deadlineMs: number;
 }
 
-type Config = { PORT: number; LOG_LEVEL: LogLevel };
+type Config = { PORT: number; METRICS_PORT: number; LOG_LEVEL: LogLevel };
 
 /** Runs a service as a process: see the file's header. */
 export async function runService<S extends TObject>(
@@ -50,11 +54,17 @@ export async function runService<S extends TObject>(
   options: (config: Static<S> & Config) => RunOptions,
 ): Promise<void> {
   const config = loadConfig(schema) as Static<S> & Config;
+  if (config.METRICS_PORT === config.PORT && config.PORT !== 0) {
+    process.stderr.write(`${JSON.stringify({ level: "fatal", msg: "config: METRICS_PORT must differ from PORT" })}\n`);
+    process.exit(78); // EX_CONFIG, as for any other bad variable
+  }
   const log = createLogger(name, config.LOG_LEVEL);
   const { service, resources } = await build(config, log);
   await service.start();
   service.app.listen({ port: config.PORT, hostname: "0.0.0.0" });
-  log.info({ event: "service.listening", port: service.app.server?.port }, `${name} listening`);
+  service.metricsApp.listen({ port: config.METRICS_PORT, hostname: "0.0.0.0" });
+  const ports = { port: service.app.server?.port, metricsPort: service.metricsApp.server?.port };
+  log.info({ event: "service.listening", ...ports }, `${name} listening`);
   const { httpGraceMs = 20_000, deadlineMs } = options(config);
   let stopping = false;
   const stop = async (signal: string) => {
@@ -68,6 +78,7 @@ export async function runService<S extends TObject>(
     deadline.unref();
     await service.stop();
     await stopServing(service.app, { log, graceMs: httpGraceMs });
+    await stopServing(service.metricsApp, { log, graceMs: 1000 });
     for (const resource of resources.toReversed()) {
       await resource.close().catch((error) => log.warn({ err: error }, "a connection did not close cleanly"));
     }

@@ -89,9 +89,9 @@ async function sql<T>(query: string, values: unknown[] = []): Promise<T> {
 const attemptsOf = async (email: string) =>
   (await sql<{ n: number }[]>("SELECT COUNT(*) AS n FROM login_attempts WHERE email = ?", [email]))[0]!.n;
 
-/** The sum of a metric's samples in auth's /metrics whose labels include `labels`. */
+/** The sum of a metric's samples in auth's /metrics (its metrics app) whose labels include `labels`. */
 async function metric(auth: Auth, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${auth.url}/metrics`)).text();
+  const text = await (await auth.metricsApp.handle(new Request("http://localhost/metrics"))).text();
   return text
     .split("\n")
     .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))

@@ -294,7 +294,7 @@ describe("health, metrics and docs", () => {
 
   test("metrics count requests by route and status in Prometheus text", async () => {
     await json("/login", { email: "nobody@example.com", password: "whatever1" });
-    const response = await auth.app.handle(new Request("http://auth/metrics"));
+    const response = await auth.metricsApp.handle(new Request("http://auth/metrics"));
     expect(response.headers.get("content-type")).toContain("text/plain");
     const text = await response.text();
     expect(text).toMatch(/http_requests_total\{[^}]*method="POST",route="\/login",status="401"[^}]*\} \d+/);

@@ -21,8 +21,9 @@ const exampleEnv = Object.fromEntries(
 describe.each(Object.entries(schemas))("%s", (service, schema) => {
   const names = Object.keys(schema.properties);
 
-  test("every variable it reads has a line in .env.example (PORT differs per service and is left to the defaults)", () => {
-    expect(names.filter((name) => name !== "PORT" && !(name in exampleEnv))).toEqual([]);
+  test("every variable it reads has a line in .env.example (PORT and METRICS_PORT differ per service and are left to the defaults)", () => {
+    const perService = ["PORT", "METRICS_PORT"];
+    expect(names.filter((name) => !perService.includes(name) && !(name in exampleEnv))).toEqual([]);
   });
 
   test("every variable it reads is in the README's configuration table", () => {
@@ -36,6 +37,14 @@ describe.each(Object.entries(schemas))("%s", (service, schema) => {
   test(`it starts on its documented default port`, () => {
     const ports = { auth: 3001, gateway: 8080, converter: 3002, notifier: 3003 };
     expect(parseConfig(schema, {}).PORT).toBe(ports[service as keyof typeof ports]);
+  });
+
+  test("it serves /metrics on its documented METRICS_PORT, named in .env.example, apart from PORT", () => {
+    const metricsPorts = { auth: 9101, gateway: 9102, converter: 9103, notifier: 9104 };
+    const { PORT, METRICS_PORT } = parseConfig(schema, {}) as { PORT: number; METRICS_PORT: number };
+    expect(METRICS_PORT).toBe(metricsPorts[service as keyof typeof metricsPorts]);
+    expect(METRICS_PORT).not.toBe(PORT);
+    expect(example).toContain(`# ${service} (PORT ${PORT}, METRICS_PORT ${METRICS_PORT})`);
   });
 });
 

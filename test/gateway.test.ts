@@ -401,7 +401,9 @@ describe("docs, health and metrics", () => {
   });
 
   test("/docs is Swagger UI whose assets the gateway serves itself", async () => {
-    const page = await (await call("/docs")).text();
+    const answer = await call("/docs");
+    expect(answer.headers.get("content-security-policy")).toStartWith("default-src 'self'"); // test/docs.test.ts
+    const page = await answer.text();
     const assets = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1]!);
     expect(assets.length).toBeGreaterThanOrEqual(2);
     for (const asset of assets) {
@@ -418,8 +420,9 @@ describe("docs, health and metrics", () => {
     expect(response.status).toBe(200);
   });
 
-  test("metrics count uploads and jobs", async () => {
-    const text = await (await call("/metrics")).text();
+  test("metrics count uploads and jobs (on the metrics app, METRICS_PORT's; the public app has no /metrics)", async () => {
+    expect((await call("/metrics")).status).toBe(404);
+    const text = await (await stack.gateway.metricsApp.handle(new Request("http://localhost/metrics"))).text();
     expect(text).toMatch(/gateway_jobs_created_total\{[^}]*\} [1-9]/);
     expect(text).toMatch(/gateway_upload_bytes_total\{[^}]*\} [1-9]/);
     expect(text).toMatch(/http_requests_total\{[^}]*route="\/jobs",status="202"/);

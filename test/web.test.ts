@@ -415,10 +415,11 @@ describe("errors", () => {
     await chooseFile(page, { name: "long film.mp4", mimeType: "video/mp4", buffer: big });
     await alert(page).getByText("“long film.mp4” is too large to upload.").waitFor();
     expect(await textOf(alert(page))).toContain("The video is larger than 2 MiB.");
-    // Far over the limit, the HTTP server itself refuses the body (a 413 without a problem document).
+    // Far over the limit, the gateway refuses it by its Content-Length, before reading it, naming the limit.
     const huge = Buffer.concat([video, Buffer.alloc(MAX_UPLOAD_BYTES * 3)]);
     await chooseFile(page, { name: "longer film.mp4", mimeType: "video/mp4", buffer: huge });
     await alert(page).getByText("“longer film.mp4” is too large to upload.").waitFor();
+    expect(await textOf(alert(page))).toContain("the largest video accepted is 2 MiB");
     await expect(page.getByText("Nothing here yet").isVisible()).resolves.toBe(true);
   });
 

@@ -6,23 +6,13 @@
 //   gateway.ts:  .use(webPage())
 import { join } from "node:path";
 import { Elysia } from "elysia";
+import { contentSecurityPolicy, pageHeaders } from "../lib/page-headers.ts";
 import { NotFound } from "../lib/problem.ts";
 
 const ASSET_PREFIX = "/web/";
 
 /** What the page may load: its own origin only, and blob: URLs for the MP3 it fetches. */
-const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "media-src 'self' blob:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join("; ");
+const PAGE_HEADERS = pageHeaders(contentSecurityPolicy({ "media-src": "'self' blob:" }));
 
 interface Built {
   body: Uint8Array<ArrayBuffer>;
@@ -80,13 +70,7 @@ export const webPage = (bundle: Promise<WebBundle> = buildWebPage()) => {
   return new Elysia({ name: "web" })
     .get(
       "/",
-      async ({ request }) =>
-        respond(request, (await bundle).page, {
-          "cache-control": "no-cache",
-          "content-security-policy": CONTENT_SECURITY_POLICY,
-          "referrer-policy": "no-referrer",
-          "x-frame-options": "DENY",
-        }),
+      async ({ request }) => respond(request, (await bundle).page, { "cache-control": "no-cache", ...PAGE_HEADERS }),
       {
         detail: {
           tags: ["web"],

@@ -156,6 +156,19 @@ describe("compose.yaml", () => {
     expect(services.rabbitmq!.image).toMatch(/-management$/);
   });
 
+  test("each service has its own METRICS_PORT (the schema's default, not its PORT), published nowhere", async () => {
+    for (const name of SERVICES) {
+      const env = environment(services[name]!);
+      const metricsPort = Number(env.METRICS_PORT);
+      expect(metricsPort, name).toBe(Number(propertiesOf(await configSchema(name)).METRICS_PORT?.default));
+      expect(metricsPort, name).not.toBe(Number(env.PORT));
+      const published = (services[name]!.ports ?? []).map((port: string) =>
+        Number(interpolate(port).split(":").at(-1)),
+      );
+      expect(published, name).not.toContain(metricsPort);
+    }
+  });
+
   test("the stores keep their data in named volumes", () => {
     const dataDirs: Record<string, string> = {
       mysql: "/var/lib/mysql",

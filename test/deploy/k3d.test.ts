@@ -197,7 +197,10 @@ describe("k3d manifests", () => {
       const container = mainContainer(mustFind(base, "Deployment", name));
       const port = Number(resolvedEnv(base, container).PORT);
       expect(port, name).toBe(Number(environment(services[name]!).PORT));
-      expect(container.ports.map((p: Doc) => p.containerPort)).toEqual([port]);
+      expect(container.ports.map((p: Doc) => p.containerPort)).toEqual([
+        port,
+        Number(resolvedEnv(base, container).METRICS_PORT),
+      ]);
       expect([container.readinessProbe.httpGet.path, container.readinessProbe.httpGet.port]).toEqual([
         PROBE_PATHS.readiness,
         port,
@@ -212,6 +215,30 @@ describe("k3d manifests", () => {
         expect(service.spec.selector).toEqual(mustFind(base, "Deployment", name).spec.selector.matchLabels);
         expect(service.spec.ports.map((p: Doc) => p.targetPort)).toEqual([port]);
       }
+    }
+  });
+
+  test("/metrics: each pod's METRICS_PORT (compose's, the schema's default) is a named port Prometheus is told to scrape, on no Service", async () => {
+    for (const name of SERVICES) {
+      const deployment = mustFind(base, "Deployment", name);
+      const container = mainContainer(deployment);
+      const env = resolvedEnv(base, container);
+      const metricsPort = Number(env.METRICS_PORT);
+      expect(metricsPort, name).toBe(Number(propertiesOf(await configSchema(name)).METRICS_PORT?.default));
+      expect(metricsPort, name).toBe(Number(environment(services[name]!).METRICS_PORT));
+      expect(metricsPort, name).not.toBe(Number(env.PORT));
+      expect(container.ports.find((p: Doc) => p.name === "metrics")?.containerPort, name).toBe(metricsPort);
+      expect(deployment.spec.template.metadata.annotations, name).toMatchObject({
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": String(metricsPort),
+        "prometheus.io/path": "/metrics",
+      });
+      const service = find(base, "Service", name);
+      if (service)
+        expect(
+          service.spec.ports.map((p: Doc) => p.targetPort),
+          name,
+        ).not.toContain(metricsPort);
     }
   });
 

@@ -13,8 +13,10 @@ export interface ServiceProcess {
   /** 0 for every service but the converters, which are numbered from 0. */
   index: number;
   port: number;
-  /** `http://127.0.0.1:<port>` (health and metrics for the workers). */
+  /** `http://127.0.0.1:<port>` (health alone for the workers). */
   url: string;
+  /** `http://127.0.0.1:<METRICS_PORT>`, where GET /metrics answers. */
+  metricsUrl: string;
   child: Subprocess<"ignore", "pipe", "pipe">;
   /** Every line the process wrote, stdout (pino JSON) and stderr (e.g. a config error or a crash), in order. */
   logs: string[];

@@ -77,7 +77,7 @@ export const SERVICE_NAMES: readonly ServiceName[] = ["auth", "gateway", "conver
 export interface SystemOptions {
   /** Converter processes to start (1). More can be added later with `start("converter", n)`. */
   converters?: number;
-  /** Extra or overriding environment variables per service; they win over the defaults here, except PORT, which is managed. */
+  /** Extra or overriding environment variables per service; they win over the defaults here, except PORT and METRICS_PORT, which are managed. */
   env?: Partial<Record<ServiceName, Record<string, string>>>;
   /** A Resend stand-in with a fake RESEND_API_KEY (true); false = no key, the notifier logs emails instead. */
   resend?: boolean;
@@ -241,16 +241,18 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       },
     };
 
-    function environment(name: ServiceName, port: number): Record<string, string> {
+    function environment(name: ServiceName, port: number, metricsPort: number): Record<string, string> {
       const env: Record<string, string> = {};
       for (const [key, value] of Object.entries(process.env)) {
         if (value !== undefined && !SERVICE_VARIABLES.has(key)) env[key] = value;
       }
-      return { ...env, LOG_LEVEL: serviceLevel, ...defaults[name], ...options.env?.[name], PORT: String(port) };
+      const ports = { PORT: String(port), METRICS_PORT: String(metricsPort) };
+      return { ...env, LOG_LEVEL: serviceLevel, ...defaults[name], ...options.env?.[name], ...ports };
     }
 
-    async function portFor(name: ServiceName, index: number): Promise<number> {
-      const key = `${name}#${index}`;
+    /** The port of a service's process (`purpose` "metrics": its METRICS_PORT), the same across restarts. */
+    async function portFor(name: ServiceName, index: number, purpose = "http"): Promise<number> {
+      const key = `${name}#${index}#${purpose}`;
       let port = ports.get(key);
       if (port === undefined) {
         port = await freePort([...ports.values()]);
@@ -270,10 +272,10 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       return found;
     }
 
-    function spawn(name: ServiceName, index: number, port: number): ServiceProcess {
+    function spawn(name: ServiceName, index: number, port: number, metricsPort: number): ServiceProcess {
       const child = Bun.spawn([process.execPath, "--no-env-file", `${name}.ts`], {
         cwd: ROOT,
-        env: environment(name, port),
+        env: environment(name, port, metricsPort),
         stdin: "ignore",
         stdout: "pipe",
         stderr: "pipe",
@@ -290,7 +292,8 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
         await reading.catch(() => {});
         return code;
       });
-      return { name, index, port, url: `http://127.0.0.1:${port}`, child, logs, exited };
+      const url = `http://127.0.0.1:${port}`;
+      return { name, index, port, url, metricsUrl: `http://127.0.0.1:${metricsPort}`, child, logs, exited };
     }
 
     async function start(name: ServiceName, index = 0): Promise<ServiceProcess> {
@@ -301,7 +304,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       const previous = find(name, index);
       if (previous && isRunning(previous))
         throw new Error(`system: ${name} #${index} is already running (pid ${previous.child.pid})`);
-      const service = spawn(name, index, await portFor(name, index));
+      const service = spawn(name, index, await portFor(name, index), await portFor(name, index, "metrics"));
       const at = previous ? services.indexOf(previous) : -1;
       if (at >= 0) services[at] = service;
       else services.push(service);
