@@ -16,7 +16,16 @@ import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
 import { retentionSweeper } from "./converter/sweeper.ts";
 import { removeDeadWorkersDirs } from "./converter/workdir.ts";
-import { AmqpUrl, Flag, LogLevel, MaxUploadBytes, MetricsPort, MongoUrl, Port } from "./lib/config.ts";
+import {
+  AmqpUrl,
+  Flag,
+  LogLevel,
+  MaxUploadBytes,
+  MetricsPort,
+  MongoUrl,
+  Port,
+  UserStorageBytes,
+} from "./lib/config.ts";
 import { health } from "./lib/health.ts";
 import { DEFAULT_RETENTION_HOURS } from "./lib/jobs.ts";
 import { AllowHosts } from "./lib/link.ts";
@@ -35,6 +44,7 @@ export const ConverterConfig = Type.Object({
   MONGODB_URL: MongoUrl,
   AMQP_URL: AmqpUrl,
   MAX_UPLOAD_BYTES: MaxUploadBytes,
+  USER_STORAGE_BYTES: UserStorageBytes,
   CONVERTER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 32, default: 1, description: "conversions at once" }),
   MP3_QUALITY: Type.Integer({ minimum: 0, maximum: 9, default: 2, description: "LAME VBR quality" }),
   MP3_BITRATE_KBPS: Type.Optional(

@@ -5,6 +5,7 @@
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
+import { accountRoutes } from "./gateway/account-routes.ts";
 import { authRoutes } from "./gateway/auth-routes.ts";
 import { jwksVerifier, type TokenVerifier } from "./gateway/bearer.ts";
 import { BUN_BODY_CEILING, bodyLimit } from "./gateway/body-limit.ts";
@@ -13,7 +14,18 @@ import { jobIntake } from "./gateway/intake.ts";
 import { jobRoutes } from "./gateway/job-routes.ts";
 import { jobService } from "./gateway/job-service.ts";
 import { liveStreams } from "./gateway/live-events.ts";
-import { AmqpUrl, GatewaySecret, LogLevel, MaxUploadBytes, MetricsPort, MongoUrl, Port, Url } from "./lib/config.ts";
+import { quotas as userQuotas } from "./gateway/quotas.ts";
+import {
+  AmqpUrl,
+  GatewaySecret,
+  LogLevel,
+  MaxUploadBytes,
+  MetricsPort,
+  MongoUrl,
+  Port,
+  Url,
+  UserStorageBytes,
+} from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { fileStore } from "./lib/files.ts";
 import { health } from "./lib/health.ts";
@@ -39,6 +51,12 @@ export const GatewayConfig = Type.Object({
   URL_ALLOW_HOSTS: AllowHosts,
   GATEWAY_SECRET: GatewaySecret,
   TRUSTED_PROXIES: TrustedProxies,
+  MAX_ACTIVE_JOBS: Type.Integer({
+    minimum: 1,
+    default: 5,
+    description: "jobs one user may have queued or converting at once",
+  }),
+  USER_STORAGE_BYTES: UserStorageBytes,
   MAX_STREAMS_PER_USER: Type.Integer({
     minimum: 1,
     default: 20,
@@ -67,6 +85,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   const files = fileStore(mongo.db, { log });
   const metrics = createMetrics("gateway");
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [metrics.registry] });
+  const limits = { activeJobs: config.MAX_ACTIVE_JOBS, storedBytes: config.USER_STORAGE_BYTES };
+  const quotas = userQuotas(mongo.db, limits, log);
   const intake = jobIntake({
     files,
     jobs,
@@ -74,6 +94,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     log,
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
     allowList: parseAllowList(config.URL_ALLOW_HOSTS),
+    quotas,
     uploadedBytes: counter("gateway_upload_bytes_total", "video bytes stored"),
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
   });
@@ -94,6 +115,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         trustedProxies: config.TRUSTED_PROXIES,
       }),
     )
+    .use(accountRoutes({ quotas, verifier }))
     .use(jobRoutes({ intake, service: jobService({ jobs, files, queue, log }), verifier, streams }));
 
   return {
@@ -102,6 +124,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     /** Job indexes, then auth's keys; auth being away is no reason not to start (keys are fetched on first use). */
     async start() {
       await jobs.ensureIndexes();
+      await quotas.ensureIndexes();
       await verifier
         .ready()
         .catch((error) =>

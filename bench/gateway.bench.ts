@@ -72,6 +72,9 @@ try {
     MONGODB_URL: mongoUrl,
     AMQP_URL: vhost.url,
     MAX_UPLOAD_BYTES: String(2 * UPLOAD_BYTES),
+    // One user stores every upload of the bench (over 4 GiB, none converted): no quota in the way.
+    MAX_ACTIVE_JOBS: "100",
+    USER_STORAGE_BYTES: String(16 * UPLOAD_BYTES),
   });
   const base = gateway.url;
   const { authorization } = (await gatewayClient(base).newUser("bench")).headers;

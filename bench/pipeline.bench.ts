@@ -42,7 +42,8 @@ let system: System | undefined;
 try {
   const clip = await testClip(30);
   const clipBytes = readFileSync(clip);
-  system = await startSystem({ converters: 1, resend: true });
+  // One user queues all UPLOADS at once: more than MAX_ACTIVE_JOBS' default of 5.
+  system = await startSystem({ converters: 1, resend: true, env: { gateway: { MAX_ACTIVE_JOBS: "100" } } });
   const base = system.gatewayUrl;
   const { headers } = await gatewayClient(base).newUser("bench");
 

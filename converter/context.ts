@@ -11,6 +11,7 @@ import type { Logger } from "../lib/log.ts";
 import type { Mp3Message } from "../lib/messages.ts";
 import type { Mongo } from "../lib/mongo.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
+import { usageStore } from "../lib/usage.ts";
 import type { LinkDownloads } from "./download.ts";
 import { type ConverterMetrics, converterMetrics } from "./metrics.ts";
 
@@ -33,6 +34,8 @@ export function converterContext({ config, log, mongo, queue }: ConverterDeps): 
     jobs,
     allow: parseAllowList(config.URL_ALLOW_HOSTS),
     maxBytes: config.MAX_UPLOAD_BYTES,
+    usage: usageStore(mongo.db),
+    storageBytes: config.USER_STORAGE_BYTES,
     timeoutMs: config.URL_TIMEOUT_MS,
   };
   return { config, log, mongo, queue, files, jobs, metrics: converterMetrics(), links };

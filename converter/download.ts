@@ -1,10 +1,13 @@
 // A link job's first step: the video is fetched (lib/link.ts checks every hop, the size
 // and the time) into GridFS `videos` and attached to the job, which is then converted
-// like an upload.
+// like an upload. The owner's storage quota holds the download to the room they have left.
+import type { Transform } from "node:stream";
 import type { FileStore } from "../lib/files.ts";
 import type { Job, JobStore } from "../lib/jobs.ts";
 import { type AllowList, BadLink, fetchVideo } from "../lib/link.ts";
 import type { Logger } from "../lib/log.ts";
+import { byteLimit } from "../lib/upload.ts";
+import { storageQuotaMessage, type UsageStore } from "../lib/usage.ts";
 import { BadInput } from "./errors.ts";
 
 /** What every download of a worker shares. */
@@ -13,6 +16,9 @@ export interface LinkDownloads {
   jobs: JobStore;
   allow: AllowList;
   maxBytes: number;
+  usage: UsageStore;
+  /** USER_STORAGE_BYTES */
+  storageBytes: number;
   timeoutMs: number;
 }
 
@@ -44,10 +50,13 @@ export async function downloadVideo(job: Job, links: LinkDownloads, options: Dow
     onProgress: (bytes: number, total?: number) => total && report(Math.min(share - 1, (bytes / total) * share)),
   };
   const metadata = { owner: job.userId, filename: job.source.filename, contentType: "application/octet-stream", jobId };
+  const quota = await storageRoom(job, links);
   const stored = await fetchVideo(job.source.url ?? "", fetchOptions, async (video) => {
-    const file = await files.upload("videos", video.source, metadata, ...video.transforms);
+    if ((video.totalBytes ?? 0) > quota.left) throw quota.exceeded();
+    const file = await files.upload("videos", video.source, metadata, ...video.transforms, quota.limit);
     return { ...file, mime: (await video.sniffed).mime, url: video.url };
   }).catch((error) => {
+    if (quota.passedBy(error)) throw new BadInput(quota.exceeded().message);
     if (!(error instanceof BadLink)) throw error; // LinkUnavailable, store trouble, HandedBack
     log.info({ event: "link.refused", reason: error.message, ...error.details }, "link refused");
     throw new BadInput(error.message);
@@ -62,4 +71,29 @@ export async function downloadVideo(job: Job, links: LinkDownloads, options: Dow
   const host = new URL(stored.url).host;
   log.info({ event: "link.downloaded", bytes: stored.bytes, type: stored.mime, host, seconds }, "link downloaded");
   return attached;
+}
+
+/** The video would pass its owner's storage quota (USER_STORAGE_BYTES): the job fails naming it. */
+class OverQuota extends Error {
+  override name = "OverQuota";
+}
+
+/**
+ * The room the job's owner has left (USER_STORAGE_BYTES less what they store now), as a
+ * byte limit for the download's stream. Like the gateway's first check it is a snapshot:
+ * uploads racing this download can together pass the quota by up to this video's size.
+ */
+async function storageRoom(job: Job, { usage, storageBytes }: LinkDownloads) {
+  const used = await usage.storedBytes(job.userId);
+  const left = storageBytes - used;
+  const exceeded = () => new OverQuota(storageQuotaMessage(storageBytes, used));
+  if (left <= 0) throw new BadInput(exceeded().message);
+  const limit: Transform & { bytes: number } = byteLimit(left);
+  return {
+    left,
+    limit,
+    exceeded,
+    /** The download failed because of the quota: announced too large, or cut by `limit` (lib/link.ts words that TooLarge as a BadLink). */
+    passedBy: (error: unknown) => error instanceof OverQuota || limit.bytes > left,
+  };
 }

@@ -23,6 +23,7 @@ const newJobAnswers = {
   413: "Problem",
   415: "Problem",
   422: "Problem",
+  429: "Problem",
   503: "Problem",
 } as const;
 

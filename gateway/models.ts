@@ -80,6 +80,19 @@ export const DownloadQuery = t.Object({ fid: t.String({ description: "the MP3's 
 export const Credentials = t.Object({ email: t.String(), password: t.String() });
 export const Account = t.Object({ id: t.Integer(), email: t.String() });
 export const Token = t.Object({ token: t.String(), expiresAt: t.String({ format: "date-time" }) });
+export const UsageView = t.Object({
+  activeJobs: t.Integer({ minimum: 0, description: "your jobs queued or converting now" }),
+  storedBytes: t.Integer({ minimum: 0, description: "bytes of your videos and MP3s stored now" }),
+  limits: t.Object({
+    activeJobs: t.Integer({
+      description: "MAX_ACTIVE_JOBS: jobs queued or converting at once; a new job past it is 429 with Retry-After",
+    }),
+    storedBytes: t.Integer({
+      description: "USER_STORAGE_BYTES: bytes of videos and MP3s you may store; an upload that would pass it is 413",
+    }),
+  }),
+});
+export type UsageView = typeof UsageView.static;
 
 /**
  * The shared models by name, as the OpenAPI document calls them. Each is registered as a
@@ -93,6 +106,7 @@ export const gatewayModels = new Elysia({ name: "gateway.models" }).model({
   Credentials: copy(Credentials),
   Account: copy(Account),
   Token: copy(Token),
+  Usage: copy(UsageView),
   Problem: copy(Problem),
 });
 
@@ -105,7 +119,9 @@ export const jobDocs = routeDocs({
       "Convert a video: multipart field `file`, the raw video with a video/* content type, or JSON {url} of a video to download",
     description:
       "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
-      "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`.",
+      "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`. " +
+      "Quotas (GET /account/usage): a job past your jobs under way at once is 429 with Retry-After (problem member `quota: activeJobs`); " +
+      "a video that would take your stored bytes past your storage quota is 413 (`quota: storedBytes`, with `limit` and `used`), refused before its body is read when Content-Length already says so.",
     requestBody: {
       content: {
         "multipart/form-data": {
@@ -159,6 +175,15 @@ export const jobDocs = routeDocs({
   },
   upload: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
   download: { tags: ["compatibility"], summary: "The MP3 by its file id (owner only)" },
+});
+
+export const accountDocs = routeDocs({
+  usage: {
+    tags: ["account"],
+    summary: "Your quotas and what you use of them: jobs under way and bytes stored",
+    description:
+      "A new job past `limits.activeJobs` is 429 with Retry-After; an upload that would take `storedBytes` past `limits.storedBytes` is 413 naming the quota. MP3s, written after a job is taken, can take `storedBytes` past the limit by their size.",
+  },
 });
 
 export const authDocs = routeDocs({

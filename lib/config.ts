@@ -33,6 +33,12 @@ export const MaxUploadBytes = Type.Integer({
   default: 2 * 1024 ** 3,
   description: "largest video accepted",
 });
+/** USER_STORAGE_BYTES (gateway and converter): the bytes of videos and MP3s one user may store. */
+export const UserStorageBytes = Type.Integer({
+  minimum: 1,
+  default: 5 * 1024 ** 3,
+  description: "bytes of videos and MP3s one user may store",
+});
 
 /**
  * Checks beyond what a schema can say (a list whose entries must each parse, say):

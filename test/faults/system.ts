@@ -86,6 +86,9 @@ async function startFaultSystem(): Promise<FaultSystem & { cleanUp(): Promise<vo
       mongoServer: mongo.url,
       proxy: { mongodb: true, rabbitmq: true },
       env: {
+        // The fault tests keep more than MAX_ACTIVE_JOBS' default of one user's jobs under way
+        // (several clients per user, paced conversions); test/quotas.test.ts tests the limit.
+        gateway: { MAX_ACTIVE_JOBS: "20" },
         converter: ffmpeg ? { FFMPEG_PATH: ffmpeg.path } : {},
         notifier: {
           MAX_ATTEMPTS: String(NOTIFIER_RETRIES.maxAttempts),

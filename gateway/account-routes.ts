@@ -1,0 +1,17 @@
+// The caller's account as the gateway sees it: GET /account/usage, the quotas and what is
+// used of them (gateway/quotas.ts), for a bearer token.
+import { Elysia } from "elysia";
+import { bearer, type TokenVerifier } from "./bearer.ts";
+import { accountDocs, gatewayModels } from "./models.ts";
+import type { Quotas } from "./quotas.ts";
+
+export const accountRoutes = ({ quotas, verifier }: { quotas: Quotas; verifier: TokenVerifier }) =>
+  new Elysia({ name: "gateway.account-routes" })
+    .use(gatewayModels)
+    .use(bearer(verifier))
+    .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+      app.get("/account/usage", ({ user }) => quotas.current(user.id), {
+        response: { 200: "Usage", 401: "Problem" },
+        detail: accountDocs.usage,
+      }),
+    );
