@@ -56,4 +56,23 @@ describe("the page's API client", () => {
       detail: "The job's video is no longer kept; upload the video again.",
     });
   });
+
+  test("a quota's refusal says which quota and what to do, with the API's detail", () => {
+    const storage = new ApiError(413, {
+      status: 413,
+      detail: "the video would pass your storage quota of 5 GiB (USER_STORAGE_BYTES; 4.9 GiB used)",
+      quota: "storedBytes",
+      limit: 5 * 1024 ** 3,
+    });
+    expect(describeError(storage, "upload", "a.mp4")).toEqual({
+      title: "Your storage is full: there is no room for “a.mp4”.",
+      detail: "The video would pass your storage quota of 5 GiB (USER_STORAGE_BYTES; 4.9 GiB used).",
+    });
+    expect(describeError(storage, "link").title).toBe("Your storage is full: there is no room for that link's video.");
+    const active = new ApiError(429, { status: 429, detail: "you already have 5", quota: "activeJobs", limit: 5 }, 30);
+    expect(describeError(active, "upload")).toEqual({
+      title: "You have 5 conversions under way already. Please try again in 30 seconds, once one has finished.",
+      detail: "You already have 5.",
+    });
+  });
 });

@@ -28,11 +28,16 @@ import {
 
 const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
 const MAX_UPLOAD_BYTES = 2 * 1024 * 1024;
+const USER_STORAGE_BYTES = 16 * 1024 * 1024;
 const VIDEO_SECONDS = 3;
 // A browser, real conversions and argon2 logins: more than bun's 5 s default (bunfig's `timeout` is not applied).
 setDefaultTimeout(60_000);
 
-const stack = webStack({ maxUploadBytes: MAX_UPLOAD_BYTES, videoSeconds: VIDEO_SECONDS });
+const stack = webStack({
+  maxUploadBytes: MAX_UPLOAD_BYTES,
+  videoSeconds: VIDEO_SECONDS,
+  userStorageBytes: USER_STORAGE_BYTES,
+});
 let browser: Browser;
 let base: string;
 let mongo: Mongo;
@@ -342,6 +347,64 @@ describe("retrying", () => {
     await alert(page).getByText("That conversion's files are no longer kept.").waitFor();
     expect(await textOf(alert(page))).toContain("The job's video is no longer kept; upload the video again.");
     await expect(item.getByText("Failed", { exact: true }).isVisible()).resolves.toBe(true);
+  });
+});
+
+// ── quotas ──────────────────────────────────────────────────────────────────
+describe("quotas", () => {
+  const usageLine = (page: TestPage["page"]) => page.locator("#usage");
+
+  test("the page shows what the account uses as it changes, and why a video is refused when the storage is full", async () => {
+    const { email, userId } = await registerByApi();
+    const { page, errors } = await visit();
+    await logIn(page, email);
+    await usageLine(page).getByText("0 bytes of 16 MB used · 0 of 5 conversions active").waitFor();
+
+    await chooseFile(page, { name: "talk.mp4", mimeType: "video/mp4", buffer: video });
+    const item = jobItem(page, "talk.mp4");
+    await item.getByText("Done", { exact: true }).waitFor({ timeout: 45_000 });
+    // Once it is done, its MP3 is stored and its place is free.
+    await page.waitForFunction(() =>
+      /^[1-9][\d.]* KB of 16 MB used · 0 of 5 conversions active$/.test(
+        document.querySelector("#usage-text")?.textContent ?? "",
+      ),
+    );
+    await item.getByRole("button", { name: "Delete" }).click();
+    await item.getByRole("button", { name: "Confirm delete" }).click();
+    await usageLine(page).getByText("0 bytes of 16 MB used · 0 of 5 conversions active").waitFor();
+
+    // Earlier videos fill the account but for a few bytes.
+    await fileStore(mongo.db).upload("videos", Readable.from([Buffer.alloc(USER_STORAGE_BYTES - 1000)]), {
+      owner: userId,
+      filename: "earlier.mp4",
+      contentType: "video/mp4",
+    });
+    await chooseFile(page, { name: "second.mp4", mimeType: "video/mp4", buffer: video });
+    await alert(page).getByText("Your storage is full: there is no room for “second.mp4”.").waitFor();
+    expect(await textOf(alert(page))).toContain("The video would pass your storage quota of 16 MiB");
+    await usageLine(page).getByText("16 MB of 16 MB used · 0 of 5 conversions active").waitFor();
+    expect(await jobItem(page, "second.mp4").count()).toBe(0);
+    await page.screenshot({ path: join(ARTIFACTS, "web-storage-full.png") });
+    expect(errors).toEqual([]);
+  });
+
+  test("with the most conversions under way, a new one is refused with when to try again", async () => {
+    const { email, userId } = await registerByApi();
+    const jobs = jobStore(mongo.db);
+    const source = { kind: "url", url: "https://example.com/a.mp4", bytes: 0, contentType: "video/mp4" } as const;
+    // Five jobs waiting their turn (never published, so they stay queued).
+    for (let i = 0; i < 5; i++)
+      await jobs.create({ userId, email, source: { ...source, filename: `waiting-${i}.mp4` } });
+    const { page } = await visit();
+    await logIn(page, email);
+    await usageLine(page).getByText("0 bytes of 16 MB used · 5 of 5 conversions active").waitFor();
+    await page.getByLabel("Or paste a link to a video").fill("https://example.com/talk.mp4");
+    await page.getByRole("button", { name: "Convert link" }).click();
+    await alert(page)
+      .getByText("You have 5 conversions under way already. Please try again in 30 seconds, once one has finished.")
+      .waitFor();
+    expect(await textOf(alert(page))).toContain("MAX_ACTIVE_JOBS");
+    expect(await page.getByRole("listitem").count()).toBe(5);
   });
 });
 

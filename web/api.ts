@@ -2,11 +2,13 @@
 // Everything that needs the token sends it as `Authorization: Bearer`: the live
 // status stream and the MP3 too, which is why they are read with fetch (an
 // EventSource or an <audio src> cannot send that header).
-import type { JobView } from "../gateway/models.ts";
+import type { JobView, UsageView } from "../gateway/models.ts";
 import { mp3Filename } from "../lib/filenames.ts";
 
 /** A job as the gateway shows it (its own model: a type-only import, so no server code is bundled). */
 export type Job = JobView;
+/** The account's quotas and what is used of them (GET /account/usage). */
+export type Usage = UsageView;
 
 export interface Session {
   token: string;
@@ -20,6 +22,10 @@ export interface Problem {
   title?: string;
   detail?: string;
   errors?: { field: string; message: string }[];
+  /** Which of the account's quotas refused it (413, 429), with its limit and what was used. */
+  quota?: "activeJobs" | "storedBytes";
+  limit?: number;
+  used?: number;
 }
 
 export class ApiError extends Error {
@@ -121,6 +127,10 @@ export async function deleteJob(token: string, id: string): Promise<void> {
 /** Runs a failed job again: the job, queued. */
 export async function retryJob(token: string, id: string): Promise<Job> {
   return (await call(`/jobs/${encodeURIComponent(id)}/retry`, { method: "POST", token })).json();
+}
+
+export async function getUsage(token: string): Promise<Usage> {
+  return (await call("/account/usage", { token })).json();
 }
 
 export async function convertLink(token: string, url: string): Promise<Job> {
@@ -314,6 +324,10 @@ export function describeError(error: unknown, context: Context, name = "That fil
     case 410:
       return { title: "That conversion's files are no longer kept.", detail };
     case 413:
+      if (error.problem.quota === "storedBytes")
+        return context === "link"
+          ? { title: "Your storage is full: there is no room for that link's video.", detail }
+          : { title: `Your storage is full: there is no room for ${quote(name)}.`, detail };
       return { title: `${quote(name)} is too large to upload.`, detail };
     case 415:
       return context === "link"
@@ -331,6 +345,11 @@ export function describeError(error: unknown, context: Context, name = "That fil
       return { title: "The upload could not be read.", detail };
     }
     case 429:
+      if (error.problem.quota === "activeJobs")
+        return {
+          title: `You have ${error.problem.limit ?? "the most"} conversions under way already. Please try again in ${wait ?? "a while"}, once one has finished.`,
+          detail,
+        };
       return { title: `Too many attempts. Please wait ${wait ?? "a while"} before trying again.`, detail };
     case 503:
       return { title: `m3dio is briefly unavailable. Please try again in ${wait ?? "a moment"}.`, detail };

@@ -4,11 +4,16 @@ import { clearJobs, loadJobs } from "./jobs.ts";
 import { $, say, show, view } from "./page.ts";
 import { endSession, onSession, startSession } from "./session.ts";
 import { upload } from "./upload.ts";
+import { refreshUsage, showUsage } from "./usage.ts";
 
 onSession({
-  started: () => void loadJobs(),
+  started: () => {
+    void loadJobs();
+    refreshUsage(0);
+  },
   ended: () => {
     clearJobs();
+    showUsage(null);
     upload.cancelAll();
   },
 });

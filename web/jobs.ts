@@ -13,6 +13,7 @@ import {
 import { clock, hostOf, sizeText } from "./format.ts";
 import { busy, h, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
+import { refreshUsage } from "./usage.ts";
 
 /** Streams held open at once: a browser allows only 6 connections per host over HTTP/1.1. */
 const MAX_STREAMS = 3;
@@ -112,6 +113,7 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
   entry.job = job;
   if (before && !finished(before) && finished(job)) {
     view.news.textContent = `${jobName(job)}: ${job.status === "done" ? "converted, ready to play or download" : "could not be converted"}.`;
+    refreshUsage(); // its place is free again, and its MP3 stored
   }
   const { badge, meta, bar, error, play, download, retry } = entry.parts;
   badge.textContent = statusText(job);
@@ -338,6 +340,7 @@ async function remove(entry: Entry) {
   try {
     await deleteJob(current!.token, entry.job.id);
     say({ title: `Deleted ${name}.` });
+    refreshUsage();
   } catch (error) {
     if (sessionLost(error)) return;
     if (!(error instanceof ApiError && error.status === 404)) {

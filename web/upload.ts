@@ -4,6 +4,7 @@ import { sizeText } from "./format.ts";
 import { follow, render } from "./jobs.ts";
 import { busy, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
+import { refreshUsage } from "./usage.ts";
 
 export const upload = (() => {
   const waiting: File[] = [];
@@ -36,6 +37,7 @@ export const upload = (() => {
       if ((error as Error).name === "AbortError") say({ title: `The upload of ${file.name} was cancelled.` });
       else if (!sessionLost(error)) say(describeError(error, "upload", file.name), "error");
     } finally {
+      refreshUsage();
       running = undefined;
       if (!waiting.length) view.upload.hidden = true;
     }
@@ -96,5 +98,6 @@ view.linkForm.addEventListener("submit", async (event) => {
     if (!sessionLost(error)) say(describeError(error, "link", url), "error");
   } finally {
     busy(button, null);
+    refreshUsage();
   }
 });

@@ -38,7 +38,17 @@ export interface WebStack {
  * was started, also after a failed or timed-out `start()`, and then reports every step
  * that failed.
  */
-export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: number; videoSeconds: number }) {
+export function webStack({
+  maxUploadBytes,
+  videoSeconds,
+  userStorageBytes,
+}: {
+  maxUploadBytes: number;
+  videoSeconds: number;
+  /** USER_STORAGE_BYTES of the gateway and converter (their default unless given) */
+  userStorageBytes?: number;
+}) {
+  const storage = userStorageBytes ? { USER_STORAGE_BYTES: String(userStorageBytes) } : {};
   const log = createLogger("web-test", "silent");
   const stops: (() => Promise<unknown> | unknown)[] = [];
 
@@ -69,6 +79,7 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
       MONGODB_URL: mongoUrl,
       AMQP_URL: vhost.url,
       MAX_UPLOAD_BYTES: String(maxUploadBytes),
+      ...storage,
     });
     const gateway = createGateway({
       config,
@@ -90,6 +101,7 @@ export function webStack({ maxUploadBytes, videoSeconds }: { maxUploadBytes: num
         TMP_DIR: tmp,
         LOG_LEVEL: "silent",
         SHUTDOWN_GRACE_MS: "5000",
+        ...storage,
       }),
       log,
       mongo,
