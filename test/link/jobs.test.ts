@@ -15,6 +15,7 @@ import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
 import { authTestConfig } from "../support/auth.ts";
+import { type JobView, readEvents, statesOf } from "../support/client.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "../support/jobs.ts";
 import { startLocalConverter } from "../support/local-converter.ts";
 import { probe } from "../support/media.ts";
@@ -58,21 +59,12 @@ const waitForJob = (id: string, timeoutMs = 30_000) => waitForFinished(jobs, id,
 const takeMp3Messages = (expected = 0) => drainQueue(vhost.url, QUEUES.mp3, expected);
 
 /** Every `status` event of a job's SSE stream, until it closes. */
-async function readEvents(id: string): Promise<{ status: string; phase?: string; progress: number }[]> {
+async function statusEvents(id: string): Promise<JobView[]> {
   const response = await call(`/jobs/${id}/events`, { headers: user.headers });
   expect(response.status).toBe(200);
-  const text = await response.text();
-  return text
-    .split("\n\n")
-    .filter((block) => block.includes("event: status"))
-    .map((block) =>
-      JSON.parse(
-        block
-          .split("\n")
-          .find((line) => line.startsWith("data:"))!
-          .slice(5),
-      ),
-    );
+  const { events, error } = await readEvents(response, 30_000);
+  expect(error).toBeUndefined();
+  return statesOf(events);
 }
 
 const videoFilesOf = (id: string) => mongo.db.collection("videos.files").countDocuments({ "metadata.jobId": id });
@@ -189,7 +181,7 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
     const posted = await postLink(site("/hops/3/holiday.mp4"));
     expect(posted.status).toBe(202);
     const { id } = (await posted.json()) as { id: string };
-    const events = await readEvents(id);
+    const events = await statusEvents(id);
     expect(events.some((event) => event.status === "converting" && event.phase === "downloading")).toBe(true);
     for (const event of events.filter((event) => event.phase === "downloading"))
       expect(event.progress).toBeLessThan(50);

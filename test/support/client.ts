@@ -190,7 +190,9 @@ export async function readEvents(
   response: Response,
   timeoutMs: number,
 ): Promise<{ events: SseEvent[]; error?: unknown }> {
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  // Over HTTP the body is bytes; from app.handle (in-process) Elysia's stream may hand out strings.
+  const reader = (response.body as ReadableStream<Uint8Array | string>).getReader();
+  const decoder = new TextDecoder();
   const events: SseEvent[] = [];
   let buffer = "";
   let timer: Timer | undefined;
@@ -203,7 +205,8 @@ export async function readEvents(
       if (chunk === "timeout")
         return { events, error: new Error(`the event stream did not end within ${timeoutMs} ms`) };
       if (chunk.done) break;
-      buffer += chunk.value.replace(/\r\n?/g, "\n");
+      const text = typeof chunk.value === "string" ? chunk.value : decoder.decode(chunk.value, { stream: true });
+      buffer += text.replace(/\r\n?/g, "\n");
       for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
         const event = parseEvent(buffer.slice(0, end));
         if (event) events.push(event);
