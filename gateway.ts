@@ -116,7 +116,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       }),
     )
     .use(accountRoutes({ quotas, verifier }))
-    .use(jobRoutes({ intake, service: jobService({ jobs, files, queue, log }), verifier, streams }));
+    .use(jobRoutes({ intake, service: jobService({ jobs, files, queue, quotas, log }), verifier, streams }));
 
   return {
     app,

@@ -62,7 +62,15 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
           async ({ params, user, status }) => status(202, jobView(await service.retry(params.id, user))),
           {
             params: JobId,
-            response: { 202: "Job", 401: "Problem", 404: "Problem", 409: "Problem", 410: "Problem", 503: "Problem" },
+            response: {
+              202: "Job",
+              401: "Problem",
+              404: "Problem",
+              409: "Problem",
+              410: "Problem",
+              429: "Problem",
+              503: "Problem",
+            },
             detail: jobDocs.retry,
           },
         )

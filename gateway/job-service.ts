@@ -11,12 +11,14 @@ import { Conflict, HttpProblem, NotFound, Unavailable, Unprocessable } from "../
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { Caller } from "./bearer.ts";
 import type { JobPage } from "./models.ts";
+import type { Quotas } from "./quotas.ts";
 import { jobView } from "./view.ts";
 
 export interface JobServiceDeps {
   jobs: JobStore;
   files: FileStore;
   queue: Pick<Queue, "publish">;
+  quotas: Pick<Quotas, "claimSlot">;
   log: Logger;
 }
 
@@ -27,7 +29,7 @@ class Gone extends HttpProblem {
   }
 }
 
-export function jobService({ jobs, files, queue, log }: JobServiceDeps) {
+export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) {
   /** The caller's job by the id in a URL; someone else's job, or no such id, is 404. */
   async function owned(id: string, user: Caller): Promise<Job> {
     const jobId = parseJobId(id);
@@ -75,6 +77,11 @@ export function jobService({ jobs, files, queue, log }: JobServiceDeps) {
       await mustBeRetryable(await owned(id, user)); // says what changed meanwhile
       throw new Conflict("the job changed while it was being retried; look at it again");
     }
+    // Queued again, it counts against MAX_ACTIVE_JOBS like a new job: a slot, or 429 and still failed.
+    await quotas.claimSlot(user.id, queued._id).catch(async (error) => {
+      await cleanUp(`undo the retry of job ${job._id}`, () => jobs.undoRetry(job, queued), { log });
+      throw error;
+    });
     try {
       const jobId = queued._id.toHexString();
       await queue.publish(QUEUES.video, { jobId }, { messageId: jobId });

@@ -5,16 +5,17 @@
 // `admit` checks both before the body is read, so most refusals cost nothing; it is a
 // snapshot, which concurrent requests can all pass. What holds the limits is a second
 // step each, after the work is done:
-// - a job holds one of the user's MAX_ACTIVE_JOBS slots (`claimSlot`): a slot is taken by
-//   a conditional write on its document, and only from a job that is no longer queued or
-//   converting, so of racing requests exactly as many get one as there are free slots.
+// - a job holds one of the user's MAX_ACTIVE_JOBS slots (`claimSlot`; a retried job too):
+//   a slot is taken by a conditional write on its document, and only from a job that is
+//   no longer queued or converting, so of racing requests exactly as many get one as
+//   there are free slots.
 // - once the video is stored, the user's stored bytes, this video's included, must be
 //   within the quota (`confirmStored`): whichever of two racing uploads checks last sees
 //   the other's file, so the quota is not passed by uploads; at the edge both may be
 //   refused (and a retry of one succeeds). MP3s are written by the converter after the
 //   job was taken: they can take the stored bytes past the quota by their size, which
 //   refuses the next upload until something is deleted.
-import { type Db, MongoServerError, type ObjectId } from "mongodb";
+import { type Db, MongoServerError, ObjectId } from "mongodb";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import { HttpProblem } from "../lib/problem.ts";
@@ -41,10 +42,14 @@ export const tooManyActiveJobs = (limit: number) =>
 export const storageQuotaExceeded = (limit: number, used: number) =>
   new HttpProblem(413, "Content Too Large", storageQuotaMessage(limit, used), { quota: "storedBytes", limit, used });
 
-/** One of a user's MAX_ACTIVE_JOBS places for a job under way: `<userId>/<n>`, and the job last in it. */
+/**
+ * One of a user's MAX_ACTIVE_JOBS places for a job under way: `<userId>/<n>`, the job last
+ * in it, and a token that changes with every take (what a take is conditional on).
+ */
 interface JobSlot {
   _id: string;
   jobId: ObjectId;
+  claim: ObjectId;
 }
 
 export function quotas(db: Db, limits: QuotaLimits, log: Logger) {
@@ -101,19 +106,22 @@ export type Quotas = ReturnType<typeof quotas>;
 
 /**
  * A user's `count` slots for jobs under way. A slot is free when it was never used or its
- * job is no longer queued or converting (finished, deleted); taking it is a write
- * conditional on the job it held (or, for a new slot, an insert the unique `_id` lets only
- * one request make), so two requests never share one.
+ * job is no longer queued or converting (finished, deleted), or is the job claiming it (a
+ * retried job, back in its old slot). Taking one is a write conditional on the slot's
+ * token as it was read (or, for a new slot, an insert the unique `_id` lets only one
+ * request make), so two requests never hold one slot.
  */
 function jobSlots(db: Db, count: number) {
   const jobs = db.collection<Job>("jobs");
   const slots = db.collection<JobSlot>("job_slots");
 
-  /** Puts `jobId` in the slot if it still holds `before` (or, with none before, does not exist yet). */
-  async function take(id: string, before: ObjectId | undefined, jobId: ObjectId): Promise<boolean> {
-    if (before) return (await slots.updateOne({ _id: id, jobId: before }, { $set: { jobId } })).modifiedCount === 1;
+  /** Puts `jobId` in the slot if it is still as read (`before`), or, with none before, does not exist yet. */
+  async function take(id: string, before: JobSlot | undefined, jobId: ObjectId): Promise<boolean> {
+    const claim = new ObjectId();
+    if (before)
+      return (await slots.updateOne({ _id: id, claim: before.claim }, { $set: { jobId, claim } })).modifiedCount === 1;
     try {
-      await slots.insertOne({ _id: id, jobId });
+      await slots.insertOne({ _id: id, jobId, claim });
       return true;
     } catch (error) {
       if (error instanceof MongoServerError && error.code === 11000) return false; // another request made it first
@@ -125,14 +133,15 @@ function jobSlots(db: Db, count: number) {
     /** Whether the recorded job `jobId` got one of the user's slots. */
     async claim(userId: string, jobId: ObjectId): Promise<boolean> {
       const ids = Array.from({ length: count }, (_, n) => `${userId}/${n}`);
-      const held = new Map((await slots.find({ _id: { $in: ids } }).toArray()).map((slot) => [slot._id, slot.jobId]));
+      const held = new Map((await slots.find({ _id: { $in: ids } }).toArray()).map((slot) => [slot._id, slot]));
+      const others = [...held.values()].map((slot) => slot.jobId).filter((id) => !id.equals(jobId));
       const busy = await jobs
-        .find({ _id: { $in: [...held.values()] }, status: { $in: [...ACTIVE_STATUSES] } }, { projection: { _id: 1 } })
+        .find({ _id: { $in: others }, status: { $in: [...ACTIVE_STATUSES] } }, { projection: { _id: 1 } })
         .toArray();
       const active = new Set(busy.map((job) => job._id.toHexString()));
       for (const id of ids) {
         const before = held.get(id);
-        if (before && active.has(before.toHexString())) continue;
+        if (before && active.has(before.jobId.toHexString())) continue;
         if (await take(id, before, jobId)) return true;
       }
       return false;

@@ -153,6 +153,27 @@ describe("MAX_ACTIVE_JOBS", () => {
     expect((await postLink(user, "https://example.com/talk.mp4", gateway.app)).status).toBe(202);
   });
 
+  test("a retried job counts like a new one: past the limit it is 429 and stays failed", async () => {
+    const gateway = stack.gatewayWith({ MAX_ACTIVE_JOBS: "1" });
+    const user = await newUser();
+    const first = ((await (await upload(user, gateway.app)).json()) as JobView).id;
+    await stack.gateway.jobs.markFailed(new ObjectId(first), "test: failed");
+    const second = ((await (await upload(user, gateway.app)).json()) as JobView).id;
+    const retry = () => call(`/jobs/${first}/retry`, { method: "POST", headers: user.headers }, gateway.app);
+
+    const refused = await retry();
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe("30");
+    expect((await refused.json()) as Problem).toMatchObject({ quota: "activeJobs", limit: 1 });
+    const still = (await (await call(`/jobs/${first}`, { headers: user.headers }, gateway.app)).json()) as JobView;
+    expect(still.status).toBe("failed");
+
+    await stack.gateway.jobs.markFailed(new ObjectId(second), "test: failed");
+    expect((await retry()).status).toBe(202);
+    expect(await usageOf(user, gateway.app)).toMatchObject({ activeJobs: 1 });
+    expect((await upload(user, gateway.app)).status).toBe(429);
+  });
+
   test("of racing uploads exactly as many are taken as there are places; the others are 429 and keep nothing", async () => {
     const gateway = stack.gatewayWith({ MAX_ACTIVE_JOBS: "3" });
     const user = await newUser();
