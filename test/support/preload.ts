@@ -3,8 +3,9 @@
 // LOG_LEVEL=debug to see their JSON lines while debugging a test.
 process.env.LOG_LEVEL ??= "silent";
 
-// Many tests start real processes and ffmpeg; bunfig's [test] timeout is not applied
-// to every file in Bun 1.4, so set the default here for all of them.
+// Many tests start real processes and ffmpeg. Neither bunfig's [test] timeout nor this
+// setDefaultTimeout reaches every file in Bun 1.4.5 (a later file's tests got the 5 s
+// default), so `bun run test` also passes --timeout 60000; this covers a bare `bun test`.
 import { afterAll, setDefaultTimeout } from "bun:test";
 import { stopShared } from "./shared.ts";
 
