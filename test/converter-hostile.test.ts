@@ -105,6 +105,13 @@ const waitForJob = (id: string, timeoutMs = 30_000) => waitForFinished(jobs(), i
 const filesOf = (bucket: "videos" | "mp3s", jobId: string) =>
   stack.mongo.db.collection(`${bucket}.files`).countDocuments({ "metadata.jobId": jobId });
 const dirsOf = async (jobId: string) => readdirSync(tmp).filter((dir) => dir.includes(`-${jobId}-`));
+/** The job's temp dirs, once none is left or 3 s (the promised bound) have passed. */
+const tempDirsOnceSettled = (id: string) =>
+  settle(
+    () => dirsOf(id),
+    (dirs) => dirs.length === 0,
+    3000,
+  );
 const takeMp3Messages = (expected = 0) => drainQueue(stack.vhost.url, QUEUES.mp3, expected);
 
 /** The job failed once, with `reason`, and left nothing: no MP3, no ffmpeg, no temp dir; the user is told. */
@@ -224,13 +231,7 @@ describe("with the default limits", () => {
           3000,
         ),
       ).toEqual([]);
-      expect(
-        await settle(
-          () => dirsOf(id),
-          (dirs) => dirs.length === 0,
-          3000,
-        ),
-      ).toEqual([]);
+      expect(await tempDirsOnceSettled(id)).toEqual([]);
       expect(performance.now() - deleting).toBeLessThan(3000);
       expect(await filesOf("mp3s", id)).toBe(0);
       expect(await filesOf("videos", id)).toBe(0);
@@ -292,13 +293,7 @@ describe("with the default limits", () => {
             3000,
           ),
         ).toBe(0);
-        expect(
-          await settle(
-            () => dirsOf(id),
-            (dirs) => dirs.length === 0,
-            3000,
-          ),
-        ).toEqual([]);
+        expect(await tempDirsOnceSettled(id)).toEqual([]);
         expect(await takeMp3Messages()).toEqual([]);
       } finally {
         server.closeAllConnections();

@@ -18,6 +18,14 @@ import { type Stack, startStack } from "./support/stack.ts";
 let stack: Stack;
 let video: Uint8Array;
 const tmp = mkdtempSync(join(tmpdir(), "m3dio-quotas-test-"));
+/** Where an in-process converter of these tests works: the stack's stores and a temp dir. */
+const converterPlace = () => ({
+  mongo: stack.mongo,
+  mongoUrl: stack.mongoUrl,
+  amqpUrl: stack.vhost.url,
+  tmpDir: tmp,
+  log: stack.log,
+});
 beforeAll(async () => {
   stack = await startStack();
   video = await Bun.file(await makeVideo({ seconds: 1 })).bytes();
@@ -81,14 +89,7 @@ describe("GET /account/usage", () => {
     const { id } = (await uploaded.json()) as JobView;
     expect(await usageOf(user)).toEqual({ activeJobs: 1, storedBytes: video.length, limits });
 
-    const place = {
-      mongo: stack.mongo,
-      mongoUrl: stack.mongoUrl,
-      amqpUrl: stack.vhost.url,
-      tmpDir: tmp,
-      log: stack.log,
-    };
-    const converter = await startLocalConverter(place, { LOG_LEVEL: "silent" });
+    const converter = await startLocalConverter(converterPlace(), { LOG_LEVEL: "silent" });
     try {
       const done = await waitForJob(stack.gateway.jobs, id, ["done", "failed"], 30_000);
       expect(done.status).toBe("done");
@@ -279,15 +280,8 @@ describe("USER_STORAGE_BYTES", () => {
     const room = Math.floor(video.length / 2);
     const env = { USER_STORAGE_BYTES: String(room), URL_ALLOW_HOSTS: "127.0.0.1" };
     const gateway = stack.gatewayWith(env);
-    const place = {
-      mongo: stack.mongo,
-      mongoUrl: stack.mongoUrl,
-      amqpUrl: stack.vhost.url,
-      tmpDir: tmp,
-      log: stack.log,
-    };
     await drainQueue(stack.vhost.url, QUEUES.video);
-    const converter = await startLocalConverter(place, { LOG_LEVEL: "silent", ...env });
+    const converter = await startLocalConverter(converterPlace(), { LOG_LEVEL: "silent", ...env });
     try {
       const user = await newUser();
       for (const how of [false, true]) {

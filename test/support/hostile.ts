@@ -6,20 +6,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "./media.ts";
 
 const workDir = mkdtemp(join(tmpdir(), "m3dio-hostile-"));
 let counter = 0;
-
-async function run(command: string[]): Promise<string> {
-  const child = Bun.spawn(command, { stdout: "pipe", stderr: "pipe" });
-  const [code, out, err] = await Promise.all([
-    child.exited,
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-  ]);
-  if (code !== 0) throw new Error(`${command[0]} failed (${code}): ${err}`);
-  return out;
-}
 
 /**
  * `seconds` of silence as FLAC in Matroska: 10 hours are about 250 KB and take ffmpeg a

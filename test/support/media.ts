@@ -123,7 +123,8 @@ export async function probe(path: string): Promise<{ durationSec: number; stream
   };
 }
 
-async function run(command: string[]): Promise<string> {
+/** Runs a command to its end; answers its stdout, or throws with its stderr. */
+export async function run(command: string[]): Promise<string> {
   const child = Bun.spawn(command, { stdout: "pipe", stderr: "pipe" });
   const [code, out, err] = await Promise.all([
     child.exited,
