@@ -34,8 +34,10 @@ export interface Watch {
   followers: number;
   changedAt: number;
   /** Resolves after the next read (or once the watch stops). */
-  nextRead: Promise<void>;
+  read: Promise<void>;
   wake: () => void;
+  /** No more reads: a stream that comes back from a slow client's write takes the last one at once. */
+  stopped: boolean;
 }
 
 export interface LiveStreamsOptions {
@@ -48,17 +50,20 @@ const finished = (job: Job) => job.status === "done" || job.status === "failed";
 const stateOf = (job: Job) => `${job.status}:${job.phase}:${job.progress}`;
 
 function newWatch(key: string, job: Job): Watch {
-  const watch = { key, job, failed: false, followers: 1, changedAt: Date.now() } as Watch;
-  rearm(watch);
+  const watch = { key, job, failed: false, followers: 1, changedAt: Date.now(), stopped: false } as Watch;
+  wakeAll(watch);
   return watch;
 }
 
-/** Wakes the streams waiting for this read, and sets up the next one's promise first. */
-function rearm(watch: Watch) {
-  const wakeNow = watch.wake;
-  watch.nextRead = new Promise((resolve) => (watch.wake = resolve));
-  wakeNow?.();
+/** Wakes every stream waiting for the watch's read, after setting up the next read's promise. */
+function wakeAll(watch: Watch) {
+  const wake = watch.wake;
+  watch.read = new Promise((resolve) => (watch.wake = resolve));
+  wake?.();
 }
+
+/** Resolves after the watch's next read, or at once if it has stopped. */
+const nextRead = (watch: Watch) => (watch.stopped ? Promise.resolve() : watch.read);
 
 /** The gateway's live streams: their watches, each user's count, and the switch that ends them all (on stop). */
 export function liveStreams({ maxStreamsPerUser, log }: LiveStreamsOptions) {
@@ -125,11 +130,12 @@ export function liveStreams({ maxStreamsPerUser, log }: LiveStreamsOptions) {
         );
       }
       if (watch.failed || !watch.job || finished(watch.job)) break;
-      rearm(watch);
+      wakeAll(watch);
     }
     // A stream opened from now on starts a watch of its own.
     if (watches.get(watch.key) === watch) watches.delete(watch.key);
-    rearm(watch);
+    watch.stopped = true;
+    wakeAll(watch);
   }
 
   return {
@@ -139,8 +145,6 @@ export function liveStreams({ maxStreamsPerUser, log }: LiveStreamsOptions) {
     admit,
     follow,
     unfollow,
-    /** Jobs followed now (each one read a tick) and streams open, for tests and benchmarks. */
-    counts: () => ({ watches: watches.size, streams: [...openByUser.values()].reduce((a, b) => a + b, 0) }),
   };
 }
 export type LiveStreams = ReturnType<typeof liveStreams>;
@@ -167,6 +171,17 @@ const aborted = (signal: AbortSignal) =>
 /** Of the stream's job and the watch's last read, the later one (a read begun before the stream's own may land after it). */
 const later = (job: Job, read: Job | null) => (read === null || read.updatedAt >= job.updatedAt ? read : job);
 
+/** A read's `status` event, made once for every stream that shares the read (the JSON text as is: it has no line breaks). */
+const statusEvents = new WeakMap<Job, ReturnType<typeof sse>>();
+function statusEvent(job: Job) {
+  let event = statusEvents.get(job);
+  if (!event) {
+    event = sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: JSON.stringify(jobView(job)) });
+    statusEvents.set(job, event);
+  }
+  return event;
+}
+
 /** `status` events for the job and each change after it, until it is finished, deleted, or the stream is ended. */
 export async function* jobStatusEvents({ id, userId, open, reread, request, streams }: JobStream) {
   const countOut = streams.admit(userId);
@@ -182,11 +197,11 @@ export async function* jobStatusEvents({ id, userId, open, reread, request, stre
       if (state !== last || Date.now() - lastSent > KEEPALIVE_MS) {
         last = state;
         lastSent = Date.now();
-        yield sse({ event: "status", id: `${job.updatedAt.getTime()}`, data: jobView(job) });
+        yield statusEvent(job);
       }
       if (finished(job)) return;
       watch ??= streams.follow(job, reread);
-      await Promise.race([watch.nextRead, streams.ended, gone]);
+      await Promise.race([nextRead(watch), streams.ended, gone]);
       if (watch.failed || streams.signal.aborted || request.signal.aborted) return;
       job = later(job, watch.job);
     }

@@ -177,6 +177,23 @@ describe("many streams of one job", () => {
     await counting.mongo.close();
   });
 
+  test("a stream whose client reads slowly still gets the job's end after its watch has stopped", async () => {
+    const gateway = stack.gatewayWith();
+    const { user, job } = await newUserWithJob();
+    const [slow, quick] = await openMany(2, gateway.app, user.headers, job._id.toHexString());
+    expect(await everyState([slow!, quick!])).toEqual(["status:queued:0", "status:queued:0"]);
+    await stack.gateway.jobs.startConverting(job._id);
+    await stack.gateway.jobs.setProgress(job._id, 30);
+    expect(await quick!.nextState()).toBe("status:converting:30");
+    await stack.gateway.jobs.markDone(job._id, job._id, { bytes: 10, durationSec: 1 });
+    expect(await quick!.nextState()).toBe("status:done:100");
+    expect(await quick!.next()).toBeNull(); // the watch has read the end and stopped
+    // The slow stream was held up writing converting:30 meanwhile; it reads on only now.
+    expect(await slow!.nextState()).toBe("status:converting:30");
+    expect(await slow!.nextState()).toBe("status:done:100");
+    expect(await slow!.next()).toBeNull();
+  });
+
   test("a deleted job sends `deleted` to every stream; stopping the gateway ends every stream", async () => {
     const gateway = stack.gatewayWith();
     const { user, job } = await newUserWithJob();
