@@ -160,8 +160,12 @@ export const jobDocs = routeDocs({
   events: {
     tags: ["jobs"],
     summary: "Server-Sent Events: a `status` event (the job) on each change; ends after done or failed",
+    description:
+      "A user may hold at most MAX_STREAMS_PER_USER streams open on one gateway; past it the answer is 429 " +
+      "with Retry-After. Every stream of one job shares one read of it per tick.",
     responses: {
       200: { description: "text/event-stream", content: { "text/event-stream": { schema: { type: "string" } } } },
+      429: { description: "too many open streams (problem+json, Retry-After)" },
     },
   },
   audio: {
