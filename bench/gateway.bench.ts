@@ -8,9 +8,6 @@
 // bytes for a video signature) followed by filler bytes; nothing converts it.
 import { readFileSync } from "node:fs";
 import { gatewayClient } from "../test/support/client.ts";
-import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
-import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
-import { createTestVhost, type TestVhost } from "../test/support/rabbit.ts";
 import {
   cachedVideo,
   drive,
@@ -20,9 +17,8 @@ import {
   reportLoad,
   resetPeak,
   sampleMemory,
-  startMongo,
+  startBenchStack,
   startService,
-  stopAll,
 } from "./support.ts";
 
 const BENCH = "gateway";
@@ -59,14 +55,8 @@ function generatedBody(head: Uint8Array, total: number, tail = new Uint8Array(0)
 }
 
 reportLoad(BENCH, "start");
-const mongo = await startMongo();
-const mongoUrl = withDatabase(mongo.url, `m3dio_bench_${process.pid}`);
-let vhost: TestVhost | undefined;
-let database: TestDatabase | undefined;
+const { mongoUrl, vhost, auth, stop } = await startBenchStack();
 try {
-  vhost = await createTestVhost();
-  database = await createTestDatabase();
-  const auth = await startService("auth", { MYSQL_URL: database.url });
   const gateway = await startService("gateway", {
     AUTH_URL: auth.url,
     MONGODB_URL: mongoUrl,
@@ -189,9 +179,5 @@ try {
   report(BENCH, "GET /jobs/:id p99", reads.p99, "ms");
   reportLoad(BENCH, "end");
 } finally {
-  await stopAll();
-  await vhost?.drop();
-  await database?.drop();
-  if (process.env.MONGODB_URL) await dropTestDatabase(mongoUrl).catch(() => {});
-  await mongo.stop();
+  await stop();
 }

@@ -10,10 +10,7 @@
 import { readFileSync } from "node:fs";
 import { MongoClient, ObjectId } from "mongodb";
 import { gatewayClient, type User } from "../test/support/client.ts";
-import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
-import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
-import { createTestVhost, type TestVhost } from "../test/support/rabbit.ts";
-import { cachedVideo, drive, report, reportLoad, type Service, startMongo, startService, stopAll } from "./support.ts";
+import { cachedVideo, drive, report, reportLoad, type Service, startBenchStack, startService } from "./support.ts";
 
 const BENCH = "live-events";
 const STREAMS = Number(process.env.STREAMS ?? 3000);
@@ -115,16 +112,10 @@ async function measure(phase: string, gateway: Service, base: string, other: { u
 }
 
 reportLoad(BENCH, "start");
-const mongo = await startMongo();
-const mongoUrl = withDatabase(mongo.url, `m3dio_bench_${process.pid}`);
+const { mongoUrl, vhost, auth, stop } = await startBenchStack();
 const direct = new MongoClient(mongoUrl);
 let changes: Timer | undefined;
-let vhost: TestVhost | undefined;
-let database: TestDatabase | undefined;
 try {
-  vhost = await createTestVhost();
-  database = await createTestDatabase();
-  const auth = await startService("auth", { MYSQL_URL: database.url });
   const env = { AUTH_URL: auth.url, MONGODB_URL: mongoUrl, AMQP_URL: vhost.url };
   // The limit out of the way first: what the shared reads alone do for STREAMS streams.
   const gateway = await startService("gateway", { ...env, MAX_STREAMS_PER_USER: String(STREAMS + 100) });
@@ -176,9 +167,5 @@ try {
 } finally {
   clearInterval(changes);
   await direct.close();
-  await stopAll();
-  await vhost?.drop();
-  await database?.drop();
-  if (process.env.MONGODB_URL) await dropTestDatabase(mongoUrl).catch(() => {});
-  await mongo.stop();
+  await stop();
 }

@@ -4,6 +4,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { keptVideo, type VideoOptions } from "../test/support/media.ts";
+import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
+import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
+import { createTestVhost, type TestVhost } from "../test/support/rabbit.ts";
 
 export function report(bench: string, metric: string, value: number, unit: string, goal?: string) {
   console.log(JSON.stringify({ bench, metric, value: Math.round(value * 100) / 100, unit, goal }));
@@ -296,4 +299,31 @@ export const median = (values: number[]) => {
  */
 export function reportLoad(bench: string, when: "start" | "end") {
   report(bench, `load average (1 min) at ${when}, ${navigator.hardwareConcurrency} cores`, loadavg()[0]!, "");
+}
+
+/**
+ * The stores a bench's gateway needs, and auth: MongoDB (its own database), a RabbitMQ
+ * vhost and a MySQL database of their own, and auth running on them. `stop()` stops every
+ * service started through startService, then drops and stops the stores.
+ */
+export async function startBenchStack() {
+  const mongo = await startMongo();
+  const mongoUrl = withDatabase(mongo.url, `m3dio_bench_${process.pid}`);
+  const stores: { vhost?: TestVhost; database?: TestDatabase } = {};
+  const stop = async () => {
+    await stopAll();
+    await stores.vhost?.drop();
+    await stores.database?.drop();
+    if (process.env.MONGODB_URL) await dropTestDatabase(mongoUrl).catch(() => {});
+    await mongo.stop();
+  };
+  try {
+    stores.vhost = await createTestVhost();
+    stores.database = await createTestDatabase();
+    const auth = await startService("auth", { MYSQL_URL: stores.database.url });
+    return { mongoUrl, vhost: stores.vhost, auth, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
