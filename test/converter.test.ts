@@ -303,12 +303,15 @@ describe("stopping a worker mid-conversion", () => {
     const video = await makeLongVideo();
     const first = await startConverter({ SHUTDOWN_GRACE_MS: "0", MP3_QUALITY: "0" });
     const id = await queueJob(video, "handback.mp4");
-    const converting = await settle(
-      async () => (await jobs.get(id))!,
-      (job) => job.status === "converting" && job.progress > 0, // ffmpeg is reporting
+    // Stopped as soon as its ffmpeg runs (a 240 s clip takes it ~2 s: progress, written once a
+    // second, could come too late to stop it before the end on a fast machine).
+    const running = await settle(
+      async () => processesFor(id.toHexString()).filter((process) => process.endsWith("ffmpeg")),
+      (found) => found.length > 0,
       30_000,
     );
-    expect(converting.status).toBe("converting");
+    expect(running).toHaveLength(1);
+    expect((await jobs.get(id))!.status).toBe("converting");
     await first.stop();
     await logged((entry) => entry.event === "job.handed_back" && entry.jobId === id.toHexString());
     const handedBack = (await jobs.get(id))!;
