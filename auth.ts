@@ -11,7 +11,14 @@ import { drizzle } from "drizzle-orm/mysql2";
 import { Elysia, t } from "elysia";
 import * as jose from "jose";
 import { createPool } from "mysql2/promise";
-import { type AccountStore, accountStore, EmailTaken, HashingBusy, LOCKOUT } from "./auth/accounts.ts";
+import {
+  type AccountStore,
+  accountStore,
+  EmailTaken,
+  HashingBusy,
+  LOCKOUT,
+  type LoginOutcome,
+} from "./auth/accounts.ts";
 import { type Admission, admission } from "./auth/admission.ts";
 import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
@@ -83,6 +90,11 @@ export const TokenView = t.Object({
   expiresAt: t.String({ format: "date-time" }),
 });
 const Jwks = t.Object({ keys: t.Array(t.Record(t.String(), t.Unknown())) });
+
+const AUTH_DOCS = {
+  title: "m3dio auth",
+  description: "Internal: registration, login and token signing. The public API is the gateway's.",
+};
 
 /** Each route's schemas and OpenAPI text, beside the models they use. */
 const docs = {
@@ -199,12 +211,7 @@ function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) 
   return new Elysia({ name: "auth" })
     .use(problems(log))
     .use(metrics.plugin)
-    .use(
-      apiDocs({
-        title: "m3dio auth",
-        description: "Internal: registration, login and token signing. The public API is the gateway's.",
-      }),
-    )
+    .use(apiDocs(AUTH_DOCS))
     .use(
       jwt({
         name: "tokens",
@@ -243,20 +250,7 @@ function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) 
       async ({ body, headers, tokens, request, server }) => {
         const { email, password } = credentialsOf(headers.authorization, body);
         const client = gate.admit("login", request, server);
-        const outcome = await accounts.login(email, password, client);
-        if (outcome.kind === "busy") throw gate.hashingFull("login");
-        if (outcome.kind === "locked") {
-          log.warn({ event: "login.locked", email, clientAddress: client }, "login locked out");
-          throw new TooManyRequests(
-            "too many failed logins for this account from your address; try again later",
-            outcome.retryAfterSeconds,
-          );
-        }
-        if (outcome.kind === "wrong") {
-          log.info({ event: "login.failed", email }, "login failed");
-          throw new Unauthorized("wrong email or password");
-        }
-        const { user } = outcome;
+        const user = loggedIn(await accounts.login(email, password, client), { email, client, gate, log });
         const token = await tokens.sign({
           sub: String(user.id),
           email: user.email,
@@ -269,6 +263,26 @@ function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) 
       { parse: limitedJson(), ...docs.login },
     )
     .get("/.well-known/jwks.json", () => ({ keys: [key.publicJwk] }), docs.jwks);
+}
+
+/** The user a login's outcome lets in; otherwise the answer why not (503 busy, 429 locked, 401 wrong), logged. */
+function loggedIn(
+  outcome: LoginOutcome,
+  { email, client, gate, log }: { email: string; client: string; gate: AppParts["gate"]; log: Logger },
+) {
+  if (outcome.kind === "busy") throw gate.hashingFull("login");
+  if (outcome.kind === "locked") {
+    log.warn({ event: "login.locked", email, clientAddress: client }, "login locked out");
+    throw new TooManyRequests(
+      "too many failed logins for this account from your address; try again later",
+      outcome.retryAfterSeconds,
+    );
+  }
+  if (outcome.kind === "wrong") {
+    log.info({ event: "login.failed", email }, "login failed");
+    throw new Unauthorized("wrong email or password");
+  }
+  return outcome.user;
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────
