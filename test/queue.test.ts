@@ -1,137 +1,12 @@
-// lib/queue.ts against the real RabbitMQ, in vhosts of its own: the quorum-queue
-// topology, confirmed publishing, explicit settlement, prefetch, dead-lettering,
-// attempts counted by the broker, recovery after the broker drops the connection,
-// and a clean close.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import amqp, { type Channel, type ChannelModel } from "amqplib";
-import { createLogger, type LogLevel } from "../lib/log.ts";
-import {
-  connectQueue,
-  DELIVERY_LIMIT,
-  type Delivery,
-  MAX_ATTEMPTS,
-  QUEUES,
-  type Queue,
-  type QueueOptions,
-  QueueUnavailable,
-  TOPOLOGY,
-} from "../lib/queue.ts";
-import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
+// lib/queue.ts against the real RabbitMQ, in a vhost of its own: confirmed publishing, explicit
+// settlement, prefetch, dead-lettering and attempts counted by the broker. Connection loss, the
+// topology and a clean close are in queue-connection.test.ts.
+import { describe, expect, test } from "bun:test";
+import { DELIVERY_LIMIT, type Delivery, MAX_ATTEMPTS, QUEUES } from "../lib/queue.ts";
+import { capturedLog, gate, jobId, sleep, useQueueBroker, waitFor } from "./support/queue.ts";
 
-const log = createLogger("queue-test", (process.env.LOG_LEVEL as LogLevel | undefined) ?? "silent");
-const ALL_QUEUES = TOPOLOGY.map((entry) => entry.queue);
-let vhost: TestVhost;
-let admin: ChannelModel;
-let channel: Channel;
-let opened: Queue[] = [];
-
-async function open(url = vhost.url, options: QueueOptions = {}, logger = log): Promise<Queue> {
-  const queue = await connectQueue(url, logger, options);
-  opened.push(queue);
-  return queue;
-}
-/** A logger whose JSON lines the test reads. */
-function capturedLog() {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger("queue-test", "info", { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { logger, lines, events: (event: string) => lines.filter((line) => line.event === event) };
-}
-/** A valid job id (24 hex digits, as lib/messages.ts asks) made from a small number. */
-const jobId = (n: number) => n.toString(16).padStart(24, "0");
-/** A plain channel for looking at the broker, one per use when a 406 is expected to close it. */
-async function plainChannel(): Promise<Channel> {
-  const ch = await admin.createChannel();
-  ch.on("error", () => {});
-  return ch;
-}
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-type Truthy<T> = Exclude<T, false | 0 | "" | null | undefined>;
-async function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<Truthy<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value as Truthy<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-const take = (queue: string) => channel.get(queue, { noAck: true });
-const ready = async (queue: string) => (await channel.checkQueue(queue)).messageCount;
-/** A promise to hold a handler open until the test lets it go. */
-function gate() {
-  let open!: () => void;
-  const closed = new Promise<void>((resolve) => (open = resolve));
-  return { closed, open: () => open() };
-}
-
-beforeAll(async () => {
-  vhost = await createTestVhost();
-  admin = await amqp.connect(vhost.url);
-  admin.on("error", () => {});
-  channel = await plainChannel();
-});
-
-beforeEach(async () => {
-  for (const { queue, options } of TOPOLOGY) await channel.assertQueue(queue, options);
-  for (const queue of ALL_QUEUES) await channel.purgeQueue(queue);
-});
-
-afterEach(async () => {
-  await Promise.all(opened.map((queue) => queue.close()));
-  opened = [];
-});
-
-afterAll(async () => {
-  await admin?.close().catch(() => {});
-  await vhost?.drop();
-});
-
-describe("topology", () => {
-  test("declares durable quorum queues `video` and `mp3`, each dead-lettering to a durable quorum `<name>.dead`", async () => {
-    for (const queue of ALL_QUEUES) await channel.deleteQueue(queue);
-    await open();
-    for (const name of Object.values(QUEUES)) {
-      const dead = `${name}.dead`;
-      const declared = {
-        durable: true,
-        arguments: {
-          "x-queue-type": "quorum",
-          "x-delivery-limit": DELIVERY_LIMIT,
-          "x-dead-letter-exchange": "",
-          "x-dead-letter-routing-key": dead,
-          "x-dead-letter-strategy": "at-least-once",
-          "x-overflow": "reject-publish",
-        },
-      };
-      const deadDeclared = { durable: true, arguments: { "x-queue-type": "quorum" } };
-      expect(TOPOLOGY).toContainEqual({ queue: name, options: declared });
-      expect(TOPOLOGY).toContainEqual({ queue: dead, options: deadDeclared });
-      // Re-declaring with the same arguments is accepted; anything else is a 406 from the broker,
-      // as a broker still holding the old classic queues answers this declaration.
-      expect((await channel.assertQueue(name, declared)).queue).toBe(name);
-      expect((await channel.assertQueue(dead, deadDeclared)).queue).toBe(dead);
-      const classic = { durable: true, arguments: { "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead } };
-      await expect((await plainChannel()).assertQueue(name, classic)).rejects.toThrow(/PRECONDITION_FAILED/);
-      await expect((await plainChannel()).assertQueue(dead, { durable: true })).rejects.toThrow(/PRECONDITION_FAILED/);
-      const otherLimit = { ...declared, arguments: { ...declared.arguments, "x-delivery-limit": 5 } };
-      await expect((await plainChannel()).assertQueue(name, otherLimit)).rejects.toThrow(/PRECONDITION_FAILED/);
-    }
-  });
-
-  test("a broker holding a queue with other arguments is refused with a log line that says what to do", async () => {
-    const own = await createTestVhost();
-    try {
-      const ownAdmin = await amqp.connect(own.url);
-      await (await ownAdmin.createChannel()).assertQueue(QUEUES.video, { durable: true }); // as before quorum queues
-      await ownAdmin.close();
-      const { logger, events } = capturedLog();
-      await expect(connectQueue(own.url, logger, { initialMaxRetries: 0 })).rejects.toBeInstanceOf(QueueUnavailable);
-      expect(events("broker.topology_refused")[0]).toMatchObject({ queue: QUEUES.video, level: "error" });
-    } finally {
-      await own.drop();
-    }
-  });
-});
+const broker = useQueueBroker();
+const { open, plainChannel, take, ready } = broker;
 
 describe("publish and consume", () => {
   test("publish stores a persistent JSON message carrying the caller's message id", async () => {
@@ -227,11 +102,11 @@ describe("publish and consume", () => {
 describe("failures and dead letters", () => {
   test("a malformed message is dead-lettered with one `message.malformed` line, without reaching the handler", async () => {
     const { logger, lines, events } = capturedLog();
-    const queue = await open(vhost.url, {}, logger);
+    const queue = await open(broker.vhost.url, {}, logger);
     let calls = 0;
     await queue.consume(QUEUES.video, { prefetch: 1 }, () => void calls++);
-    channel.sendToQueue(QUEUES.video, Buffer.from("{not json"), { messageId: "garbage" });
-    channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: "job-1" })), { messageId: "bad-id" });
+    broker.channel.sendToQueue(QUEUES.video, Buffer.from("{not json"), { messageId: "garbage" });
+    broker.channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: "job-1" })), { messageId: "bad-id" });
     const first = await waitFor(() => take("video.dead"), "the first dead letter");
     const second = await waitFor(() => take("video.dead"), "the second dead letter");
     expect(first.content.toString()).toBe("{not json");
@@ -266,7 +141,7 @@ describe("failures and dead letters", () => {
 
   test("a handler that keeps throwing is tried maxAttempts times, then dead-lettered and reported", async () => {
     const { logger, events } = capturedLog();
-    const queue = await open(vhost.url, {}, logger);
+    const queue = await open(broker.vhost.url, {}, logger);
     const attempts: number[] = [];
     const reported: unknown[] = [];
     const options = {
@@ -329,7 +204,7 @@ describe("failures and dead letters", () => {
 
   test("when onExhausted fails, the message is handed back and the failure recorded when it returns", async () => {
     const { logger, events } = capturedLog();
-    const queue = await open(vhost.url, { exhaustedRetryMs: 50 }, logger);
+    const queue = await open(broker.vhost.url, { exhaustedRetryMs: 50 }, logger);
     const attempts: number[] = [];
     let records = 0;
     const onExhausted = () => {
@@ -375,7 +250,7 @@ describe("failures and dead letters", () => {
       counts.push(message.properties.headers?.["x-delivery-count"]);
       returner.nack(message, false, true);
     });
-    channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: jobId(46) })), { messageId: "loop" });
+    broker.channel.sendToQueue(QUEUES.video, Buffer.from(JSON.stringify({ jobId: jobId(46) })), { messageId: "loop" });
     const dead = await waitFor(() => take("video.dead"), "the dead letter", 15_000);
     expect(dead.properties.messageId).toBe("loop");
     expect(dead.properties.headers?.["x-death"]?.[0]).toMatchObject({ queue: "video", reason: "delivery_limit" });
@@ -389,102 +264,5 @@ describe("failures and dead letters", () => {
     await expect(queue.consume(QUEUES.video, { prefetch: 1, maxAttempts: MAX_ATTEMPTS + 1 }, () => {})).rejects.toThrow(
       RangeError,
     );
-  });
-});
-
-describe("connection", () => {
-  test("with no broker, connecting and publishing fail with QueueUnavailable in bounded time", async () => {
-    const nowhere = "amqp://guest:guest@127.0.0.1:1";
-    let started = Date.now();
-    await expect(
-      connectQueue(nowhere, log, { initialMaxRetries: 2, initialDelayMs: 10, maxDelayMs: 20 }),
-    ).rejects.toBeInstanceOf(QueueUnavailable);
-    expect(Date.now() - started).toBeLessThan(15_000); // gave up rather than hanging (a generous bound: the machine may be busy)
-
-    const gaveUp = await open(nowhere, {
-      waitForConnect: false,
-      initialMaxRetries: 1,
-      initialDelayMs: 10,
-      maxDelayMs: 20,
-    });
-    started = Date.now();
-    await expect(gaveUp.publish(QUEUES.video, { jobId: jobId(90) }, { messageId: "x" })).rejects.toBeInstanceOf(
-      QueueUnavailable,
-    );
-    await expect(gaveUp.ping()).rejects.toBeInstanceOf(QueueUnavailable);
-
-    const stillTrying = await open(nowhere, {
-      waitForConnect: false,
-      initialMaxRetries: Infinity,
-      initialDelayMs: 10,
-      maxDelayMs: 50,
-      publishTimeoutMs: 300,
-    });
-    await expect(stillTrying.publish(QUEUES.video, { jobId: jobId(91) }, { messageId: "y" })).rejects.toThrow(
-      /no broker connection within 300 ms/,
-    );
-    expect(Date.now() - started).toBeLessThan(15_000); // gave up rather than hanging (a generous bound: the machine may be busy)
-  });
-
-  test("after the broker drops the connection, publishing and consuming resume without the caller doing anything", async () => {
-    const own = await createTestVhost();
-    try {
-      const queue = await open(own.url, { initialDelayMs: 50 });
-      const seen: string[] = [];
-      await queue.consume(QUEUES.video, { prefetch: 1 }, (delivery) => void seen.push(delivery.messageId!));
-      await queue.publish(QUEUES.video, { jobId: jobId(92) }, { messageId: "before" });
-      await waitFor(() => seen.length === 1, "the first message");
-      expect(await own.closeConnections()).toBe(1);
-      await queue.publish(QUEUES.video, { jobId: jobId(93) }, { messageId: "after" }); // waits for the reconnect
-      await waitFor(() => seen.length === 2, "the message after the reconnect");
-      expect(seen).toEqual(["before", "after"]);
-      expect(await queue.ping()).toBe(true);
-      expect(await own.connections()).toHaveLength(1); // the old one is gone, one new one
-      await queue.close();
-      await waitFor(async () => (await own.connections()).length === 0, "no connection left");
-    } finally {
-      await own.drop();
-    }
-  });
-
-  test("a redelivery waits while its earlier copy is still in hand after a reconnect, then sees what it did", async () => {
-    const own = await createTestVhost();
-    try {
-      const queue = await open(own.url, { initialDelayMs: 50 });
-      const held = gate();
-      const steps: string[] = [];
-      await queue.consume(QUEUES.video, { prefetch: 1 }, async (delivery) => {
-        steps.push(`start ${delivery.attempt}`);
-        if (delivery.attempt === 1) await held.closed; // still working when its channel dies
-        steps.push(`end ${delivery.attempt}`);
-      });
-      await queue.publish(QUEUES.video, { jobId: jobId(95) }, { messageId: "same" });
-      await waitFor(() => steps.length === 1, "the first copy in hand");
-      expect(await own.closeConnections()).toBe(1); // the broker takes it back and redelivers it
-      await waitFor(async () => (await own.connections()).length === 1, "the reconnect");
-      await sleep(300);
-      expect(steps).toEqual(["start 1"]); // the redelivered copy waits for the first
-      held.open();
-      await waitFor(() => steps.length === 4, "both copies handled");
-      expect(steps).toEqual(["start 1", "end 1", "start 2", "end 2"]);
-      await queue.close();
-    } finally {
-      await own.drop();
-    }
-  });
-
-  test("close() is idempotent, leaves no connection open and refuses further use", async () => {
-    const before = (await vhost.connections()).length;
-    const queue = await open();
-    expect(await queue.ping()).toBe(true);
-    await waitFor(async () => (await vhost.connections()).length === before + 1, "the connection to show");
-    await Promise.all([queue.close(), queue.close()]);
-    await queue.close();
-    await waitFor(async () => (await vhost.connections()).length === before, "the connection to go");
-    await expect(queue.ping()).rejects.toBeInstanceOf(QueueUnavailable);
-    await expect(queue.publish(QUEUES.video, { jobId: jobId(94) }, { messageId: "z" })).rejects.toBeInstanceOf(
-      QueueUnavailable,
-    );
-    await expect(queue.consume(QUEUES.video, { prefetch: 1 }, () => {})).rejects.toThrow(/stopped/);
   });
 });
