@@ -23,10 +23,10 @@ import { type Admission, admission } from "./auth/admission.ts";
 import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
 import { hashSlots } from "./auth/limits.ts";
-import { migrateDatabase } from "./db/migrate.ts";
+import { migrateDatabase, NOT_MIGRATED_HINT, pendingMigrations } from "./db/migrate.ts";
 import { Flag, GatewaySecret, LogLevel, MetricsPort, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
-import { health } from "./lib/health.ts";
+import { health, type ReadinessChecks, startupCheck } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
@@ -118,6 +118,29 @@ const docs = {
   },
 };
 
+// ── errors: Conflict, TooManyRequests, Unauthorized (lib/problem.ts); HashingBusy, EmailTaken (auth/accounts.ts) ──
+/** MySQL errors that mean "not there (yet)", not "this request is wrong": answered 503, like any store being away. */
+const MYSQL_AWAY = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "PROTOCOL_CONNECTION_LOST",
+  "ER_CON_COUNT_ERROR",
+  "ER_BAD_DB_ERROR", // not created yet: the migration creates it
+  "ER_NO_SUCH_TABLE", // not migrated yet
+]);
+
+/** Walks the cause chain (drizzle wraps the driver's error) for a code in MYSQL_AWAY. */
+export function isMysqlUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (MYSQL_AWAY.has((current as { code?: string }).code ?? "")) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 // ── the app ─────────────────────────────────────────────────────────────────
 export interface AuthDeps {
   config: AuthConfig;
@@ -151,7 +174,17 @@ export async function createAuth({
     loginsPerMinute: config.LOGIN_RATE_PER_MINUTE,
     registrationsPerHour: config.REGISTER_RATE_PER_HOUR,
   });
-  const app = authApp({ config, log, key, accounts, gate, metrics, ping: () => pool.query("SELECT 1") });
+  const startup = startupCheck();
+  const query = (sql: string) => pool.query(sql);
+  const checks: ReadinessChecks = {
+    startup: startup.check,
+    mysql: () => query("SELECT 1"),
+    schema: async () => {
+      const pending = await pendingMigrations(query);
+      if (pending) throw new Error(`${pending} migration(s) not applied: ${NOT_MIGRATED_HINT}`);
+    },
+  };
+  const app = authApp({ config, log, key, accounts, gate, metrics, checks });
   if (!config.GATEWAY_SECRET)
     log.warn(
       { event: "gateway_secret.unset" },
@@ -174,16 +207,22 @@ export async function createAuth({
     accounts,
     sweep,
     /** Applies the migrations first when MIGRATE_ON_START is set (development, single replica); then sweeps every minute. */
-    async start() {
-      if (config.MIGRATE_ON_START) {
-        await migrateDatabase(config.MYSQL_URL);
-        log.info({ event: "db.migrated" }, "migrations applied");
-      }
-      sweeper = setInterval(() => {
-        sweep().catch((error) => log.warn({ event: "login_attempts.sweep_failed", err: error }, "sweep failed"));
-      }, sweepEveryMs);
-      sweeper.unref();
-    },
+    start: () =>
+      startup.run(async () => {
+        if (config.MIGRATE_ON_START) {
+          await migrateDatabase(config.MYSQL_URL);
+          log.info({ event: "db.migrated" }, "migrations applied");
+        } else {
+          const pending = await pendingMigrations(query);
+          // Ready only once migrated (the schema check); the log says how, once.
+          if (pending)
+            log.warn({ event: "db.not_migrated", pending }, `the database is not migrated: ${NOT_MIGRATED_HINT}`);
+        }
+        sweeper ??= setInterval(() => {
+          sweep().catch((error) => log.warn({ event: "login_attempts.sweep_failed", err: error }, "sweep failed"));
+        }, sweepEveryMs);
+        sweeper.unref();
+      }),
     /** Stops sweeping; requests in flight are the runner's HTTP stop's to finish. */
     async stop() {
       clearInterval(sweeper);
@@ -203,13 +242,13 @@ interface AppParts {
   accounts: AccountStore;
   gate: Admission;
   metrics: ReturnType<typeof createMetrics>;
-  ping: () => Promise<unknown>;
+  checks: ReadinessChecks;
 }
 
 /** auth's routes: each answers from the account store and the signing key, once the gate lets it through. */
-function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) {
+function authApp({ config, log, key, accounts, gate, metrics, checks }: AppParts) {
   return new Elysia({ name: "auth" })
-    .use(problems(log))
+    .use(problems(log, { unavailable: isMysqlUnavailable }))
     .use(metrics.plugin)
     .use(apiDocs(AUTH_DOCS))
     .use(
@@ -222,7 +261,7 @@ function authApp({ config, log, key, accounts, gate, metrics, ping }: AppParts) 
         aud: TOKEN_AUDIENCE,
       }),
     )
-    .use(health({ mysql: ping }))
+    .use(health(checks))
     .onTransform(({ body }) => {
       // Normalise before validation, so " Ada@Example.COM " is ada@example.com everywhere.
       if (body && typeof body === "object" && "email" in body && typeof body.email === "string") {

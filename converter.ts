@@ -26,14 +26,14 @@ import {
   Port,
   UserStorageBytes,
 } from "./lib/config.ts";
-import { health } from "./lib/health.ts";
+import { health, startupCheck } from "./lib/health.ts";
 import { DEFAULT_RETENTION_HOURS } from "./lib/jobs.ts";
 import { AllowHosts } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
 import type { VideoMessage } from "./lib/messages.ts";
 import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
+import { CONNECT_IN_BACKGROUND, connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
 import { type Built, runService, type Service } from "./lib/runner.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -97,6 +97,7 @@ export function createConverter(deps: ConverterDeps): Service {
   const inHand = new Set<AbortController>();
   /** Expired jobs go (converter/sweeper.ts): every converter sweeps, claims keep them apart. */
   const sweeper = retentionSweeper(context);
+  const startup = startupCheck();
 
   /** One message in hand: its own controller, and MongoDB outages waited out (until the signal) before a retry. */
   async function consume(delivery: Delivery<VideoMessage>): Promise<void> {
@@ -113,20 +114,21 @@ export function createConverter(deps: ConverterDeps): Service {
   const app = new Elysia({ name: "converter" })
     .use(problems(log))
     .use(context.metrics.plugin)
-    .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
+    .use(health({ startup: startup.check, mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
 
   return {
     app,
     metricsApp: context.metrics.app,
-    async start() {
-      await removeDeadWorkersDirs(config.TMP_DIR, log);
-      await context.jobs.ensureIndexes();
-      const onExhausted = (body: VideoMessage) => giveUp(context, body);
-      const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
-      await queue.consume(QUEUES.video, options, consume);
-      log.info({ event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
-      sweeper.start();
-    },
+    start: () =>
+      startup.run(async () => {
+        await removeDeadWorkersDirs(config.TMP_DIR, log);
+        await context.jobs.ensureIndexes();
+        const onExhausted = (body: VideoMessage) => giveUp(context, body);
+        const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
+        await queue.consume(QUEUES.video, options, consume);
+        log.info({ event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
+        sweeper.start();
+      }),
     /** Stop taking work; give the messages in hand the grace period, then hand back what is not done. */
     async stop() {
       await Promise.all([queue.stopConsuming(), sweeper.stop()]);
@@ -145,8 +147,9 @@ export function createConverter(deps: ConverterDeps): Service {
 
 // ── start and graceful stop ─────────────────────────────────────────────────
 async function build(config: ConverterConfig, log: Logger): Promise<Built> {
-  const mongo = await connectMongo(config.MONGODB_URL, { appName: "converter" });
-  const queue = await connectQueue(config.AMQP_URL, log);
+  // Neither waits for its store: start() is retried until they answer (lib/runner.ts).
+  const mongo = await connectMongo(config.MONGODB_URL, { appName: "converter", waitForConnect: false });
+  const queue = await connectQueue(config.AMQP_URL, log, CONNECT_IN_BACKGROUND);
   return { service: createConverter({ config, log, mongo, queue }), resources: [mongo, queue] };
 }
 

@@ -28,14 +28,14 @@ import {
 } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { fileStore } from "./lib/files.ts";
-import { health } from "./lib/health.ts";
+import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
 import { AllowHosts, parseAllowList } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { connectQueue, type Queue, QueueUnavailable } from "./lib/queue.ts";
+import { CONNECT_IN_BACKGROUND, connectQueue, type Queue, QueueUnavailable } from "./lib/queue.ts";
 import { type Built, runService, type Service } from "./lib/runner.ts";
 import { webPage } from "./web/serve.ts";
 
@@ -99,6 +99,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
   });
   const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
+  const startup = startupCheck();
 
   const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: BUN_BODY_CEILING } })
     .use(problems(log, { unavailable: storeUnavailable }))
@@ -106,7 +107,14 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(bodyLimit(config.MAX_UPLOAD_BYTES))
     .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
     .use(webPage())
-    .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping(), jwks: () => verifier.ready() }))
+    .use(
+      health({
+        startup: startup.check,
+        mongodb: () => mongo.ping(),
+        rabbitmq: () => queue.ping(),
+        jwks: () => verifier.ready(),
+      }),
+    )
     .use(
       authRoutes({
         authUrl: config.AUTH_URL,
@@ -122,15 +130,19 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     app,
     metricsApp: metrics.app,
     /** Job indexes, then auth's keys; auth being away is no reason not to start (keys are fetched on first use). */
-    async start() {
-      await jobs.ensureIndexes();
-      await quotas.ensureIndexes();
-      await verifier
-        .ready()
-        .catch((error) =>
-          log.warn({ event: "auth.unreachable", err: error }, "auth's JWKS not reachable yet; will fetch on first use"),
-        );
-    },
+    start: () =>
+      startup.run(async () => {
+        await jobs.ensureIndexes();
+        await quotas.ensureIndexes();
+        await verifier
+          .ready()
+          .catch((error) =>
+            log.warn(
+              { event: "auth.unreachable", err: error },
+              "auth's JWKS not reachable yet; will fetch on first use",
+            ),
+          );
+      }),
     /** Ends the live event streams, so the HTTP server's graceful stop waits only for requests that end. */
     async stop() {
       streams.end();
@@ -140,8 +152,9 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
 
 // ── start and graceful stop ─────────────────────────────────────────────────
 async function build(config: GatewayConfig, log: Logger): Promise<Built> {
-  const mongo = await connectMongo(config.MONGODB_URL, { appName: "gateway" });
-  const queue = await connectQueue(config.AMQP_URL, log);
+  // Neither waits for its store: start() is retried until they answer (lib/runner.ts).
+  const mongo = await connectMongo(config.MONGODB_URL, { appName: "gateway", waitForConnect: false });
+  const queue = await connectQueue(config.AMQP_URL, log, CONNECT_IN_BACKGROUND);
   const verifier = jwksVerifier(new URL("/.well-known/jwks.json", config.AUTH_URL).toString());
   return { service: createGateway({ config, log, mongo, queue, verifier }), resources: [mongo, queue] };
 }

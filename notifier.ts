@@ -6,13 +6,13 @@ import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { AmqpUrl, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
-import { health } from "./lib/health.ts";
+import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
 import type { Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
+import { CONNECT_IN_BACKGROUND, connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
 import { mailer } from "./notifier/mailer.ts";
 import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
@@ -62,27 +62,31 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
   });
   const stopping = new AbortController();
   const context: NotifierContext = { config, log, jobs, mail, emails, stopping: stopping.signal };
+  const startup = startupCheck();
 
   const app = new Elysia({ name: "notifier" })
     .use(problems(log))
     .use(metrics.plugin)
-    .use(health({ mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
+    .use(health({ startup: startup.check, mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
 
   return {
     app,
     metricsApp: metrics.app,
-    async start() {
-      if (!mail.sends)
-        log.warn(
-          { event: "email.not_configured" },
-          "RESEND_API_KEY is not set: emails are written to the log instead of sent",
+    start: () =>
+      startup.run(async () => {
+        if (!mail.sends)
+          log.warn(
+            { event: "email.not_configured" },
+            "RESEND_API_KEY is not set: emails are written to the log instead of sent",
+          );
+        await queue.consume(
+          QUEUES.mp3,
+          { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
+          retryAfterMongo(mongo, log, (delivery) => notify(context, delivery), {
+            giveUp: () => stopping.signal.aborted,
+          }),
         );
-      await queue.consume(
-        QUEUES.mp3,
-        { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
-        retryAfterMongo(mongo, log, (delivery) => notify(context, delivery), { giveUp: () => stopping.signal.aborted }),
-      );
-    },
+      }),
     /** Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry. */
     async stop() {
       stopping.abort();
@@ -98,8 +102,9 @@ if (import.meta.main) {
     "notifier",
     NotifierConfig,
     async (config, log) => {
-      const mongo = await connectMongo(config.MONGODB_URL, { appName: "notifier" });
-      const queue = await connectQueue(config.AMQP_URL, log);
+      // Neither waits for its store: start() is retried until they answer (lib/runner.ts).
+      const mongo = await connectMongo(config.MONGODB_URL, { appName: "notifier", waitForConnect: false });
+      const queue = await connectQueue(config.AMQP_URL, log, CONNECT_IN_BACKGROUND);
       return { service: createNotifier({ config, log, mongo, queue }), resources: [mongo, queue] };
     },
     // A send in progress may take SEND_TIMEOUT_MS; retry waits end at once. Within k3d's 30 s.

@@ -5,6 +5,7 @@
 // account may; where it may not, the server's "Unknown database" error stands.
 import { fileURLToPath } from "node:url";
 import { Type } from "@sinclair/typebox";
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import { drizzle } from "drizzle-orm/mysql2";
 import { migrate } from "drizzle-orm/mysql2/migrator";
 import { createConnection } from "mysql2/promise";
@@ -27,6 +28,27 @@ export async function migrateDatabase(mysqlUrl: string): Promise<void> {
   } finally {
     await connection.end();
   }
+}
+
+/** What `bun run db:migrate` or MIGRATE_ON_START would fix, in the words a readiness check and a log line use. */
+export const NOT_MIGRATED_HINT = "run `bun run db:migrate` (or start auth with MIGRATE_ON_START=true)";
+
+/**
+ * Committed migrations the database has not applied, decided as drizzle's migrator decides
+ * (a migration newer than the last one recorded in `__drizzle_migrations` is pending).
+ * A database or a table that does not exist yet means every migration is pending.
+ */
+export async function pendingMigrations(query: (sql: string) => Promise<unknown>): Promise<number> {
+  const committed = readMigrationFiles({ migrationsFolder: MIGRATIONS_FOLDER });
+  let last = 0;
+  try {
+    const [rows] = (await query("SELECT MAX(created_at) AS last FROM `__drizzle_migrations`")) as [{ last: unknown }[]];
+    last = Number(rows[0]?.last ?? 0);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== "ER_NO_SUCH_TABLE" && code !== "ER_BAD_DB_ERROR") throw error;
+  }
+  return committed.filter((migration) => migration.folderMillis > last).length;
 }
 
 /** Creates the database the URL names, connected to the server without one. */

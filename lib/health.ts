@@ -4,6 +4,31 @@ import { Elysia, t } from "elysia";
 
 export type ReadinessChecks = Record<string, () => Promise<unknown>>;
 
+/**
+ * Whether a service's `start()` has finished: one of its readiness checks. A service starts
+ * without its stores (lib/runner.ts retries `start()` until they answer), so until then it
+ * is live but not ready, and the check says what the last try met.
+ */
+export function startupCheck() {
+  let started = false;
+  let waiting = "starting";
+  return {
+    check: async () => {
+      if (!started) throw new Error(waiting);
+    },
+    /** Runs one try of the start; a failure is what readiness says until the next try. */
+    async run(start: () => Promise<void>): Promise<void> {
+      try {
+        await start();
+        started = true;
+      } catch (error) {
+        waiting = `starting: ${error instanceof Error ? error.message : String(error)}`;
+        throw error;
+      }
+    },
+  };
+}
+
 const CHECK_TIMEOUT_MS = 2000;
 
 export const Readiness = t.Object({

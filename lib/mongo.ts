@@ -9,10 +9,17 @@ export interface Mongo {
   close(): Promise<void>;
 }
 
-export async function connectMongo(url: string, { appName = "m3dio" } = {}): Promise<Mongo> {
+/**
+ * The client for `url`. `waitForConnect: false` (the services) returns at once and connects in
+ * the background until MongoDB answers, so a service starts while MongoDB is still starting; its
+ * operations (and readiness) fail until then. Tests wait, so a wrong URL fails at once.
+ */
+export async function connectMongo(url: string, { appName = "m3dio", waitForConnect = true } = {}): Promise<Mongo> {
   // Short server selection: a request should fail fast (503) rather than hang when MongoDB is away.
   const client = new MongoClient(url, { appName, serverSelectionTimeoutMS: 5000, connectTimeoutMS: 5000 });
-  await client.connect();
+  let closed = false;
+  if (waitForConnect) await client.connect();
+  else void connectUntilConnected(client, () => closed);
   // Not `new URL`: a replica-set URL lists several hosts, which WHATWG URL rejects.
   const named = /^mongodb(?:\+srv)?:\/\/[^/?]+\/([^?]+)/.exec(url)?.[1];
   const db = client.db(named ? decodeURIComponent(named) : "m3dio");
@@ -22,8 +29,27 @@ export async function connectMongo(url: string, { appName = "m3dio" } = {}): Pro
     async ping() {
       await db.command({ ping: 1 });
     },
-    close: () => client.close(),
+    close: () => {
+      closed = true;
+      return client.close();
+    },
   };
+}
+
+/**
+ * Tries `client.connect()` until it succeeds or the client is closed. Not the driver's own
+ * connect-on-first-use: a first connect that fails leaves the client a closed topology, and
+ * every later operation fails with "Topology is closed" instead of trying again.
+ */
+async function connectUntilConnected(client: MongoClient, closed: () => boolean): Promise<void> {
+  for (let delayMs = 250; !closed(); delayMs = Math.min(delayMs * 2, 5000)) {
+    try {
+      await client.connect();
+      return;
+    } catch {
+      await Bun.sleep(delayMs); // each try already waited serverSelectionTimeoutMS
+    }
+  }
 }
 
 /**

@@ -92,6 +92,13 @@ export interface QueueOptions {
   exhaustedRetryMs?: number; // pause before a message whose onExhausted failed is handed back (2000)
 }
 
+/**
+ * How the services connect: without waiting, and trying until the broker answers however long
+ * it takes to start (amqplib's backoff, at most `maxDelayMs` apart). Publishing meanwhile is a
+ * QueueUnavailable (503), consumers attach once connected, readiness says "unavailable".
+ */
+export const CONNECT_IN_BACKGROUND: QueueOptions = { waitForConnect: false, initialMaxRetries: Infinity };
+
 export interface Queue {
   /** Resolves once the broker confirmed the message; otherwise rejects with QueueUnavailable. */
   publish<Q extends QueueName>(

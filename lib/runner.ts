@@ -2,9 +2,13 @@
 // `app` is its Elysia app (the API, or health for a worker), `metricsApp` serves
 // GET /metrics, `start()` begins its work (consuming, loading keys) and `stop()` stops
 // taking work and finishes or hands back what it holds. `runService` is the whole of a
-// service's `import.meta.main`: it parses the config, opens the connections, starts,
-// listens (`app` on PORT, `metricsApp` on METRICS_PORT, which no Ingress or published
-// port leads to), and on SIGTERM/SIGINT stops in one order: the service's own stop,
+// service's `import.meta.main`: it parses the config, makes the connections (which do not
+// wait for their stores), listens (`app` on PORT, `metricsApp` on METRICS_PORT, which no
+// Ingress or published port leads to), then starts. A store or broker that is not there yet
+// is no reason to exit: on an orchestrator that only means a crash loop whose back-off
+// outlasts the stores' own start. `start()` is tried again with backoff until it succeeds;
+// meanwhile the service is live but not ready (lib/health.ts startupCheck says why).
+// On SIGTERM/SIGINT it stops in one order: the service's own stop,
 // then its HTTP servers (requests in flight finish, bounded), then its connections in
 // reverse order of opening. A stop
 // that takes longer than the hard deadline exits anyway (code 1), so an orchestrator
@@ -20,7 +24,7 @@ export interface Service {
   app: AnyElysia;
   /** GET /metrics (lib/metrics.ts), listened on at METRICS_PORT. */
   metricsApp: AnyElysia;
-  /** Begins the service's work; resolves once it is ready for traffic. */
+  /** Begins the service's work; resolves once it is ready for traffic. Tried again while it fails. */
   start(): Promise<void>;
   /** Stops taking work and finishes (or hands back) what is in hand. */
   stop(): Promise<void>;
@@ -60,13 +64,13 @@ export async function runService<S extends TObject>(
   }
   const log = createLogger(name, config.LOG_LEVEL);
   const { service, resources } = await build(config, log);
-  await service.start();
   service.app.listen({ port: config.PORT, hostname: "0.0.0.0" });
   service.metricsApp.listen({ port: config.METRICS_PORT, hostname: "0.0.0.0" });
   const ports = { port: service.app.server?.port, metricsPort: service.metricsApp.server?.port };
   log.info({ event: "service.listening", ...ports }, `${name} listening`);
   const { httpGraceMs = 20_000, deadlineMs } = options(config);
   let stopping = false;
+  void startUntilStarted(service, log, () => stopping);
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -89,4 +93,26 @@ export async function runService<S extends TObject>(
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
+}
+
+/** Longest pause between two tries of `start()`. */
+const START_RETRY_MAX_MS = 10_000;
+
+/**
+ * Tries `start()` until it succeeds (or the service is stopping), waiting 0.5 s, then twice as
+ * long each time, at most 10 s: one `service.start_failed` line per try, `service.started` at the end.
+ */
+async function startUntilStarted(service: Service, log: Logger, stopping: () => boolean): Promise<void> {
+  for (let attempt = 1, delayMs = 500; !stopping(); attempt++, delayMs = Math.min(delayMs * 2, START_RETRY_MAX_MS)) {
+    try {
+      await service.start();
+      log.info({ event: "service.started", attempt }, "started: ready for work");
+      return;
+    } catch (error) {
+      if (stopping()) return;
+      const retryInMs = delayMs;
+      log.warn({ event: "service.start_failed", attempt, retryInMs, err: error }, "could not start yet; trying again");
+      await Bun.sleep(retryInMs);
+    }
+  }
 }

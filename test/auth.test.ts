@@ -20,6 +20,7 @@ let auth: Awaited<ReturnType<typeof createAuth>>;
 beforeAll(async () => {
   database = await createTestDatabase();
   auth = await createAuth({ config: authTestConfig(database.url) });
+  await auth.start();
 });
 afterAll(async () => {
   await auth?.close();
@@ -274,11 +275,11 @@ describe("configured signing keys", () => {
 });
 
 describe("health, metrics and docs", () => {
-  test("live and ready answer 200 while the database answers", async () => {
+  test("live and ready answer 200 once started on a migrated database that answers", async () => {
     expect((await auth.app.handle(new Request("http://auth/health/live"))).status).toBe(200);
     const ready = await auth.app.handle(new Request("http://auth/health/ready"));
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: "ready", checks: { mysql: "up" } });
+    expect(await ready.json()).toEqual({ status: "ready", checks: { startup: "up", mysql: "up", schema: "up" } });
   });
 
   test("ready answers 503 naming the database when it is away", async () => {

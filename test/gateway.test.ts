@@ -416,7 +416,7 @@ describe("docs, health and metrics", () => {
 
   test("ready reports MongoDB, RabbitMQ and the JWKS", async () => {
     const response = await call("/health/ready");
-    expect(await response.json()).toEqual({ status: "ready", checks: { mongodb: "up", rabbitmq: "up", jwks: "up" } });
+    expect(await response.json()).toEqual({ status: "ready", checks: { startup: "up", mongodb: "up", rabbitmq: "up", jwks: "up" } });
     expect(response.status).toBe(200);
   });
 

@@ -296,7 +296,7 @@ describe("without RESEND_API_KEY", () => {
 describe("health and metrics", () => {
   test("ready reports MongoDB and RabbitMQ; metrics count emails by outcome", async () => {
     const ready = await notifier.app.handle(new Request("http://notifier/health/ready"));
-    expect(await ready.json()).toEqual({ status: "ready", checks: { mongodb: "up", rabbitmq: "up" } });
+    expect(await ready.json()).toEqual({ status: "ready", checks: { startup: "up", mongodb: "up", rabbitmq: "up" } });
     const text = await (await notifier.metricsApp.handle(new Request("http://notifier/metrics"))).text();
     expect(text).toMatch(/notifier_emails_total\{[^}]*outcome="sent"[^}]*\} [1-9]/);
     expect(text).toMatch(/notifier_emails_total\{[^}]*outcome="dead_lettered"[^}]*\} 1/);

@@ -7,7 +7,7 @@
 //   MongoDB    a fresh database (testMongoUrl: MONGODB_URL or the in-process stand-in), dropped by stop()
 //   Resend     a stand-in in this process (startResendStandin), unless `resend: false`
 //
-// For fault tests, `proxy: { mongodb: true, rabbitmq: true }` puts a TCP proxy
+// For fault tests, `proxy: { mongodb: true, rabbitmq: true, mysql: true }` puts a TCP proxy
 // (test/support/tcp-proxy.ts) between the services and that store: the services get
 // the proxy's address, the test cuts and restores it (`system.proxies.mongodb.cut()`),
 // while `mongoUrl`/`amqpUrl` stay the direct addresses, so the test itself can still
@@ -84,7 +84,7 @@ export interface SystemOptions {
   /** How long each service may take to answer 200 on /health/ready (30 s). */
   readyTimeoutMs?: number;
   /** TCP proxies between the services and these stores, for a test to cut (`system.proxies`); none by default. */
-  proxy?: { mongodb?: boolean; rabbitmq?: boolean };
+  proxy?: { mongodb?: boolean; rabbitmq?: boolean; mysql?: boolean };
   /** A MongoDB server (`mongodb://host:port`) for this system's database instead of MONGODB_URL or the in-process stand-in. */
   mongoServer?: string;
 }
@@ -104,7 +104,7 @@ export interface System {
   /** The Resend stand-in (unless `resend: false`): `received` holds every email the notifier sent. */
   resend?: ReturnType<typeof startResendStandin>;
   /** The proxies asked for with `proxy` (the services reach that store only through it). */
-  proxies: { mongodb?: TcpProxy; rabbitmq?: TcpProxy };
+  proxies: { mongodb?: TcpProxy; rabbitmq?: TcpProxy; mysql?: TcpProxy };
   /** The vhost, e.g. `vhost.closeConnections()` to cut every broker connection as a broker restart would. */
   vhost: TestVhost;
   database: TestDatabase;
@@ -116,9 +116,9 @@ export interface System {
   service(name: ServiceName, index?: number): ServiceProcess;
   /**
    * Starts a service that is not running (never started, or exited/killed) on its own port and
-   * waits until it is ready. `start("converter", n)` with n past the last converter adds one.
+   * waits until it is ready (unless `ready: false`). `start("converter", n)` with n past the last converter adds one.
    */
-  start(name: ServiceName, index?: number): Promise<ServiceProcess>;
+  start(name: ServiceName, index?: number, options?: { ready?: boolean }): Promise<ServiceProcess>;
   /**
    * Sends `signal` (SIGTERM) and waits for the exit, up to `timeoutMs` (30 s); past that the
    * process is SIGKILLed and this throws. Resolves with the exit code (128 + n for signal n).
@@ -216,6 +216,10 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       proxies.rabbitmq = await startTcpProxy(target);
       cleanups.push({ what: "stop the RabbitMQ proxy", run: () => proxies.rabbitmq!.stop() });
     }
+    if (options.proxy?.mysql) {
+      proxies.mysql = await startTcpProxy(singleHost(database.url, /^mysql:\/\/(?:[^@/]*@)?([^/?,]+)/));
+      cleanups.push({ what: "stop the MySQL proxy", run: () => proxies.mysql!.stop() });
+    }
     const stores = {
       MONGODB_URL: proxies.mongodb ? throughProxy(mongoUrl, proxies.mongodb) : mongoUrl,
       AMQP_URL: proxies.rabbitmq ? throughProxy(vhost.url, proxies.rabbitmq) : vhost.url,
@@ -223,7 +227,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
 
     const defaults: Record<ServiceName, Record<string, string>> = {
       auth: {
-        MYSQL_URL: database.url,
+        MYSQL_URL: proxies.mysql ? throughProxy(database.url, proxies.mysql) : database.url,
         MIGRATE_ON_START: "false",
         JWT_PRIVATE_KEY: jwtKey,
         GATEWAY_SECRET: TEST_GATEWAY_SECRET,
@@ -296,7 +300,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       return { name, index, port, url, metricsUrl: `http://127.0.0.1:${metricsPort}`, child, logs, exited };
     }
 
-    async function start(name: ServiceName, index = 0): Promise<ServiceProcess> {
+    async function start(name: ServiceName, index = 0, { ready = true } = {}): Promise<ServiceProcess> {
       if (stopping) throw new Error("system: stopped");
       if (!SERVICE_NAMES.includes(name)) throw new Error(`system: no service called ${name}`);
       if (index !== 0 && name !== "converter")
@@ -308,7 +312,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
       const at = previous ? services.indexOf(previous) : -1;
       if (at >= 0) services[at] = service;
       else services.push(service);
-      await waitReady(service);
+      if (ready) await waitReady(service);
       return service;
     }
 
@@ -452,7 +456,8 @@ function singleHost(url: string, hostPart: RegExp): { host: string; port: number
   if (!match)
     throw new Error(`system: a proxy needs a URL with one host:port, not ${url.replace(/\/\/[^@/]*@/, "//***@")}`);
   const host = match[1]!.replace(/^\[|\]$/g, "");
-  const port = Number(match[2] ?? (url.startsWith("mongodb") ? 27017 : url.startsWith("amqps") ? 5671 : 5672));
+  const defaults: Record<string, number> = { mongodb: 27017, mysql: 3306, amqps: 5671, amqp: 5672 };
+  const port = Number(match[2] ?? defaults[url.slice(0, url.indexOf(":"))]);
   return { host: host === "localhost" ? "127.0.0.1" : host, port };
 }
 
