@@ -1,5 +1,5 @@
 // Video and MP3 bytes live in MongoDB GridFS: bucket `videos` for uploads, `mp3s`
-// for results. Files carry their owner and original name in their metadata, and
+// for results, `covers` for the MP3s' front covers (JPEG). Files carry their owner and original name in their metadata, and
 // stream in and out (also as HTTP answers with Range support) without being buffered.
 import { open } from "node:fs/promises";
 import { Readable, type Transform } from "node:stream";
@@ -25,7 +25,7 @@ import { NotFound, problemResponse } from "./problem.ts";
 // Re-exported for the services that import them from here.
 export { cleanFilename, mp3Filename } from "./filenames.ts";
 
-export const BUCKETS = ["videos", "mp3s"] as const;
+export const BUCKETS = ["videos", "mp3s", "covers"] as const;
 export type BucketName = (typeof BUCKETS)[number];
 
 export interface FileMetadata {

@@ -6,6 +6,8 @@
 // A finished job expires `retentionHours` after it finished: `expiresAt` is set then,
 // and a sweeper (converter/sweeper.ts) removes the job and its files after it.
 import { type Collection, type Db, ObjectId } from "mongodb";
+import type { BucketName } from "./files.ts";
+import type { AudioTrack, ConversionOptions } from "./options.ts";
 
 export const JOB_STATUSES = ["queued", "converting", "done", "failed"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -21,7 +23,10 @@ export interface JobSource {
   filename: string;
   url?: string;
   bytes: number;
+  /** What the bytes were sniffed as (lib/upload.ts), a video or an audio type; not what the client declared. */
   contentType: string;
+  /** The source's audio tracks, written by the converter once it has probed the source. */
+  audioTracks?: AudioTrack[];
 }
 
 export interface JobAudio {
@@ -37,6 +42,15 @@ export interface Job {
   videoFileId?: ObjectId;
   audioFileId?: ObjectId;
   audio?: JobAudio;
+  /** The MP3's front cover (GridFS `covers`), written by the converter when it made one. */
+  coverFileId?: ObjectId;
+  /**
+   * The options as applied: the gateway stores what the user chose with GATEWAY_DEFAULTS
+   * filled in; the converter replaces them with the full set it applies when it starts.
+   */
+  options?: ConversionOptions;
+  /** The options exactly as the user chose them (what the email names); only the gateway writes them. */
+  requestedOptions?: ConversionOptions;
   status: JobStatus;
   phase?: JobPhase;
   progress: number;
@@ -44,6 +58,8 @@ export interface Job {
   attempts: number;
   createdAt: Date;
   updatedAt: Date;
+  /** When it joined the queue: made, or retried. Its place in line counts the queued jobs before it. */
+  queuedAt?: Date;
   startedAt?: Date;
   finishedAt?: Date;
   notifiedAt?: Date;
@@ -56,7 +72,18 @@ export interface Job {
   retries?: number;
 }
 
-export type NewJob = Pick<Job, "userId" | "email" | "source"> & Partial<Pick<Job, "_id" | "videoFileId">>;
+export type NewJob = Pick<Job, "userId" | "email" | "source"> &
+  Partial<Pick<Job, "_id" | "videoFileId" | "options" | "requestedOptions">>;
+
+/** Every GridFS file a job holds, bucket by bucket: what deleting or sweeping the job removes. */
+export function jobFiles(job: Job): { bucket: BucketName; id: ObjectId }[] {
+  const files: { bucket: BucketName; id: ObjectId | undefined }[] = [
+    { bucket: "videos", id: job.videoFileId },
+    { bucket: "mp3s", id: job.audioFileId },
+    { bucket: "covers", id: job.coverFileId },
+  ];
+  return files.filter((file): file is { bucket: BucketName; id: ObjectId } => file.id !== undefined);
+}
 
 /** Parses a job id from a URL or message; anything that is not an ObjectId is "no such job". */
 export function parseJobId(id: string): ObjectId | null {
@@ -79,6 +106,11 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
       await jobs.createIndex({ userId: 1, _id: -1 }, { name: "jobs_by_user_newest" });
       await jobs.createIndex({ audioFileId: 1 }, { name: "jobs_by_audio_file", sparse: true });
       await jobs.createIndex({ expiresAt: 1 }, { name: "jobs_by_expiry", sparse: true });
+      // Only queued jobs, in the order they joined the queue: a job's place in line is a count of a short range.
+      await jobs.createIndex(
+        { queuedAt: 1, _id: 1 },
+        { name: "jobs_queued_in_order", partialFilterExpression: { status: "queued" } },
+      );
     },
 
     async create(job: NewJob): Promise<Job> {
@@ -91,6 +123,7 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
         attempts: 0,
         createdAt: now,
         updatedAt: now,
+        queuedAt: now,
       };
       await jobs.insertOne(record);
       return record;
@@ -102,6 +135,16 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
     getOwned: (id: ObjectId, userId: string) => jobs.findOne({ _id: id, userId }),
 
     findByAudioFile: (audioFileId: ObjectId, userId: string) => jobs.findOne({ audioFileId, userId }),
+
+    /** A queued job's place in line, 1 for the next to be taken: the queued jobs of every user that joined before it, plus one. */
+    async queuePosition(job: Pick<Job, "_id" | "queuedAt" | "createdAt">): Promise<number> {
+      const queuedAt = job.queuedAt ?? job.createdAt;
+      const before = await jobs.countDocuments({
+        status: "queued",
+        $or: [{ queuedAt: { $lt: queuedAt } }, { queuedAt, _id: { $lt: job._id } }],
+      });
+      return before + 1;
+    },
 
     /** The user's jobs, newest first; `before` is the last id of the previous page. */
     list(userId: string, { limit, before }: { limit: number; before?: ObjectId }) {
@@ -179,7 +222,7 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
           videoFileId: job.videoFileId ?? { $exists: false },
         },
         {
-          $set: { status: "queued", progress: 0, attempts: 0, updatedAt: new Date() },
+          $set: { status: "queued", progress: 0, attempts: 0, updatedAt: new Date(), queuedAt: new Date() },
           $unset: RETRY_CLEARS,
           $inc: { retries: 1 },
         },
@@ -253,7 +296,7 @@ const RETRY_CLEARS = {
   notifiedAt: "",
   notifyError: "",
 } as const;
-const RETRY_RESTORES = ["status", "progress", "attempts", ...Object.keys(RETRY_CLEARS)] as (keyof Job)[];
+const RETRY_RESTORES = ["status", "progress", "attempts", "queuedAt", ...Object.keys(RETRY_CLEARS)] as (keyof Job)[];
 
 const pick = (job: Job, keys: (keyof Job)[]) =>
   Object.fromEntries(keys.filter((key) => job[key] !== undefined).map((key) => [key, job[key]]));
