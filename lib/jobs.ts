@@ -15,6 +15,24 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const JOB_PHASES = ["downloading", "converting"] as const;
 export type JobPhase = (typeof JOB_PHASES)[number];
 export const FINISHED_STATUSES = ["done", "failed"] as const;
+/**
+ * Why a job failed, as the converter sorted it where the failure arose: the failure email's
+ * advice follows it. `link`: the link could not be downloaded as a video (unreachable, 404,
+ * a web page); `damaged`: the file cannot be read; `no_audio`; `too_long` (MAX_AUDIO_SECONDS);
+ * `track_missing`: the chosen `track` is not in the file; `trim`: `start` is past the audio;
+ * `quota`: the owner's storage is full; `internal`: our side gave up after its attempts.
+ */
+export const JOB_ERROR_KINDS = [
+  "link",
+  "damaged",
+  "no_audio",
+  "too_long",
+  "track_missing",
+  "trim",
+  "quota",
+  "internal",
+] as const;
+export type JobErrorKind = (typeof JOB_ERROR_KINDS)[number];
 /** How long a finished job, its video and its MP3 are kept (RETENTION_HOURS' default). */
 export const DEFAULT_RETENTION_HOURS = 168;
 
@@ -38,6 +56,8 @@ export interface Job {
   _id: ObjectId;
   userId: string;
   email: string;
+  /** Whether `email` was verified when the job was made (the token's `email_verified`); absent on older jobs. */
+  emailVerified?: boolean;
   source: JobSource;
   videoFileId?: ObjectId;
   audioFileId?: ObjectId;
@@ -55,6 +75,8 @@ export interface Job {
   phase?: JobPhase;
   progress: number;
   error?: string;
+  /** What kind of failure `error` is (absent on older jobs and unsorted failures). */
+  errorKind?: JobErrorKind;
   attempts: number;
   createdAt: Date;
   updatedAt: Date;
@@ -70,10 +92,12 @@ export interface Job {
   sweepingAt?: Date;
   /** Times its owner ran the failed job again. */
   retries?: number;
+  /** Signed audio links name it; revoking them (DELETE /jobs/:id/share) bumps it. Absent = 0. */
+  shareVersion?: number;
 }
 
 export type NewJob = Pick<Job, "userId" | "email" | "source"> &
-  Partial<Pick<Job, "_id" | "videoFileId" | "options" | "requestedOptions">>;
+  Partial<Pick<Job, "_id" | "emailVerified" | "videoFileId" | "options" | "requestedOptions">>;
 
 /** Every GridFS file a job holds, bucket by bucket: what deleting or sweeping the job removes. */
 export function jobFiles(job: Job): { bucket: BucketName; id: ObjectId }[] {
@@ -164,11 +188,14 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
         { returnDocument: "after" },
       ),
 
-    /** A link job's video is downloaded: attach it once and move on to converting, progress at least `progress`. */
+    /**
+     * A link job's video is downloaded: attach it once and move on to converting, progress at least
+     * `progress`; a `filename` the download named (its Content-Disposition) becomes the source's name.
+     */
     attachVideo: (
       id: ObjectId,
       videoFileId: ObjectId,
-      video: { bytes: number; contentType: string },
+      video: { bytes: number; contentType: string; filename?: string },
       progress: number,
     ) =>
       jobs.findOneAndUpdate(
@@ -178,6 +205,7 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
             videoFileId,
             "source.bytes": video.bytes,
             "source.contentType": video.contentType,
+            ...(video.filename ? { "source.filename": video.filename } : {}),
             phase: "converting",
             updatedAt: new Date(),
           },
@@ -202,10 +230,10 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
         { returnDocument: "after" },
       ),
 
-    markFailed: (id: ObjectId, reason: string) =>
+    markFailed: (id: ObjectId, reason: string, kind?: JobErrorKind) =>
       jobs.findOneAndUpdate(
         { _id: id, status: { $in: ["queued", "converting"] } },
-        { $set: { status: "failed", error: reason, ...finishing() } },
+        { $set: { status: "failed", error: reason, ...(kind ? { errorKind: kind } : {}), ...finishing() } },
         { returnDocument: "after" },
       ),
 
@@ -275,6 +303,10 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
       return (await jobs.deleteOne({ _id: id, sweepingAt: { $exists: true } })).deletedCount === 1;
     },
 
+    /** Every signed link to the owner's job made so far stops working; answers the job after, or null if not theirs. */
+    revokeLinks: (id: ObjectId, userId: string) =>
+      jobs.findOneAndUpdate({ _id: id, userId }, { $inc: { shareVersion: 1 } }, { returnDocument: "after" }),
+
     /** Records the email as sent; false if it already was (a redelivered message). */
     async markNotified(id: ObjectId, error?: string): Promise<boolean> {
       const set = error ? { notifiedAt: new Date(), notifyError: error } : { notifiedAt: new Date() };
@@ -289,6 +321,7 @@ export type JobStore = ReturnType<typeof jobStore>;
 /** What a retry clears, and what undoing it puts back. */
 const RETRY_CLEARS = {
   error: "",
+  errorKind: "",
   phase: "",
   startedAt: "",
   finishedAt: "",
