@@ -1,5 +1,6 @@
-// A job's intake, for the gateway: an upload (multipart or raw) or a link becomes a
-// stored video, a job record and a `video` message, or nothing at all. Every step that
+// A job's intake, for the gateway: an upload (multipart or raw, a video or an audio file)
+// or a link, with its conversion options (gateway/options.ts), becomes a stored file, a
+// job record and a `video` message, or nothing at all. Every step that
 // fails undoes the ones before it, also while MongoDB is failing (lib/cleanup.ts).
 // The user's quotas (gateway/quotas.ts) are checked before the body is read, bound the
 // upload's stream, and are checked again once the video is stored and the job recorded.
@@ -7,11 +8,12 @@ import { Readable } from "node:stream";
 import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
 import { cleanUp } from "../lib/cleanup.ts";
-import { cleanFilename, type FileStore, type StoredFile } from "../lib/files.ts";
+import type { FileStore, StoredFile } from "../lib/files.ts";
 import type { Job, JobStore } from "../lib/jobs.ts";
 import { limitedJson } from "../lib/json.ts";
 import { type AllowList, BadLink, checkPostedLink, linkFilename } from "../lib/link.ts";
 import type { Logger } from "../lib/log.ts";
+import type { ConversionOptions } from "../lib/options.ts";
 import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } from "../lib/problem.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import {
@@ -24,7 +26,9 @@ import {
   videoSniffer,
 } from "../lib/upload.ts";
 import type { Caller } from "./bearer.ts";
+import { badOptions, type FieldError, type OptionEntry, parseOptions, withGatewayDefaults } from "./options.ts";
 import { type Quotas, storageQuotaExceeded } from "./quotas.ts";
+import { formFilename, rawBodyFilename } from "./upload-names.ts";
 
 export interface IntakeDeps {
   files: FileStore;
@@ -38,37 +42,110 @@ export interface IntakeDeps {
   jobsCreated: Counter;
 }
 
-/** The gateway's intake: `receive(request, user, query)` answers the job it created (or throws a problem). */
+/** The gateway's intake: `receive(request, user)` answers the job it created (or throws a problem). */
 export function jobIntake(deps: IntakeDeps) {
-  return {
-    receive: (request: Request, user: Caller, query: { filename?: string }) => receive(deps, request, user, query),
-  };
+  return { receive: (request: Request, user: Caller) => receive(deps, request, user) };
 }
 export type JobIntake = ReturnType<typeof jobIntake>;
 
-async function receive(deps: IntakeDeps, request: Request, user: Caller, query: { filename?: string }): Promise<Job> {
+async function receive(deps: IntakeDeps, request: Request, user: Caller): Promise<Job> {
   const type = request.headers.get("content-type") ?? "";
-  if (!request.body) throw new Unprocessable("the request has no body: send a video");
-  if (/^multipart\/form-data/i.test(type)) {
-    const room = await admitUpload(deps, user, request, MULTIPART_OVERHEAD_BYTES);
-    try {
-      return await readMultipartFile(request.body, type, "file", (file) =>
-        acceptVideo(deps, user, { ...room, stream: file.stream, filename: file.filename, type: file.contentType }),
-      );
-    } catch (error) {
-      if (error instanceof BadMultipart) throw new Unprocessable(error.message);
-      throw error;
-    }
-  }
-  if (/^video\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-    const room = await admitUpload(deps, user, request, 0);
-    const stream = Readable.fromWeb(request.body as never);
-    return acceptVideo(deps, user, { ...room, stream, filename: query.filename ?? "video", type });
-  }
-  if (/^application\/json/i.test(type)) return acceptLink(deps, user, await limitedJson()({ request }));
+  if (!request.body) throw new Unprocessable("the request has no body: send a video or an audio file");
+  const query = [...new URL(request.url).searchParams];
+  if (/^multipart\/form-data/i.test(type)) return receiveForm(deps, request, user, type, query);
+  if (/^(video|audio)\//i.test(type) || /^application\/octet-stream/i.test(type))
+    return receiveRaw(deps, request, user, type, query);
+  if (/^application\/json/i.test(type)) return receiveLink(deps, user, query, await limitedJson()({ request }));
   throw new UnsupportedMediaType(
-    "send multipart/form-data with a `file` field, the video itself with a video/* content type, or JSON {url}",
+    "send multipart/form-data with a `file` field, the video or audio itself with a video/* or audio/* content type, or JSON {url}",
   );
+}
+
+/** How the options came: as form fields, JSON fields or query parameters (the log says which). */
+type Way = "form" | "json" | "query";
+type QueryEntries = [string, string][];
+
+/** The query's options: every parameter but `filename`, which names a raw body. */
+const queryOptions = (query: QueryEntries) => query.filter(([name]) => name !== "filename");
+const queryFilename = (query: QueryEntries) => query.find(([name]) => name === "filename")?.[1];
+
+/**
+ * The user's options from `entries`, or a 422 naming every bad field (with `otherErrors`,
+ * the way in's own) and a log line; nothing is stored by then, or the caller removes it.
+ */
+function chosenOptions(
+  { log }: IntakeDeps,
+  user: Caller,
+  way: Way,
+  entries: OptionEntry[],
+  otherErrors: FieldError[] = [],
+): ConversionOptions {
+  const { options, errors } = parseOptions(entries);
+  errors.push(...otherErrors);
+  if (!errors.length) return options;
+  const fields = [...new Set(errors.map((error) => error.field))];
+  log.info({ event: "job.options_refused", userId: user.id, way, fields }, "a new job was refused: bad options");
+  throw badOptions(errors);
+}
+
+/**
+ * A multipart upload: the fields before the file are checked as it starts (a bad one and
+ * nothing is stored), those after it once it is stored (a bad one and it is removed).
+ */
+async function receiveForm(
+  deps: IntakeDeps,
+  request: Request,
+  user: Caller,
+  type: string,
+  query: QueryEntries,
+): Promise<Job> {
+  const room = await admitUpload(deps, user, request, MULTIPART_OVERHEAD_BYTES);
+  const inQuery = queryOptions(query);
+  let read: Awaited<ReturnType<typeof readMultipartFile<StoredUpload>>>;
+  try {
+    read = await readMultipartFile(request.body!, type, "file", async (file, before) => {
+      chosenOptions(deps, user, "form", [...inQuery, ...before]);
+      const filename = formFilename(file.filename);
+      return storeUpload(deps, user, { ...room, stream: file.stream, filename, type: file.contentType });
+    });
+  } catch (error) {
+    if (error instanceof BadMultipart) throw new Unprocessable(error.message);
+    throw error;
+  }
+  const { result: upload, fields } = read;
+  let options: ConversionOptions;
+  try {
+    options = chosenOptions(deps, user, "form", [...inQuery, ...fields]);
+  } catch (error) {
+    await removeVideo(deps, upload.stored.id);
+    throw error;
+  }
+  return recordUpload(deps, user, upload, options);
+}
+
+/** A raw video/* or audio/* body: its options are in the query, checked before a byte is read. */
+async function receiveRaw(deps: IntakeDeps, request: Request, user: Caller, type: string, query: QueryEntries) {
+  const options = chosenOptions(deps, user, "query", queryOptions(query));
+  const room = await admitUpload(deps, user, request, 0);
+  const stream = Readable.fromWeb(request.body as never);
+  const filename = rawBodyFilename(request, queryFilename(query));
+  return recordUpload(deps, user, await storeUpload(deps, user, { ...room, stream, filename, type }), options);
+}
+
+/** JSON {url, ...options}: the link and the options are checked together, every bad field named at once. */
+async function receiveLink(deps: IntakeDeps, user: Caller, query: QueryEntries, body: unknown): Promise<Job> {
+  const fields = body !== null && typeof body === "object" && !Array.isArray(body) ? Object.entries(body) : [];
+  let url: URL | undefined;
+  const linkErrors: FieldError[] = [];
+  try {
+    url = checkPostedLink((body as { url?: unknown } | undefined)?.url, deps.allowList);
+  } catch (error) {
+    if (!(error instanceof BadLink)) throw error;
+    linkErrors.push({ field: "url", message: error.message });
+  }
+  const entries = [...queryOptions(query), ...fields.filter(([name]) => name !== "url")];
+  const options = chosenOptions(deps, user, "json", entries, linkErrors);
+  return acceptLink(deps, user, url!, options);
 }
 
 /**
@@ -100,26 +177,37 @@ const tooLarge = (limit: number) => new ContentTooLarge(`the video is larger tha
 
 interface Upload extends UploadRoom {
   stream: Readable;
+  /** The name as its owner typed it, cleaned (gateway/upload-names.ts). */
   filename: string;
   /** The declared content type (the stored one is what the bytes show). */
   type: string;
 }
 
-/** Stores one upload and queues it; nothing is left behind if any step fails. */
-async function acceptVideo(deps: IntakeDeps, user: Caller, upload: Upload): Promise<Job> {
-  const { files, jobs, log, quotas } = deps;
-  const name = cleanFilename(upload.filename);
-  const { stored, mime } = await storeVideo(deps, user, upload, name);
+/** A video or audio file stored in GridFS, not yet a job. */
+interface StoredUpload {
+  stored: StoredFile;
+  /** What its first bytes show it is. */
+  mime: string;
+  filename: string;
+}
+
+/** Records the stored upload as a job and queues it; nothing is left behind if any step fails. */
+async function recordUpload(
+  deps: IntakeDeps,
+  user: Caller,
+  { stored, mime, filename }: StoredUpload,
+  options: ConversionOptions,
+): Promise<Job> {
+  const { jobs, log, quotas } = deps;
   const jobId = new ObjectId(); // known before the insert, so an insert whose answer was lost can be undone too
-  const removeVideo = () => undo(deps, `remove video ${stored.id}`, () => files.remove("videos", stored.id));
   const removeJob = () => undo(deps, `remove job ${jobId}`, () => jobs.remove(jobId));
   const undoBoth = async (error: unknown): Promise<never> => {
     await removeJob();
-    await removeVideo();
+    await removeVideo(deps, stored.id);
     throw error;
   };
   await quotas.confirmStored(user.id).catch(async (error) => {
-    await removeVideo();
+    await removeVideo(deps, stored.id);
     throw error;
   });
   const record = await jobs
@@ -128,33 +216,37 @@ async function acceptVideo(deps: IntakeDeps, user: Caller, upload: Upload): Prom
       userId: user.id,
       email: user.email,
       videoFileId: stored.id,
-      source: { kind: "upload", filename: name, bytes: stored.bytes, contentType: mime },
+      source: { kind: "upload", filename, bytes: stored.bytes, contentType: mime },
+      options: withGatewayDefaults(options),
+      requestedOptions: options,
     })
     .catch(undoBoth);
   await quotas.claimSlot(user.id, jobId).catch(undoBoth);
-  await enqueue(deps, record, removeVideo);
+  await enqueue(deps, record, () => removeVideo(deps, stored.id));
   deps.uploadedBytes.inc(stored.bytes);
   log.info({ event: "job.queued", jobId: record._id, userId: user.id, bytes: stored.bytes, type: mime }, "job queued");
   return record;
 }
 
+const removeVideo = (deps: IntakeDeps, id: ObjectId) =>
+  undo(deps, `remove video ${id}`, () => deps.files.remove("videos", id));
+
 /**
  * Streams the upload into GridFS, checking its size (MAX_UPLOAD_BYTES, or the room left in
- * the user's quota if less) and that it is a video; the file is gone if either fails.
+ * the user's quota if less) and that it is a video or audio; the file is gone if either fails.
  */
-async function storeVideo(
+async function storeUpload(
   { files, maxUploadBytes, quotas }: IntakeDeps,
   user: Caller,
-  { stream, type, left, limit }: Upload,
-  name: string,
-): Promise<{ stored: StoredFile; mime: string }> {
+  { stream, type, left, limit, filename }: Upload,
+): Promise<StoredUpload> {
   const sniffer = videoSniffer();
   let stored: StoredFile;
   try {
     stored = await files.upload(
       "videos",
       stream,
-      { owner: user.id, filename: name, contentType: type || "application/octet-stream" },
+      { owner: user.id, filename, contentType: type || "application/octet-stream" },
       sniffer,
       byteLimit(limit),
     );
@@ -165,23 +257,17 @@ async function storeVideo(
       throw storageQuotaExceeded(quota, quota - left);
     }
     if (error instanceof TooLarge) throw tooLarge(maxUploadBytes);
-    if (error instanceof NotAVideo)
-      throw new UnsupportedMediaType(`${error.message}: send an MP4, MOV, MKV, WebM, AVI, MPEG-TS or FLV video`);
+    if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: ${WHAT_TO_SEND}`);
     throw error;
   }
-  return { stored, mime: (await sniffer.sniffed).mime };
+  return { stored, mime: (await sniffer.sniffed).mime, filename };
 }
 
+const WHAT_TO_SEND =
+  "send a video (MP4, MOV, MKV, WebM, AVI, MPEG-TS, FLV) or an audio file (M4A, MP3, WAV, FLAC, Ogg, Opus)";
+
 /** A link job: only the link's form (and a literal forbidden address) is checked here; the converter downloads. */
-async function acceptLink(deps: IntakeDeps, user: Caller, body: unknown): Promise<Job> {
-  let url: URL;
-  try {
-    url = checkPostedLink((body as { url?: unknown } | undefined)?.url, deps.allowList);
-  } catch (error) {
-    if (error instanceof BadLink)
-      throw new Unprocessable(`invalid url: ${error.message}`, [{ field: "url", message: error.message }]);
-    throw error;
-  }
+async function acceptLink(deps: IntakeDeps, user: Caller, url: URL, options: ConversionOptions): Promise<Job> {
   await deps.quotas.admit(user.id, 1); // its size is not known yet: the converter holds it to the room left
   const record = await deps.jobs.create({
     userId: user.id,
@@ -193,6 +279,8 @@ async function acceptLink(deps: IntakeDeps, user: Caller, body: unknown): Promis
       bytes: 0,
       contentType: "application/octet-stream",
     },
+    options: withGatewayDefaults(options),
+    requestedOptions: options,
   });
   await deps.quotas.claimSlot(user.id, record._id).catch(async (error) => {
     await undo(deps, `remove job ${record._id}`, () => deps.jobs.remove(record._id));

@@ -5,8 +5,7 @@ import { bearer, type TokenVerifier } from "./bearer.ts";
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
 import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
-import { DownloadQuery, gatewayModels, JobId, JobListQuery, jobDocs, NewJobQuery } from "./models.ts";
-import { jobView } from "./view.ts";
+import { DownloadQuery, gatewayModels, JobId, JobListQuery, jobDocs } from "./models.ts";
 
 export interface JobRoutesDeps {
   intake: JobIntake;
@@ -33,18 +32,18 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
     .use(bearer(verifier))
     .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
       app
+        // The query (a raw body's `filename` and options) is read by the intake, which names a bad field in its 422.
         .post(
           "/jobs",
-          ({ request, user, query, status }) =>
-            intake.receive(request, user, query).then((job) => status(202, jobView(job))),
-          { parse: "none", query: NewJobQuery, response: newJobAnswers, detail: jobDocs.create },
+          async ({ request, user, status }) => status(202, await service.view(await intake.receive(request, user))),
+          { parse: "none", response: newJobAnswers, detail: jobDocs.create },
         )
         .get("/jobs", ({ user, query }) => service.page(user, query), {
           query: JobListQuery,
           response: { 200: "JobPage", 401: "Problem", 422: "Problem" },
           detail: jobDocs.list,
         })
-        .get("/jobs/:id", async ({ params, user }) => jobView(await service.owned(params.id, user)), {
+        .get("/jobs/:id", async ({ params, user }) => service.view(await service.owned(params.id, user)), {
           params: JobId,
           response: { 200: "Job", 401: "Problem", 404: "Problem" },
           detail: jobDocs.get,
@@ -59,7 +58,7 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
         )
         .post(
           "/jobs/:id/retry",
-          async ({ params, user, status }) => status(202, jobView(await service.retry(params.id, user))),
+          async ({ params, user, status }) => status(202, await service.view(await service.retry(params.id, user))),
           {
             params: JobId,
             response: {
@@ -77,7 +76,7 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
         .get(
           "/jobs/:id/events",
           async function* ({ params, user, request }) {
-            const open = () => service.owned(params.id, user);
+            const open = () => service.owned(params.id, user).then(service.placed);
             yield* jobStatusEvents({ id: params.id, userId: user.id, open, reread: service.current, request, streams });
           },
           { params: JobId, detail: jobDocs.events },
@@ -87,10 +86,15 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
           async ({ params, user, request }) => service.audio(await service.owned(params.id, user), request),
           { params: JobId, detail: jobDocs.audio },
         )
+        .get(
+          "/jobs/:id/cover",
+          async ({ params, user, request }) => service.cover(await service.owned(params.id, user), request),
+          { params: JobId, detail: jobDocs.cover },
+        )
         // Reference-system compatibility: `curl -F file=@video.mp4 /upload` and `/download?fid=<mp3 file id>`.
         .post(
           "/upload",
-          ({ request, user, status }) => intake.receive(request, user, {}).then((job) => status(202, jobView(job))),
+          async ({ request, user, status }) => status(202, await service.view(await intake.receive(request, user))),
           { parse: "none", response: newJobAnswers, detail: jobDocs.upload },
         )
         .get("/download", ({ query, user, request }) => service.audioByFileId(query.fid, user, request), {

@@ -1,18 +1,18 @@
 // What the job routes do apart from HTTP: find, page through, delete and retry a caller's
-// own jobs, and answer a finished job's MP3 (Range requests included).
+// own jobs, tell a queued job's place in line, and answer a finished job's MP3 (Range
+// requests included) and its cover.
 import { create as contentDisposition } from "content-disposition";
-import type { ObjectId } from "mongodb";
 import { cleanUp } from "../lib/cleanup.ts";
 import { mp3Filename } from "../lib/filenames.ts";
-import type { BucketName, FileStore } from "../lib/files.ts";
-import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
+import type { FileStore } from "../lib/files.ts";
+import { type Job, type JobStore, jobFiles, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import { Conflict, HttpProblem, NotFound, Unavailable, Unprocessable } from "../lib/problem.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { Caller } from "./bearer.ts";
 import type { JobPage } from "./models.ts";
 import type { Quotas } from "./quotas.ts";
-import { jobView } from "./view.ts";
+import { jobView, type PlacedJob } from "./view.ts";
 
 export interface JobServiceDeps {
   jobs: JobStore;
@@ -43,11 +43,20 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
     const before = cursor ? parseJobId(cursor) : undefined;
     if (before === null) throw new Unprocessable("cursor is not a job id");
     const found = await jobs.list(user.id, { limit: limit + 1, ...(before ? { before } : {}) });
-    const items = found.slice(0, limit).map(jobView);
+    // At most MAX_ACTIVE_JOBS of them are queued: a count each.
+    const items = await Promise.all(found.slice(0, limit).map(async (job) => jobView(await placed(job))));
     return found.length > limit ? { items, nextCursor: items.at(-1)!.id } : { items };
   }
 
-  /** Deletes the caller's job, then its video and MP3. */
+  /** The job with its place in line while it is queued (a count over the index of queued jobs). */
+  async function placed(job: Job): Promise<PlacedJob> {
+    return job.status === "queued" ? { ...job, queuePosition: await jobs.queuePosition(job) } : job;
+  }
+
+  /** The job as the API shows it, its place in line included. */
+  const view = async (job: Job) => jobView(await placed(job));
+
+  /** Deletes the caller's job, then its files (video, MP3, cover). */
   async function remove(id: string, user: Caller): Promise<void> {
     const job = await owned(id, user);
     await jobs.remove(job._id);
@@ -57,12 +66,11 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
 
   /** The job is gone: its files must follow even if MongoDB falters now (a failed removal is retried in the background). */
   async function removeFilesOf(job: Job): Promise<void> {
-    const removeFile = (bucket: BucketName, fileId: ObjectId) =>
-      cleanUp(`remove ${bucket} file ${fileId}`, () => files.remove(bucket, fileId), { log });
-    await Promise.all([
-      job.videoFileId && removeFile("videos", job.videoFileId),
-      job.audioFileId && removeFile("mp3s", job.audioFileId),
-    ]);
+    await Promise.all(
+      jobFiles(job).map(({ bucket, id }) =>
+        cleanUp(`remove ${bucket} file ${id}`, () => files.remove(bucket, id), { log }),
+      ),
+    );
   }
 
   /**
@@ -126,6 +134,16 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
     });
   }
 
+  /** The MP3's front cover (JPEG) the converter made; 404 when it made none (or not yet). */
+  async function cover(job: Job, request: Request): Promise<Response> {
+    if (!job.coverFileId) throw new NotFound("the job has no cover image");
+    return files.respond("covers", job.coverFileId, request, {
+      "content-type": "image/jpeg",
+      "cache-control": "private, max-age=3600",
+      "x-content-type-options": "nosniff",
+    });
+  }
+
   /** The caller's MP3 by its file id (the reference system's `/download?fid=`). */
   async function audioByFileId(fid: string, user: Caller, request: Request): Promise<Response> {
     const fileId = parseJobId(fid);
@@ -134,10 +152,13 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
     return audio(job, request);
   }
 
-  /** The caller's job as it is now; null once it is deleted. */
-  const current = (job: Job) => jobs.getOwned(job._id, job.userId);
+  /** The caller's job as it is now, with its place in line; null once it is deleted. */
+  const current = async (job: Job) => {
+    const now = await jobs.getOwned(job._id, job.userId);
+    return now && placed(now);
+  };
 
-  return { owned, page, remove, retry, audio, audioByFileId, current };
+  return { owned, placed, view, page, remove, retry, audio, cover, audioByFileId, current };
 }
 
 export type JobService = ReturnType<typeof jobService>;

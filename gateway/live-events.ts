@@ -12,7 +12,7 @@ import { sse } from "elysia";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import { TooManyRequests } from "../lib/problem.ts";
-import { jobView } from "./view.ts";
+import { jobView, type PlacedJob } from "./view.ts";
 
 const POLL_FAST_MS = 100;
 const POLL_MS = 500;
@@ -47,7 +47,8 @@ export interface LiveStreamsOptions {
 }
 
 const finished = (job: Job) => job.status === "done" || job.status === "failed";
-const stateOf = (job: Job) => `${job.status}:${job.phase}:${job.progress}`;
+/** What a stream tells again when it changes; a queued job's place in line too. */
+const stateOf = (job: PlacedJob) => `${job.status}:${job.phase}:${job.progress}:${job.queuePosition}`;
 
 function newWatch(key: string, job: Job): Watch {
   const watch = { key, job, failed: false, followers: 1, changedAt: Date.now(), stopped: false } as Watch;

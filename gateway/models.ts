@@ -6,6 +6,7 @@
 import { type DocumentDecoration, Elysia, t } from "elysia";
 import { JOB_PHASES, JOB_STATUSES } from "../lib/jobs.ts";
 import { MAX_LINK_LENGTH } from "../lib/link.ts";
+import { AudioTrack, ConversionOptions, OPTION_FIELDS, TIMESTAMP_PATTERN } from "../lib/options.ts";
 import { Problem } from "../lib/problem.ts";
 
 function copy<T extends object>(schema: T): T {
@@ -29,12 +30,32 @@ export const JobView = t.Object({
       "the whole job: for a link, downloading fills 0-50 (when the server tells the size) and converting 50-100; for an upload, converting fills 0-100",
   }),
   error: t.Optional(t.String({ description: "why the job failed, in words for a person" })),
+  queuePosition: t.Optional(
+    t.Integer({
+      minimum: 1,
+      description:
+        "while queued: the job's place in line among every user's queued jobs, 1 for the next to be converted",
+    }),
+  ),
   source: t.Object({
     kind: t.Union([t.Literal("upload"), t.Literal("url")]),
-    filename: t.String(),
+    filename: t.String({ description: "the name as it was typed, cleaned of invisible and control characters" }),
     url: t.Optional(t.String({ description: "the link the video comes from (kind url)" })),
     bytes: t.Integer({ description: "the video's size; 0 for a link until it is downloaded" }),
-    contentType: t.String(),
+    contentType: t.String({
+      description:
+        "what the file's first bytes show it is (a video/* or audio/* type), whatever was declared; application/octet-stream for a link until it is downloaded",
+    }),
+    audioTracks: t.Optional(
+      t.Array(AudioTrack, {
+        description: "the source's audio tracks, once the converter has probed it; the option `track` picks by `index`",
+      }),
+    ),
+  }),
+  options: t.Object(ConversionOptions.properties, {
+    additionalProperties: false,
+    description:
+      "the conversion options as applied (schema ConversionOptions): what you chose, with the defaults filled in (the gateway's when queued; the converter's full set once it starts)",
   }),
   audio: t.Optional(
     t.Object({
@@ -55,6 +76,7 @@ export const JobView = t.Object({
     self: t.String(),
     events: t.String(),
     audio: t.String(),
+    cover: t.Optional(t.String({ description: "the MP3's front cover (image/jpeg), once the converter made one" })),
     retry: t.Optional(t.String({ description: "a failed job: POST here to run it again" })),
   }),
 });
@@ -67,9 +89,6 @@ export const JobPage = t.Object({
 export type JobPage = typeof JobPage.static;
 
 export const JobId = t.Object({ id: t.String() });
-export const NewJobQuery = t.Object({
-  filename: t.Optional(t.String({ maxLength: 255, description: "original name, for a raw video body" })),
-});
 export const JobListQuery = t.Object({
   limit: t.Integer({ minimum: 1, maximum: 100, default: 20 }),
   cursor: t.Optional(t.String()),
@@ -107,47 +126,107 @@ export const gatewayModels = new Elysia({ name: "gateway.models" }).model({
   Account: copy(Account),
   Token: copy(Token),
   Usage: copy(UsageView),
+  ConversionOptions: copy(ConversionOptions),
   Problem: copy(Problem),
 });
 
 // ── OpenAPI text ────────────────────────────────────────────────────────────
 const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
-export const jobDocs = routeDocs({
-  create: {
-    tags: ["jobs"],
-    summary:
-      "Convert a video: multipart field `file`, the raw video with a video/* content type, or JSON {url} of a video to download",
-    description:
-      "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
-      "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`. " +
-      "Quotas (GET /account/usage): a job past your jobs under way at once is 429 with Retry-After (problem member `quota: activeJobs`); " +
-      "a video that would take your stored bytes past your storage quota is 413 (`quota: storedBytes`, with `limit` and `used`), refused before its body is read when Content-Length already says so.",
-    requestBody: {
-      content: {
-        "multipart/form-data": {
-          schema: {
-            type: "object",
-            properties: { file: { type: "string", format: "binary" } },
-            required: ["file"],
+
+/**
+ * Each option as a client may send it: the stored model's schema (components.schemas.
+ * ConversionOptions), except that trim points may also be timestamps and `normalize` text.
+ * Forms and queries carry text; the gateway parses it (gateway/options.ts).
+ */
+const OPTION_INPUTS: Record<string, object> = (() => {
+  const { start, end, normalize } = ConversionOptions.properties;
+  const timestamp = { type: "string", pattern: TIMESTAMP_PATTERN, examples: ["1:15", "1:02:03.5"] };
+  const asSent: Record<string, object> = {
+    start: { anyOf: [{ ...start }, timestamp], description: `${start.description}; or [hh:]mm:ss[.fff]` },
+    end: { anyOf: [{ ...end }, timestamp], description: `${end.description}; or [hh:]mm:ss[.fff]` },
+    normalize: {
+      anyOf: [{ ...normalize }, { type: "string", enum: ["true", "false", "1", "0"] }],
+      description: normalize.description,
+    },
+  };
+  return Object.fromEntries(OPTION_FIELDS.map((name) => [name, asSent[name] ?? ConversionOptions.properties[name]]));
+})();
+
+const OPTIONS_TEXT =
+  "Conversion options (schema ConversionOptions), all optional, on every way in: form fields beside `file` (before or after it), " +
+  "JSON fields beside `url`, or query parameters with a raw body. A bad value, an unknown field, a field given twice, " +
+  "`quality` with `bitrate`, or `end` not after `start` is 422 naming each field in `errors`, and nothing is stored. " +
+  "An empty value is the same as leaving the field out.";
+
+const rawBody = { schema: { type: "string" as const, format: "binary" } };
+
+/** POST /jobs and its alias POST /upload take the same bodies, parameters and options. */
+const newJobDoc: DocumentDecoration = {
+  description:
+    `${OPTIONS_TEXT} ` +
+    "A video or an audio file (M4A, MP3, WAV, FLAC, Ogg, Opus) is judged by its first bytes, not its name or declared type: anything else is 415. " +
+    "A link (http or https, no credentials, at most 2048 characters) is downloaded by the converter: the job shows `phase: downloading` first. " +
+    "A malformed link, or one to a literal private address, is 422 naming the field `url`; a link that fails later fails the job with the reason in `error`. " +
+    "Quotas (GET /account/usage): a job past your jobs under way at once is 429 with Retry-After (problem member `quota: activeJobs`); " +
+    "a file that would take your stored bytes past your storage quota is 413 (`quota: storedBytes`, with `limit` and `used`), refused before its body is read when Content-Length already says so.",
+  parameters: [
+    {
+      name: "filename",
+      in: "query",
+      required: false,
+      description:
+        "a raw body's name as typed (else its Content-Disposition filename, else an X-Filename header, percent-encoded)",
+      schema: { type: "string" },
+    },
+    ...Object.entries(OPTION_INPUTS).map(([name, schema]) => ({
+      name,
+      in: "query",
+      required: false,
+      description: "a conversion option (with a raw body; see ConversionOptions)",
+      schema,
+    })),
+  ],
+  requestBody: {
+    required: true,
+    content: {
+      "multipart/form-data": {
+        schema: {
+          type: "object",
+          properties: {
+            file: { type: "string", format: "binary", description: "the video or audio file" },
+            ...OPTION_INPUTS,
           },
+          required: ["file"],
         },
-        "video/*": { schema: { type: "string", format: "binary" } },
-        "application/json": {
-          schema: {
-            type: "object",
-            properties: {
-              url: {
-                type: "string",
-                format: "uri",
-                maxLength: MAX_LINK_LENGTH,
-                description: "an http(s) link to a video file",
-              },
+      },
+      "video/*": rawBody,
+      "audio/*": rawBody,
+      "application/json": {
+        schema: {
+          type: "object",
+          properties: {
+            url: {
+              type: "string",
+              format: "uri",
+              maxLength: MAX_LINK_LENGTH,
+              description: "an http(s) link to a video or audio file, or to a video page",
             },
-            required: ["url"],
+            ...OPTION_INPUTS,
           },
+          required: ["url"],
+          additionalProperties: false,
         },
       },
     },
+  },
+};
+
+export const jobDocs = routeDocs({
+  create: {
+    ...newJobDoc,
+    tags: ["jobs"],
+    summary:
+      "Convert a video or audio file: multipart field `file`, the raw file with a video/* or audio/* content type, or JSON {url}; with conversion options",
   },
   list: { tags: ["jobs"], summary: "Your jobs, newest first" },
   get: { tags: ["jobs"], summary: "One job's status and progress" },
@@ -177,7 +256,19 @@ export const jobDocs = routeDocs({
       409: { description: "not done yet" },
     },
   },
-  upload: { tags: ["compatibility"], summary: "Same as POST /jobs (multipart `file`)" },
+  cover: {
+    tags: ["jobs"],
+    summary: "The MP3's front cover (JPEG), once the converter made one (the job's `links.cover`); 404 without one",
+    responses: {
+      200: { description: "image/jpeg", content: { "image/jpeg": { schema: { type: "string", format: "binary" } } } },
+      404: { description: "no such job, or it has no cover (problem+json)" },
+    },
+  },
+  upload: {
+    ...newJobDoc,
+    tags: ["compatibility"],
+    summary: "Same as POST /jobs (the reference flow's multipart `file`)",
+  },
   download: { tags: ["compatibility"], summary: "The MP3 by its file id (owner only)" },
 });
 

@@ -1,6 +1,6 @@
-// Streaming video intake, for uploads and downloaded links alike: a size limit
-// checked while the bytes flow, a check of the first bytes that this is a video
-// (by its signature, with file-type, not by its name or declared type), and a
+// Streaming media intake, for uploads and downloaded links alike: a size limit
+// checked while the bytes flow, a check of the first bytes that this is a video or
+// audio (by its signature, with file-type, not by its name or declared type), and a
 // streaming multipart reader (busboy), so no upload is ever held in memory whole.
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import busboy from "busboy";
@@ -59,6 +59,22 @@ export function byteLimit(max: number): Transform & { bytes: number } {
 // file-type reads at most this many bytes to recognise a container.
 const SNIFF_BYTES = 4100;
 
+/**
+ * The audio-only sources accepted beside every video type, as file-type names them (and so
+ * as a job's `source.contentType` holds them): M4A, MP3, WAV, FLAC, Ogg (Vorbis) and Opus.
+ * Other audio (MIDI, tracker modules, AMR...) is not something we convert.
+ */
+export const AUDIO_TYPES = [
+  "audio/x-m4a",
+  "audio/mp4",
+  "audio/mpeg",
+  "audio/wav",
+  "audio/flac",
+  "audio/ogg",
+  "audio/ogg; codecs=opus",
+] as const;
+const isMedia = (mime: string) => mime.startsWith("video/") || (AUDIO_TYPES as readonly string[]).includes(mime);
+
 export interface Sniffed {
   mime: string;
   ext: string;
@@ -66,7 +82,8 @@ export interface Sniffed {
 
 /**
  * Holds back the first bytes until their signature says "video" (MP4/MOV, Matroska,
- * WebM, AVI, MPEG-TS, FLV, ...), then passes everything through; fails with NotAVideo.
+ * WebM, AVI, MPEG-TS, FLV, ...) or one of AUDIO_TYPES, then passes everything through;
+ * fails with NotAVideo.
  */
 export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
   let head: Buffer[] = [];
@@ -85,8 +102,10 @@ export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
     const buffer = Buffer.concat(head);
     head = [];
     const type = await fileTypeFromBuffer(buffer.subarray(0, SNIFF_BYTES));
-    if (!type?.mime.startsWith("video/")) {
-      const error = new NotAVideo(buffer.length === 0 ? "the file is empty" : "the file is not a video");
+    if (!type || !isMedia(type.mime)) {
+      const error = new NotAVideo(
+        buffer.length === 0 ? "the file is empty" : "the file is not a video or an audio file",
+      );
       rejectSniffed(error);
       return done(error);
     }
@@ -114,34 +133,45 @@ export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
 
 export interface MultipartFile {
   stream: Readable;
+  /** The file name as the part gave it (a browser's escapes, %22 and %0D%0A, left as they are). */
   filename: string;
   contentType: string;
 }
 
+/** A part that is not the file: its name, and its text (or, for another file, FILE_PART). */
+export type MultipartField = [name: string, value: string | typeof FILE_PART];
+/** Stands for a file sent in a field other than the file's: never a valid value. */
+export const FILE_PART: unique symbol = Symbol("a file");
+
+/** The most bytes a text field is read to; a longer value is cut there (and no option is that long). */
+const FIELD_BYTES = 16 * 1024;
+
 /**
  * Reads a multipart/form-data body as a stream and hands the one file in `field` to
- * `handle` while it arrives. Fails with BadMultipart when the body is malformed, has
- * no such file, or has more than one file.
+ * `handle` while it arrives, with the fields that came before it; answers what `handle`
+ * answered and every field, those after the file too. Fails with BadMultipart when the
+ * body is malformed, has no such file, more than one file, or too many fields.
  */
 export function readMultipartFile<T>(
   body: ReadableStream<Uint8Array>,
   contentType: string,
   field: string,
-  handle: (file: MultipartFile) => Promise<T>,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
+  handle: (file: MultipartFile, fieldsBefore: MultipartField[]) => Promise<T>,
+): Promise<{ result: T; fields: MultipartField[] }> {
+  return new Promise((resolve, reject) => {
     const source = Readable.fromWeb(body as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
     let parser: busboy.Busboy;
     try {
       parser = busboy({
         headers: { "content-type": contentType },
-        limits: { files: 1, fields: 20, parts: 30 },
+        limits: { files: 1, fields: 20, parts: 30, fieldSize: FIELD_BYTES },
         defParamCharset: "utf8", // browsers send file names as UTF-8; busboy's default is latin1
       });
     } catch (error) {
       source.destroy();
       return reject(new BadMultipart(`the multipart body could not be read: ${(error as Error).message}`));
     }
+    const fields: MultipartField[] = [];
     let handling: Promise<T> | undefined;
     let fileStream: Readable | undefined;
     let failure: Error | undefined;
@@ -156,7 +186,7 @@ export function readMultipartFile<T>(
       try {
         const result = await handling;
         if (failure) reject(failure);
-        else resolve(result);
+        else resolve({ result, fields });
       } catch (error) {
         reject(failure ?? error);
       }
@@ -173,13 +203,20 @@ export function readMultipartFile<T>(
       if (name !== field || handling) {
         stream.resume();
         if (name === field) fail(new BadMultipart(`send exactly one file in the '${field}' field`));
+        else fields.push([name, FILE_PART]);
         return;
       }
       fileStream = stream;
-      handling = handle({ stream, filename: info.filename ?? "video", contentType: info.mimeType });
+      // Destroyed with the failure when the body fails: a handler that refused the file before
+      // reading it (or never piped it) must not leave that error unheard.
+      stream.on("error", () => {});
+      handling = handle({ stream, filename: info.filename ?? "video", contentType: info.mimeType }, [...fields]);
       handling.catch((error: Error) => fail(error));
     });
+    parser.on("field", (name, value) => fields.push([name, value]));
     parser.on("filesLimit", () => fail(new BadMultipart(`send exactly one file in the '${field}' field`)));
+    parser.on("fieldsLimit", () => fail(new BadMultipart("the form has too many fields")));
+    parser.on("partsLimit", () => fail(new BadMultipart("the form has too many parts")));
     parser.on("error", (error: Error) =>
       fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)),
     );

@@ -134,3 +134,44 @@ export async function run(command: string[]): Promise<string> {
   if (code !== 0) throw new Error(`${command[0]} failed (${code}): ${err}`);
   return out;
 }
+
+/** Audio-only containers the gateway accepts beside videos (lib/upload.ts AUDIO_TYPES). */
+export type AudioFormat = "m4a" | "mp3" | "wav" | "flac" | "ogg" | "opus";
+
+/** ffmpeg's muxer and encoder for each audio format. */
+const AUDIO_ENCODINGS: Record<AudioFormat, { muxer: string; encoder: string }> = {
+  m4a: { muxer: "ipod", encoder: "aac" },
+  mp3: { muxer: "mp3", encoder: "libmp3lame" },
+  wav: { muxer: "wav", encoder: "pcm_s16le" },
+  flac: { muxer: "flac", encoder: "flac" },
+  ogg: { muxer: "ogg", encoder: "libvorbis" },
+  opus: { muxer: "ogg", encoder: "libopus" },
+};
+
+/** Makes an audio-only file (a 440 Hz tone, no video stream) in `format`; written to `path`, by default a new temporary file. */
+export async function makeAudio(
+  { format = "mp3", seconds = 2 }: { format?: AudioFormat; seconds?: number } = {},
+  path?: string,
+): Promise<string> {
+  workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
+  const output = path ?? join(workDir, `audio-${++counter}.${format}`);
+  const { muxer, encoder } = AUDIO_ENCODINGS[format];
+  const tone = `sine=frequency=440:duration=${seconds}`;
+  await run([
+    "ffmpeg",
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-y",
+    "-f",
+    "lavfi",
+    "-i",
+    tone,
+    "-c:a",
+    encoder,
+    "-f",
+    muxer,
+    output,
+  ]);
+  return output;
+}
