@@ -2,10 +2,12 @@
 // the idempotency key `job-<id>-<status>` and the job's `notifiedAt` make a
 // redelivered message send nothing twice. Resend being away is retried with
 // backoff and then dead-lettered; a refusal retrying cannot fix is recorded.
+// Only a verified address is told (the job's `emailVerified`); the "ready" email's
+// download link is signed with LINK_SIGNING_KEY, which the gateway checks.
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
-import { AmqpUrl, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
+import { AmqpUrl, LinkSigningKey, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
 import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
 import type { Logger } from "./lib/log.ts";
@@ -14,6 +16,7 @@ import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { CONNECT_IN_BACKGROUND, connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
+import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
 import { mailer } from "./notifier/mailer.ts";
 import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
 
@@ -28,6 +31,7 @@ export const NotifierConfig = Type.Object({
   RESEND_BASE_URL: Url(["http", "https"], "https://api.resend.com", "the Resend API's http(s):// base URL"),
   MAIL_FROM: Type.String({ minLength: 3, default: "m3dio <onboarding@resend.dev>", description: "the sender" }),
   PUBLIC_URL: PublicUrl,
+  LINK_SIGNING_KEY: LinkSigningKey,
   MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 5, description: "sends tried before dead-lettering" }),
   RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 2000, description: "first retry delay; doubles each time" }),
   SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: "how long one send may take" }),
@@ -61,7 +65,8 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
     log,
   });
   const stopping = new AbortController();
-  const context: NotifierContext = { config, log, jobs, mail, emails, stopping: stopping.signal };
+  const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
+  const context: NotifierContext = { config, log, jobs, mail, links, emails, stopping: stopping.signal };
   const startup = startupCheck();
 
   const app = new Elysia({ name: "notifier" })

@@ -143,3 +143,14 @@ export const GatewaySecret = Type.Optional(
     description: "a shared secret of at least 16 characters",
   }),
 );
+
+/**
+ * LINK_SIGNING_KEY (gateway and notifier): the HMAC key of signed audio links
+ * (lib/signed-links.ts); both must hold the same one. Unset: a key per process, with a warning.
+ */
+export const LinkSigningKey = Type.Optional(
+  Type.String({
+    minLength: 32,
+    description: "a secret of at least 32 characters",
+  }),
+);

@@ -9,6 +9,12 @@
  */
 const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}"]/gu;
 
+/** Control, format and separator characters, as UNSAFE but keeping quotes: for text that is not a file name. */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/** Text from outside (a name, a reason) without control, bidirectional-override or invisible characters. */
+export const withoutInvisible = (text: string): string => text.replace(INVISIBLE, "");
+
 /** The name a person gave a file, without directories, unsafe or invisible characters, or excess length. */
 export function cleanFilename(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? "";

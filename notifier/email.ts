@@ -1,8 +1,12 @@
-// The emails the notifier sends: what a person reads when a conversion ends.
-import escapeHtml from "escape-html";
+// The emails the notifier sends when a conversion ends: what a person reads, built with
+// the template module (notifier/templates.ts: fixed subjects, values cleaned and escaped).
+// The "ready" email links to the job on the page and to a signed download link that works
+// without logging in until the job expires; the "failed" email's advice fits the failure's kind.
 import { cleanFilename, mp3Filename } from "../lib/filenames.ts";
-import type { Job } from "../lib/jobs.ts";
+import type { Job, JobErrorKind } from "../lib/jobs.ts";
+import type { LinkSigner } from "../lib/signed-links.ts";
 import { formatBytes } from "../lib/upload.ts";
+import { html, render, type Template, text } from "./templates.ts";
 
 export interface Email {
   from: string;
@@ -19,74 +23,102 @@ export interface Email {
  */
 export const SUBJECTS = { done: "Your MP3 is ready", failed: "Your MP3 could not be made" } as const;
 
-export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: string }): Email {
+/** The job on the page (web/: the page routes `#/jobs/<id>`; the gateway serves the page only at `/`). */
+export const jobPageUrl = (publicUrl: string, jobId: string) => `${base(publicUrl)}/#/jobs/${jobId}`;
+
+/** What to do next, by what went wrong (the job's `errorKind`, set where the failure arose). */
+const ADVICE: Record<JobErrorKind, string> = {
+  link: "Check that the link opens in a browser without logging in and leads to the video or audio itself, then send it again; or download the video and upload the file.",
+  damaged:
+    "Please check that the file plays and has sound, or export it again (MP4 with AAC audio works everywhere), then upload it again.",
+  no_audio:
+    "The file has no sound to make an MP3 of: check that it is the file you meant (screen recordings are often made without sound), then upload it again.",
+  too_long: "Choose a shorter part with the start and end options, or split the recording, then send it again.",
+  track_missing:
+    "Choose one of the file's audio tracks (the job on the page lists them) with the track option, then send it again.",
+  trim: "Choose a start (and end) inside the audio, then send it again.",
+  quota: "Your storage is full: delete the MP3s you no longer need on the page, then try again.",
+  internal: "This was on our side: please try again in a little while.",
+};
+/** Failures a retry of the same job may cure (the link works again, our side recovered, room was made). */
+const RETRY_MAY_HELP = new Set<JobErrorKind | undefined>([undefined, "link", "internal", "quota"]);
+
+interface ReadyData {
+  name: string;
+  audioLink: string;
+  pageLink: string;
+  keptUntil?: string;
+  facts: [string, string][];
+}
+
+const readyEmail: Template<ReadyData> = {
+  subject: SUBJECTS.done,
+  text: (d) => [
+    text`Your MP3 of "${d.name}" is ready.`,
+    "",
+    text`Download or play it: ${d.audioLink}`,
+    text`See it on m3dio: ${d.pageLink}`,
+    ...(d.keptUntil ? [text`The MP3 is kept until ${d.keptUntil}.`, "The download link works until then."] : []),
+    "",
+    ...d.facts.map(([label, value]) => text`${label}: ${value}`),
+  ],
+  html: (d) =>
+    html`<p>Your MP3 of <strong>${d.name}</strong> is ready.</p>
+<p><a href="${d.audioLink}">Download or play it</a> · <a href="${d.pageLink}">See it on m3dio</a></p>
+${d.keptUntil ? html`<p>The MP3 is kept until ${d.keptUntil}. The download link works until then.</p>` : ""}
+<table>${d.facts.map(([label, value]) => html`<tr><th align="left">${label}</th><td>${value}</td></tr>`)}</table>`,
+};
+
+interface FailedData {
+  name: string;
+  reason: string;
+  advice: string;
+  pageLink: string;
+  kept?: string;
+}
+
+const failedEmail: Template<FailedData> = {
+  subject: SUBJECTS.failed,
+  text: (d) => [
+    text`We could not turn "${d.name}" into an MP3: ${d.reason}.`,
+    "",
+    d.advice,
+    ...(d.kept ? [d.kept] : []),
+    text`See it on m3dio: ${d.pageLink}`,
+  ],
+  html: (d) =>
+    html`<p>We could not turn <strong>${d.name}</strong> into an MP3: ${d.reason}.</p>
+<p>${d.advice}</p>${d.kept ? html`<p>${d.kept}</p>` : ""}
+<p><a href="${d.pageLink}">See it on m3dio</a></p>`,
+};
+
+export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: string }, links: LinkSigner): Email {
   const name = cleanFilename(job.source.filename);
-  const mp3Name = mp3Filename(name);
-  const base = { from: config.MAIL_FROM, to: job.email };
-  const kept = keptUntil(job);
+  const pageLink = jobPageUrl(config.PUBLIC_URL, job._id.toHexString());
+  const envelope = { from: config.MAIL_FROM, to: job.email };
+  const until = job.expiresAt?.toUTCString();
   if (job.status === "done" && job.audio && job.audioFileId) {
-    const link = `${config.PUBLIC_URL.replace(/\/$/, "")}/jobs/${job._id}/audio`;
-    const facts = [
-      ["File", mp3Name],
+    const facts: [string, string][] = [
+      ["File", mp3Filename(name)],
       ["Length", formatDuration(job.audio.durationSec)],
       ["Size", formatBytes(job.audio.bytes)],
       ["MP3 file id", job.audioFileId.toHexString()],
     ];
-    return {
-      ...base,
-      subject: SUBJECTS.done,
-      text: [
-        `Your MP3 of "${name}" is ready.`,
-        "",
-        `Download or play it: ${link}`,
-        ...kept.map((line) => line.text),
-        "",
-        ...facts.map(([k, v]) => `${k}: ${v}`),
-        "",
-        "— m3dio",
-      ].join("\n"),
-      html: page(
-        `<p>Your MP3 of <strong>${escapeHtml(name)}</strong> is ready.</p>
-<p><a href="${escapeHtml(link)}">Download or play it</a></p>${kept.map((line) => line.html).join("")}
-<table>${facts.map(([k, v]) => `<tr><th align="left">${k}</th><td>${escapeHtml(v!)}</td></tr>`).join("")}</table>`,
-      ),
-    };
+    const audioLink = `${base(config.PUBLIC_URL)}${links.audioPath(job).path}`;
+    return { ...envelope, ...render(readyEmail, { name, audioLink, pageLink, keptUntil: until, facts }) };
   }
   const reason = job.error ?? "the conversion did not finish";
-  const advice = /attempts/.test(reason)
-    ? "This was on our side: please upload the video again in a little while."
-    : "Please check that the file plays and has sound, or export it again (MP4 with AAC audio works everywhere), then upload it again.";
-  return {
-    ...base,
-    subject: SUBJECTS.failed,
-    text: [
-      `We could not turn "${name}" into an MP3: ${reason}.`,
-      "",
-      advice,
-      ...kept.map((l) => l.text),
-      "",
-      "— m3dio",
-    ].join("\n"),
-    html: page(
-      `<p>We could not turn <strong>${escapeHtml(name)}</strong> into an MP3: ${escapeHtml(reason)}.</p>\n<p>${escapeHtml(advice)}</p>${kept.map((l) => l.html).join("")}`,
-    ),
-  };
+  const kind = job.errorKind ?? (/attempts/.test(reason) ? "internal" : undefined);
+  const advice = kind ? ADVICE[kind] : ADVICE.damaged;
+  const kept =
+    until &&
+    (RETRY_MAY_HELP.has(kind)
+      ? `The video is kept until ${until}: until then you can retry the conversion on the page.`
+      : `The job is kept until ${until}.`);
+  return { ...envelope, ...render(failedEmail, { name, reason, advice, pageLink, kept: kept || undefined }) };
 }
 
-/** Until when the job is kept (RETENTION_HOURS), as a line of text and of HTML; none without an expiry. */
-function keptUntil(job: Job): { text: string; html: string }[] {
-  if (!job.expiresAt) return [];
-  const when = job.expiresAt.toUTCString();
-  const text =
-    job.status === "done"
-      ? `The MP3 is kept until ${when}.`
-      : `The video is kept until ${when}: until then you can retry the conversion on the page.`;
-  return [{ text, html: `<p>${escapeHtml(text)}</p>` }];
-}
-
-function page(body: string): string {
-  return `<!doctype html><html><body style="font-family: sans-serif">${body}<p>— m3dio</p></body></html>`;
-}
+const base = (publicUrl: string) => publicUrl.replace(/\/+$/, "");
 
 function formatDuration(seconds: number): string {
   const total = Math.round(seconds);

@@ -7,6 +7,7 @@ import type { Logger } from "../lib/log.ts";
 import type { Mp3Message } from "../lib/messages.ts";
 import { isMongoUnavailable } from "../lib/mongo.ts";
 import type { Delivery } from "../lib/queue.ts";
+import type { LinkSigner } from "../lib/signed-links.ts";
 import type { NotifierConfig } from "../notifier.ts";
 import { composeEmail } from "./email.ts";
 import { type Mailer, SendRefused } from "./mailer.ts";
@@ -16,6 +17,8 @@ export interface NotifierContext {
   log: Logger;
   jobs: JobStore;
   mail: Mailer;
+  /** Signs the "ready" email's download link (LINK_SIGNING_KEY, the gateway's too). */
+  links: LinkSigner;
   emails: Counter<"outcome">;
   /** Aborted when the notifier stops: a message waiting out its retry delay goes back at once. */
   stopping: AbortSignal;
@@ -32,10 +35,16 @@ export async function notify(context: NotifierContext, delivery: Delivery<Mp3Mes
   if (job.status !== "done" && job.status !== "failed") {
     return jobLog.warn({ event: "job.unfinished", status: job.status }, "job not finished; nothing to tell yet");
   }
+  // Only a verified address hears how a job ended (jobs from before verification have no flag: they do).
+  if (job.emailVerified === false) {
+    await jobs.markNotified(job._id, "not sent: the address was not verified when the job was made");
+    emails.inc({ outcome: "skipped_unverified" });
+    return jobLog.info({ event: "email.skipped_unverified", status: job.status }, "address not verified; no email");
+  }
   try {
     // A retried job's new outcome is a new email: its key names the retry.
     const key = `job-${job._id}-${job.status}${job.retries ? `-retry${job.retries}` : ""}`;
-    const emailId = await mail.send(composeEmail(job, context.config), key);
+    const emailId = await mail.send(composeEmail(job, context.config, context.links), key);
     await jobs.markNotified(job._id);
     emails.inc({ outcome: mail.sends ? "sent" : "logged" });
     if (mail.sends) jobLog.info({ event: "email.sent", emailId, status: job.status }, "email sent");

@@ -132,12 +132,14 @@ describe("emails", () => {
     expect(email!.subject).toBe("Your MP3 is ready"); // fixed text: the name is only in the body
     expect(email!.authorization).toBe("Bearer re_test_key");
     expect(email!.idempotencyKey).toBe(`job-${id}-done`);
-    const link = `https://m3dio.example/jobs/${id}/audio`;
+    // The download link is signed (test/links.test.ts follows it); the page's view of the job beside it.
+    const link = `https://m3dio.example/jobs/${id}/audio?expires=`;
     expect(email!.text).toContain(link);
+    expect(email!.text).toContain(`https://m3dio.example/#/jobs/${id}`);
     expect(email!.text).toContain(job.audioFileId!.toHexString());
     expect(email!.text).toContain("2:05");
     expect(email!.text).toContain("3 MiB");
-    expect(email!.html).toContain(`href="${link}"`);
+    expect(email!.html).toContain(`href="${link}`);
     expect(email!.html).toContain("Tom &amp; Jerry &lt;b&gt;live&lt;b&gt;.mp4");
     expect(email!.html).not.toContain("<b>live");
   });

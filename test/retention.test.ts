@@ -13,6 +13,7 @@ import { retentionSweeper } from "../converter/sweeper.ts";
 import type { JobView } from "../gateway.ts";
 import { type Job, jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
+import { generateLinkSigningKey, linkSigner } from "../lib/signed-links.ts";
 import { composeEmail } from "../notifier/email.ts";
 import { drainQueue, waitForJob } from "./support/jobs.ts";
 import { startLocalConverter } from "./support/local-converter.ts";
@@ -303,15 +304,16 @@ describe("POST /jobs/:id/retry", () => {
 describe("the email", () => {
   test("says until when the MP3, or a failed job's video, is kept", async () => {
     const config = { MAIL_FROM: "m3dio <mp3@example.com>", PUBLIC_URL: "https://m3dio.example" };
+    const links = linkSigner(generateLinkSigningKey());
     const done = await finishedJob(someone(), "done");
     const failed = await finishedJob(someone(), "failed");
-    const doneEmail = composeEmail(done, config);
+    const doneEmail = composeEmail(done, config, links);
     expect(doneEmail.text).toContain(`The MP3 is kept until ${done.expiresAt!.toUTCString()}.`);
     expect(doneEmail.html).toContain(`The MP3 is kept until ${done.expiresAt!.toUTCString()}.`);
-    expect(composeEmail(failed, config).text).toContain(
+    expect(composeEmail(failed, config, links).text).toContain(
       `The video is kept until ${failed.expiresAt!.toUTCString()}: until then you can retry the conversion on the page.`,
     );
-    const undated = composeEmail({ ...done, expiresAt: undefined }, config);
+    const undated = composeEmail({ ...done, expiresAt: undefined }, config, links);
     expect(undated.text).not.toContain("kept until");
   });
 });
