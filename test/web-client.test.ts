@@ -1,6 +1,8 @@
 // The web page's API client (web/api.ts) on its own, without a browser: the pure parts.
 import { describe, expect, test } from "bun:test";
-import { ApiError, describeError, SseParser } from "../web/api.ts";
+import { ApiError } from "../web/api.ts";
+import { describeError } from "../web/errors.ts";
+import { SseParser } from "../web/sse.ts";
 
 describe("the page's API client", () => {
   test("the event-stream parser survives chunks split anywhere, CRLF, comments and multi-line data", () => {

@@ -1,9 +1,12 @@
 // The gateway's HTTP API as the page uses it, and the wording of its errors.
 // Everything that needs the token sends it as `Authorization: Bearer`: the live
-// status stream and the MP3 too, which is why they are read with fetch (an
-// EventSource or an <audio src> cannot send that header).
+// status stream, the MP3 and the cover too, which is why they are read with fetch (an
+// EventSource, an <audio src> or an <img src> cannot send that header). How errors are
+// worded is in errors.ts.
 import type { JobView, UsageView } from "../gateway/models.ts";
 import { mp3Filename } from "../lib/filenames.ts";
+import type { ConversionOptions } from "../lib/options.ts";
+import { type ServerEvent, SseParser } from "./sse.ts";
 
 /** A job as the gateway shows it (its own model: a type-only import, so no server code is bundled). */
 export type Job = JobView;
@@ -133,8 +136,20 @@ export async function getUsage(token: string): Promise<Usage> {
   return (await call("/account/usage", { token })).json();
 }
 
-export async function convertLink(token: string, url: string): Promise<Job> {
-  return (await call("/jobs", { ...json({ url }), token })).json();
+/** A link to convert, with the conversion options as JSON fields beside `url`. */
+export async function convertLink(token: string, url: string, options: ConversionOptions = {}): Promise<Job> {
+  return (await call("/jobs", { ...json({ ...options, url }), token })).json();
+}
+
+/** The job's cover (JPEG), or null when it has none (404): fetched, since an <img> cannot send the token. */
+export async function fetchCover(token: string, job: Job): Promise<Blob | null> {
+  if (!job.links.cover) return null;
+  try {
+    return await (await call(job.links.cover, { token })).blob();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
 }
 
 /** The MP3 as a Blob, with the name the server gives it. */
@@ -165,10 +180,26 @@ export function filenameFrom(disposition: string | null): string | undefined {
 }
 
 /**
- * Uploads one video as multipart `file` with XMLHttpRequest, the only browser API
- * that reports upload progress. `onProgress` gets bytes sent and the total.
+ * The options as multipart fields, named as in lib/options.ts: numbers and booleans as
+ * text, trim points as seconds. Unset options are left out (the server's defaults apply).
  */
-export function uploadVideo(token: string, file: File, onProgress: (sent: number, total: number) => void) {
+export function optionFields(options: ConversionOptions): [string, string][] {
+  return Object.entries(options)
+    .filter(([, value]) => value !== undefined)
+    .map(([name, value]) => [name, String(value)]);
+}
+
+/**
+ * Uploads one video or audio file as multipart `file`, its options as fields before it,
+ * with XMLHttpRequest, the only browser API that reports upload progress. `onProgress`
+ * gets bytes sent and the total.
+ */
+export function uploadVideo(
+  token: string,
+  file: File,
+  options: ConversionOptions,
+  onProgress: (sent: number, total: number) => void,
+) {
   const xhr = new XMLHttpRequest();
   const done = new Promise<Job>((resolve, reject) => {
     xhr.open("POST", "/jobs");
@@ -187,69 +218,14 @@ export function uploadVideo(token: string, file: File, onProgress: (sent: number
     xhr.onerror = () => reject(unreachable());
     xhr.onabort = () => reject(new DOMException("the upload was cancelled", "AbortError"));
     const form = new FormData();
+    for (const [name, value] of optionFields(options)) form.append(name, value);
     form.append("file", file, file.name);
     xhr.send(form);
   });
   return { done, cancel: () => xhr.abort() };
 }
 
-// ── live status: Server-Sent Events read from a fetch body ──────────────────────
-export interface ServerEvent {
-  event: string;
-  data: string;
-  id?: string;
-}
-
-/**
- * A Server-Sent Events parser (the text/event-stream format of the HTML standard):
- * feed it text as it arrives, in chunks split anywhere, and it hands back the
- * complete events. Handles LF, CR and CRLF line ends, comments and multi-line data.
- */
-export class SseParser {
-  private buffer = "";
-  private data: string[] = [];
-  private event = "";
-  private id: string | undefined;
-
-  push(chunk: string): ServerEvent[] {
-    this.buffer += chunk;
-    const events: ServerEvent[] = [];
-    for (;;) {
-      const end = this.buffer.search(/\r\n|\r|\n/);
-      // A lone CR at the very end may be the first half of a CRLF: wait for more.
-      if (end === -1 || (end === this.buffer.length - 1 && this.buffer[end] === "\r")) break;
-      const line = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + (this.buffer.startsWith("\r\n", end) ? 2 : 1));
-      const event = this.line(line);
-      if (event) events.push(event);
-    }
-    return events;
-  }
-
-  private line(line: string): ServerEvent | undefined {
-    if (line === "") {
-      const event = this.data.length
-        ? {
-            event: this.event || "message",
-            data: this.data.join("\n"),
-            ...(this.id !== undefined ? { id: this.id } : {}),
-          }
-        : undefined;
-      this.data = [];
-      this.event = "";
-      return event;
-    }
-    if (line.startsWith(":")) return undefined; // a comment (keep-alive)
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "data") this.data.push(value);
-    else if (field === "event") this.event = value;
-    else if (field === "id" && !value.includes("\0")) this.id = value;
-    return undefined;
-  }
-}
-
+// ── live status ─────────────────────────────────────────────────────────────
 /** The job's events until the server ends the stream (after done or failed) or `signal` aborts. */
 export async function* jobEvents(token: string, id: string, signal: AbortSignal): AsyncGenerator<ServerEvent> {
   const response = await call(`/jobs/${encodeURIComponent(id)}/events`, {
@@ -276,88 +252,3 @@ export async function* jobEvents(token: string, id: string, signal: AbortSignal)
     reader.cancel().catch(() => {});
   }
 }
-
-// ── errors, worded for a person ───────────────────────────────────────────────
-export type Context = "login" | "register" | "upload" | "link" | "job" | "retry";
-
-export interface Message {
-  title: string;
-  detail?: string;
-}
-
-/** "the file is not a video" → "The file is not a video." */
-export function sentence(text: string | undefined): string | undefined {
-  const trimmed = text?.trim();
-  if (!trimmed) return undefined;
-  const capital = trimmed[0]!.toUpperCase() + trimmed.slice(1);
-  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
-}
-
-/** 45 → "45 seconds", 900 → "15 minutes", 5400 → "2 hours". */
-export function duration(seconds: number): string {
-  const unit = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  if (seconds < 90) return unit(Math.max(1, Math.round(seconds)), "second");
-  if (seconds < 90 * 60) return unit(Math.round(seconds / 60), "minute");
-  return unit(Math.round(seconds / 3600), "hour");
-}
-
-/** What to tell the person about `error`; `name` is the file or link concerned. */
-export function describeError(error: unknown, context: Context, name = "That file"): Message {
-  if (!(error instanceof ApiError))
-    return { title: "Something went wrong in this page.", detail: sentence((error as Error)?.message) };
-  const detail = sentence(error.problem.detail);
-  const wait = error.retryAfter ? duration(error.retryAfter) : undefined;
-  switch (error.status) {
-    case 0:
-      return { title: "Can't reach m3dio.", detail: "Check your connection and try again." };
-    case 401:
-      return context === "login"
-        ? { title: detail ?? "Wrong email or password." }
-        : { title: "Your session has ended. Please log in again.", detail };
-    case 404:
-      return { title: "That conversion no longer exists.", detail };
-    case 409:
-      if (context === "register") return { title: detail ?? "That email already has an account." };
-      return context === "retry"
-        ? { title: "That conversion can't be retried now.", detail }
-        : { title: "The MP3 isn't ready yet.", detail };
-    case 410:
-      return { title: "That conversion's files are no longer kept.", detail };
-    case 413:
-      if (error.problem.quota === "storedBytes")
-        return context === "link"
-          ? { title: "Your storage is full: there is no room for that link's video.", detail }
-          : { title: `Your storage is full: there is no room for ${quote(name)}.`, detail };
-      return { title: `${quote(name)} is too large to upload.`, detail };
-    case 415:
-      return context === "link"
-        ? { title: "That link doesn't lead to a video we can convert.", detail }
-        : { title: `${quote(name)} isn't a video we can convert.`, detail };
-    case 422: {
-      const fields = error.problem.errors
-        ?.map((issue) =>
-          sentence(`${issue.field}: ${issue.message.replace(/^\p{Lu}(?!\p{Lu})/u, (c) => c.toLowerCase())}`),
-        )
-        .join(" ");
-      if (context === "register" || context === "login")
-        return { title: "Please check your email and password.", detail: fields || detail };
-      if (context === "link") return { title: "That link can't be used.", detail };
-      return { title: "The upload could not be read.", detail };
-    }
-    case 429:
-      if (error.problem.quota === "activeJobs")
-        return {
-          title: `You have ${error.problem.limit ?? "the most"} conversions under way already. Please try again in ${wait ?? "a while"}, once one has finished.`,
-          detail,
-        };
-      return { title: `Too many attempts. Please wait ${wait ?? "a while"} before trying again.`, detail };
-    case 503:
-      return { title: `m3dio is briefly unavailable. Please try again in ${wait ?? "a moment"}.`, detail };
-    default:
-      return error.status >= 500
-        ? { title: "Something went wrong on our side. Please try again.", detail }
-        : { title: `The request failed (${error.status}).`, detail };
-  }
-}
-
-const quote = (name: string) => (name === "That file" ? name : `“${name}”`);

@@ -1,17 +1,9 @@
-// The job list: each conversion's entry, kept live over event streams or polling, and its play, download and delete.
-import {
-  ApiError,
-  deleteJob,
-  describeError,
-  fetchAudio,
-  getJob,
-  type Job,
-  jobEvents,
-  listJobs,
-  retryJob,
-} from "./api.ts";
-import { clock, hostOf, sizeText } from "./format.ts";
-import { busy, h, say, view } from "./page.ts";
+// The job list: each conversion's entry (job-card.ts), kept live over event streams or
+// polling; what its buttons do is job-actions.ts, set by app.ts.
+import { ApiError, getJob, type Job, jobEvents, listJobs } from "./api.ts";
+import { describeError } from "./errors.ts";
+import { buildCard, dropCover, type Entry, finished, type JobActions, jobName, showJob } from "./job-card.ts";
+import { busy, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
 import { refreshUsage } from "./usage.ts";
 
@@ -19,31 +11,16 @@ import { refreshUsage } from "./usage.ts";
 const MAX_STREAMS = 3;
 const POLL_MS = 4000;
 
-interface Entry {
-  job: Job;
-  item: HTMLLIElement;
-  parts: {
-    badge: HTMLElement;
-    meta: HTMLElement;
-    bar: HTMLProgressElement;
-    error: HTMLElement;
-    play: HTMLButtonElement;
-    download: HTMLButtonElement;
-    retry: HTMLButtonElement;
-    remove: HTMLButtonElement;
-    audio: HTMLAudioElement;
-  };
-  /** the MP3, fetched once for playing and downloading */
-  mp3?: Promise<{ url: string; filename: string }>;
-  stream?: AbortController;
-}
-
 const entries = new Map<string, Entry>();
 let nextCursor: string | undefined;
 let pollTimer: ReturnType<typeof setTimeout> | undefined;
+let actions: JobActions | undefined;
 
-const finished = (job: Job) => job.status === "done" || job.status === "failed";
-const jobName = (job: Job) => job.source.filename || job.source.url || "video";
+/** What a job's buttons do (job-actions.ts); set before any job is shown. */
+export function setJobActions(handlers: JobActions) {
+  actions = handlers;
+}
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -58,84 +35,22 @@ const sleep = (ms: number, signal: AbortSignal) =>
   });
 
 // ── the job list ──────────────────────────────────────────────────────────────
-function entryFor(job: Job, placement: "top" | "bottom"): Entry {
-  const existing = entries.get(job.id);
-  if (existing) return existing;
-  const name = jobName(job);
-  const hidden = () => h("span", { class: "visually-hidden" }, ` ${name}`);
-  const parts = {
-    badge: h("span", { class: "badge" }),
-    meta: h("p", { class: "meta" }),
-    bar: h("progress", { max: 100 }),
-    error: h("p", { class: "job-error" }),
-    play: h("button", { type: "button" }, "Play", hidden()),
-    download: h("button", { type: "button" }, "Download MP3", hidden()),
-    retry: h("button", { type: "button" }, "Retry", hidden()),
-    remove: h("button", { type: "button", class: "danger" }, "Delete", hidden()),
-    audio: h("audio", { controls: true, preload: "metadata", hidden: true }),
-  };
-  parts.bar.setAttribute("aria-label", `Progress of ${name}`);
-  parts.audio.setAttribute("aria-label", `MP3 of ${name}`);
-  const title = h("h3", { class: "name", title: name }, name);
-  const item = h(
-    "li",
-    { class: "job" },
-    h("div", { class: "head" }, title, parts.badge),
-    parts.meta,
-    parts.bar,
-    parts.error,
-    h("div", { class: "actions" }, parts.play, parts.download, parts.retry, parts.remove),
-    parts.audio,
-  );
-  item.dataset.id = job.id;
-  const entry: Entry = { job, item, parts };
-  parts.play.addEventListener("click", () => play(entry));
-  parts.download.addEventListener("click", () => download(entry));
-  parts.retry.addEventListener("click", () => retry(entry));
-  parts.remove.addEventListener("click", () => remove(entry));
-  entries.set(job.id, entry);
-  if (placement === "top") view.jobs.prepend(item);
-  else view.jobs.append(item);
-  return entry;
-}
-
-function statusText(job: Job): string {
-  if (job.status === "done") return "Done";
-  if (job.status === "failed") return "Failed";
-  if (job.phase === "downloading") return job.progress > 0 ? `Downloading ${job.progress}%` : "Downloading…";
-  return job.status === "queued" ? "Queued" : `Converting ${job.progress}%`;
-}
-
 /** Shows `job` (new or changed) in the list. */
 export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
-  const before = entries.get(job.id)?.job;
-  const entry = entryFor(job, placement);
+  let entry = entries.get(job.id);
+  const before = entry?.job;
+  if (!entry) {
+    entry = buildCard(job, actions!);
+    entries.set(job.id, entry);
+    if (placement === "top") view.jobs.prepend(entry.item);
+    else view.jobs.append(entry.item);
+  }
   entry.job = job;
   if (before && !finished(before) && finished(job)) {
     view.news.textContent = `${jobName(job)}: ${job.status === "done" ? "converted, ready to play or download" : "could not be converted"}.`;
     refreshUsage(); // its place is free again, and its MP3 stored
   }
-  const { badge, meta, bar, error, play, download, retry } = entry.parts;
-  badge.textContent = statusText(job);
-  badge.dataset.status = job.status;
-  const when = new Date(job.createdAt).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  const facts = [
-    job.source.kind === "url" ? hostOf(job.source.url) : null,
-    job.source.bytes ? `${sizeText(job.source.bytes)} video` : null,
-    when,
-    job.expiresAt ? `kept until ${new Date(job.expiresAt).toLocaleString(undefined, { dateStyle: "medium" })}` : null,
-  ];
-  if (job.audio) facts.unshift(`MP3 ${clock(job.audio.durationSec)}, ${sizeText(job.audio.bytes)}`);
-  meta.textContent = facts.filter(Boolean).join(" · ");
-  bar.hidden = finished(job);
-  if (job.progress === 0 && (job.status === "queued" || job.phase === "downloading"))
-    bar.removeAttribute("value"); // indeterminate: waiting
-  else bar.value = job.progress;
-  error.hidden = job.status !== "failed";
-  error.textContent = job.status === "failed" ? `Could not convert: ${job.error ?? "no reason given"}` : "";
-  play.hidden = job.status !== "done" || !entry.parts.audio.hidden;
-  download.hidden = job.status !== "done";
-  retry.hidden = job.status !== "failed";
+  showJob(entry);
   updateEmpty();
   return entry;
 }
@@ -144,7 +59,7 @@ function updateEmpty() {
   view.empty.hidden = entries.size > 0;
 }
 
-/** Stops following a job and lets go of its MP3. */
+/** Stops following a job and lets go of its MP3 and cover. */
 function forget(entry: Entry) {
   entry.stream?.abort();
   entry.stream = undefined;
@@ -152,6 +67,7 @@ function forget(entry: Entry) {
     ({ url }) => URL.revokeObjectURL(url),
     () => {},
   );
+  dropCover(entry);
 }
 
 /** Empties the list and stops following every job: the session has ended. */
@@ -163,7 +79,8 @@ export function clearJobs() {
   view.news.textContent = "";
 }
 
-function drop(id: string) {
+/** Takes a job off the list (deleted, or gone from the server). */
+export function drop(id: string) {
   const entry = entries.get(id);
   if (!entry) return;
   forget(entry);
@@ -175,23 +92,23 @@ function drop(id: string) {
 export async function loadJobs(cursor?: string) {
   const token = current?.token;
   if (!token) return;
-  busy(view.more, cursor ? "Loading…" : null);
+  busy(view.older, cursor ? "Loading…" : null);
   try {
     const page = await listJobs(token, cursor);
     if (current?.token !== token) return;
     for (const job of page.items) render(job, "bottom");
     nextCursor = page.nextCursor;
-    view.more.hidden = !nextCursor;
+    view.older.hidden = !nextCursor;
     follow();
   } catch (error) {
     if (!sessionLost(error)) say(describeError(error, "job"), "error");
   } finally {
-    busy(view.more, null);
+    busy(view.older, null);
     updateEmpty();
   }
 }
 
-view.more.addEventListener("click", () => void loadJobs(nextCursor));
+view.older.addEventListener("click", () => void loadJobs(nextCursor));
 
 // ── following each job live ───────────────────────────────────────────────────
 /**
@@ -256,99 +173,4 @@ async function stream(entry: Entry) {
     if (entry.stream === controller) entry.stream = undefined;
     if (!controller.signal.aborted && current) follow();
   }
-}
-
-// ── play, download, delete ────────────────────────────────────────────────────
-function mp3(entry: Entry) {
-  entry.mp3 ??= fetchAudio(current!.token, entry.job).then(({ blob, filename }) => ({
-    url: URL.createObjectURL(blob),
-    filename,
-  }));
-  entry.mp3.catch(() => (entry.mp3 = undefined)); // a failed fetch may be tried again
-  return entry.mp3;
-}
-
-async function play(entry: Entry) {
-  const { play: button, audio } = entry.parts;
-  busy(button, "Loading…");
-  try {
-    const { url } = await mp3(entry);
-    audio.src = url;
-    audio.hidden = false;
-    button.hidden = true;
-    audio.focus();
-    await audio.play().catch(() => {}); // autoplay may be refused; the controls are there
-  } catch (error) {
-    if (!sessionLost(error)) say(describeError(error, "job"), "error");
-  } finally {
-    busy(button, null);
-  }
-}
-
-async function download(entry: Entry) {
-  const button = entry.parts.download;
-  busy(button, "Preparing…");
-  try {
-    const { url, filename } = await mp3(entry);
-    const link = h("a", { href: url, download: filename, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    say({ title: `Downloading ${filename}.` });
-  } catch (error) {
-    if (!sessionLost(error)) say(describeError(error, "job"), "error");
-  } finally {
-    busy(button, null);
-  }
-}
-
-/** Runs a failed job again: it is queued and followed live like a new one. */
-async function retry(entry: Entry) {
-  const button = entry.parts.retry;
-  busy(button, "Retrying…");
-  try {
-    render(await retryJob(current!.token, entry.job.id));
-    follow();
-    say({ title: `Converting ${jobName(entry.job)} again.` });
-    entry.parts.remove.focus(); // the Retry button is gone
-  } catch (error) {
-    if (sessionLost(error)) return;
-    if (error instanceof ApiError && error.status === 404) return drop(entry.job.id);
-    say(describeError(error, "retry"), "error");
-  } finally {
-    busy(button, null);
-  }
-}
-
-/** Delete asks once more on the same button, so a stray tap loses nothing. */
-async function remove(entry: Entry) {
-  const button = entry.parts.remove;
-  if (button.dataset.confirm !== "yes") {
-    button.dataset.confirm = "yes";
-    button.firstChild!.textContent = "Confirm delete";
-    button.classList.add("confirm");
-    setTimeout(() => {
-      if (!button.isConnected || button.disabled) return;
-      delete button.dataset.confirm;
-      button.firstChild!.textContent = "Delete";
-      button.classList.remove("confirm");
-    }, 5000);
-    return;
-  }
-  const name = jobName(entry.job);
-  busy(button, "Deleting…");
-  try {
-    await deleteJob(current!.token, entry.job.id);
-    say({ title: `Deleted ${name}.` });
-    refreshUsage();
-  } catch (error) {
-    if (sessionLost(error)) return;
-    if (!(error instanceof ApiError && error.status === 404)) {
-      busy(button, null);
-      return say(describeError(error, "job"), "error");
-    }
-  }
-  const next = entry.item.nextElementSibling ?? entry.item.previousElementSibling;
-  drop(entry.job.id);
-  ((next?.querySelector("button:not([hidden])") as HTMLElement | null) ?? view.appTitle).focus();
 }

@@ -1,16 +1,21 @@
 // The page's elements by id and the DOM helpers every part uses; plain DOM, every text set with textContent.
-import type { Message } from "./api.ts";
+import { h } from "./dom.ts";
+import type { Message } from "./errors.ts";
+
+export { h };
 
 export const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 export const view = {
-  login: $("login-view"),
+  auth: $("auth"),
+  loginView: $("login-view"),
+  registerView: $("register-view"),
+  loginForm: $<HTMLFormElement>("login-form"),
+  registerForm: $<HTMLFormElement>("register-form"),
+  authStatus: $("auth-status"),
+  loginMessage: $("login-message"),
   app: $("app-view"),
   account: $("account"),
   who: $("who"),
-  loginForm: $<HTMLFormElement>("login-form"),
-  email: $<HTMLInputElement>("email"),
-  password: $<HTMLInputElement>("password"),
-  loginMessage: $("login-message"),
   appMessage: $("app-message"),
   appTitle: $("app-title"),
   usage: $("usage"),
@@ -23,25 +28,21 @@ export const view = {
   uploadLabel: $("upload-label"),
   uploadBar: $<HTMLProgressElement>("upload-bar"),
   uploadCancel: $<HTMLButtonElement>("upload-cancel"),
+  staged: $("staged"),
+  stagedTitle: $("staged-title"),
+  stagedList: $<HTMLUListElement>("staged-list"),
+  send: $<HTMLButtonElement>("send"),
+  unstage: $<HTMLButtonElement>("unstage"),
+  presets: $<HTMLFieldSetElement>("presets"),
+  advanced: $<HTMLDetailsElement>("advanced"),
+  advancedFields: $("advanced-fields"),
   linkForm: $<HTMLFormElement>("link-form"),
   link: $<HTMLInputElement>("link"),
   jobs: $<HTMLUListElement>("jobs"),
   empty: $("jobs-empty"),
-  more: $<HTMLButtonElement>("more"),
+  older: $<HTMLButtonElement>("older"),
   news: $("job-news"),
 };
-
-export function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: Partial<HTMLElementTagNameMap[K]> & { class?: string } = {},
-  ...children: (Node | string)[]
-) {
-  const { class: className, ...rest } = props;
-  const element = Object.assign(document.createElement(tag), rest);
-  if (className) element.className = className;
-  element.append(...children);
-  return element;
-}
 
 export function show(target: HTMLElement, message: Message | null, kind: "info" | "error" = "info") {
   target.replaceChildren();

@@ -11,8 +11,13 @@ import { NotFound } from "../lib/problem.ts";
 
 const ASSET_PREFIX = "/web/";
 
-/** What the page may load: its own origin only, and blob: URLs for the MP3 it fetches. */
-const PAGE_HEADERS = pageHeaders(contentSecurityPolicy({ "media-src": "'self' blob:" }));
+/**
+ * What the page may load: its own origin only, and blob: URLs for what it fetches with the
+ * token (the MP3, the cover) and for reading a chosen file's length before it is sent.
+ */
+const PAGE_HEADERS = pageHeaders(
+  contentSecurityPolicy({ "media-src": "'self' blob:", "img-src": "'self' data: blob:" }),
+);
 
 interface Built {
   body: Uint8Array<ArrayBuffer>;

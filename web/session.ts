@@ -1,5 +1,6 @@
 // Who is logged in: the session's start, its expiry, its end, and a 401 anywhere ending it.
-import { ApiError, type Message, type Session, session } from "./api.ts";
+import { ApiError, type Session, session } from "./api.ts";
+import type { Message } from "./errors.ts";
 import { say, show, view } from "./page.ts";
 
 export let current: Session | null = null;
@@ -23,7 +24,7 @@ export function startSession(value: Session) {
   view.who.textContent = value.email;
   view.who.parentElement!.title = `Logged in as ${value.email}`;
   view.account.hidden = false;
-  view.login.hidden = true;
+  view.auth.hidden = true;
   view.app.hidden = false;
   show(view.loginMessage, null);
   say(null);
@@ -31,18 +32,16 @@ export function startSession(value: Session) {
   hooks.started();
 }
 
-/** Back to the login form: on log out, on 401 anywhere, when the token expires. */
+/** Back to the login view: on log out, on 401 anywhere, when the token expires. */
 export function endSession(message: Message | null, kind: "info" | "error" = "info") {
   current = null;
   session.clear();
   clearTimeout(expiryTimer);
-  hooks.ended();
   view.account.hidden = true;
   view.app.hidden = true;
-  view.login.hidden = false;
-  view.password.value = "";
+  view.auth.hidden = false;
+  hooks.ended(); // shows the login view, its password emptied, its email focused
   show(view.loginMessage, message, kind);
-  view.email.focus();
 }
 
 /** Handles what every call may answer; true if the error was dealt with (401: logged out). */

@@ -1,24 +1,35 @@
-// Sending videos: the upload queue and its progress, the file picker, dropping files on the page, and the link form.
-import { convertLink, describeError, uploadVideo } from "./api.ts";
+// Sending: the upload queue (one file at a time, each with its options) and its progress,
+// the file picker and dropping files on the page (both add to "Ready to convert", see
+// staging.ts), and the link form (sent at once with the shared options).
+import { convertLink, uploadVideo } from "./api.ts";
+import { describeError } from "./errors.ts";
 import { sizeText } from "./format.ts";
 import { follow, render } from "./jobs.ts";
+import type { Options } from "./options.ts";
+import { sharedOptions } from "./options-panel.ts";
 import { busy, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
 import { refreshUsage } from "./usage.ts";
 
+export interface Outgoing {
+  file: File;
+  options: Options;
+}
+
 export const upload = (() => {
-  const waiting: File[] = [];
+  const waiting: Outgoing[] = [];
   let running: { cancel(): void } | undefined;
 
   async function next() {
-    const file = waiting.shift();
-    if (!file || !current) return;
+    const outgoing = waiting.shift();
+    if (!outgoing || !current) return;
+    const { file, options } = outgoing;
     const token = current.token;
     const position = waiting.length ? ` (${waiting.length} more waiting)` : "";
     view.upload.hidden = false;
     view.uploadBar.value = 0;
     view.uploadLabel.textContent = `Uploading ${file.name}${position}…`;
-    const sending = uploadVideo(token, file, (sent, total) => {
+    const sending = uploadVideo(token, file, options, (sent, total) => {
       const percent = total ? Math.floor((sent / total) * 100) : 0;
       view.uploadBar.value = percent;
       view.uploadLabel.textContent =
@@ -32,7 +43,7 @@ export const upload = (() => {
       if (current?.token !== token) return;
       render(job, "top");
       follow();
-      say({ title: `${file.name} is uploaded.`, detail: "Follow its conversion below." });
+      say({ title: `${file.name} is uploaded.`, detail: "Follow its conversion in your list." });
     } catch (error) {
       if ((error as Error).name === "AbortError") say({ title: `The upload of ${file.name} was cancelled.` });
       else if (!sessionLost(error)) say(describeError(error, "upload", file.name), "error");
@@ -45,8 +56,8 @@ export const upload = (() => {
   }
 
   return {
-    add(files: Iterable<File>) {
-      waiting.push(...files);
+    add(items: Iterable<Outgoing>) {
+      waiting.push(...items);
       if (!running) void next();
     },
     cancelAll() {
@@ -56,9 +67,15 @@ export const upload = (() => {
   };
 })();
 
+/** Where chosen and dropped files go: staging.ts sets it (it sends through `upload`). */
+let chosen: (files: FileList) => void = () => {};
+export const onFilesChosen = (handler: typeof chosen) => {
+  chosen = handler;
+};
+
 view.pick.addEventListener("click", () => view.file.click());
 view.file.addEventListener("change", () => {
-  if (view.file.files?.length) upload.add(view.file.files);
+  if (view.file.files?.length) chosen(view.file.files);
   view.file.value = ""; // the same file may be chosen again
 });
 view.uploadCancel.addEventListener("click", () => upload.cancelAll());
@@ -80,16 +97,22 @@ window.addEventListener("drop", (event) => {
   event.preventDefault();
   dragDepth = 0;
   dragging(false);
-  if (!view.app.hidden && event.dataTransfer?.files.length) upload.add(event.dataTransfer.files);
+  if (!view.app.hidden && event.dataTransfer?.files.length) chosen(event.dataTransfer.files);
 });
 
 view.linkForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const url = view.link.value.trim();
+  const { options, invalid } = sharedOptions();
+  if (invalid) {
+    view.advanced.open = true;
+    invalid.reportValidity();
+    return;
+  }
   const button = view.linkForm.querySelector("button")!;
   busy(button, "Sending…");
   try {
-    const job = await convertLink(current!.token, url);
+    const job = await convertLink(current!.token, url, options);
     render(job, "top");
     follow();
     view.link.value = "";
