@@ -45,7 +45,7 @@ export function usageStore(db: Db) {
     /** The user's jobs that are queued or converting. */
     activeJobs: (userId: string) => jobs.countDocuments({ userId, status: { $in: [...ACTIVE_STATUSES] } }),
 
-    /** Bytes the user stores: every video and MP3 in GridFS whose metadata names them as owner. */
+    /** Bytes the user stores: every video, MP3 and cover in GridFS whose metadata names them as owner. */
     async storedBytes(owner: string): Promise<number> {
       const sums = await Promise.all(BUCKETS.map((bucket) => bucketBytes(bucket, owner)));
       return sums.reduce((total, bytes) => total + bytes, 0);

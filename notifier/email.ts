@@ -4,6 +4,7 @@
 // without logging in until the job expires; the "failed" email's advice fits the failure's kind.
 import { cleanFilename, mp3Filename } from "../lib/filenames.ts";
 import type { Job, JobErrorKind } from "../lib/jobs.ts";
+import { describeOptions } from "../lib/options.ts";
 import type { LinkSigner } from "../lib/signed-links.ts";
 import { formatBytes } from "../lib/upload.ts";
 import { html, render, type Template, text } from "./templates.ts";
@@ -72,6 +73,8 @@ ${d.keptUntil ? html`<p>The MP3 is kept until ${d.keptUntil}. The download link 
 interface FailedData {
   name: string;
   reason: string;
+  /** The options chosen, in words; absent when none differ from the defaults. */
+  options?: string;
   advice: string;
   pageLink: string;
   kept?: string;
@@ -81,6 +84,7 @@ const failedEmail: Template<FailedData> = {
   subject: SUBJECTS.failed,
   text: (d) => [
     text`We could not turn "${d.name}" into an MP3: ${d.reason}.`,
+    ...(d.options ? [text`Options: ${d.options}`] : []),
     "",
     d.advice,
     ...(d.kept ? [d.kept] : []),
@@ -88,6 +92,7 @@ const failedEmail: Template<FailedData> = {
   ],
   html: (d) =>
     html`<p>We could not turn <strong>${d.name}</strong> into an MP3: ${d.reason}.</p>
+${d.options ? html`<p>Options: ${d.options}</p>` : ""}
 <p>${d.advice}</p>${d.kept ? html`<p>${d.kept}</p>` : ""}
 <p><a href="${d.pageLink}">See it on m3dio</a></p>`,
 };
@@ -97,12 +102,15 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
   const pageLink = jobPageUrl(config.PUBLIC_URL, job._id.toHexString());
   const envelope = { from: config.MAIL_FROM, to: job.email };
   const until = job.expiresAt?.toUTCString();
+  // What the user chose that differs from the defaults; not what the converter applied.
+  const options = describeOptions(job.requestedOptions ?? {}).join(", ") || undefined;
   if (job.status === "done" && job.audio && job.audioFileId) {
     const facts: [string, string][] = [
       ["File", mp3Filename(name)],
       ["Length", formatDuration(job.audio.durationSec)],
       ["Size", formatBytes(job.audio.bytes)],
       ["MP3 file id", job.audioFileId.toHexString()],
+      ...(options ? [["Options", options] as [string, string]] : []),
     ];
     const audioLink = `${base(config.PUBLIC_URL)}${links.audioPath(job).path}`;
     return { ...envelope, ...render(readyEmail, { name, audioLink, pageLink, keptUntil: until, facts }) };
@@ -115,7 +123,7 @@ export function composeEmail(job: Job, config: { MAIL_FROM: string; PUBLIC_URL: 
     (RETRY_MAY_HELP.has(kind)
       ? `The video is kept until ${until}: until then you can retry the conversion on the page.`
       : `The job is kept until ${until}.`);
-  return { ...envelope, ...render(failedEmail, { name, reason, advice, pageLink, kept: kept || undefined }) };
+  return { ...envelope, ...render(failedEmail, { name, reason, options, advice, pageLink, kept: kept || undefined }) };
 }
 
 const base = (publicUrl: string) => publicUrl.replace(/\/+$/, "");
