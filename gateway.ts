@@ -1,7 +1,8 @@
 // gateway: the only public entry. Forwards registration and login to auth, verifies
 // tokens locally (JWKS), streams uploads into GridFS, records jobs, publishes them to
-// the `video` queue, and serves status, live progress, the MP3, the OpenAPI document
-// with Swagger UI, and the web page. Its parts live in gateway/.
+// the `video` queue, and serves status, live progress, the MP3 (to its owner, or to a
+// signed link: gateway/link-routes.ts), the OpenAPI document with Swagger UI, and the
+// web page. Its parts live in gateway/.
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
@@ -13,16 +14,19 @@ import { TrustedProxies } from "./gateway/client-address.ts";
 import { jobIntake } from "./gateway/intake.ts";
 import { jobRoutes } from "./gateway/job-routes.ts";
 import { jobService } from "./gateway/job-service.ts";
+import { linkRoutes } from "./gateway/link-routes.ts";
 import { liveStreams } from "./gateway/live-events.ts";
 import { quotas as userQuotas } from "./gateway/quotas.ts";
 import {
   AmqpUrl,
   GatewaySecret,
+  LinkSigningKey,
   LogLevel,
   MaxUploadBytes,
   MetricsPort,
   MongoUrl,
   Port,
+  PublicUrl,
   Url,
   UserStorageBytes,
 } from "./lib/config.ts";
@@ -37,6 +41,7 @@ import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
 import { CONNECT_IN_BACKGROUND, connectQueue, type Queue, QueueUnavailable } from "./lib/queue.ts";
 import { type Built, runService, type Service } from "./lib/runner.ts";
+import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
 import { webPage } from "./web/serve.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -62,6 +67,8 @@ export const GatewayConfig = Type.Object({
     default: 20,
     description: "live event streams one user may hold open at once",
   }),
+  PUBLIC_URL: PublicUrl,
+  LINK_SIGNING_KEY: LinkSigningKey,
 });
 export type GatewayConfig = typeof GatewayConfig.static;
 
@@ -99,6 +106,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
   });
   const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
+  const service = jobService({ jobs, files, queue, quotas, log });
+  const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
   const startup = startupCheck();
 
   const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: BUN_BODY_CEILING } })
@@ -124,7 +133,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       }),
     )
     .use(accountRoutes({ quotas, verifier }))
-    .use(jobRoutes({ intake, service: jobService({ jobs, files, queue, quotas, log }), verifier, streams }));
+    .use(linkRoutes({ service, jobs, links, verifier, publicUrl: config.PUBLIC_URL, log }))
+    .use(jobRoutes({ intake, service, verifier, streams }));
 
   return {
     app,

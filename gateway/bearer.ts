@@ -90,21 +90,26 @@ export function bearerToken(authorization: string | undefined): string | undefin
   return authorization?.match(/^Bearer\s+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*)\s*$/i)?.[1];
 }
 
+/** The caller an Authorization header speaks for: 401 without a valid token, 503 while auth's keys cannot be fetched. */
+export async function authenticate(verifier: TokenVerifier, authorization: string | undefined): Promise<Caller> {
+  const token = bearerToken(authorization);
+  if (!token) throw new Unauthorized();
+  try {
+    return await verifier.verify(token);
+  } catch (error) {
+    if (error instanceof KeysUnavailable)
+      throw new Unavailable(
+        "tokens cannot be checked right now (the login service is not answering); try again shortly",
+      );
+    throw new Unauthorized("the token is invalid or expired; log in again");
+  }
+}
+
 export const bearer = (verifier: TokenVerifier) =>
   new Elysia({ name: "bearer" }).macro({
     auth: {
       async resolve({ headers }) {
-        const token = bearerToken(headers.authorization);
-        if (!token) throw new Unauthorized();
-        try {
-          return { user: await verifier.verify(token) };
-        } catch (error) {
-          if (error instanceof KeysUnavailable)
-            throw new Unavailable(
-              "tokens cannot be checked right now (the login service is not answering); try again shortly",
-            );
-          throw new Unauthorized("the token is invalid or expired; log in again");
-        }
+        return { user: await authenticate(verifier, headers.authorization) };
       },
     },
   });

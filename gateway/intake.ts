@@ -215,6 +215,7 @@ async function recordUpload(
       _id: jobId,
       userId: user.id,
       email: user.email,
+      emailVerified: user.emailVerified,
       videoFileId: stored.id,
       source: { kind: "upload", filename, bytes: stored.bytes, contentType: mime },
       options: withGatewayDefaults(options),
@@ -272,6 +273,7 @@ async function acceptLink(deps: IntakeDeps, user: Caller, url: URL, options: Con
   const record = await deps.jobs.create({
     userId: user.id,
     email: user.email,
+    emailVerified: user.emailVerified,
     source: {
       kind: "url",
       url: url.href,

@@ -1,5 +1,6 @@
 // The job routes, every one for a caller with a valid bearer token: a table of short
 // handlers over the intake (new jobs), the job service and the live status stream.
+// GET /jobs/:id/audio, which a signed link opens too, is in gateway/link-routes.ts.
 import { Elysia } from "elysia";
 import { bearer, type TokenVerifier } from "./bearer.ts";
 import type { JobIntake } from "./intake.ts";
@@ -80,11 +81,6 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
             yield* jobStatusEvents({ id: params.id, userId: user.id, open, reread: service.current, request, streams });
           },
           { params: JobId, detail: jobDocs.events },
-        )
-        .get(
-          "/jobs/:id/audio",
-          async ({ params, user, request }) => service.audio(await service.owned(params.id, user), request),
-          { params: JobId, detail: jobDocs.audio },
         )
         .get(
           "/jobs/:id/cover",

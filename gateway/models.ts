@@ -78,9 +78,31 @@ export const JobView = t.Object({
     audio: t.String(),
     cover: t.Optional(t.String({ description: "the MP3's front cover (image/jpeg), once the converter made one" })),
     retry: t.Optional(t.String({ description: "a failed job: POST here to run it again" })),
+    share: t.Optional(
+      t.String({
+        description:
+          "a done job: POST here for a link to its MP3 that works without logging in until the job expires; DELETE here revokes every such link",
+      }),
+    ),
   }),
 });
 export type JobView = typeof JobView.static;
+
+/** POST /jobs/:id/share: a signed link to the MP3 (lib/signed-links.ts). */
+export const ShareLink = t.Object({
+  url: t.String({
+    format: "uri",
+    description: "GET it without a token for the MP3 (Range supported), until expiresAt or until revoked",
+  }),
+  expiresAt: t.String({ format: "date-time", description: "when the link stops working: when the job expires" }),
+});
+export type ShareLink = typeof ShareLink.static;
+
+/** GET /jobs/:id/audio without a bearer token: the signed link's parameters. */
+export const SignedAudioQuery = t.Object({
+  expires: t.Optional(t.String({ description: "a signed link's expiry (unix seconds), as the link carries it" })),
+  sig: t.Optional(t.String({ description: "a signed link's signature (base64url), as the link carries it" })),
+});
 
 export const JobPage = t.Object({
   items: t.Array(JobView),
@@ -127,6 +149,7 @@ export const gatewayModels = new Elysia({ name: "gateway.models" }).model({
   Token: copy(Token),
   Usage: copy(UsageView),
   ConversionOptions: copy(ConversionOptions),
+  ShareLink: copy(ShareLink),
   Problem: copy(Problem),
 });
 
@@ -250,10 +273,17 @@ export const jobDocs = routeDocs({
   audio: {
     tags: ["jobs"],
     summary: "The MP3 (Range requests supported); 409 until the job is done",
+    description:
+      "With the owner's bearer token, or without any token through a signed link (`expires` and `sig`, as the ready email " +
+      "and POST /jobs/:id/share give them), which works until the job expires or its owner revokes it (DELETE /jobs/:id/share). " +
+      "A changed, expired or revoked signed link is 403.",
+    security: [{ bearer: [] }, {}],
     responses: {
       200: { description: "audio/mpeg" },
       206: { description: "partial audio/mpeg" },
+      403: { description: "a signed link that was changed, has expired or was revoked (problem+json)" },
       409: { description: "not done yet" },
+      410: { description: "the job has expired; its MP3 is no longer kept" },
     },
   },
   cover: {
@@ -270,6 +300,19 @@ export const jobDocs = routeDocs({
     summary: "Same as POST /jobs (the reference flow's multipart `file`)",
   },
   download: { tags: ["compatibility"], summary: "The MP3 by its file id (owner only)" },
+});
+
+export const linkDocs = routeDocs({
+  share: {
+    tags: ["jobs"],
+    summary: "A link to a done job's MP3 that works without logging in, until the job expires: {url, expiresAt}",
+    description:
+      "Anyone holding the link can download the MP3 (GET, Range supported) until `expiresAt`, or until you revoke every link with DELETE. 409 unless the job is done; 410 once it expired.",
+  },
+  unshare: {
+    tags: ["jobs"],
+    summary: "Revoke every link to the job's MP3 made so far (shared, or in the ready email): 204",
+  },
 });
 
 export const accountDocs = routeDocs({

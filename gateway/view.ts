@@ -30,6 +30,7 @@ export function jobView(job: PlacedJob): JobView {
       audio: `/jobs/${id}/audio`,
       ...(job.coverFileId ? { cover: `/jobs/${id}/cover` } : {}),
       ...(job.status === "failed" ? { retry: `/jobs/${id}/retry` } : {}),
+      ...(job.status === "done" ? { share: `/jobs/${id}/share` } : {}),
     },
   };
 }

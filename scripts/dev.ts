@@ -5,13 +5,14 @@
 //   - MongoDB is MONGODB_URL, a local one on 27017, or else the in-memory stand-in
 //     (started here, stopped with dev, its data lost);
 //   - auth's signing key is made once into DEV_DIR (`.dev/`), so a restart of auth (every
-//     edit) keeps everyone logged in.
+//     edit) keeps everyone logged in; so is the link signing key of the gateway and the notifier.
 // Ports: AUTH_PORT, GATEWAY_PORT, CONVERTER_PORT, NOTIFIER_PORT and their *_METRICS_PORT
 // (scripts/dev/config.ts); a global PORT or METRICS_PORT is ignored with a warning.
 // dev's own lines are JSON with `service: "dev"` and an `event` (`dev.*`).
 import { resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { createLogger } from "../lib/log.ts";
+import { generateLinkSigningKey } from "../lib/signed-links.ts";
 import { type DevConfig, type DevService, isSet, loadDevConfig, SERVICES, servicePorts } from "./dev/config.ts";
 import { devSecret, generateSigningKeyPem } from "./dev/secrets.ts";
 import { checkRabbitmq, chooseMongo, type DevMongo, prepareMysql, StoreUnreachable, shown } from "./dev/stores.ts";
@@ -95,11 +96,18 @@ async function serviceEnvironments(
     config.PUBLIC_URL && config.PUBLIC_URL !== DEFAULT_PUBLIC_URL
       ? config.PUBLIC_URL
       : `http://localhost:${config.GATEWAY_PORT}`;
+  // The gateway checks the download links the notifier signs: one key for both, kept in DEV_DIR.
+  const links = isSet(process.env, "LINK_SIGNING_KEY")
+    ? {}
+    : {
+        LINK_SIGNING_KEY: (await devSecret(resolve(ROOT, config.DEV_DIR), "link-signing-key", generateLinkSigningKey))
+          .value,
+      };
   const extra: Record<DevService, Record<string, string>> = {
     auth: await signingKey(config),
-    gateway: { AUTH_URL: authUrl },
+    gateway: { AUTH_URL: authUrl, PUBLIC_URL: publicUrl, ...links },
     converter: {},
-    notifier: { PUBLIC_URL: publicUrl },
+    notifier: { PUBLIC_URL: publicUrl, ...links },
   };
   const ports = servicePorts(config);
   const environment = (name: DevService) => ({
