@@ -2,7 +2,7 @@
 // local port, the gateway listening on 127.0.0.1 (so Chromium can load the page), an
 // in-process converter with real ffmpeg, real RabbitMQ (a vhost of its own), MariaDB
 // and MongoDB (MONGODB_URL or the stand-in); and the small steps a person takes on the
-// page (log in, choose a file, find a job), for test/web.test.ts.
+// page (log in, choose and send a file, find a job), for test/web*.test.ts.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -131,28 +131,65 @@ export function webStack({
 // ── a person's steps on the page ────────────────────────────────────────────
 export const PASSWORD = "a good long password";
 
+/** The login view's form (the registration view has its own). */
+export const loginForm = (page: Page) => page.getByRole("form", { name: "Log in" });
+export const registerForm = (page: Page) => page.getByRole("form", { name: "Create an account" });
+
 export async function logIn(page: Page, email: string, password = PASSWORD) {
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Log in" }).click();
+  const form = loginForm(page);
+  await form.getByLabel("Email").fill(email);
+  await form.getByLabel("Password", { exact: true }).fill(password);
+  await form.getByRole("button", { name: "Log in" }).click();
+}
+
+/** Opens the registration view and creates the account there. */
+export async function register(page: Page, email: string, password = PASSWORD) {
+  await page.getByRole("button", { name: "Create an account" }).click();
+  const form = registerForm(page);
+  await form.getByLabel("Email").fill(email);
+  await form.getByLabel("Password", { exact: true }).fill(password);
+  await form.getByRole("button", { name: "Create account" }).click();
 }
 
 export async function loggedIn(page: Page, email: string) {
   await page.getByText(`Logged in as ${email}`).waitFor();
-  await page.getByRole("heading", { name: "Convert a video to MP3" }).waitFor();
+  await page.getByRole("heading", { name: "Convert to MP3" }).waitFor();
 }
 
-/** Picks a file the way a person does: the button opens the file chooser. */
-export async function chooseFile(page: Page, file: { name: string; mimeType: string; buffer: Buffer }) {
+export interface FileToSend {
+  name: string;
+  mimeType: string;
+  buffer: Buffer;
+}
+
+/** Picks files the way a person does: the button opens the file chooser; they wait under "Ready to convert". */
+export async function chooseFile(page: Page, ...files: FileToSend[]) {
   const [chooser] = await Promise.all([
     page.waitForEvent("filechooser"),
-    page.getByRole("button", { name: "Choose a video" }).click(),
+    page.getByRole("button", { name: "Choose files" }).click(),
   ]);
-  await chooser.setFiles(file);
+  await chooser.setFiles(files);
 }
 
+/** Sends the files waiting under "Ready to convert". */
+export const convertChosen = (page: Page) => page.getByRole("button", { name: /^Convert \d+ files?$/ }).click();
+
+/** Chooses a file and sends it as it is (the shared options). */
+export async function sendFile(page: Page, file: FileToSend) {
+  await chooseFile(page, file);
+  await convertChosen(page);
+}
+
+/** A file waiting under "Ready to convert". */
+export const stagedItem = (page: Page, name: string) =>
+  page
+    .getByRole("region", { name: /^Ready to convert/ })
+    .getByRole("listitem")
+    .filter({ has: page.getByRole("heading", { name, exact: true }) });
+/** The job list's entries, and one job's by its file's name. */
+export const jobItems = (page: Page) => page.getByRole("region", { name: "Your conversions" }).getByRole("listitem");
 export const jobItem = (page: Page, name: string) =>
-  page.getByRole("listitem").filter({ has: page.getByRole("heading", { name, exact: true }) });
+  jobItems(page).filter({ has: page.getByRole("heading", { name, exact: true }) });
 export const alert = (page: Page) => page.getByRole("alert");
 // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText, the text as rendered (what a person reads)
 export const textOf = async (locator: Locator) => (await locator.innerText()).replace(/\s+/g, " ").trim();
