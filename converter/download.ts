@@ -1,7 +1,10 @@
 // A link job's first step: the video is fetched (lib/link.ts checks every hop, the size
 // and the time) into GridFS `videos` and attached to the job, which is then converted
 // like an upload. The owner's storage quota holds the download to the room they have left.
+// A download that names its file (Content-Disposition) names the job too: a better name
+// than the link's (`…/download?id=7`) for the MP3, its title tag and the emails.
 import type { Transform } from "node:stream";
+import { cleanFilename } from "../lib/filenames.ts";
 import type { FileStore } from "../lib/files.ts";
 import type { Job, JobStore } from "../lib/jobs.ts";
 import { type AllowList, BadLink, fetchVideo } from "../lib/link.ts";
@@ -53,15 +56,18 @@ export async function downloadVideo(job: Job, links: LinkDownloads, options: Dow
   const quota = await storageRoom(job, links);
   const stored = await fetchVideo(job.source.url ?? "", fetchOptions, async (video) => {
     if ((video.totalBytes ?? 0) > quota.left) throw quota.exceeded();
-    const file = await files.upload("videos", video.source, metadata, ...video.transforms, quota.limit);
-    return { ...file, mime: (await video.sniffed).mime, url: video.url };
+    const filename = video.filename?.trim() ? cleanFilename(video.filename) : undefined;
+    const named = filename ? { ...metadata, filename } : metadata;
+    const file = await files.upload("videos", video.source, named, ...video.transforms, quota.limit);
+    return { ...file, mime: (await video.sniffed).mime, url: video.url, filename };
   }).catch((error) => {
     if (quota.passedBy(error)) throw new BadInput(quota.exceeded().message);
     if (!(error instanceof BadLink)) throw error; // LinkUnavailable, store trouble, HandedBack
     log.info({ event: "link.refused", reason: error.message, ...error.details }, "link refused");
     throw new BadInput(error.message);
   });
-  const attached = await jobs.attachVideo(job._id, stored.id, { bytes: stored.bytes, contentType: stored.mime }, share);
+  const video = { bytes: stored.bytes, contentType: stored.mime, filename: stored.filename };
+  const attached = await jobs.attachVideo(job._id, stored.id, video, share);
   if (!attached) {
     await files.remove("videos", stored.id);
     log.info({ event: "job.gone" }, "job deleted or finished elsewhere while downloading; video dropped");
@@ -69,7 +75,11 @@ export async function downloadVideo(job: Job, links: LinkDownloads, options: Dow
   }
   const seconds = (performance.now() - started) / 1000;
   const host = new URL(stored.url).host;
-  log.info({ event: "link.downloaded", bytes: stored.bytes, type: stored.mime, host, seconds }, "link downloaded");
+  const named = Boolean(stored.filename);
+  log.info(
+    { event: "link.downloaded", bytes: stored.bytes, type: stored.mime, host, seconds, named },
+    "link downloaded",
+  );
   return attached;
 }
 

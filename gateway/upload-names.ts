@@ -7,9 +7,10 @@
 // - a raw body names itself by `?filename=` (percent-decoded with the query), by
 //   `Content-Disposition: attachment; filename*=UTF-8''…` (RFC 6266/8187), or by
 //   `X-Filename` (percent-encoded UTF-8, or raw UTF-8 bytes, which arrive as Latin-1);
-// - a link's name is its last path segment, percent-decoded (lib/link.ts linkFilename).
-import { parse as parseContentDisposition } from "content-disposition";
+// - a link's name is its last meaningful path segment, percent-decoded, until its download
+//   names it (lib/source-names.ts).
 import { cleanFilename } from "../lib/filenames.ts";
+import { dispositionFilename, utf8FromLatin1 } from "../lib/source-names.ts";
 
 /** The three escapes a browser writes into a multipart filename, and what they stand for. */
 const FORM_ESCAPES: Record<string, string> = { "%22": '"', "%0D": "\r", "%0A": "\n" };
@@ -21,19 +22,9 @@ export function formFilename(raw: string): string {
 
 /** The name a raw body gives itself: `?filename=`, else Content-Disposition's, else X-Filename; cleaned. */
 export function rawBodyFilename(request: Request, queryFilename: string | undefined): string {
-  const named = queryFilename ?? dispositionFilename(request) ?? headerFilename(request);
+  const named =
+    queryFilename ?? dispositionFilename(request.headers.get("content-disposition")) ?? headerFilename(request);
   return cleanFilename(named ?? "");
-}
-
-function dispositionFilename(request: Request): string | undefined {
-  const header = request.headers.get("content-disposition");
-  if (!header) return undefined;
-  try {
-    const filename = parseContentDisposition(header).parameters.filename;
-    return filename === undefined ? undefined : utf8FromLatin1(filename);
-  } catch {
-    return undefined; // a malformed header names nothing
-  }
 }
 
 function headerFilename(request: Request): string | undefined {
@@ -43,16 +34,5 @@ function headerFilename(request: Request): string | undefined {
     return utf8FromLatin1(decodeURIComponent(header));
   } catch {
     return utf8FromLatin1(header); // malformed percent-encoding: as written
-  }
-}
-
-/** Header values are bytes read as Latin-1: a name sent as raw UTF-8 is read back as UTF-8 if that is what it is. */
-function utf8FromLatin1(text: string): string {
-  const latin1 = [...text].every((char) => char.charCodeAt(0) <= 0xff);
-  if (!latin1 || !/[\u0080-\u00ff]/.test(text)) return text;
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "latin1"));
-  } catch {
-    return text;
   }
 }

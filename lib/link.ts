@@ -12,7 +12,7 @@ import { type Readable, Transform } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import ipaddr from "ipaddr.js";
 import { checked } from "./config.ts";
-import { cleanFilename } from "./files.ts";
+import { dispositionFilename } from "./source-names.ts";
 import { byteLimit, formatBytes, NotAVideo, type Sniffed, TooLarge, videoSniffer } from "./upload.ts";
 
 export const MAX_LINK_LENGTH = 2048;
@@ -65,15 +65,8 @@ export function checkPostedLink(raw: unknown, allow: AllowList): URL {
   return url;
 }
 
-/** The name a person would give the video: the link's last path segment. */
-export function linkFilename(url: URL): string {
-  const last = url.pathname.split("/").filter(Boolean).pop() ?? "";
-  try {
-    return cleanFilename(decodeURIComponent(last));
-  } catch {
-    return cleanFilename(last); // malformed percent-encoding: keep it as written
-  }
-}
+/** A link job's first name (lib/source-names.ts). */
+export { linkFilename } from "./source-names.ts";
 
 // ── addresses ───────────────────────────────────────────────────────────────
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
@@ -223,6 +216,8 @@ export interface LinkVideo {
   sniffed: Promise<Sniffed>;
   url: string;
   totalBytes: number | undefined;
+  /** The name the response's Content-Disposition gives the file, as sent (not yet cleaned). */
+  filename: string | undefined;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -300,6 +295,7 @@ export async function fetchVideo<T>(
         sniffed: sniffer.sniffed,
         url: url.href,
         totalBytes,
+        filename: dispositionFilename(response.headers["content-disposition"]),
       });
     }
   } catch (error) {
