@@ -10,6 +10,8 @@ import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.t
 export interface Caller {
   id: string;
   email: string;
+  /** The token's `email_verified` claim: auth has seen the owner open the verification link (false when absent). */
+  emailVerified: boolean;
 }
 
 /** auth's keys could not be fetched and none held fits the token: it cannot be checked now, which is not the token's fault. */
@@ -75,7 +77,7 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
       });
       if (typeof payload.sub !== "string" || !USER_ID.test(payload.sub)) throw new Error("token's sub is no user id");
       if (typeof payload.email !== "string" || payload.email.length > 254) throw new Error("token has no email claim");
-      return { id: payload.sub, email: payload.email };
+      return { id: payload.sub, email: payload.email, emailVerified: payload.email_verified === true };
     },
     /** Resolves once keys are held, fetching them if none are yet (at start, and as the readiness check). */
     async ready(): Promise<void> {

@@ -74,7 +74,7 @@ describe("the gateway checks a token's claims, not only its signature (finding 1
     expect([claims.iss, claims.aud]).toEqual([TOKEN_ISSUER, TOKEN_AUDIENCE]);
     const answer = await me(token);
     expect(answer.status).toBe(200);
-    expect(await answer.json()).toEqual({ id: claims.sub, email });
+    expect(await answer.json()).toEqual({ id: claims.sub, email, emailVerified: false });
     expect((await me(await signed({}))).status).toBe(200); // the forger below changes one claim of this
   });
 

@@ -98,17 +98,17 @@ describe("auth down", () => {
     const verifier = jwksVerifier(`http://127.0.0.1:${issuer.port}/.well-known/jwks.json`, { refreshMs: 50 });
     try {
       const token = await sign("k1");
-      expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com" });
+      expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com", emailVerified: false });
       away = true; // auth goes away
       // Past the refresh time a use of the keys tries a refresh, which fails: the held key serves.
       // The token is used until auth has refused three refreshes, and verifies every time.
       const deadline = Date.now() + 10_000;
       while (failedFetches < 3 && Date.now() < deadline) {
-        expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com" });
+        expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com", emailVerified: false });
         await Bun.sleep(10); // the next use a moment later: refreshes are tried once per refresh time
       }
       expect(failedFetches).toBeGreaterThanOrEqual(3); // refreshes were tried, and failed
-      expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com" });
+      expect(await verifier.verify(token)).toEqual({ id: "1", email: "a@example.com", emailVerified: false });
       await issuer.stop(true); // and now auth is gone altogether
       // Keys never fetched (a gateway started while auth is down): the token cannot be checked (503 at
       // the gateway), which is not the same as invalid (401, "log in again", which would fail too).
