@@ -1,0 +1,30 @@
+// .github/workflows/ci.yml as parsed: what its jobs run, against which service containers, and with what pinned tools.
+import { describe, expect, test } from "bun:test";
+import { environment, interpolate, services } from "./compose.ts";
+import { type Doc, read } from "./support.ts";
+
+const workflow = Bun.YAML.parse(read(".github/workflows/ci.yml")) as Doc;
+const jobs = workflow.jobs as Record<string, Doc>;
+
+describe("GitHub workflow", () => {
+  test("the suite administers RabbitMQ over the management API in the test job and compose's test profile", () => {
+    // test/support/rabbit.ts takes this path only with RABBITMQ_API_URL set; .ci/run uses rabbitmqctl, so these two
+    // runs are where the API path is exercised on every push
+    const job = jobs.test!;
+    const broker = job.services.rabbitmq;
+    expect(broker.image).toMatch(/-management$/);
+    expect(broker.ports).toContain("15672:15672");
+    const api = new URL(job.env.RABBITMQ_API_URL);
+    const amqp = new URL(job.env.AMQP_URL);
+    expect([api.hostname, api.port, api.username, api.password]).toEqual([
+      amqp.hostname,
+      "15672",
+      amqp.username,
+      amqp.password,
+    ]);
+    const runner = environment(services.test!);
+    expect(new URL(interpolate(runner.RABBITMQ_API_URL!)).hostname).toBe("rabbitmq");
+    expect(services.rabbitmq!.image).toMatch(/-management$/);
+    expect(job.steps.map((step: Doc) => step.run)).toContain("bun run test");
+  });
+});
