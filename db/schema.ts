@@ -2,14 +2,74 @@
 // Ids are bigint auto-increment rather than serial(): serial() breaks migrations on MariaDB.
 
 import { sql } from "drizzle-orm";
-import { bigint, datetime, index, mysqlTable, varchar } from "drizzle-orm/mysql-core";
+import { bigint, char, datetime, index, mysqlTable, varchar } from "drizzle-orm/mysql-core";
 
-export const users = mysqlTable("users", {
-  id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),
-  email: varchar("email", { length: 254 }).notNull().unique("users_email_unique"),
-  passwordHash: varchar("password_hash", { length: 255 }).notNull(),
-  createdAt: datetime("created_at", { mode: "date", fsp: 3 }).notNull().default(sql`CURRENT_TIMESTAMP(3)`),
-});
+const userId = () => bigint("user_id", { mode: "number", unsigned: true }).notNull();
+const time = (name: string) => datetime(name, { mode: "date", fsp: 3 });
+
+/**
+ * An account. `email_verified_at` is set once the owner opened a verification (or reset)
+ * link; `deleting_at` once deletion began: such an account logs in no more, and auth's
+ * sweeper finishes deleting it (auth/deletion.ts) after the converter was told.
+ */
+export const users = mysqlTable(
+  "users",
+  {
+    id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),
+    email: varchar("email", { length: 254 }).notNull().unique("users_email_unique"),
+    passwordHash: varchar("password_hash", { length: 255 }).notNull(),
+    createdAt: time("created_at").notNull().default(sql`CURRENT_TIMESTAMP(3)`),
+    emailVerifiedAt: time("email_verified_at"),
+    deletingAt: time("deleting_at"),
+  },
+  (table) => [index("users_deleting").on(table.deletingAt)],
+);
+
+/**
+ * Refresh tokens, stored as their SHA-256 (the token is shown once, at login or refresh).
+ * One login starts a family; each refresh marks its token `rotated_at` and adds the next.
+ * A rotated token shown again was copied: the whole family goes (auth/session-store.ts).
+ */
+export const refreshTokens = mysqlTable(
+  "refresh_tokens",
+  {
+    id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),
+    userId: userId(),
+    family: char("family", { length: 32 }).notNull(),
+    tokenHash: char("token_hash", { length: 64 }).notNull().unique("refresh_tokens_hash_unique"),
+    createdAt: time("created_at").notNull(),
+    expiresAt: time("expires_at").notNull(),
+    rotatedAt: time("rotated_at"),
+  },
+  (table) => [
+    index("refresh_tokens_user").on(table.userId),
+    index("refresh_tokens_family").on(table.family),
+    index("refresh_tokens_expiry").on(table.expiresAt),
+  ],
+);
+
+/**
+ * Single-use tokens sent by email (`verify`: 48 h, `reset`: 30 min), stored as their
+ * SHA-256. `published_at` stays empty until the broker confirmed the `email` message;
+ * the sweeper re-issues a token left unpublished (auth/email-tokens.ts).
+ */
+export const emailTokens = mysqlTable(
+  "email_tokens",
+  {
+    id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),
+    userId: userId(),
+    kind: varchar("kind", { length: 16 }).notNull(),
+    tokenHash: char("token_hash", { length: 64 }).notNull().unique("email_tokens_hash_unique"),
+    createdAt: time("created_at").notNull(),
+    expiresAt: time("expires_at").notNull(),
+    publishedAt: time("published_at"),
+  },
+  (table) => [
+    index("email_tokens_user_kind").on(table.userId, table.kind, table.createdAt),
+    index("email_tokens_expiry").on(table.expiresAt),
+    index("email_tokens_unpublished").on(table.publishedAt),
+  ],
+);
 
 /**
  * Login attempts, kept in MySQL so the lockout holds across auth replicas. The lockout
