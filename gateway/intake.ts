@@ -90,7 +90,8 @@ function chosenOptions(
 
 /**
  * A multipart upload: the fields before the file are checked as it starts (a bad one and
- * nothing is stored), those after it once it is stored (a bad one and it is removed).
+ * nothing is stored), those after it once it is stored (a bad one, or a form that breaks
+ * after the file, and it is removed).
  */
 async function receiveForm(
   deps: IntakeDeps,
@@ -101,26 +102,21 @@ async function receiveForm(
 ): Promise<Job> {
   const room = await admitUpload(deps, user, request, MULTIPART_OVERHEAD_BYTES);
   const inQuery = queryOptions(query);
-  let read: Awaited<ReturnType<typeof readMultipartFile<StoredUpload>>>;
+  const stored: { upload?: StoredUpload } = {}; // once the file is stored: removed if the rest of the form fails
+  let options: ConversionOptions;
   try {
-    read = await readMultipartFile(request.body!, type, "file", async (file, before) => {
+    const { fields } = await readMultipartFile(request.body!, type, "file", async (file, before) => {
       chosenOptions(deps, user, "form", [...inQuery, ...before]);
       const filename = formFilename(file.filename);
-      return storeUpload(deps, user, { ...room, stream: file.stream, filename, type: file.contentType });
+      stored.upload = await storeUpload(deps, user, { ...room, stream: file.stream, filename, type: file.contentType });
     });
+    options = chosenOptions(deps, user, "form", [...inQuery, ...fields]);
   } catch (error) {
+    if (stored.upload) await removeVideo(deps, stored.upload.stored.id);
     if (error instanceof BadMultipart) throw new Unprocessable(error.message);
     throw error;
   }
-  const { result: upload, fields } = read;
-  let options: ConversionOptions;
-  try {
-    options = chosenOptions(deps, user, "form", [...inQuery, ...fields]);
-  } catch (error) {
-    await removeVideo(deps, upload.stored.id);
-    throw error;
-  }
-  return recordUpload(deps, user, upload, options);
+  return recordUpload(deps, user, stored.upload!, options);
 }
 
 /** A raw video/* or audio/* body: its options are in the query, checked before a byte is read. */

@@ -9,7 +9,7 @@ import { ObjectId } from "mongodb";
 import type { JobView } from "../gateway.ts";
 import { createLogger } from "../lib/log.ts";
 import { type ConversionOptions, ConversionOptions as OptionsSchema } from "../lib/options.ts";
-import { drainQueue } from "./support/jobs.ts";
+import { drainQueue, settle } from "./support/jobs.ts";
 import { makeAudio, makeVideo } from "./support/media.ts";
 import { type Stack, startStack } from "./support/stack.ts";
 
@@ -226,7 +226,42 @@ describe("the rules between fields", () => {
     );
   });
 
+  test("a form that breaks once its file is stored (too many fields after it) keeps nothing either", async () => {
+    const before = await stored();
+    const fields = Array.from({ length: 25 }, (_, i): [string, string] => [`note${i}`, "x"]);
+    const { body, headers } = stagedForm(await video.bytes(), fields, async () => {
+      // The rest of the form is sent only once the file is in GridFS, as on a slow connection.
+      await settle(stored, ([files]) => files! > before[0]!);
+    });
+    const response = await call("/jobs", { method: "POST", headers: { ...user.headers, ...headers }, body });
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { detail: string }).detail).toContain("too many fields");
+    expect(await stored()).toEqual(before);
+    expect(await drainQueue(stack.vhost.url, "video")).toEqual([]);
+  });
+
   test("a bad link and bad options are named together", async () => {
     await refused(() => postJson({ url: "ftp://example.com/v.mp4", channels: 5 }), ["url", "channels"]);
   });
 });
+
+/** A multipart body sent in two parts: the file, then (after `between`) the fields after it. */
+function stagedForm(file: Uint8Array, after: [string, string][], between: () => Promise<void>) {
+  const boundary = "staged-form-boundary";
+  const encoder = new TextEncoder();
+  const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\nContent-Type: video/mp4\r\n\r\n`;
+  const rest = after.map(
+    ([name, value]) => `\r\n--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}`,
+  );
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(encoder.encode(head));
+      controller.enqueue(file);
+      controller.enqueue(encoder.encode(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="first"\r\n\r\nx`));
+      await between();
+      controller.enqueue(encoder.encode(`${rest.join("")}\r\n--${boundary}--\r\n`));
+      controller.close();
+    },
+  });
+  return { body, headers: { "content-type": `multipart/form-data; boundary=${boundary}` } };
+}
