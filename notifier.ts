@@ -1,4 +1,5 @@
-// notifier: consumes `mp3` and emails the job's owner through Resend, once:
+// notifier: consumes `mp3` and emails the job's owner through Resend, once (and `email`:
+// the account emails auth queues, notifier/account-emails.ts):
 // the idempotency key `job-<id>-<status>` and the job's `notifiedAt` make a
 // redelivered message send nothing twice. Resend being away is retried with
 // backoff and then dead-lettered; a refusal retrying cannot fix is recorded.
@@ -17,6 +18,7 @@ import { problems } from "./lib/problem.ts";
 import { CONNECT_IN_BACKGROUND, connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
 import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
+import { accountEmailExhausted, sendAccountEmail } from "./notifier/account-emails.ts";
 import { mailer } from "./notifier/mailer.ts";
 import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
 
@@ -90,6 +92,16 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
           retryAfterMongo(mongo, log, (delivery) => notify(context, delivery), {
             giveUp: () => stopping.signal.aborted,
           }),
+        );
+        // Account emails (notifier/account-emails.ts): they need no store but Resend.
+        await queue.consume(
+          QUEUES.email,
+          {
+            prefetch: 8,
+            maxAttempts: config.MAX_ATTEMPTS,
+            onExhausted: (body) => accountEmailExhausted(context, body),
+          },
+          (delivery) => sendAccountEmail(context, delivery),
         );
       }),
     /** Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry. */

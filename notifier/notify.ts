@@ -91,7 +91,7 @@ export function exhausted({ config, log, emails }: NotifierContext, body: Mp3Mes
 }
 
 /** Waits `ms`, or less if `signal` aborts first. */
-function untilAborted(signal: AbortSignal, ms: number): Promise<void> {
+export function untilAborted(signal: AbortSignal, ms: number): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
