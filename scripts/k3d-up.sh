@@ -16,6 +16,9 @@ IMAGE=m3dio:dev          # the image every manifest runs
 NAMESPACE=m3dio          # k3d/kustomization.yaml namespace
 BASE_URL=http://localhost:8080   # k3d/cluster.yaml maps the load balancer's port 80 here
 SECRETS_FILE=${K3D_SECRETS_FILE:-k3d/secrets.env}
+# RabbitMQ by its full name: KEDA's scaler reads AMQP_URL from the converter's env but
+# connects from the keda namespace, where the short name `rabbitmq` does not resolve
+RABBITMQ_HOST=rabbitmq.$NAMESPACE.svc.cluster.local
 TIMEOUT=${K3D_TIMEOUT:-300s}
 
 log() { printf '\n== %s\n' "$*"; }
@@ -30,11 +33,17 @@ write_secrets() {
         echo "added $key to $SECRETS_FILE"
       fi
     done
+    # a file written when AMQP_URL named the broker `rabbitmq` gets its full name
+    if grep -q '^AMQP_URL=amqp://[^@]*@rabbitmq:5672' "$SECRETS_FILE"; then
+      (umask 077 && sed "s#^\(AMQP_URL=amqp://[^@]*@\)rabbitmq:5672#\1$RABBITMQ_HOST:5672#" "$SECRETS_FILE" >"$SECRETS_FILE.new")
+      cat "$SECRETS_FILE.new" >"$SECRETS_FILE" && rm "$SECRETS_FILE.new"
+      echo "AMQP_URL in $SECRETS_FILE now names $RABBITMQ_HOST"
+    fi
     return
   fi
   # URL-safe random passwords (they sit inside URLs) and an Ed25519 signing key as a
   # one-line JWK (an env file has no multi-line values; auth reads JWK like PEM).
-  (umask 077 && bun -e '
+  (umask 077 && RABBITMQ_HOST=$RABBITMQ_HOST bun -e '
     const password = () => Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("hex");
     const pair = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
     const { kty, crv, x, d } = await crypto.subtle.exportKey("jwk", pair.privateKey);
@@ -50,7 +59,7 @@ write_secrets() {
       `MONGO_PASSWORD=${mongo}`,
       `MONGODB_URL=mongodb://m3dio:${mongo}@mongo:27017/m3dio?authSource=admin`,
       `RABBITMQ_PASSWORD=${rabbit}`,
-      `AMQP_URL=amqp://m3dio:${rabbit}@rabbitmq:5672`,
+      `AMQP_URL=amqp://m3dio:${rabbit}@${process.env.RABBITMQ_HOST}:5672`,
       "# RESEND_API_KEY=re_... (unset: emails are logged, not sent)",
     ].join("\n"));
   ' >"$SECRETS_FILE")

@@ -1,14 +1,14 @@
 // The k3d keda overlay, k3d:up's generated secrets.env and the k3d cluster file, with the manifests as
 // `kubectl kustomize` renders them (kubectl on the PATH). The base manifests are in k3d.test.ts.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSigningKey } from "../../auth/keys.ts";
 import { AuthConfig } from "../../auth.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
-import { configMap, mainContainer, mustFind, podSpec } from "./manifests.ts";
+import { configMap, mainContainer, mustFind, NAMESPACE, podSpec, serviceOf } from "./manifests.ts";
 import { renderK3d } from "./render.ts";
 import { type Doc, envFile, ROOT, read } from "./support.ts";
 
@@ -47,6 +47,35 @@ describe("k3d overlays, scripts and secrets", () => {
         const ref = variable.valueFrom?.secretKeyRef;
         if (ref && !ref.optional) expect(example, `${doc.metadata.name} ${variable.name}`).toContain(ref.key);
       }
+    }
+  });
+
+  test("KEDA reaches the broker from its own namespace: AMQP_URL names RabbitMQ's Service by its full name", () => {
+    // the scaler reads AMQP_URL from the converter's env (hostFromEnv) but connects from the keda namespace
+    const dir = mkdtempSync(join(tmpdir(), "m3dio-secrets-"));
+    try {
+      const file = join(dir, "secrets.env");
+      const secretsOnly = () =>
+        Bun.spawnSync(["bash", join(ROOT, "scripts/k3d-up.sh"), "--secrets-only"], {
+          env: { ...process.env, K3D_SECRETS_FILE: file },
+          stderr: "pipe",
+        });
+      expect(secretsOnly().exitCode).toBe(0);
+      const fresh = envFile(readFileSync(file, "utf8"));
+      const fullName = `rabbitmq.${NAMESPACE}.svc.cluster.local`;
+      for (const url of [fresh.AMQP_URL!, envFile(read("k3d/secrets.env.example")).AMQP_URL!]) {
+        expect(new URL(url).hostname).toBe(fullName);
+        expect(serviceOf(keda, new URL(url).hostname).spec.ports.map((p: Doc) => p.port)).toContain(5672);
+      }
+      // a file k3d:up wrote when the URL named `rabbitmq` is given the full name, its password kept, still private
+      const short = `amqp://m3dio:${fresh.RABBITMQ_PASSWORD}@rabbitmq:5672`;
+      writeFileSync(file, readFileSync(file, "utf8").replace(fresh.AMQP_URL!, short), { mode: 0o600 });
+      expect(secretsOnly().exitCode).toBe(0);
+      const upgraded = envFile(readFileSync(file, "utf8"));
+      expect(upgraded).toEqual({ ...fresh, AMQP_URL: `amqp://m3dio:${fresh.RABBITMQ_PASSWORD}@${fullName}:5672` });
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

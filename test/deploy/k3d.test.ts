@@ -5,7 +5,17 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../lib/config.ts";
 import { APP_IMAGE, defaultPortOf, environment, services } from "./compose.ts";
-import { bytes, configMap, find, mainContainer, mustFind, podSpec, resolvedEnv, secretValues } from "./manifests.ts";
+import {
+  bytes,
+  configMap,
+  find,
+  mainContainer,
+  mustFind,
+  podSpec,
+  resolvedEnv,
+  secretValues,
+  serviceOf,
+} from "./manifests.ts";
 import { renderK3d } from "./render.ts";
 import {
   configSchema,
@@ -303,7 +313,7 @@ describe("k3d manifests", () => {
     for (const [key, value] of urls) {
       const url = new URL(value);
       if (key === "PUBLIC_URL" || key === "RESEND_BASE_URL") continue; // outside addresses
-      const service = mustFind(base, "Service", url.hostname);
+      const service = serviceOf(base, url.hostname);
       expect(
         service.spec.ports.map((p: Doc) => p.port),
         key,

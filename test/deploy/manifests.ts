@@ -1,5 +1,8 @@
 // The k3d manifests as `kubectl kustomize` renders them, and lookups into the rendered objects.
-import type { Doc } from "./support.ts";
+import { type Doc, read } from "./support.ts";
+
+/** The namespace k3d/kustomization.yaml puts everything in. */
+export const NAMESPACE = (Bun.YAML.parse(read("k3d/kustomization.yaml")) as Doc).namespace as string;
 
 export function kustomize(args: string[]): Doc[] {
   const result = Bun.spawnSync(["kubectl", "kustomize", ...args], { stderr: "pipe", stdout: "pipe" });
@@ -21,6 +24,13 @@ export const mustFind = (docs: Doc[], kind: string, name: string): Doc => {
   if (!doc) throw new Error(`no ${kind} ${name} in the rendered manifests`);
   return doc;
 };
+/** The Service a cluster-internal host names: `rabbitmq`, or `rabbitmq.m3dio.svc.cluster.local` from any namespace. */
+export function serviceOf(docs: Doc[], hostname: string): Doc {
+  const [name, namespace, ...rest] = hostname.split(".");
+  if (namespace !== undefined && `${namespace}.${rest.join(".")}` !== `${NAMESPACE}.svc.cluster.local`)
+    throw new Error(`${hostname} is not a Service of the namespace ${NAMESPACE}`);
+  return mustFind(docs, "Service", name!);
+}
 export const podSpec = (workload: Doc): Doc => workload.spec.template.spec;
 export const mainContainer = (workload: Doc): Doc => podSpec(workload).containers[0];
 export const configMap = (docs: Doc[]) =>
