@@ -8,7 +8,7 @@
 // protocol alone close all of these.
 import { BadInput } from "./errors.ts";
 
-/** file-type's video types (what the intake accepts) → the ffmpeg demuxer that reads them. */
+/** file-type's video and audio types (what the intake accepts) → the ffmpeg demuxer that reads them. */
 const DEMUXERS: Record<string, string> = {
   "video/mp4": "mov",
   "video/quicktime": "mov",
@@ -25,6 +25,14 @@ const DEMUXERS: Record<string, string> = {
   "video/MP2P": "mpeg",
   "video/ogg": "ogg",
   "video/x-ms-asf": "asf",
+  // Audio-only sources (lib/upload.ts AUDIO_TYPES): one demuxer each, none that opens other files.
+  "audio/x-m4a": "mov",
+  "audio/mp4": "mov",
+  "audio/mpeg": "mp3",
+  "audio/wav": "wav",
+  "audio/flac": "flac",
+  "audio/ogg": "ogg",
+  "audio/ogg; codecs=opus": "ogg",
 };
 
 /** The demuxer for a sniffed type, or undefined for a type no upload can have. */
