@@ -1,8 +1,11 @@
 // The two steps of an attempt: a link job's download, then the conversion proper (the
-// video spooled to a temp dir, ffmpeg with ffprobe beside it, the MP3 checked, stored in
-// GridFS `mp3s`, the job marked done and the outcome announced).
+// source spooled to a temp dir, ffmpeg with ffprobe beside it (converter/encode.ts), the
+// MP3 checked, its ID3 tag put in front as it is stored in GridFS `mp3s`, the cover stored
+// in `covers`, the job marked done and the outcome announced).
 import { createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
 import { mp3Filename } from "../lib/files.ts";
 import type { Job } from "../lib/jobs.ts";
@@ -10,12 +13,10 @@ import type { Logger } from "../lib/log.ts";
 import { checkOutput } from "./check.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { downloadVideo } from "./download.ts";
+import { type Encoded, encode } from "./encode.ts";
 import { BadInput } from "./errors.ts";
-import { inputOptions } from "./inputs.ts";
-import { dropUnclaimedMp3, removeSourceVideo, removeStrayMp3s } from "./leftovers.ts";
-import { overBudget, timeBudgetMs } from "./limits.ts";
-import { probeSource } from "./probe.ts";
-import { transcode } from "./transcode.ts";
+import { id3Tag } from "./id3.ts";
+import { dropUnclaimed, removeSourceVideo, removeStrayFiles, type Unclaimed } from "./leftovers.ts";
 import { makeJobDir, removeJobDir } from "./workdir.ts";
 
 /** Progress is written into the job at most this often. */
@@ -39,94 +40,86 @@ export async function download(
 
 /** Converts one job; resolves when the outcome is stored and announced. */
 export async function convert(context: ConverterContext, job: Job, signal: AbortSignal, jobLog: Logger) {
-  const { config, files, jobs, metrics } = context;
+  const { config, jobs, metrics } = context;
   const started = performance.now();
   const workDir = await makeJobDir(config.TMP_DIR, job._id.toHexString());
-  let unclaimed: ObjectId | undefined; // an MP3 stored that the job does not point to yet
+  const unclaimed: Unclaimed = {}; // files stored that the job does not point to yet
   try {
     if (!job.videoFileId) throw new BadInput("the job has no video");
-    const { output, durationSec } = await encode(context, job, job.videoFileId, workDir, signal);
+    const encoded = await spoolAndEncode(context, job, job.videoFileId, workDir, signal, jobLog);
     // Past ffmpeg the signal is not heeded: storing the MP3 finishes.
-    const stored = await files.upload("mp3s", createReadStream(output), {
-      owner: job.userId,
-      filename: mp3Filename(job.source.filename),
-      contentType: "audio/mpeg",
-      jobId: job._id.toHexString(),
-    });
-    unclaimed = stored.id;
-    const audio = { bytes: stored.bytes, durationSec: Math.round(durationSec * 100) / 100 };
-    if (!(await jobs.markDone(job._id, stored.id, audio))) {
+    const stored = await storeResult(context, job, encoded, unclaimed);
+    const durationSec = encoded.writtenSeconds;
+    const audio = { bytes: stored.mp3.bytes, durationSec: Math.round(durationSec * 100) / 100 };
+    const done = await jobs.markDone(job._id, stored.mp3.id, audio, stored.cover?.id);
+    if (!done) {
       jobLog.info({ event: "job.gone" }, "job deleted or finished elsewhere while converting; result dropped");
-      await files.remove("mp3s", stored.id);
-      return;
+      await dropUnclaimed(context, job._id, unclaimed);
     }
-    unclaimed = undefined; // now owned by the job
-    await removeStrayMp3s(context, job._id, stored.id, jobLog);
-    metrics.bytesOut.inc(stored.bytes);
+    delete unclaimed.mp3; // dropped, or now owned by the job
+    delete unclaimed.cover;
+    if (!done) return;
+    await removeStrayFiles(context, job._id, { mp3s: stored.mp3.id, covers: stored.cover?.id }, jobLog);
+    metrics.bytesOut.inc(stored.mp3.bytes);
     metrics.seconds.observe((performance.now() - started) / 1000);
     await publishOutcome(context, job._id, "done");
     if (!config.KEEP_VIDEOS) await removeSourceVideo(context, job, jobLog);
     metrics.outcomes.inc({ outcome: "done" });
     const seconds = (performance.now() - started) / 1000;
-    jobLog.info({ event: "job.converted", bytes: stored.bytes, durationSec, seconds }, "converted");
+    const { bytes } = stored.mp3;
+    jobLog.info({ event: "job.converted", bytes, durationSec, seconds, options: encoded.plan.applied }, "converted");
   } finally {
-    // If the store is away this leaves the file; the attempt that finishes the job removes it.
-    if (unclaimed) await dropUnclaimedMp3(context, job._id, unclaimed).catch(() => {});
+    // If the store is away this leaves the files; the attempt that finishes the job removes them.
+    await dropUnclaimed(context, job._id, unclaimed).catch(() => {});
     await removeJobDir(workDir);
   }
 }
 
-/** Spools the video, runs ffprobe beside ffmpeg, checks the MP3; answers its path and length. */
-async function encode(
+/** Spools the source (an MP4 with its index at the end cannot be read from a pipe), encodes it, checks the MP3. */
+async function spoolAndEncode(
   context: ConverterContext,
   job: Job,
   videoFileId: ObjectId,
   workDir: string,
   signal: AbortSignal,
-) {
-  const { config, files, metrics } = context;
+  log: Logger,
+): Promise<Encoded> {
   const input = join(workDir, "input");
-  const output = join(workDir, "output.mp3");
-  // Spool to a file: an MP4 with its index at the end cannot be read from a pipe.
-  metrics.bytesIn.inc(await files.saveToFile("videos", videoFileId, input));
+  context.metrics.bytesIn.inc(await context.files.saveToFile("videos", videoFileId, input));
   signal.throwIfAborted();
-  const opened = inputOptions(job.source.contentType); // the one demuxer, the file protocol alone
-  // ffprobe runs beside ffmpeg rather than before it: its answer is needed only for the
-  // length limit, progress and the check, and waiting for it cost ~60 ms per job. A probe
-  // that finds bad input (or too long an audio) stops ffmpeg through `verdict`, within
-  // milliseconds and before anything is stored; so does ffmpeg outlasting its time budget.
-  const verdict = new AbortController();
-  const started = performance.now();
-  let budget: ReturnType<typeof setTimeout> | undefined;
-  const probing = probeSource(input, {
-    contentType: job.source.contentType,
-    maxAudioSeconds: config.MAX_AUDIO_SECONDS,
-    signal,
-  });
-  let audioSeconds = 0; // known once the probe answers; until then no progress is shown
-  probing.then(
-    (source) => {
-      audioSeconds = source.audioSeconds;
-      const left = timeBudgetMs(audioSeconds) - (performance.now() - started);
-      budget = setTimeout(() => verdict.abort(overBudget(audioSeconds)), Math.max(0, left));
-    },
-    (error) => verdict.abort(error),
-  );
   const from = job.source.kind === "url" ? DOWNLOAD_SHARE : 0;
   const report = progressWriter(context, job._id);
-  const encoding = transcode(input, output, {
-    inputOptions: opened,
-    quality: config.MP3_QUALITY,
-    bitrateKbps: config.MP3_BITRATE_KBPS,
-    signal: AbortSignal.any([signal, verdict.signal]),
-    onProgress: (written) => audioSeconds && report(Math.min(99, from + (written / audioSeconds) * (100 - from))),
+  const onProgress = (fraction: number) => report(Math.min(99, from + fraction * (100 - from)));
+  const encoded = await encode(context, job, input, workDir, { signal, log, onProgress });
+  await checkOutput(encoded.output, encoded.plan.spanSec, encoded.writtenSeconds);
+  return encoded;
+}
+
+/** The MP3 with its ID3 tag in front into GridFS `mp3s`, the cover into `covers`; both recorded in `unclaimed` once stored. */
+async function storeResult(context: ConverterContext, job: Job, encoded: Encoded, unclaimed: Unclaimed) {
+  const { files } = context;
+  const cover = encoded.cover ? await readFile(encoded.cover) : undefined;
+  const { tags, chapters } = encoded.plan;
+  const tag = id3Tag({ ...tags, chapters, ...(cover ? { cover } : {}) });
+  const metadata = { owner: job.userId, jobId: job._id.toHexString() };
+  const filename = mp3Filename(job.source.filename);
+  const tagged = Readable.from(withTag(tag, encoded.output));
+  const mp3 = await files.upload("mp3s", tagged, { ...metadata, filename, contentType: "audio/mpeg" });
+  unclaimed.mp3 = mp3.id;
+  if (!cover) return { mp3 };
+  const coverName = `${filename.slice(0, -".mp3".length)}.jpg`;
+  const stored = await files.upload("covers", Readable.from([cover]), {
+    ...metadata,
+    filename: coverName,
+    contentType: "image/jpeg",
   });
-  const [probe, encoded] = await Promise.allSettled([probing, encoding]);
-  clearTimeout(budget);
-  if (probe.status === "rejected") throw probe.reason; // names the cause better than ffmpeg's failure
-  if (encoded.status === "rejected") throw encoded.reason;
-  await checkOutput(output, probe.value, encoded.value);
-  return { output, durationSec: encoded.value };
+  unclaimed.cover = stored.id;
+  return { mp3, cover: stored };
+}
+
+async function* withTag(tag: Buffer, path: string) {
+  yield tag;
+  yield* createReadStream(path);
 }
 
 /** Writes a job's progress (percent) at most once a second; a lost write is caught up by the next. */

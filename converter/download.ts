@@ -61,10 +61,10 @@ export async function downloadVideo(job: Job, links: LinkDownloads, options: Dow
     const file = await files.upload("videos", video.source, named, ...video.transforms, quota.limit);
     return { ...file, mime: (await video.sniffed).mime, url: video.url, filename };
   }).catch((error) => {
-    if (quota.passedBy(error)) throw new BadInput(quota.exceeded().message);
+    if (quota.passedBy(error)) throw new BadInput(quota.exceeded().message, "quota");
     if (!(error instanceof BadLink)) throw error; // LinkUnavailable, store trouble, HandedBack
     log.info({ event: "link.refused", reason: error.message, ...error.details }, "link refused");
-    throw new BadInput(error.message);
+    throw new BadInput(error.message, "link");
   });
   const video = { bytes: stored.bytes, contentType: stored.mime, filename: stored.filename };
   const attached = await jobs.attachVideo(job._id, stored.id, video, share);
@@ -97,7 +97,7 @@ async function storageRoom(job: Job, { usage, storageBytes }: LinkDownloads) {
   const used = await usage.storedBytes(job.userId);
   const left = storageBytes - used;
   const exceeded = () => new OverQuota(storageQuotaMessage(storageBytes, used));
-  if (left <= 0) throw new BadInput(exceeded().message);
+  if (left <= 0) throw new BadInput(exceeded().message, "quota");
   const limit: Transform & { bytes: number } = byteLimit(left);
   return {
     left,

@@ -1,9 +1,19 @@
 // How a conversion can end other than done: the two outcomes the consumer treats
 // apart from transient trouble (which is any other error, retried by the queue).
+import type { JobErrorKind } from "../lib/jobs.ts";
 
-/** The video itself is the problem: retrying cannot help. The message is for the user. */
+/**
+ * The video itself is the problem: retrying cannot help. The message is for the user; the
+ * kind (lib/jobs.ts JOB_ERROR_KINDS) chooses the advice their email gives.
+ */
 export class BadInput extends Error {
   override name = "BadInput";
+  constructor(
+    message: string,
+    readonly kind: JobErrorKind = "damaged",
+  ) {
+    super(message);
+  }
 }
 
 /** The worker is stopping: the job goes back to the queue untouched. The reason a message's signal is aborted with. */

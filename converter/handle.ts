@@ -11,7 +11,7 @@ import type { Delivery } from "../lib/queue.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { convert, download } from "./convert.ts";
 import { BadInput, HandedBack, JobGone } from "./errors.ts";
-import { removeSourceVideo, removeStrayMp3s } from "./leftovers.ts";
+import { removeSourceVideo, removeStrayFiles } from "./leftovers.ts";
 import { watchJob } from "./watch.ts";
 
 const needsDownload = (job: Job) => job.source.kind === "url" && !job.videoFileId;
@@ -33,7 +33,7 @@ export async function handleVideo(
   if (existing.status === "done" || existing.status === "failed") {
     // A redelivery after the outcome was stored: announce it again only if the user never heard.
     if (!existing.notifiedAt) await publishOutcome(context, jobId, existing.status);
-    await removeStrayMp3s(context, jobId, existing.audioFileId, jobLog);
+    await removeStrayFiles(context, jobId, { mp3s: existing.audioFileId, covers: existing.coverFileId }, jobLog);
     // The attempt that finished it may have died before the video's removal was done.
     if (existing.status === "done" && !context.config.KEEP_VIDEOS) await removeSourceVideo(context, existing, jobLog);
     jobLog.info(
@@ -90,10 +90,10 @@ async function settleFailure(
     return delivery.ack();
   }
   if (error instanceof BadInput) {
-    const failed = await jobs.markFailed(jobId, error.message);
+    const failed = await jobs.markFailed(jobId, error.message, error.kind);
     if (failed) await publishOutcome(context, jobId, "failed");
     metrics.outcomes.inc({ outcome: "failed" });
-    jobLog.info({ event: "job.failed", reason: error.message }, "job failed: bad input");
+    jobLog.info({ event: "job.failed", reason: error.message, kind: error.kind }, "job failed: bad input");
     return delivery.ack();
   }
   jobLog.warn({ event: "job.retrying", err: error }, "conversion hit transient trouble; retrying");
@@ -114,9 +114,9 @@ export async function giveUp(context: ConverterContext, body: VideoMessage): Pro
   const { config, jobs, log, metrics } = context;
   const jobId = new ObjectId(body.jobId);
   const reason = `gave up after ${config.MAX_ATTEMPTS} attempts; please try again later`;
-  const failed = await jobs.markFailed(jobId, reason);
+  const failed = await jobs.markFailed(jobId, reason, "internal");
   if (failed) await publishOutcome(context, jobId, "failed");
-  await removeStrayMp3s(context, jobId, undefined, log.child({ jobId: body.jobId }));
+  await removeStrayFiles(context, jobId, {}, log.child({ jobId: body.jobId }));
   metrics.outcomes.inc({ outcome: "gave_up" });
   log.error(
     { event: "job.given_up", jobId: body.jobId, userId: failed?.userId, reason },

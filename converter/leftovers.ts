@@ -1,6 +1,7 @@
-// Files a finished job no longer needs. MP3s no job points to: an attempt that stored its
-// MP3 and then died or lost the store leaves one behind; they are removed once the job is
-// finished, when its `audioFileId` can no longer change. And a done job's source video.
+// Files a finished job no longer needs. MP3s and covers no job points to: an attempt that
+// stored them and then died or lost the store leaves them behind; they are removed once the
+// job is finished, when its `audioFileId` and `coverFileId` can no longer change. And a done
+// job's source video.
 // Failing to remove them never fails the job.
 import type { ObjectId } from "mongodb";
 import { cleanUp } from "../lib/cleanup.ts";
@@ -8,40 +9,50 @@ import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ConverterContext } from "./context.ts";
 
+/** The buckets an attempt stores into, each with the file the job points to (if any). */
+export type Kept = { mp3s?: ObjectId; covers?: ObjectId };
+const RESULT_BUCKETS = ["mp3s", "covers"] as const;
+
 /**
- * Removes the MP3s of this job other than `keep` (the one it points to). Run once the job
- * is finished, so a concurrent attempt's file is never mistaken for the job's.
+ * Removes this job's MP3s and covers other than the ones it points to (`keep`). Run once
+ * the job is finished, so a concurrent attempt's files are never mistaken for the job's.
  */
-export async function removeStrayMp3s(
+export async function removeStrayFiles(
   { mongo, files }: ConverterContext,
   jobId: ObjectId,
-  keep: ObjectId | undefined,
+  keep: Kept,
   jobLog: Logger,
 ): Promise<void> {
   try {
-    const strays = await mongo.db
-      .collection("mp3s.files")
-      .find(
-        { "metadata.jobId": jobId.toHexString(), ...(keep ? { _id: { $ne: keep } } : {}) },
-        { projection: { _id: 1 } },
-      )
-      .toArray();
-    for (const { _id } of strays) await files.remove("mp3s", _id as ObjectId);
-    if (strays.length)
-      jobLog.info(
-        { event: "mp3.stray_removed", removed: strays.length },
-        "removed MP3s an earlier attempt left behind",
-      );
+    let removed = 0;
+    for (const bucket of RESULT_BUCKETS) {
+      const kept = keep[bucket];
+      const strays = await mongo.db
+        .collection(`${bucket}.files`)
+        .find(
+          { "metadata.jobId": jobId.toHexString(), ...(kept ? { _id: { $ne: kept } } : {}) },
+          { projection: { _id: 1 } },
+        )
+        .toArray();
+      for (const { _id } of strays) await files.remove(bucket, _id as ObjectId);
+      removed += strays.length;
+    }
+    if (removed)
+      jobLog.info({ event: "mp3.stray_removed", removed }, "removed MP3s and covers an earlier attempt left behind");
   } catch (error) {
-    jobLog.warn({ event: "mp3.stray_check_failed", err: error }, "could not look for MP3s an earlier attempt left");
+    jobLog.warn({ event: "mp3.stray_check_failed", err: error }, "could not look for files an earlier attempt left");
   }
 }
 
-/** After a failure past storing the MP3: remove it unless the job points to it (markDone may have landed without its answer). */
-export async function dropUnclaimedMp3({ jobs, files }: ConverterContext, jobId: ObjectId, fileId: ObjectId) {
+/** Files an attempt stored that the job does not point to yet. */
+export type Unclaimed = { mp3?: ObjectId; cover?: ObjectId };
+
+/** After a failure past storing: remove what the job does not point to (markDone may have landed without its answer). */
+export async function dropUnclaimed({ jobs, files }: ConverterContext, jobId: ObjectId, unclaimed: Unclaimed) {
+  if (!unclaimed.mp3 && !unclaimed.cover) return;
   const job = await jobs.get(jobId);
-  if (job?.audioFileId?.equals(fileId)) return;
-  await files.remove("mp3s", fileId);
+  if (unclaimed.mp3 && !job?.audioFileId?.equals(unclaimed.mp3)) await files.remove("mp3s", unclaimed.mp3);
+  if (unclaimed.cover && !job?.coverFileId?.equals(unclaimed.cover)) await files.remove("covers", unclaimed.cover);
 }
 
 /**

@@ -20,6 +20,7 @@ export function checkAudioLength(audioSeconds: number, maxSeconds: number): void
   if (audioSeconds > maxSeconds)
     throw new BadInput(
       `the audio lasts ${clock(audioSeconds)}, longer than the ${clock(maxSeconds)} (${maxSeconds} s) this service converts`,
+      "too_long",
     );
 }
 

@@ -1,4 +1,4 @@
-// The retention sweeper: a finished job, its video and its MP3 go once its `expiresAt`
+// The retention sweeper: a finished job, its video, its MP3 and its cover go once its `expiresAt`
 // has passed. Every converter runs one, and they need nothing but the job to agree:
 // each expired job is claimed with a conditional update (`sweepingAt`), then its files
 // are removed, then the job. The job is removed last, so it is the to-do list: a sweeper
@@ -7,7 +7,7 @@
 // file that is already gone (or half gone: GridFS removes the file record, then its
 // chunks) is no error, so finishing twice is harmless.
 import type { FileStore } from "../lib/files.ts";
-import type { Job, JobStore } from "../lib/jobs.ts";
+import { type Job, type JobStore, jobFiles } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 
 export interface SweeperDeps {
@@ -44,10 +44,7 @@ export function retentionSweeper(
 
   /** Files first, then the job: whatever stops this midway, the claimed job is still there to finish. */
   async function sweepJob(job: Job): Promise<boolean> {
-    await Promise.all([
-      job.videoFileId && files.remove("videos", job.videoFileId),
-      job.audioFileId && files.remove("mp3s", job.audioFileId),
-    ]);
+    await Promise.all(jobFiles(job).map(({ bucket, id }) => files.remove(bucket, id)));
     const removed = await jobs.removeSwept(job._id);
     if (removed)
       log.info(

@@ -223,10 +223,31 @@ export function jobStore(db: Db, { retentionHours = DEFAULT_RETENTION_HOURS }: {
       );
     },
 
-    markDone: (id: ObjectId, audioFileId: ObjectId, audio: JobAudio) =>
+    /**
+     * What the converter found on probing the source (its audio tracks) and, unless the job
+     * cannot be done, the options it applies, every default filled in; only while converting.
+     */
+    recordProbe: (id: ObjectId, audioTracks: AudioTrack[], applied?: ConversionOptions) =>
+      jobs.updateOne(
+        { _id: id, status: "converting" },
+        {
+          $set: { "source.audioTracks": audioTracks, ...(applied ? { options: applied } : {}), updatedAt: new Date() },
+        },
+      ),
+
+    markDone: (id: ObjectId, audioFileId: ObjectId, audio: JobAudio, coverFileId?: ObjectId) =>
       jobs.findOneAndUpdate(
         { _id: id, status: "converting" },
-        { $set: { status: "done", progress: 100, audioFileId, audio, ...finishing() } },
+        {
+          $set: {
+            status: "done",
+            progress: 100,
+            audioFileId,
+            audio,
+            ...(coverFileId ? { coverFileId } : {}),
+            ...finishing(),
+          },
+        },
         { returnDocument: "after" },
       ),
 

@@ -145,7 +145,7 @@ describe("in-process conversions", () => {
       expect(job.progress).toBe(100);
       const mp3 = await probe(await downloadMp3(job));
       expect(mp3.format).toBe("mp3");
-      expect(mp3.streams).toEqual(["audio:mp3"]);
+      expect(mp3.streams).toEqual(["audio:mp3", "video:mjpeg"]); // the audio, and a frame as its cover (the default)
       expect(Math.abs(mp3.durationSec - 3)).toBeLessThan(0.3);
       expect(job.audio?.durationSec).toBeCloseTo(mp3.durationSec, 0);
       expect(job.audio?.bytes).toBe((await files.stat("mp3s", job.audioFileId!))!.length);

@@ -218,7 +218,7 @@ describe("end to end, four services as processes", () => {
     expect(audio.headers.get("content-disposition")).toContain("holiday clip.mp3");
     const mp3 = await saveAndProbe(audio, "holiday.mp3");
     expect(mp3.format).toBe("mp3");
-    expect(mp3.streams).toEqual(["audio:mp3"]);
+    expect(mp3.streams).toEqual(["audio:mp3", "video:mjpeg"]); // a frame of the video is its cover
     expect(Math.abs(mp3.durationSec - VIDEO_SECONDS)).toBeLessThanOrEqual(0.5);
 
     const final = (await (await call(`/jobs/${job.id}`, { headers: user.headers })).json()) as JobView;
@@ -256,7 +256,7 @@ describe("end to end, four services as processes", () => {
     expect(download.headers.get("content-disposition")).toContain("video.mp3");
     const mp3 = await saveAndProbe(download, "curl.mp3");
     expect(mp3.format).toBe("mp3");
-    expect(mp3.streams).toEqual(["audio:mp3"]);
+    expect(mp3.streams).toEqual(["audio:mp3", "video:mjpeg"]); // a frame of the video is its cover
     expect(Math.abs(mp3.durationSec - VIDEO_SECONDS)).toBeLessThanOrEqual(0.5);
 
     // Only the owner: someone else's token finds no such MP3.

@@ -1,0 +1,134 @@
+// ffmpeg and ffprobe on a spooled source, side by side. ffmpeg starts at once with the
+// settings the job's options give (converter/plan.ts guessAudio): waiting for the probe
+// first would cost every job one more process start. When the probe answers, the plan is
+// made and written on the job (the source's audio tracks, the options as applied); a plan
+// that cannot be carried out (no such track, a start past the end, too long) stops ffmpeg
+// through `verdict`, within milliseconds and before anything is stored; so does ffmpeg
+// outlasting its time budget. A plan whose settings differ from the guess (another default
+// track, an audio track that starts late under a trim) runs ffmpeg again with them. The
+// cover's ffmpeg runs beside the audio's once the plan names one.
+import { join } from "node:path";
+import type { Job } from "../lib/jobs.ts";
+import type { Logger } from "../lib/log.ts";
+import type { ConverterContext } from "./context.ts";
+import { extractCover } from "./cover.ts";
+import { inputOptions } from "./inputs.ts";
+import { overBudget, timeBudgetMs } from "./limits.ts";
+import { guessAudio, type Plan, planConversion } from "./plan.ts";
+import { probeSource, type SourceInfo } from "./probe.ts";
+import { type AudioSettings, transcode } from "./transcode.ts";
+
+export interface Encoded {
+  /** The bare MP3 (no tag yet). */
+  output: string;
+  /** ffmpeg's count of the seconds it wrote. */
+  writtenSeconds: number;
+  plan: Plan;
+  /** The cover JPEG, if the plan named one and it could be made. */
+  cover?: string;
+}
+
+export interface EncodeOptions {
+  signal: AbortSignal;
+  log: Logger;
+  /** Called with the share of the span written (0 to 1), once the span is known. */
+  onProgress: (fraction: number) => void;
+}
+
+/** The guess was wrong: the first ffmpeg stops, and runs again with the plan's settings. */
+class WrongGuess extends Error {
+  override name = "WrongGuess";
+}
+
+export async function encode(
+  context: ConverterContext,
+  job: Job,
+  input: string,
+  workDir: string,
+  { signal, log, onProgress }: EncodeOptions,
+): Promise<Encoded> {
+  const { config } = context;
+  const output = join(workDir, "audio.mp3");
+  const opened = inputOptions(job.source.contentType); // the one demuxer, the file protocol alone
+  const verdict = new AbortController(); // bad input found by the plan, or the time budget passed
+  const wrongGuess = new AbortController();
+  const started = performance.now();
+  let budget: ReturnType<typeof setTimeout> | undefined;
+  let spanSec = 0; // known once planned; until then no progress is shown
+  const planning = probeSource(input, { contentType: job.source.contentType, signal }).then((source) =>
+    recordPlan(context, job, source),
+  );
+  const guess = guessAudio(job.options, config);
+  planning.then(
+    (plan) => {
+      spanSec = plan.spanSec;
+      if (!sameSettings(plan.audio, guess)) wrongGuess.abort(new WrongGuess());
+      const left = timeBudgetMs(spanSec) - (performance.now() - started);
+      budget = setTimeout(() => verdict.abort(overBudget(spanSec)), Math.max(0, left));
+    },
+    (error) => verdict.abort(error),
+  );
+  const run = (settings: AudioSettings, ...signals: AbortSignal[]) =>
+    transcode(input, output, {
+      ...settings,
+      inputOptions: opened,
+      signal: AbortSignal.any([signal, verdict.signal, ...signals]),
+      onProgress: (written) => spanSec && onProgress(written / spanSec),
+    });
+  const stopCover = new AbortController();
+  const coverSignal = AbortSignal.any([signal, verdict.signal, stopCover.signal]);
+  const covering = planning.then(
+    (plan) => makeCover(input, plan, { inputOptions: opened, workDir, signal: coverSignal, log }),
+    () => undefined,
+  );
+  try {
+    const [planned, encoded] = await Promise.allSettled([planning, run(guess, wrongGuess.signal)]);
+    if (planned.status === "rejected") throw planned.reason; // names the cause better than ffmpeg's failure
+    const plan = planned.value;
+    let writtenSeconds: number;
+    if (sameSettings(plan.audio, guess)) {
+      if (encoded.status === "rejected") throw encoded.reason;
+      writtenSeconds = encoded.value;
+    } else {
+      log.info({ event: "convert.rerun", guessed: guess, planned: plan.audio }, "ffmpeg runs again with the plan");
+      writtenSeconds = await run(plan.audio);
+    }
+    const cover = await covering;
+    return { output, writtenSeconds, plan, ...(cover ? { cover } : {}) };
+  } finally {
+    clearTimeout(budget);
+    stopCover.abort(); // a failed encode leaves no cover ffmpeg behind
+    await covering;
+  }
+}
+
+/** The plan, written on the job with the source's tracks; a plan that cannot be made still records the tracks. */
+async function recordPlan({ config, jobs }: ConverterContext, job: Job, source: SourceInfo): Promise<Plan> {
+  let plan: Plan;
+  try {
+    plan = planConversion(job, source, config);
+  } catch (error) {
+    await jobs.recordProbe(job._id, source.tracks);
+    throw error;
+  }
+  await jobs.recordProbe(job._id, source.tracks, plan.applied);
+  return plan;
+}
+
+/** The plan's cover as a JPEG in `workDir`, or undefined: none planned, none to be had (logged), or stopped. */
+async function makeCover(
+  input: string,
+  plan: Plan,
+  { inputOptions, workDir, signal, log }: { inputOptions: string[]; workDir: string; signal: AbortSignal; log: Logger },
+): Promise<string | undefined> {
+  if (!plan.cover) return undefined;
+  const output = join(workDir, "cover.jpg");
+  try {
+    return (await extractCover(input, plan.cover, { inputOptions, output, signal })) ? output : undefined;
+  } catch (error) {
+    if (!signal.aborted) log.info({ event: "cover.skipped", reason: (error as Error).message }, "no cover");
+    return undefined;
+  }
+}
+
+const sameSettings = (a: AudioSettings, b: AudioSettings) => JSON.stringify(a) === JSON.stringify(b);
