@@ -148,30 +148,140 @@ const AUDIO_ENCODINGS: Record<AudioFormat, { muxer: string; encoder: string }> =
   opus: { muxer: "ogg", encoder: "libopus" },
 };
 
-/** Makes an audio-only file (a 440 Hz tone, no video stream) in `format`; written to `path`, by default a new temporary file. */
+/**
+ * Makes an audio-only file (a 440 Hz tone, no video stream) in `format`; written to `path`,
+ * by default a new temporary file. `cover` adds a 64×64 red picture as its own cover
+ * (mp3, m4a, flac); `tags` become the file's own tags.
+ */
 export async function makeAudio(
-  { format = "mp3", seconds = 2 }: { format?: AudioFormat; seconds?: number } = {},
+  {
+    format = "mp3",
+    seconds = 2,
+    cover = false,
+    tags = {},
+  }: { format?: AudioFormat; seconds?: number; cover?: boolean; tags?: Record<string, string> } = {},
   path?: string,
 ): Promise<string> {
   workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
   const output = path ?? join(workDir, `audio-${++counter}.${format}`);
   const { muxer, encoder } = AUDIO_ENCODINGS[format];
-  const tone = `sine=frequency=440:duration=${seconds}`;
-  await run([
-    "ffmpeg",
-    "-hide_banner",
-    "-loglevel",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    tone,
-    "-c:a",
-    encoder,
-    "-f",
-    muxer,
-    output,
-  ]);
+  const args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"];
+  args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`);
+  if (cover) args.push("-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-map", "0:a", "-map", "1:v");
+  args.push("-c:a", encoder);
+  if (cover) args.push("-c:v", "mjpeg", "-frames:v", "1", "-disposition:v", "attached_pic");
+  for (const [key, value] of Object.entries(tags)) args.push("-metadata", `${key}=${value}`);
+  await run([...args, "-f", muxer, output]);
   return output;
+}
+
+/**
+ * An MKV video whose two audio tracks tell apart: track 0 a 440 Hz stereo tone in English,
+ * track 1 an 880 Hz mono tone titled "Commentary". `defaultTrack` is the one marked default
+ * (the other is not).
+ */
+export async function makeTwoTrackVideo({ seconds = 3, defaultTrack = 0 } = {}): Promise<string> {
+  workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
+  const output = join(workDir, `two-tracks-${++counter}.mkv`);
+  const args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"];
+  args.push("-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=160x90:rate=15`);
+  args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`);
+  args.push("-f", "lavfi", "-i", `sine=frequency=880:duration=${seconds}`);
+  args.push("-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac");
+  args.push("-ac:a:0", "2", "-ac:a:1", "1", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "title=Commentary");
+  args.push(`-disposition:a:${defaultTrack}`, "default", `-disposition:a:${1 - defaultTrack}`, "0");
+  await run([...args, "-f", "matroska", output]);
+  return output;
+}
+
+export interface Chapter {
+  startSec: number;
+  endSec: number;
+  title: string;
+}
+
+/**
+ * An MP4 video (a 440 Hz tone) with `chapters` and the container tags `tags` (MP4 adds
+ * its own: major_brand, minor_version, compatible_brands, encoder).
+ */
+export async function makeChapteredVideo({
+  seconds = 6,
+  chapters = [] as Chapter[],
+  tags = {} as Record<string, string>,
+}): Promise<string> {
+  workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
+  const output = join(workDir, `chaptered-${++counter}.mp4`);
+  // ffmetadata: `=`, `;`, `#`, `\` and line breaks are escaped with a backslash.
+  const escaped = (text: string) => text.replace(/[=;#\\\n]/g, (char) => `\\${char}`);
+  const lines = [";FFMETADATA1", ...Object.entries(tags).map(([key, value]) => `${key}=${escaped(value)}`)];
+  for (const { startSec, endSec, title } of chapters)
+    lines.push(
+      "[CHAPTER]",
+      "TIMEBASE=1/1000",
+      `START=${startSec * 1000}`,
+      `END=${endSec * 1000}`,
+      `title=${escaped(title)}`,
+    );
+  const metadata = join(workDir, `chapters-${counter}.txt`);
+  await Bun.write(metadata, `${lines.join("\n")}\n`);
+  const args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"];
+  args.push("-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=160x90:rate=15`);
+  args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`, "-f", "ffmetadata", "-i", metadata);
+  args.push("-map", "0:v", "-map", "1:a", "-map_metadata", "2", "-map_chapters", "2");
+  args.push("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest");
+  await run([...args, "-f", "mp4", output]);
+  return output;
+}
+
+/**
+ * A short stereo signal whose loudness moves like speech (brown noise, loud and quiet by
+ * turns), far from -16 LUFS: `gainDb` sets how far. As WAV in an MKV with a video, so it
+ * converts like any video.
+ */
+export async function makeSpeechLikeVideo({ seconds = 6, gainDb = -12 } = {}): Promise<string> {
+  workDir ??= mkdtempSync(join(tmpdir(), "m3dio-media-"));
+  const output = join(workDir, `speech-like-${++counter}.mkv`);
+  const voice = `anoisesrc=color=brown:duration=${seconds}:amplitude=0.3:seed=7,volume='0.2+0.8*gt(sin(2*PI*1.3*t),0.3)':eval=frame,volume=${gainDb}dB,aformat=channel_layouts=stereo`;
+  const args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"];
+  args.push("-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=160x90:rate=15`, "-f", "lavfi", "-i", voice);
+  args.push("-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", "-shortest");
+  await run([...args, "-f", "matroska", output]);
+  return output;
+}
+
+/** Integrated loudness (LUFS) and true peak (dBTP) of a file's audio, as ffmpeg's `ebur128` measures them. */
+export async function loudness(path: string): Promise<{ integratedLufs: number; truePeakDb: number }> {
+  const child = Bun.spawn(
+    ["ffmpeg", "-hide_banner", "-nostats", "-i", path, "-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"],
+    { stdout: "ignore", stderr: "pipe" },
+  );
+  const [code, err] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+  if (code !== 0) throw new Error(`ffmpeg ebur128 failed (${code}): ${err}`);
+  const summary = err.slice(err.lastIndexOf("Summary:"));
+  const integrated = /I:\s+(-?[\d.]+) LUFS/.exec(summary)?.[1];
+  const peak = /Peak:\s+(-?[\d.]+|-inf) dBFS/.exec(summary)?.[1];
+  if (integrated === undefined || peak === undefined) throw new Error(`no ebur128 summary in: ${summary}`);
+  return { integratedLufs: Number(integrated), truePeakDb: peak === "-inf" ? -Infinity : Number(peak) };
+}
+
+/**
+ * The frequency of a file's tone (its first audio track, first channel), from how often
+ * the decoded wave crosses zero: enough to tell a 440 Hz tone from an 880 Hz one.
+ */
+export async function toneFrequency(path: string): Promise<number> {
+  const rate = 16_000;
+  const child = Bun.spawn(
+    ["ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-af", "pan=mono|c0=c0", "-ar", String(rate)].concat([
+      "-f",
+      "s16le",
+      "-",
+    ]),
+    { stdout: "pipe", stderr: "ignore" },
+  );
+  const pcm = Buffer.from(await new Response(child.stdout).arrayBuffer());
+  await child.exited;
+  const samples = new Int16Array(pcm.buffer, pcm.byteOffset, Math.floor(pcm.length / 2));
+  let crossings = 0;
+  for (let i = 1; i < samples.length; i++) if (samples[i - 1]! < 0 !== samples[i]! < 0) crossings++;
+  return crossings / 2 / (samples.length / rate);
 }
