@@ -97,7 +97,7 @@ async function serviceEnvironments(
       ? config.PUBLIC_URL
       : `http://localhost:${config.GATEWAY_PORT}`;
   // The gateway checks the download links the notifier signs: one key for both, kept in DEV_DIR.
-  const links = isSet(process.env, "LINK_SIGNING_KEY")
+  const links: Record<string, string> = isSet(process.env, "LINK_SIGNING_KEY")
     ? {}
     : {
         LINK_SIGNING_KEY: (await devSecret(resolve(ROOT, config.DEV_DIR), "link-signing-key", generateLinkSigningKey))
