@@ -5,11 +5,9 @@
  * Characters a name must not carry: control characters (C0, DEL, C1), format characters
  * (bidirectional overrides and isolates, which make `invoice\u202Eexe.mp4` show as
  * "invoice4pm.exe", zero-width spaces and joiners, the BOM, soft hyphens), line and
- * paragraph separators, and double quotes (they end a Content-Disposition value).
+ * paragraph separators. Quotes stay (names come through as typed): every header that
+ * carries a name is written by the content-disposition library, which escapes them.
  */
-const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}"]/gu;
-
-/** Control, format and separator characters, as UNSAFE but keeping quotes: for text that is not a file name. */
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 /** Text from outside (a name, a reason) without control, bidirectional-override or invisible characters. */
@@ -19,7 +17,7 @@ export const withoutInvisible = (text: string): string => text.replace(INVISIBLE
 export function cleanFilename(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? "";
   // At most 200 characters, counted as code points so an emoji is never cut in half.
-  const clean = [...base.replace(UNSAFE, "").trim()].slice(0, 200).join("").trim();
+  const clean = [...base.replace(INVISIBLE, "").trim()].slice(0, 200).join("").trim();
   return clean && clean !== "." && clean !== ".." ? clean : "video";
 }
 

@@ -15,8 +15,8 @@ describe("cleanFilename", () => {
     expect(cleanFilename(`ho${[...hidden, ...more].join("")}liday.mp4`)).toBe("holiday.mp4");
   });
 
-  test("C0 and C1 controls, DEL, line and paragraph separators and quotes are removed", () => {
-    expect(cleanFilename('a\u0000b\u001Fc\u007Fd\u0085e\u009Bf\u2028g\u2029h"i.mp4')).toBe("abcdefghi.mp4");
+  test("C0 and C1 controls, DEL, line and paragraph separators are removed; quotes stay, as typed", () => {
+    expect(cleanFilename('a\u0000b\u001Fc\u007Fd\u0085e\u009Bf\u2028g\u2029h"i".mp4')).toBe('abcdefgh"i".mp4');
   });
 
   test("letters of every script and emoji stay; directories go; the length is capped without splitting a character", () => {

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import amqp from "amqplib";
+import { parse as parseDisposition } from "content-disposition";
 import * as jose from "jose";
 import { jwksVerifier } from "../gateway/bearer.ts";
 import type { JobPage, JobView } from "../gateway.ts";
@@ -301,7 +302,8 @@ describe("download", () => {
     const disposition = response.headers.get("content-disposition")!;
     expect(disposition).toStartWith("attachment;");
     expect(disposition).not.toMatch(/[\r\n]/);
-    expect(disposition).toContain(mp3Filename(job.source.filename));
+    // The name as typed (quotes included), escaped by the header's own rules.
+    expect(parseDisposition(disposition).parameters.filename).toBe(mp3Filename(job.source.filename));
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(mp3);
   });
 
@@ -416,7 +418,10 @@ describe("docs, health and metrics", () => {
 
   test("ready reports MongoDB, RabbitMQ and the JWKS", async () => {
     const response = await call("/health/ready");
-    expect(await response.json()).toEqual({ status: "ready", checks: { startup: "up", mongodb: "up", rabbitmq: "up", jwks: "up" } });
+    expect(await response.json()).toEqual({
+      status: "ready",
+      checks: { startup: "up", mongodb: "up", rabbitmq: "up", jwks: "up" },
+    });
     expect(response.status).toBe(200);
   });
 
