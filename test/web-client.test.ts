@@ -1,7 +1,12 @@
 // The web page's API client (web/api.ts) on its own, without a browser: the pure parts.
 import { describe, expect, test } from "bun:test";
-import { ApiError } from "../web/api.ts";
+import { Value } from "@sinclair/typebox/value";
+import { ConversionOptions, OPTION_FIELDS } from "../lib/options.ts";
+import { ApiError, optionFields } from "../web/api.ts";
 import { describeError } from "../web/errors.ts";
+import { parseTime, placeInLine, tagsFromName, timeText } from "../web/format.ts";
+import { ALL_FIELDS } from "../web/options.ts";
+import { PRESETS, presetOf, soundSummary } from "../web/presets.ts";
 import { SseParser } from "../web/sse.ts";
 
 describe("the page's API client", () => {
@@ -35,13 +40,16 @@ describe("the page's API client", () => {
       detail: "The video is larger than 2 GiB.",
     });
     expect(describeError(problem(415, "the file is not a video"), "upload", "a.txt").title).toBe(
-      "“a.txt” isn't a video we can convert.",
+      "“a.txt” isn't a video or audio file we can convert.",
     );
     expect(describeError(problem(422, "bad url"), "link")).toEqual({
       title: "That link can't be used.",
       detail: "Bad url.",
     });
     expect(describeError(problem(429, "slow down", 900), "login").title).toBe(
+      "Slow down. Please wait 15 minutes before trying again.",
+    );
+    expect(describeError(problem(429, undefined, 900), "login").title).toBe(
       "Too many attempts. Please wait 15 minutes before trying again.",
     );
     expect(describeError(problem(503, "storage is briefly unavailable; try again shortly", 5), "upload")).toEqual({
@@ -75,6 +83,76 @@ describe("the page's API client", () => {
     expect(describeError(active, "upload")).toEqual({
       title: "You have 5 conversions under way already. Please try again in 30 seconds, once one has finished.",
       detail: "You already have 5.",
+    });
+  });
+});
+
+describe("the page's options and words", () => {
+  test("every field of the options model has a control, in one group; presets are valid options", () => {
+    expect([...ALL_FIELDS].sort()).toEqual([...OPTION_FIELDS].sort());
+    expect(new Set(ALL_FIELDS).size).toBe(ALL_FIELDS.length);
+    for (const preset of PRESETS) expect(Value.Check(ConversionOptions, preset.options)).toBe(true);
+    expect(presetOf({ bitrate: 64, channels: 1, normalize: true, title: "x" })?.id).toBe("podcast");
+    expect(presetOf({ bitrate: 64 })).toBeUndefined();
+    expect(soundSummary({ quality: 0, track: 1 })).toBe("Music (VBR best), audio track 2");
+    expect(soundSummary({ bitrate: 128, channels: 1 })).toBe("Custom: 128 kbit/s, mono");
+  });
+
+  test("options go as multipart fields by their model names, numbers and flags as text, unset ones left out", () => {
+    expect(optionFields({ start: 1.5, end: 4, normalize: true, bitrate: 64, title: "Só", track: undefined })).toEqual([
+      ["start", "1.5"],
+      ["end", "4"],
+      ["normalize", "true"],
+      ["bitrate", "64"],
+      ["title", "Só"],
+    ]);
+  });
+
+  test("trim points as people write them, places in line, tags from a file's name", () => {
+    expect(["75.5", "1:15.5", "1:02:03", "90:00", "", "1:75", "a", "-1"].map(parseTime)).toEqual([
+      75.5,
+      75.5,
+      3723,
+      5400,
+      undefined,
+      Number.NaN,
+      Number.NaN,
+      Number.NaN,
+    ]);
+    expect([4, 75.5, 3725.25].map(timeText)).toEqual(["0:04", "1:15.5", "1:02:05.25"]);
+    expect([1, 2, 3, 4, 11, 12, 13, 21, 22, 101].map(placeInLine)).toEqual([
+      "Next in line",
+      "2nd in line",
+      "3rd in line",
+      "4th in line",
+      "11th in line",
+      "12th in line",
+      "13th in line",
+      "21st in line",
+      "22nd in line",
+      "101st in line",
+    ]);
+    expect(tagsFromName("Daft Punk - One More Time.mp4")).toEqual({ artist: "Daft Punk", title: "One More Time" });
+    expect(tagsFromName("holiday_in_rome.final.webm")).toEqual({ title: "holiday in rome.final" });
+  });
+
+  test("a lockout is said once; a refused option names its field", () => {
+    const locked = new ApiError(
+      429,
+      { status: 429, detail: "too many failed logins for this account from your address; try again later" },
+      900,
+    );
+    expect(describeError(locked, "login")).toEqual({
+      title: "Too many failed logins for this account from your address. Please wait 15 minutes before trying again.",
+    });
+    const option = new ApiError(422, {
+      status: 422,
+      detail: "invalid conversion options",
+      errors: [{ field: "end", message: "must be greater than start" }],
+    });
+    expect(describeError(option, "upload", "a.mp4")).toEqual({
+      title: "An option for “a.mp4” can't be used.",
+      detail: "End: must be greater than start.",
     });
   });
 });
