@@ -205,14 +205,16 @@ describe("end to end, four services as processes", () => {
     expect(email.text).toContain("File: holiday clip.mp3");
     expect(email.from).toBe("m3dio <mp3@m3dio.test>");
     expect(email.idempotencyKey).toBe(`job-${job.id}-done`);
-    const link = `${system.gatewayUrl}/jobs/${job.id}/audio`;
-    expect(email.text.match(/https?:\/\/\S+/)?.[0]).toBe(link);
-    expect(email.html).toContain(`href="${link}"`);
+    // The email's download link is signed: it opens the MP3 without a login (a player, a friend).
+    const link = email.text.match(/https?:\/\/\S+/)?.[0] ?? "";
+    expect(link).toStartWith(`${system.gatewayUrl}/jobs/${job.id}/audio?expires=`);
+    expect(email.html).toContain(`href="${link.replace("&", "&amp;")}"`);
+    expect(email.text).toContain(`${system.gatewayUrl}/#/jobs/${job.id}`);
     expect(email.text).toContain("Length: 0:30");
 
-    // The link needs the user's login: without it 401, with it the MP3.
-    expect((await call(link)).status).toBe(401);
-    const audio = await call(link, { headers: user.headers });
+    // The route without a signed link needs the user's login; the signed link does not.
+    expect((await call(`/jobs/${job.id}/audio`)).status).toBe(401);
+    const audio = await call(link);
     expect(audio.status).toBe(200);
     expect(audio.headers.get("content-type")).toBe("audio/mpeg");
     expect(audio.headers.get("content-disposition")).toContain("holiday clip.mp3");

@@ -73,6 +73,8 @@ import { startTcpProxy, type TcpProxy } from "./tcp-proxy.ts";
 export type { LogEntry, ServiceName, ServiceProcess };
 
 export const SERVICE_NAMES: readonly ServiceName[] = ["auth", "gateway", "converter", "notifier"];
+/** LINK_SIGNING_KEY of the system's gateway and notifier: one key, so emailed download links open. */
+const TEST_LINK_SIGNING_KEY = "system-test-link-signing-key-0123456789";
 
 export interface SystemOptions {
   /** Converter processes to start (1). More can be added later with `start("converter", n)`. */
@@ -233,11 +235,18 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
         GATEWAY_SECRET: TEST_GATEWAY_SECRET,
         ...TEST_AUTH_ENV,
       },
-      gateway: { ...stores, AUTH_URL: authUrl, PUBLIC_URL: gatewayUrl, GATEWAY_SECRET: TEST_GATEWAY_SECRET },
+      gateway: {
+        ...stores,
+        AUTH_URL: authUrl,
+        PUBLIC_URL: gatewayUrl,
+        GATEWAY_SECRET: TEST_GATEWAY_SECRET,
+        LINK_SIGNING_KEY: TEST_LINK_SIGNING_KEY,
+      },
       converter: { ...stores, TMP_DIR: tmpDir, SHUTDOWN_GRACE_MS: "5000" },
       notifier: {
         ...stores,
         PUBLIC_URL: gatewayUrl,
+        LINK_SIGNING_KEY: TEST_LINK_SIGNING_KEY, // the gateway checks the links the emails carry
         MAIL_FROM: "m3dio <mp3@m3dio.test>",
         RETRY_BASE_MS: "50",
         SEND_TIMEOUT_MS: "5000",
