@@ -356,3 +356,24 @@ describe("the failure email's advice fits the cause", () => {
     expect(damagedEmail.text).toContain(`${PUBLIC_URL}/#/jobs/${damaged.id}`);
   });
 });
+
+describe("the OpenAPI document", () => {
+  test("names the signed link's parameters and 403 on the audio route, which a token or a link opens, and the share routes", async () => {
+    type Operation = {
+      parameters?: { name: string; in: string }[];
+      responses: Record<string, unknown>;
+      security?: unknown[];
+    };
+    const spec = (await (await call("/docs/json")).json()) as { paths: Record<string, Record<string, Operation>> };
+    const audio = spec.paths["/jobs/{id}/audio"]!.get!;
+    const query = (audio.parameters ?? []).filter((parameter) => parameter.in === "query").map(({ name }) => name);
+    expect(query.sort()).toEqual(["expires", "sig"]);
+    expect(Object.keys(audio.responses)).toEqual(expect.arrayContaining(["200", "206", "403", "409", "410"]));
+    expect(audio.security).toEqual([{ bearer: [] }, {}]);
+    const shareRoute = spec.paths["/jobs/{id}/share"]!;
+    expect(Object.keys(shareRoute).sort()).toEqual(["delete", "post"]);
+    expect(Object.keys(shareRoute.post!.responses)).toEqual(
+      expect.arrayContaining(["200", "401", "404", "409", "410"]),
+    );
+  });
+});
