@@ -3,10 +3,14 @@
 #   1. creates the cluster from k3d/cluster.yaml (kept if it exists),
 #   2. builds the image m3dio:dev and imports it into the cluster's nodes,
 #   3. writes k3d/secrets.env with fresh random passwords and signing key if missing,
-#   4. applies `kubectl apply -k k3d`, waits for the stores, the migration Job and
-#      every rollout,
+#   4. applies the manifests (`kubectl apply -k k3d`, or the keda overlay), waits for
+#      the stores, the migration Job and every rollout,
 #   5. runs scripts/smoke.ts against http://localhost:8080.
 # Needs docker (with a running engine), k3d v5, kubectl, bun, ffmpeg and ffprobe.
+# K3D_OVERLAY chooses how the converters scale, and switches a running cluster either way:
+#   base (the default)  a CPU HorizontalPodAutoscaler, 2 to 6 replicas (k3d/converter.yaml)
+#   keda                KEDA on the `video` queue's length, 1 to 10 (k3d/overlays/keda);
+#                       installs KEDA (KEDA_VERSION below) with helm when the cluster has none
 # `scripts/k3d-up.sh --secrets-only` does step 3 alone (K3D_SECRETS_FILE chooses the file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +24,8 @@ SECRETS_FILE=${K3D_SECRETS_FILE:-k3d/secrets.env}
 # connects from the keda namespace, where the short name `rabbitmq` does not resolve
 RABBITMQ_HOST=rabbitmq.$NAMESPACE.svc.cluster.local
 TIMEOUT=${K3D_TIMEOUT:-300s}
+OVERLAY=${K3D_OVERLAY:-base}
+KEDA_VERSION=2.21.1      # the kedacore/keda Helm chart (and KEDA) k3d:up installs
 
 log() { printf '\n== %s\n' "$*"; }
 
@@ -71,9 +77,54 @@ if [ "${1:-}" = "--secrets-only" ]; then
   exit 0
 fi
 
+case "$OVERLAY" in
+  base | keda) ;;
+  *) echo "K3D_OVERLAY is base (CPU autoscaler) or keda (KEDA on the video queue), not '$OVERLAY'" >&2; exit 1 ;;
+esac
 for tool in docker k3d kubectl bun ffmpeg ffprobe; do
   command -v "$tool" >/dev/null || { echo "k3d:up needs $tool on the PATH" >&2; exit 1; }
 done
+
+has_keda() { kubectl get crd scaledobjects.keda.sh >/dev/null 2>&1; }
+
+install_keda() {
+  has_keda && return
+  command -v helm >/dev/null || {
+    echo "K3D_OVERLAY=keda needs KEDA in the cluster; with helm on the PATH k3d:up installs it, or:" >&2
+    echo "  helm install keda keda --repo https://kedacore.github.io/charts --version $KEDA_VERSION -n keda --create-namespace --wait" >&2
+    exit 1
+  }
+  helm upgrade --install keda keda --repo https://kedacore.github.io/charts --version "$KEDA_VERSION" \
+    --namespace keda --create-namespace --wait --timeout "$TIMEOUT"
+}
+
+# One autoscaler per Deployment: KEDA's admission webhook refuses a ScaledObject for a
+# Deployment another HorizontalPodAutoscaler already scales, and the base manifests do
+# not remove a ScaledObject left from the overlay. So the other one goes first.
+apply_manifests() {
+  if [ "$OVERLAY" = keda ]; then
+    kubectl -n "$NAMESPACE" delete horizontalpodautoscaler converter --ignore-not-found
+    kubectl kustomize --load-restrictor LoadRestrictionsNone k3d/overlays/keda | kubectl apply -f -
+  else
+    if has_keda; then
+      # foreground: the HorizontalPodAutoscaler KEDA made for it goes too
+      kubectl -n "$NAMESPACE" delete scaledobject converter --ignore-not-found --cascade=foreground --wait
+    fi
+    kubectl apply -k k3d
+  fi
+}
+
+# KEDA scales only once its scaler reads the queue: wait until its HPA has a metric.
+wait_for_keda() {
+  kubectl -n "$NAMESPACE" wait --for=condition=Ready scaledobject/converter --timeout="$TIMEOUT"
+  local hpa=""
+  for _ in $(seq 60); do
+    hpa=$(kubectl -n "$NAMESPACE" get scaledobject converter -o jsonpath='{.status.hpaName}')
+    [ -n "$hpa" ] && break
+    sleep 2
+  done
+  kubectl -n "$NAMESPACE" wait --for=condition=ScalingActive "horizontalpodautoscaler/$hpa" --timeout="$TIMEOUT"
+}
 
 diagnose() {
   echo "k3d:up failed; the cluster's state:" >&2
@@ -94,6 +145,10 @@ else
   k3d cluster create --config k3d/cluster.yaml
 fi
 kubectl config use-context "k3d-$CLUSTER" >/dev/null
+if [ "$OVERLAY" = keda ]; then
+  log "KEDA $KEDA_VERSION"
+  install_keda
+fi
 
 log "image $IMAGE"
 docker build --target runtime --tag "$IMAGE" .
@@ -112,10 +167,10 @@ for _ in $(seq 60); do
 done
 kubectl apply -f k3d/traefik-config.yaml
 
-log "apply"
+log "apply ($OVERLAY)"
 # A Job's template is immutable, and every deploy should migrate: start it afresh.
 kubectl -n "$NAMESPACE" delete job migrate --ignore-not-found
-kubectl apply -k k3d
+apply_manifests
 if $existed; then
   # same tag, new image: make the Deployments pick it up
   kubectl -n "$NAMESPACE" rollout restart deployment
@@ -134,8 +189,13 @@ for service in auth gateway converter notifier; do
   kubectl -n "$NAMESPACE" rollout status "deployment/$service" --timeout="$TIMEOUT"
 done
 
+if [ "$OVERLAY" = keda ]; then
+  log "KEDA reads the video queue"
+  wait_for_keda
+fi
+
 log "smoke test through the ingress"
 bun scripts/smoke.ts "$BASE_URL"
 
 trap - ERR
-log "m3dio runs on $BASE_URL (docs: $BASE_URL/docs); bun run k3d:down removes the cluster"
+log "m3dio runs on $BASE_URL (docs: $BASE_URL/docs), converters scaled by $([ "$OVERLAY" = keda ] && echo "KEDA on the video queue" || echo CPU); bun run k3d:down removes the cluster"

@@ -94,6 +94,12 @@ describe("k3d overlays, scripts and secrets", () => {
       (container) => container.name === scaled.spec.scaleTargetRef.envSourceContainerName,
     );
     expect(source?.env.map((variable: Doc) => variable.name)).toContain(trigger.metadata.hostFromEnv);
+    // scaling down from N is the HPA's, as with the CPU autoscaler: cooldownPeriod only times a scale to zero
+    expect(scaled.spec.minReplicaCount).toBeGreaterThanOrEqual(1);
+    expect(scaled.spec.cooldownPeriod).toBeUndefined();
+    expect(scaled.spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown).toEqual(
+      mustFind(base, "HorizontalPodAutoscaler", "converter").spec.behavior.scaleDown,
+    );
     // the overlay renders the same system as k3d/, less the HPA
     const key = (doc: Doc) => `${doc.kind}/${doc.metadata.name}`;
     expect(

@@ -27,4 +27,18 @@ describe("GitHub workflow", () => {
     expect(services.rabbitmq!.image).toMatch(/-management$/);
     expect(job.steps.map((step: Doc) => step.run)).toContain("bun run test");
   });
+
+  test("the k3d job switches the converters' autoscaler to KEDA and back, each time through the smoke test", () => {
+    const runs = (jobs.k3d!.steps as Doc[]).map((step) => String(step.run ?? ""));
+    const ups = runs.flatMap((run, index) => (/\bbun run k3d:up$/.test(run.trim()) ? [index] : []));
+    expect(ups.map((index) => runs[index]!.trim())).toEqual([
+      "bun run k3d:up",
+      "K3D_OVERLAY=keda bun run k3d:up",
+      "bun run k3d:up",
+    ]);
+    const [, keda, back] = ups;
+    const checksAfter = (index: number) => runs.slice(index + 1).find((run) => run.includes("scaledobject"))!;
+    expect(checksAfter(keda!)).toContain('test -z "$(kubectl -n m3dio get horizontalpodautoscaler converter');
+    expect(checksAfter(back!)).toContain('test -z "$(kubectl -n m3dio get scaledobject converter');
+  });
 });
