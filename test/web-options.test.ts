@@ -308,3 +308,22 @@ describe("logging in and registering", () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe("a link to one job", () => {
+  test("#/jobs/<id>, as the ready email links, shows that job after logging in, focused", async () => {
+    const user = await gatewayClient(base).newUser("web-link", PASSWORD);
+    const job = await jobStore(mongo.db).create({
+      userId: user.id,
+      email: user.email,
+      source: { kind: "upload", filename: "linked talk.mp4", bytes: 1000, contentType: "video/mp4" },
+    });
+    const opened = await openPage(browser, `${base}/#/jobs/${job._id.toHexString()}`, DESKTOP);
+    pages.push(opened);
+    const { page, errors } = opened;
+    await logIn(page, user.email);
+    const heading = jobItem(page, "linked talk.mp4").getByRole("heading", { name: "linked talk.mp4" });
+    await page.waitForFunction((element) => element === document.activeElement, await heading.elementHandle());
+    expect(await jobItem(page, "linked talk.mp4").getAttribute("class")).toContain("linked");
+    expect(errors).toEqual([]);
+  });
+});

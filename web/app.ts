@@ -2,6 +2,7 @@
 import { session } from "./api.ts";
 import { showAuthView } from "./auth-views.ts";
 import { jobActions } from "./job-actions.ts";
+import { showLinkedJob } from "./job-link.ts";
 import { clearJobs, loadJobs, setJobActions } from "./jobs.ts";
 import { $ } from "./page.ts";
 import { endSession, onSession, startSession } from "./session.ts";
@@ -12,7 +13,7 @@ import { refreshUsage, showUsage } from "./usage.ts";
 setJobActions(jobActions);
 onSession({
   started: () => {
-    void loadJobs();
+    void loadJobs().then(showLinkedJob);
     refreshUsage(0);
   },
   ended: () => {

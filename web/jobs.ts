@@ -55,6 +55,9 @@ export function render(job: Job, placement: "top" | "bottom" = "top"): Entry {
   return entry;
 }
 
+/** The entry of the job with this id, if it is in the list. */
+export const entryOf = (id: string) => entries.get(id);
+
 function updateEmpty() {
   view.empty.hidden = entries.size > 0;
 }
