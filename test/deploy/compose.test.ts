@@ -219,6 +219,8 @@ describe("compose.yaml", () => {
     const runner = services.test!;
     expect(runner.profiles).toEqual(["test"]);
     expect(runner.build.target).toBe("build");
+    // rebuilt on every `run`, so a code change is what gets tested, not the image of the run before
+    expect(runner.pull_policy).toBe("build");
     expect(runner.command).toEqual(["bun", "run", "test"]);
     const env = environment(runner);
     expect(new URL(interpolate(env.MYSQL_URL!)).hostname).toBe("mysql");
