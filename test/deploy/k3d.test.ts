@@ -321,6 +321,29 @@ describe("k3d manifests", () => {
     }
   });
 
+  test("MongoDB is ready only when the real server answers a ping over the pod's address, not the first-run init one", () => {
+    // the image's entrypoint creates the root user with a temporary mongod bound to 127.0.0.1 only
+    const mongo = mainContainer(mustFind(base, "StatefulSet", "mongo"));
+    const podIp = (mongo.env as Doc[]).find((variable) => variable.name === "POD_IP");
+    expect(podIp?.valueFrom?.fieldRef?.fieldPath).toBe("status.podIP");
+    for (const kind of ["startupProbe", "readinessProbe"]) {
+      const [shell, flag, script] = mongo[kind].exec.command as string[];
+      expect([shell, flag], kind).toEqual(["sh", "-c"]);
+      expect(script, kind).toStartWith('mongosh --quiet --host "$POD_IP" ');
+      expect(script, kind).toContain("db.adminCommand({ ping: 1 }).ok === 1");
+      // mongosh starts a JavaScript runtime first: a short timeout fails a slow but healthy start
+      expect(mongo[kind].timeoutSeconds, kind).toBeGreaterThanOrEqual(10);
+    }
+    // liveness waits for the startup probe, which allows minutes for the first start's init
+    const startup = mongo.startupProbe;
+    expect(startup.periodSeconds * startup.failureThreshold).toBeGreaterThanOrEqual(180);
+    expect(mongo.livenessProbe.tcpSocket.port).toBe(27017);
+    // nothing probes localhost, which the init server answers on
+    expect(JSON.stringify([mongo.startupProbe, mongo.readinessProbe, mongo.livenessProbe])).not.toMatch(
+      /127\.0\.0\.1|localhost/,
+    );
+  });
+
   test("store credentials in the service URLs are the ones the stores are started with", () => {
     const secrets = secretValues(base);
     const storeEnv = (store: string) => resolvedEnv(base, mainContainer(mustFind(base, "StatefulSet", store)));
