@@ -25,6 +25,7 @@ import {
   PROBE_PATHS,
   propertiesOf,
   ROOT,
+  read,
   requiredWithoutDefault,
   SERVICES,
 } from "./support.ts";
@@ -109,6 +110,27 @@ describe("compose.yaml", () => {
       expect(check.slice(0, 3)).toEqual(["CMD", "bun", "-e"]);
       expect(check[3]).toContain(`http://127.0.0.1:${environment(services[name]!).PORT}${PROBE_PATHS.readiness}`);
     }
+  });
+
+  test("healthchecks give a slow first start time: 10 s and more for the store checks that start a runtime", () => {
+    const seconds = (duration: string) => Number(String(duration).replace(/s$/, ""));
+    for (const [name, service] of Object.entries(services)) {
+      const check = service.healthcheck;
+      if (!check) continue;
+      // checked often while starting (start_interval; Docker Engine 25+), so healthy soon after it is
+      expect(seconds(check.start_interval), name).toBeLessThan(seconds(check.interval));
+      expect(seconds(check.start_period), name).toBeGreaterThanOrEqual(30);
+      const command = (check.test as string[]).join(" ");
+      // rabbitmq-diagnostics starts an Erlang VM, mongosh a JavaScript runtime: seconds on a busy machine
+      if (/rabbitmq-diagnostics|mongosh|mysqladmin/.test(command)) {
+        expect(seconds(check.timeout), name).toBeGreaterThanOrEqual(10);
+        expect(seconds(check.timeout), name).toBeLessThanOrEqual(15);
+        // a first start initialises the data directory before the check can pass
+        expect(seconds(check.start_period), name).toBeGreaterThanOrEqual(60);
+      }
+    }
+    // and the file says what that needs
+    expect(read("compose.yaml").replace(/\n#\s*/g, " ")).toContain("start_interval needs Docker Engine 25 or later");
   });
 
   test("the Bun healthcheck command reports healthy on 200 and unhealthy on 503 or no answer", async () => {

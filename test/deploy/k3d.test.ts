@@ -321,6 +321,18 @@ describe("k3d manifests", () => {
     }
   });
 
+  test("the stores' probes that start a client (mysqladmin, mongosh, rabbitmq-diagnostics) may take 10 s and more", () => {
+    for (const store of ["mysql", "mongo", "rabbitmq"]) {
+      const container = mainContainer(mustFind(base, "StatefulSet", store));
+      for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+        const probe = container[kind];
+        if (!probe?.exec) continue;
+        expect(probe.timeoutSeconds, `${store} ${kind}`).toBeGreaterThanOrEqual(10);
+        expect(probe.timeoutSeconds, `${store} ${kind}`).toBeLessThanOrEqual(15);
+      }
+    }
+  });
+
   test("MongoDB is ready only when the real server answers a ping over the pod's address, not the first-run init one", () => {
     // the image's entrypoint creates the root user with a temporary mongod bound to 127.0.0.1 only
     const mongo = mainContainer(mustFind(base, "StatefulSet", "mongo"));

@@ -28,6 +28,16 @@ describe("GitHub workflow", () => {
     expect(job.steps.map((step: Doc) => step.run)).toContain("bun run test");
   });
 
+  test("the test job's stores get 10 s and more per healthcheck, checked often while they start", () => {
+    for (const [name, service] of Object.entries(jobs.test!.services as Record<string, Doc>)) {
+      const options = String(service.options);
+      const flag = (flagName: string) => Number(options.match(new RegExp(`--${flagName} (\\d+)s`))?.[1]);
+      expect(flag("health-timeout"), name).toBeGreaterThanOrEqual(10);
+      expect(flag("health-start-interval"), name).toBeLessThan(flag("health-interval"));
+      expect(flag("health-start-period"), name).toBeGreaterThanOrEqual(60);
+    }
+  });
+
   test("the k3d job switches the converters' autoscaler to KEDA and back, each time through the smoke test", () => {
     const runs = (jobs.k3d!.steps as Doc[]).map((step) => String(step.run ?? ""));
     const ups = runs.flatMap((run, index) => (/\bbun run k3d:up$/.test(run.trim()) ? [index] : []));
