@@ -1,38 +1,43 @@
-// auth: registration, login (JSON and HTTP Basic) and JWT signing. Owns MySQL.
+// auth: accounts (registration, the address's verification, passwords, deletion), login
+// (JSON and HTTP Basic) with sessions (rotating refresh tokens), and JWT signing. Owns MySQL.
 // Tokens are signed with an asymmetric key whose public half is served as a JWKS,
 // so the gateway verifies them locally without calling this service per request.
 // Password hashing is bounded (auth/admission.ts): so many hashes at once, so many
 // logins and registrations per client address, which the gateway names (auth/client-address.ts).
-import { randomUUID } from "node:crypto";
+// Emails (verification, reset) go out through the `email` queue to the notifier; a deleted
+// account's MongoDB data through the `account` queue to the converter.
 import { availableParallelism } from "node:os";
-import { jwt } from "@elysiajs/jwt";
 import { Type } from "@sinclair/typebox";
 import { drizzle } from "drizzle-orm/mysql2";
 import { Elysia, t } from "elysia";
-import * as jose from "jose";
 import { createPool } from "mysql2/promise";
-import {
-  type AccountStore,
-  accountStore,
-  EmailTaken,
-  HashingBusy,
-  LOCKOUT,
-  type LoginOutcome,
-} from "./auth/accounts.ts";
-import { type Admission, admission } from "./auth/admission.ts";
+import { accessTokens } from "./auth/access-tokens.ts";
+import { accountRoutes } from "./auth/account-routes.ts";
+import { accountStore, EmailTaken, HashingBusy, LOCKOUT, type LoginOutcome } from "./auth/accounts.ts";
+import { admission } from "./auth/admission.ts";
+import { background } from "./auth/background.ts";
 import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
+import { accountDeletion } from "./auth/deletion.ts";
+import { emailSender, emailTokenStore } from "./auth/email-tokens.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
 import { hashSlots } from "./auth/limits.ts";
+import type { AuthParts } from "./auth/parts.ts";
+import { passwordRoutes } from "./auth/passwords.ts";
+import { sessionStore } from "./auth/session-store.ts";
+import { sessionRoutes, startSession } from "./auth/sessions.ts";
+import { verificationRoutes } from "./auth/verification.ts";
 import { migrateDatabase, NOT_MIGRATED_HINT, pendingMigrations } from "./db/migrate.ts";
-import { Flag, GatewaySecret, LogLevel, MetricsPort, MysqlUrl, Port } from "./lib/config.ts";
+import { Credentials, Registered, Session } from "./lib/account-models.ts";
+import { AmqpUrl, Flag, GatewaySecret, LogLevel, MetricsPort, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health, type ReadinessChecks, startupCheck } from "./lib/health.ts";
 import { limitedJson } from "./lib/json.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { Conflict, Problem, problems, TooManyRequests, Unauthorized } from "./lib/problem.ts";
+import { CONNECT_IN_BACKGROUND, connectQueue, type Queue, type QueueOptions } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
-import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "./lib/tokens.ts";
+import { MAX_TOKEN_SECONDS } from "./lib/tokens.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const AuthConfig = Type.Object({
@@ -40,6 +45,7 @@ export const AuthConfig = Type.Object({
   METRICS_PORT: MetricsPort(9101),
   LOG_LEVEL: LogLevel,
   MYSQL_URL: MysqlUrl,
+  AMQP_URL: AmqpUrl,
   MIGRATE_ON_START: Flag(false, "apply migrations at start"),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1, description: "signing key, PEM (PKCS#8) or JWK JSON" })),
   JWT_PRIVATE_KEY_FILE: Type.Optional(
@@ -75,40 +81,27 @@ export type AuthConfig = typeof AuthConfig.static;
 
 export { LOCKOUT, normaliseEmail };
 
-// ── models ──────────────────────────────────────────────────────────────────
-const Email = t.String({
-  format: "email",
-  maxLength: 254,
-  error: "must be an email address",
-  examples: ["ada@example.com"],
-});
-const Password = t.String({ minLength: 8, maxLength: 256, error: "must be 8 to 256 characters" });
-export const Credentials = t.Object({ email: Email, password: Password });
-export const UserView = t.Object({ id: t.Integer(), email: t.String() });
-export const TokenView = t.Object({
-  token: t.String({ description: "a JWT to send as `Authorization: Bearer <token>`" }),
-  expiresAt: t.String({ format: "date-time" }),
-});
+// ── models: the account routes' (lib/account-models.ts), and the JWKS ─────────
 const Jwks = t.Object({ keys: t.Array(t.Record(t.String(), t.Unknown())) });
 
 const AUTH_DOCS = {
   title: "m3dio auth",
-  description: "Internal: registration, login and token signing. The public API is the gateway's.",
+  description: "Internal: accounts, login, sessions and token signing. The public API is the gateway's.",
 };
 
 /** Each route's schemas and OpenAPI text, beside the models they use. */
 const docs = {
   register: {
     body: Credentials,
-    response: { 201: UserView, 409: Problem, 422: Problem, 429: Problem, 503: Problem },
+    response: { 201: Registered, 409: Problem, 422: Problem, 429: Problem, 503: Problem },
     detail: { tags: ["auth"], summary: "Create an account" },
   },
   login: {
     body: t.Optional(LoginBody),
-    response: { 200: TokenView, 401: Problem, 422: Problem, 429: Problem, 503: Problem },
+    response: { 200: Session, 401: Problem, 422: Problem, 429: Problem, 503: Problem },
     detail: {
       tags: ["auth"],
-      summary: "Log in with JSON credentials or HTTP Basic; answers a bearer token",
+      summary: "Log in with JSON credentials or HTTP Basic; answers a bearer token and a refresh token",
       security: [{}, { basic: [] }] as Record<string, string[]>[],
     },
   },
@@ -146,9 +139,17 @@ export interface AuthDeps {
   config: AuthConfig;
   log?: Logger;
   signingKey?: SigningKey;
-  /** How often expired login attempts and idle rate buckets are swept (1 minute). */
+  /** The broker client; without one, auth connects to AMQP_URL itself (in the background) and closes it in close(). */
+  queue?: Queue;
+  /** How often the sweeps run (1 minute): expired rows, idle rate buckets, unfinished emails and deletions. */
   sweepEveryMs?: number;
 }
+
+/**
+ * auth answers within the gateway's 5 s: a publish gives up after 2 s, leaving its
+ * email or deletion marked in MySQL for the sweeper to finish.
+ */
+export const AUTH_QUEUE: QueueOptions = { ...CONNECT_IN_BACKGROUND, publishTimeoutMs: 2000 };
 
 /**
  * auth owns MySQL, so it opens its own pool (nothing else may reach it) and closes it
@@ -158,22 +159,35 @@ export async function createAuth({
   config,
   log = createLogger("auth", config.LOG_LEVEL),
   signingKey,
+  queue: givenQueue,
   sweepEveryMs = 60_000,
 }: AuthDeps) {
   const pool = createPool({ uri: config.MYSQL_URL, timezone: "Z", connectionLimit: 10 });
+  const queue = givenQueue ?? (await connectQueue(config.AMQP_URL, log, AUTH_QUEUE));
   const key = signingKey ?? (await loadSigningKey(config, log));
   const slots = hashSlots(config.HASH_CONCURRENCY);
   const cost = { memoryCost: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST };
-  const accounts = accountStore(drizzle(pool), cost, slots);
+  const db = drizzle(pool);
   const metrics = createMetrics("auth");
-  const gate = admission({
+  const emailTokens = emailTokenStore(db);
+  const parts: AuthParts = {
     log,
-    registry: metrics.registry,
-    slots,
-    gatewaySecret: config.GATEWAY_SECRET,
-    loginsPerMinute: config.LOGIN_RATE_PER_MINUTE,
-    registrationsPerHour: config.REGISTER_RATE_PER_HOUR,
-  });
+    accounts: accountStore(db, cost, slots),
+    sessions: sessionStore(db),
+    emailTokens,
+    sender: emailSender({ tokens: emailTokens, queue, log }),
+    deletion: accountDeletion({ db, queue, log }),
+    tokens: accessTokens(key, config.JWT_TTL_SECONDS),
+    gate: admission({
+      log,
+      registry: metrics.registry,
+      slots,
+      gatewaySecret: config.GATEWAY_SECRET,
+      loginsPerMinute: config.LOGIN_RATE_PER_MINUTE,
+      registrationsPerHour: config.REGISTER_RATE_PER_HOUR,
+    }),
+    background: background(log),
+  };
   const startup = startupCheck();
   const query = (sql: string) => pool.query(sql);
   const checks: ReadinessChecks = {
@@ -183,28 +197,41 @@ export async function createAuth({
       const pending = await pendingMigrations(query);
       if (pending) throw new Error(`${pending} migration(s) not applied: ${NOT_MIGRATED_HINT}`);
     },
+    rabbitmq: () => queue.ping(),
   };
-  const app = authApp({ config, log, key, accounts, gate, metrics, checks });
+  const app = authApp({ parts, metrics, checks, key });
   if (!config.GATEWAY_SECRET)
     log.warn(
       { event: "gateway_secret.unset" },
       "GATEWAY_SECRET is not set: client addresses are believed only from this machine (development)",
     );
 
-  /** Expired login attempts out of MySQL (any replica may; deleting twice is harmless), idle rate buckets out of memory. */
+  /**
+   * What any replica may do every minute (doing it twice is harmless): expired login
+   * attempts, sessions and links out of MySQL, idle rate buckets out of memory, emails
+   * the broker never took published again, and deletions a crash interrupted finished.
+   */
   async function sweep(): Promise<void> {
-    gate.prune();
-    const deleted = await accounts.sweepAttempts();
-    if (deleted) log.debug({ event: "login_attempts.swept", deleted }, "expired login attempts deleted");
+    parts.gate.prune();
+    const swept = {
+      attempts: await parts.accounts.sweepAttempts(),
+      sessions: await parts.sessions.sweep(),
+      links: await emailTokens.sweep(),
+      emails: await parts.sender.sweep(),
+      deletions: await parts.deletion.sweep(),
+    };
+    if (Object.values(swept).some(Boolean)) log.debug({ event: "auth.swept", ...swept }, "swept");
   }
   let sweeper: ReturnType<typeof setInterval> | undefined;
+  const sweepLogged = () =>
+    sweep().catch((error) => log.warn({ event: "auth.sweep_failed", err: error }, "sweep failed"));
 
   return {
     app,
     metricsApp: metrics.app,
     signingKey: key,
     /** The account store: a password reset calls `accounts.clearLockout(email)`. */
-    accounts,
+    accounts: parts.accounts,
     sweep,
     /** Applies the migrations first when MIGRATE_ON_START is set (development, single replica); then sweeps every minute. */
     start: () =>
@@ -218,49 +245,39 @@ export async function createAuth({
           if (pending)
             log.warn({ event: "db.not_migrated", pending }, `the database is not migrated: ${NOT_MIGRATED_HINT}`);
         }
-        sweeper ??= setInterval(() => {
-          sweep().catch((error) => log.warn({ event: "login_attempts.sweep_failed", err: error }, "sweep failed"));
-        }, sweepEveryMs);
+        if (!sweeper) void sweepLogged(); // at once: what a crash left unfinished is finished now
+        sweeper ??= setInterval(sweepLogged, sweepEveryMs);
         sweeper.unref();
       }),
-    /** Stops sweeping; requests in flight are the runner's HTTP stop's to finish. */
+    /** Stops sweeping, and lets the work requests left behind (reset emails) finish. */
     async stop() {
       clearInterval(sweeper);
+      await parts.background.settled();
     },
-    /** Ends the MySQL pool. */
+    /** Ends the broker connection (if auth made it) and the MySQL pool. */
     async close() {
       clearInterval(sweeper);
+      await parts.background.settled();
+      if (!givenQueue) await queue.close();
       await pool.end();
     },
   };
 }
 
 interface AppParts {
-  config: AuthConfig;
-  log: Logger;
+  parts: AuthParts;
   key: SigningKey;
-  accounts: AccountStore;
-  gate: Admission;
   metrics: ReturnType<typeof createMetrics>;
   checks: ReadinessChecks;
 }
 
-/** auth's routes: each answers from the account store and the signing key, once the gate lets it through. */
-function authApp({ config, log, key, accounts, gate, metrics, checks }: AppParts) {
+/** auth's routes: each answers from the stores and the signing key, once the gate lets it through. */
+function authApp({ parts, key, metrics, checks }: AppParts) {
+  const { log, accounts, gate, sender } = parts;
   return new Elysia({ name: "auth" })
     .use(problems(log, { unavailable: isMysqlUnavailable }))
     .use(metrics.plugin)
     .use(apiDocs(AUTH_DOCS))
-    .use(
-      jwt({
-        name: "tokens",
-        secret: key.privateKey,
-        alg: key.alg,
-        kid: key.kid,
-        iss: TOKEN_ISSUER,
-        aud: TOKEN_AUDIENCE,
-      }),
-    )
     .use(health(checks))
     .onTransform(({ body }) => {
       // Normalise before validation, so " Ada@Example.COM " is ada@example.com everywhere.
@@ -274,8 +291,9 @@ function authApp({ config, log, key, accounts, gate, metrics, checks }: AppParts
         gate.admit("registration", request, server);
         try {
           const user = await accounts.register(body.email, body.password);
-          log.info({ event: "user.registered", userId: user.id }, "user registered");
-          return status(201, user);
+          log.info({ event: "user.registered", userId: String(user.id) }, "user registered");
+          await sender.send(user, "verify");
+          return status(201, { id: user.id, email: user.email, verified: false });
         } catch (error) {
           if (error instanceof EmailTaken) throw new Conflict("an account with this email already exists");
           if (error instanceof HashingBusy) throw gate.hashingFull("registration");
@@ -286,28 +304,26 @@ function authApp({ config, log, key, accounts, gate, metrics, checks }: AppParts
     )
     .post(
       "/login",
-      async ({ body, headers, tokens, request, server }) => {
+      async ({ body, headers, request, server }) => {
         const { email, password } = credentialsOf(headers.authorization, body);
         const client = gate.admit("login", request, server);
         const user = loggedIn(await accounts.login(email, password, client), { email, client, gate, log });
-        const token = await tokens.sign({
-          sub: String(user.id),
-          email: user.email,
-          jti: randomUUID(),
-          exp: `${config.JWT_TTL_SECONDS}s`,
-        });
-        log.info({ event: "login.succeeded", userId: user.id }, "login");
-        return { token, expiresAt: new Date(jose.decodeJwt(token).exp! * 1000).toISOString() };
+        log.info({ event: "login.succeeded", userId: String(user.id) }, "login");
+        return startSession(parts, user);
       },
       { parse: limitedJson(), ...docs.login },
     )
+    .use(sessionRoutes(parts))
+    .use(verificationRoutes(parts))
+    .use(passwordRoutes(parts))
+    .use(accountRoutes(parts))
     .get("/.well-known/jwks.json", () => ({ keys: [key.publicJwk] }), docs.jwks);
 }
 
 /** The user a login's outcome lets in; otherwise the answer why not (503 busy, 429 locked, 401 wrong), logged. */
 function loggedIn(
   outcome: LoginOutcome,
-  { email, client, gate, log }: { email: string; client: string; gate: AppParts["gate"]; log: Logger },
+  { email, client, gate, log }: { email: string; client: string; gate: AuthParts["gate"]; log: Logger },
 ) {
   if (outcome.kind === "busy") throw gate.hashingFull("login");
   if (outcome.kind === "locked") {

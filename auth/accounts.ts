@@ -1,7 +1,8 @@
-// The accounts in MySQL: registration, and the login check with its lockout. The
-// routes in auth.ts call these and turn their outcomes into answers.
+// The accounts in MySQL: registration, the login check with its lockout, and what the
+// account routes change (the password, the verified address). The routes in auth.ts and
+// auth/*-routes.ts call these and turn their outcomes into answers.
 import { randomUUID } from "node:crypto";
-import { and, count, eq, gt, lt, min } from "drizzle-orm";
+import { and, count, eq, gt, isNull, lt, min } from "drizzle-orm";
 import type { MySql2Database } from "drizzle-orm/mysql2";
 import { loginAttempts, users } from "../db/schema.ts";
 import type { HashSlots } from "./limits.ts";
@@ -16,8 +17,15 @@ export interface HashCost {
   timeCost: number; // iterations
 }
 
+/** An account as the routes see it. */
+export interface User {
+  id: number;
+  email: string;
+  emailVerified: boolean;
+}
+
 export type LoginOutcome =
-  | { kind: "ok"; user: { id: number; email: string } }
+  | { kind: "ok"; user: User }
   | { kind: "locked"; retryAfterSeconds: number }
   | { kind: "wrong" }
   | { kind: "busy" };
@@ -30,8 +38,24 @@ export class HashingBusy extends Error {
   override name = "HashingBusy";
 }
 
+const userOf = (row: { id: number; email: string; emailVerifiedAt: Date | null }): User => ({
+  id: row.id,
+  email: row.email,
+  emailVerified: row.emailVerifiedAt !== null,
+});
+
 export function accountStore(db: MySql2Database, cost: HashCost, slots: HashSlots) {
   const hashPassword = (password: string) => Bun.password.hash(password, { algorithm: "argon2id", ...cost });
+  /** A hash within a slot; HashingBusy when none is free. */
+  async function hashInSlot(password: string): Promise<string> {
+    const release = await slots.take();
+    if (!release) throw new HashingBusy();
+    try {
+      return await hashPassword(password);
+    } finally {
+      release();
+    }
+  }
   // Unknown emails are checked against this hash so they cost as much as a wrong password.
   const dummyHash = hashPassword(randomUUID());
 
@@ -62,18 +86,11 @@ export function accountStore(db: MySql2Database, cost: HashCost, slots: HashSlot
 
   return {
     /** Creates the account; throws EmailTaken if the (normalised) email has one, HashingBusy if no slot is free. */
-    async register(email: string, password: string): Promise<{ id: number; email: string }> {
-      const release = await slots.take();
-      if (!release) throw new HashingBusy();
-      let passwordHash: string;
-      try {
-        passwordHash = await hashPassword(password);
-      } finally {
-        release();
-      }
+    async register(email: string, password: string): Promise<User> {
+      const passwordHash = await hashInSlot(password);
       try {
         const [inserted] = await db.insert(users).values({ email, passwordHash }).$returningId();
-        return { id: inserted!.id, email };
+        return { id: inserted!.id, email, emailVerified: false };
       } catch (error) {
         if (isDuplicateKey(error)) throw new EmailTaken(email);
         throw error;
@@ -93,19 +110,55 @@ export function accountStore(db: MySql2Database, cost: HashCost, slots: HashSlot
         if (lockedFor !== undefined) return { kind: "locked", retryAfterSeconds: lockedFor };
         const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
         const valid = await Bun.password.verify(password, user?.passwordHash ?? (await dummyHash));
-        if (!user || !valid) return { kind: "wrong" };
+        // An account being deleted is no account: the same answer as a wrong password.
+        if (!user || !valid || user.deletingAt) return { kind: "wrong" };
         await db
           .delete(loginAttempts)
           .where(and(eq(loginAttempts.email, email), eq(loginAttempts.clientAddress, clientAddress)));
-        return { kind: "ok", user: { id: user.id, email: user.email } };
+        return { kind: "ok", user: userOf(user) };
       } finally {
         release();
       }
     },
 
+    /** The account with this id, unless there is none or it is being deleted. */
+    async find(id: number): Promise<User | undefined> {
+      const [row] = await db
+        .select()
+        .from(users)
+        .where(and(eq(users.id, id), isNull(users.deletingAt)))
+        .limit(1);
+      return row && userOf(row);
+    },
+
+    /** The account with this (normalised) email, unless there is none or it is being deleted. */
+    async findByEmail(email: string): Promise<User | undefined> {
+      const [row] = await db
+        .select()
+        .from(users)
+        .where(and(eq(users.email, email), isNull(users.deletingAt)))
+        .limit(1);
+      return row && userOf(row);
+    },
+
+    /** A password's hash, made in a slot (HashingBusy when none is free), for setPasswordHash. */
+    hash: hashInSlot,
+
+    async setPasswordHash(id: number, passwordHash: string): Promise<void> {
+      await db.update(users).set({ passwordHash }).where(eq(users.id, id));
+    },
+
+    /** The owner opened a link sent to the address: it is theirs (kept from the first time). */
+    async markVerified(id: number): Promise<void> {
+      await db
+        .update(users)
+        .set({ emailVerifiedAt: new Date() })
+        .where(and(eq(users.id, id), isNull(users.emailVerifiedAt)));
+    },
+
     /**
      * Lifts the account's lockout from every address: what a password reset calls once
-     * the owner has proved the email is theirs (the reset itself comes with a later issue).
+     * the owner has proved the email is theirs.
      */
     async clearLockout(email: string): Promise<void> {
       await db.delete(loginAttempts).where(eq(loginAttempts.email, email));

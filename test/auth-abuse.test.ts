@@ -10,6 +10,7 @@ import { addressKey, clientAddress } from "../auth/client-address.ts";
 import { hashSlots, rateLimiter } from "../auth/limits.ts";
 import { createAuth, LOCKOUT } from "../auth.ts";
 import { authRoutes } from "../gateway/auth-routes.ts";
+import { jwksVerifier } from "../gateway/bearer.ts";
 import { forwardedClient, parseProxies } from "../gateway/client-address.ts";
 import { GatewayConfig } from "../gateway.ts";
 import { parseConfig } from "../lib/config.ts";
@@ -61,6 +62,8 @@ async function startAuth(overrides: Record<string, string> = {}, sweepEveryMs?: 
   return service;
 }
 type Auth = Awaited<ReturnType<typeof startAuth>>;
+/** The gateway's check of auth's tokens (its account routes need one). */
+const jwksOf = (auth: Auth) => jwksVerifier(`${auth.url}/.well-known/jwks.json`);
 
 /** As the gateway names a client to auth. */
 const from = (address: string, secret = SECRET) => ({ "x-client-address": address, "x-gateway-secret": secret });
@@ -244,7 +247,7 @@ describe("only the gateway names the client (finding 4)", () => {
     const log = createLogger("gateway", "silent");
     const gateway = new Elysia()
       .use(problems(log))
-      .use(authRoutes({ authUrl: auth.url, log, gatewaySecret: SECRET }))
+      .use(authRoutes({ authUrl: auth.url, log, gatewaySecret: SECRET, verifier: jwksOf(auth) }))
       .listen({ port: 0, hostname: "127.0.0.1" });
     running.push({ shutdown: () => gateway.stop(true) });
     const viaGateway = (headers: Record<string, string>) =>
@@ -260,7 +263,15 @@ describe("only the gateway names the client (finding 4)", () => {
     const log = createLogger("gateway", "silent");
     const gateway = new Elysia()
       .use(problems(log))
-      .use(authRoutes({ authUrl: auth.url, log, gatewaySecret: SECRET, trustedProxies: "127.0.0.1" }))
+      .use(
+        authRoutes({
+          authUrl: auth.url,
+          log,
+          gatewaySecret: SECRET,
+          trustedProxies: "127.0.0.1",
+          verifier: jwksOf(auth),
+        }),
+      )
       .listen({ port: 0, hostname: "127.0.0.1" });
     running.push({ shutdown: () => gateway.stop(true) });
     const viaProxy = (forwardedFor: string) =>
@@ -409,7 +420,9 @@ describe("HTTP Basic credentials are checked like a JSON body (finding 10)", () 
     expect(JSON.stringify(auth.lines)).not.toMatch(/insert into|login_attempts/i);
     // through the gateway's reference-style login too
     const log = createLogger("gateway", "silent");
-    const gateway = new Elysia().use(problems(log)).use(authRoutes({ authUrl: auth.url, log, gatewaySecret: SECRET }));
+    const gateway = new Elysia()
+      .use(problems(log))
+      .use(authRoutes({ authUrl: auth.url, log, gatewaySecret: SECRET, verifier: jwksOf(auth) }));
     const viaGateway = await gateway.handle(
       new Request("http://gateway/login", {
         method: "POST",

@@ -10,20 +10,30 @@ import { createConnection } from "mysql2/promise";
 import { AuthConfig, createAuth, LOCKOUT } from "../auth.ts";
 import { MIGRATIONS_FOLDER, migrateDatabase } from "../db/migrate.ts";
 import { parseConfig } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
+import { connectQueue, type Queue } from "../lib/queue.ts";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 import { authTestConfig } from "./support/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
+import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
 
 let database: TestDatabase;
+let vhost: TestVhost;
+/** The broker client every auth of this file publishes (verification emails) through. */
+let queue: Queue;
 let auth: Awaited<ReturnType<typeof createAuth>>;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  auth = await createAuth({ config: authTestConfig(database.url) });
+  vhost = await createTestVhost();
+  queue = await connectQueue(vhost.url, createLogger("test", "silent"));
+  auth = await createAuth({ config: authTestConfig(database.url), queue });
   await auth.start();
 });
 afterAll(async () => {
   await auth?.close();
+  await queue?.close();
+  await vhost?.drop();
   await database?.drop();
 });
 
@@ -55,11 +65,11 @@ async function jwks() {
 }
 
 describe("POST /register", () => {
-  test("creates a user with a normalised email and answers 201 {id, email}", async () => {
+  test("creates a user with a normalised email and answers 201 {id, email, verified: false}", async () => {
     const response = await json("/register", { email: "  Ada.Lovelace@Example.COM ", password: "correct horse" });
     expect(response.status).toBe(201);
     const body = await response.json();
-    expect(body).toEqual({ id: expect.any(Number), email: "ada.lovelace@example.com" });
+    expect(body).toEqual({ id: expect.any(Number), email: "ada.lovelace@example.com", verified: false });
   });
 
   test("a second registration with the same email (any case) is 409 problem+json", async () => {
@@ -111,6 +121,7 @@ describe("POST /register", () => {
     const production = await createAuth({
       config: parseConfig(AuthConfig, { MYSQL_URL: database.url, LOG_LEVEL: "silent" }),
       signingKey: auth.signingKey,
+      queue,
     });
     try {
       const email = uniqueEmail();
@@ -263,7 +274,7 @@ describe("configured signing keys", () => {
     const jwk = JSON.stringify(await jose.exportJWK(privateKey));
     const kids: string[] = [];
     for (const JWT_PRIVATE_KEY of [pem, jwk]) {
-      const service = await createAuth({ config: authTestConfig(database.url, { JWT_PRIVATE_KEY }) });
+      const service = await createAuth({ config: authTestConfig(database.url, { JWT_PRIVATE_KEY }), queue });
       const response = await service.app.handle(new Request("http://auth/.well-known/jwks.json"));
       const { keys } = (await response.json()) as { keys: { alg: string; kid: string }[] };
       expect(keys[0]!.alg).toBe(alg);
@@ -279,12 +290,15 @@ describe("health, metrics and docs", () => {
     expect((await auth.app.handle(new Request("http://auth/health/live"))).status).toBe(200);
     const ready = await auth.app.handle(new Request("http://auth/health/ready"));
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: "ready", checks: { startup: "up", mysql: "up", schema: "up" } });
+    expect(await ready.json()).toEqual({
+      status: "ready",
+      checks: { startup: "up", mysql: "up", schema: "up", rabbitmq: "up" },
+    });
   });
 
   test("ready answers 503 naming the database when it is away", async () => {
     const config = authTestConfig("mysql://root@127.0.0.1:1/none");
-    const service = await createAuth({ config, signingKey: auth.signingKey });
+    const service = await createAuth({ config, signingKey: auth.signingKey, queue });
     const ready = await service.app.handle(new Request("http://auth/health/ready"));
     expect(ready.status).toBe(503);
     const body = (await ready.json()) as { status: string; checks: { mysql: string } };

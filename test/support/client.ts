@@ -8,12 +8,13 @@
 //   const user = await http.newUser("crash");
 //   const job = await http.upload(user, video, "clip.mp4");
 //   expect(await http.finished(user, job.id)).toMatchObject({ status: "done" });
-import type { TokenView, UserView } from "../../auth.ts";
+
 import type { JobView } from "../../gateway.ts";
+import type { Registered, Session } from "../../lib/account-models.ts";
 
 export type { JobView };
-export type Token = typeof TokenView.static;
-export type RegisteredUser = typeof UserView.static;
+export type Token = typeof Session.static;
+export type RegisteredUser = typeof Registered.static;
 
 /** A registered, logged-in user: credentials, token and the header that carries it. */
 export interface User {
