@@ -130,6 +130,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         log,
         gatewaySecret: config.GATEWAY_SECRET,
         trustedProxies: config.TRUSTED_PROXIES,
+        verifier,
       }),
     )
     .use(accountRoutes({ quotas, verifier }))

@@ -1,27 +1,38 @@
-// Registration and login belong to auth: the gateway forwards them (a JSON body, or an
-// HTTP Basic header) and passes auth's answer back with the headers a client needs.
-// Auth not answering is a 503; tokens already given out keep working (bearer.ts).
-// Auth limits logins and registrations per client address, and only the gateway sees
-// the client: it names the address (client-address.ts) with the shared GATEWAY_SECRET.
+// The account routes belong to auth: the gateway forwards them (a JSON body, an HTTP
+// Basic header, the bearer token) and passes auth's answer back with the headers a
+// client needs. Auth not answering is a 503; tokens already given out keep working
+// (bearer.ts). Auth limits logins and registrations per client address, and only the
+// gateway sees the client: it names the address (client-address.ts) with the shared
+// GATEWAY_SECRET. The bearer routes are checked here first (bearer.ts: a bad token is
+// 401 without a call to auth); auth then checks the forwarded token again itself, and
+// that the account still exists, so it never acts on a user id it is merely told.
 import { Elysia, t } from "elysia";
 import { CLIENT_ADDRESS_HEADER, GATEWAY_SECRET_HEADER } from "../lib/client-address.ts";
 import { limitedJson } from "../lib/json.ts";
 import type { Logger } from "../lib/log.ts";
 import { Unauthorized, Unavailable } from "../lib/problem.ts";
+import { accountModels, accountAuthDocs as docs } from "./account-models.ts";
+import { bearer, type TokenVerifier } from "./bearer.ts";
 import { clientOf, parseProxies } from "./client-address.ts";
 import { authDocs, Credentials, gatewayModels } from "./models.ts";
 
 const AUTH_TIMEOUT_MS = 5000;
 const PASSED_ON = ["content-type", "retry-after", "www-authenticate"];
 
-type Forward = (path: string, request: Request, body: unknown, client: string | undefined) => Promise<Response>;
+type Forward = (
+  path: string,
+  request: Request,
+  body: unknown,
+  client: string | undefined,
+  method?: "POST" | "DELETE",
+) => Promise<Response>;
 
 /**
- * POSTs `body` (and the caller's Authorization header) to auth at `path`, naming the
- * client's address and showing the secret; answers auth's response.
+ * Sends `body` (and the caller's Authorization header) to auth at `path` (POST unless
+ * told), naming the client's address and showing the secret; answers auth's response.
  */
 export function authForwarder(authUrl: string, log: Logger, secret?: string): Forward {
-  return async (path, request, body, client) => {
+  return async (path, request, body, client, method = "POST") => {
     try {
       const headers: Record<string, string> = { "content-type": "application/json" };
       const authorization = request.headers.get("authorization");
@@ -29,7 +40,7 @@ export function authForwarder(authUrl: string, log: Logger, secret?: string): Fo
       if (client) headers[CLIENT_ADDRESS_HEADER] = client;
       if (secret) headers[GATEWAY_SECRET_HEADER] = secret;
       const answer = await fetch(new URL(path, authUrl), {
-        method: "POST",
+        method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(AUTH_TIMEOUT_MS),
@@ -63,34 +74,79 @@ export interface AuthRouteOptions {
   gatewaySecret?: string;
   /** TRUSTED_PROXIES: proxies in front of the gateway whose X-Forwarded-For names the client. */
   trustedProxies?: string;
+  /** Checks the bearer token of the account routes that need one. */
+  verifier: TokenVerifier;
 }
 
-export const authRoutes = ({ authUrl, log, gatewaySecret, trustedProxies = "" }: AuthRouteOptions) => {
+export const authRoutes = ({ authUrl, log, gatewaySecret, trustedProxies = "", verifier }: AuthRouteOptions) => {
   const forward = authForwarder(authUrl, log, gatewaySecret);
   const proxies = parseProxies(trustedProxies);
+  /** A route whose JSON body auth takes as it is. */
+  const passOn =
+    (path: string, method?: "POST" | "DELETE") =>
+    ({ request, body, server }: { request: Request; body: unknown; server: Parameters<typeof clientOf>[1] }) =>
+      forward(path, request, body, clientOf(request, server, proxies), method);
+  const json = { parse: limitedJson() };
   return new Elysia({ name: "gateway.auth-routes" })
     .use(gatewayModels)
-    .post(
-      "/auth/register",
-      ({ request, body, server }) => forward("/register", request, body, clientOf(request, server, proxies)),
-      {
-        parse: limitedJson(),
-        body: "Credentials",
-        response: { 201: "Account", 409: "Problem", 422: "Problem", 429: "Problem", 503: "Problem" },
-        detail: authDocs.register,
-      },
-    )
-    .post(
-      "/auth/login",
-      ({ request, body, server }) => forward("/login", request, body, clientOf(request, server, proxies)),
-      {
-        parse: limitedJson(),
-        body: t.Optional(Credentials), // HTTP Basic instead needs no body
-        response: { 200: "Token", 401: "Problem", 422: "Problem", 429: "Problem", 503: "Problem" },
-        detail: authDocs.login,
-      },
-    )
+    .use(accountModels)
+    .use(bearer(verifier))
+    .post("/auth/register", passOn("/register"), {
+      ...json,
+      body: "Credentials",
+      response: { 201: "Registered", 409: "Problem", 422: "Problem", 429: "Problem", 503: "Problem" },
+      detail: docs.register,
+    })
+    .post("/auth/login", passOn("/login"), {
+      ...json,
+      body: t.Optional(Credentials), // HTTP Basic instead needs no body
+      response: { 200: "Session", 401: "Problem", 422: "Problem", 429: "Problem", 503: "Problem" },
+      detail: docs.login,
+    })
     .post("/login", ({ request, server }) => bareTokenLogin(forward, request, clientOf(request, server, proxies)), {
       detail: authDocs.basicLogin,
-    });
+    })
+    .post("/auth/verify", passOn("/verify"), {
+      ...json,
+      body: "VerifyBody",
+      response: { 200: "Verified", 422: "Problem", 503: "Problem" },
+      detail: docs.verify,
+    })
+    .post("/auth/refresh", passOn("/refresh"), {
+      ...json,
+      body: "RefreshBody",
+      response: { 200: "Session", 401: "Problem", 422: "Problem", 503: "Problem" },
+      detail: docs.refresh,
+    })
+    .post("/auth/logout", passOn("/logout"), {
+      ...json,
+      body: "RefreshBody",
+      detail: docs.logout,
+    })
+    .post("/auth/password/forgot", passOn("/password/forgot"), {
+      ...json,
+      body: "ForgotBody",
+      detail: docs.forgot,
+    })
+    .post("/auth/password/reset", passOn("/password/reset"), {
+      ...json,
+      body: "ResetBody",
+      detail: docs.reset,
+    })
+    .guard({ auth: true }, (app) =>
+      app
+        .post("/auth/verify/resend", passOn("/verify/resend"), {
+          detail: docs.resend,
+        })
+        .post("/auth/password", passOn("/password"), {
+          ...json,
+          body: "ChangePasswordBody",
+          detail: docs.changePassword,
+        })
+        .delete("/auth/account", passOn("/account", "DELETE"), {
+          ...json,
+          body: "DeleteAccountBody",
+          detail: docs.deleteAccount,
+        }),
+    );
 };

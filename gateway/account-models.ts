@@ -1,0 +1,135 @@
+// The account routes' models as the gateway's OpenAPI document names them (the schemas
+// themselves are lib/account-models.ts, which auth validates with too), and each route's
+// OpenAPI text. Registered as copies, like gateway/models.ts does, so a schema embedded
+// elsewhere never shares an `$id`.
+import { type DocumentDecoration, Elysia } from "elysia";
+import {
+  ChangePasswordBody,
+  DeleteAccountBody,
+  ForgotBody,
+  RefreshBody,
+  Registered,
+  ResetBody,
+  Session,
+  Verified,
+  VerifyBody,
+} from "../lib/account-models.ts";
+
+const copy = <T extends object>(schema: T): T => ({ ...schema });
+
+export const accountModels = new Elysia({ name: "gateway.account-models" }).model({
+  Registered: copy(Registered),
+  Session: copy(Session),
+  VerifyBody: copy(VerifyBody),
+  Verified: copy(Verified),
+  RefreshBody: copy(RefreshBody),
+  ForgotBody: copy(ForgotBody),
+  ResetBody: copy(ResetBody),
+  ChangePasswordBody: copy(ChangePasswordBody),
+  DeleteAccountBody: copy(DeleteAccountBody),
+});
+
+const bearer = [{ bearer: [] }];
+
+/** What each problem status means on these routes. */
+const PROBLEMS: Record<number, string> = {
+  401: "no valid bearer token (log in again)",
+  403: "the password given is not yours (the field is named)",
+  409: "the address is verified already",
+  422: "a field is invalid, or the link's token does not work (the field is named)",
+  429: "too many tries; `Retry-After` says when to try again",
+  503: "auth or its database is away; try again shortly",
+};
+
+/**
+ * The answers of a route whose success has no body: written out here, because Elysia
+ * documents a route's `response` schemas instead of these, and has no schema for "no body".
+ */
+const answers = (success: Record<number, string>, ...problems: number[]) => ({
+  ...Object.fromEntries(Object.entries(success).map(([status, description]) => [status, { description }])),
+  ...Object.fromEntries(
+    problems.map((status) => [
+      status,
+      {
+        description: PROBLEMS[status]!,
+        content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+      },
+    ]),
+  ),
+});
+
+const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
+
+/** Each account route's OpenAPI text. */
+export const accountAuthDocs = routeDocs({
+  register: {
+    tags: ["auth"],
+    summary: "Create an account; a verification email goes to the address",
+    description:
+      "The email links to `PUBLIC_URL/verify?token=…`; the page sends that token to `POST /auth/verify`. Until then the account works, but emails about conversions are not sent to the address.",
+  },
+  login: {
+    tags: ["auth"],
+    summary: "Log in with JSON or HTTP Basic; answers a bearer token and a refresh token",
+    description:
+      "The access token carries `email_verified`. The refresh token (30 days) is traded for a new pair at `POST /auth/refresh`, once: each refresh token works one time.",
+    security: [{}, { basic: [] }],
+  },
+  verify: {
+    tags: ["auth"],
+    summary: "Verify the address with the token of the emailed link",
+    description:
+      "A link works once, for 48 hours; 422 naming `token` otherwise. Access tokens signed from then on (refresh, or log in again) say `email_verified: true`.",
+  },
+  resend: {
+    tags: ["auth"],
+    summary: "Send the verification email again",
+    description:
+      "At most one verification email every 10 minutes (registration's counts): 429 with `Retry-After` before that; 409 once the address is verified.",
+    security: bearer,
+    responses: answers({ 202: "the email is on its way" }, 401, 409, 429, 503),
+  },
+  refresh: {
+    tags: ["auth"],
+    summary: "Trade a refresh token for a new access token and refresh token",
+    description:
+      "The refresh token given stops working. Showing a refresh token a second time (a copy) ends its whole session: every refresh token of that login stops working, and 401 asks to log in again.",
+  },
+  logout: {
+    tags: ["auth"],
+    summary: "End the session of a refresh token",
+    description:
+      "Every refresh token of that login stops working; access tokens live out their hour. 204 also for an ended one.",
+    responses: answers({ 204: "the session is ended" }, 422, 503),
+  },
+  forgot: {
+    tags: ["auth"],
+    summary: "Email a password reset link",
+    description:
+      "202 whatever the address, at once: whether it has an account is not told, not even by the time the answer takes. A known address gets a link to `PUBLIC_URL/reset?token=…` (single-use, 30 minutes; at most one a minute).",
+    responses: answers({ 202: "if the address has an account, a reset link is on its way" }, 422, 503),
+  },
+  reset: {
+    tags: ["auth"],
+    summary: "Choose a new password with the token of the emailed reset link",
+    description:
+      "Every session of the account ends (its refresh tokens stop working), the login lockout is lifted, and the address counts as verified. 422 naming `token` for a link that does not work (used, expired, unknown).",
+    responses: answers({ 204: "the password is changed; log in with it" }, 422, 503),
+  },
+  changePassword: {
+    tags: ["auth"],
+    summary: "Change your password",
+    description:
+      "403 naming `currentPassword` when it is wrong (wrong guesses count toward the login lockout: 429 with `Retry-After`). Your other sessions end; the one this token came from goes on.",
+    security: bearer,
+    responses: answers({ 204: "the password is changed" }, 401, 403, 422, 429, 503),
+  },
+  deleteAccount: {
+    tags: ["auth"],
+    summary: "Delete your account, with every job, video, MP3, cover, API key and webhook",
+    description:
+      "403 naming `password` when it is wrong. The account logs in no more at once; its jobs and files are removed right after (a crash in between is finished later).",
+    security: bearer,
+    responses: answers({ 204: "the account is deleted" }, 401, 403, 422, 429, 503),
+  },
+});
