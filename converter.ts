@@ -11,6 +11,7 @@
 import { tmpdir } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
+import { accountRemover } from "./converter/accounts.ts";
 import { converterContext } from "./converter/context.ts";
 import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
@@ -97,6 +98,8 @@ export function createConverter(deps: ConverterDeps): Service {
   const inHand = new Set<AbortController>();
   /** Expired jobs go (converter/sweeper.ts): every converter sweeps, claims keep them apart. */
   const sweeper = retentionSweeper(context);
+  /** Deleted accounts' data goes (converter/accounts.ts). */
+  const accounts = accountRemover(context);
   const startup = startupCheck();
 
   /** One message in hand: its own controller, and MongoDB outages waited out (until the signal) before a retry. */
@@ -126,11 +129,13 @@ export function createConverter(deps: ConverterDeps): Service {
         const onExhausted = (body: VideoMessage) => giveUp(context, body);
         const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
         await queue.consume(QUEUES.video, options, consume);
+        await accounts.start();
         log.info({ event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
         sweeper.start();
       }),
     /** Stop taking work; give the messages in hand the grace period, then hand back what is not done. */
     async stop() {
+      accounts.stop();
       await Promise.all([queue.stopConsuming(), sweeper.stop()]);
       const deadline = Date.now() + config.SHUTDOWN_GRACE_MS;
       while (queue.inFlight() > 0 && Date.now() < deadline) await Bun.sleep(100);

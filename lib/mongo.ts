@@ -86,13 +86,13 @@ export async function waitForMongo(
 }
 
 /**
- * Wraps a queue handler of job messages: when it fails because MongoDB is away, the
- * failure waits for MongoDB to answer again (at most `timeoutMs`, or until `giveUp()`)
+ * Wraps a queue handler (of job messages, or `account`): when it fails because MongoDB is
+ * away, the failure waits for MongoDB to answer again (at most `timeoutMs`, or until `giveUp()`)
  * before it goes on to the queue's counted retry. Retried at once, an outage of a few
  * seconds would use up every attempt in a burst of instant failures and strand the job,
  * whose failure could not even be recorded.
  */
-export function retryAfterMongo<D extends { body?: { jobId?: unknown } }>(
+export function retryAfterMongo<D extends { body?: object }>(
   mongo: Pick<Mongo, "ping">,
   log: { warn(fields: object, msg: string): void },
   handler: (delivery: D) => Promise<void>,
@@ -103,7 +103,8 @@ export function retryAfterMongo<D extends { body?: { jobId?: unknown } }>(
       await handler(delivery);
     } catch (error) {
       if (isMongoUnavailable(error)) {
-        log.warn({ jobId: delivery.body?.jobId, err: error }, "MongoDB is away; waiting for it before trying again");
+        const { jobId, userId } = (delivery.body ?? {}) as { jobId?: unknown; userId?: unknown };
+        log.warn({ jobId, userId, err: error }, "MongoDB is away; waiting for it before trying again");
         await waitForMongo(mongo, { timeoutMs, giveUp });
       }
       throw error;
