@@ -21,13 +21,14 @@ export type Stack = Awaited<ReturnType<typeof startStack>>;
 export async function startStack() {
   const log = createLogger("test", "silent");
   const database = await createTestDatabase();
-  const auth = await createAuth({ config: authTestConfig(database.url) });
-  auth.app.listen({ port: 0, hostname: "127.0.0.1" });
-  const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
   const mongoUrl = await testMongoUrl();
   const mongo = await connectMongo(mongoUrl);
   const vhost = await createTestVhost();
   const queue = await connectQueue(vhost.url, log);
+  // auth publishes (verification emails, deleted accounts) to this stack's vhost too.
+  const auth = await createAuth({ config: authTestConfig(database.url), queue });
+  auth.app.listen({ port: 0, hostname: "127.0.0.1" });
+  const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
 
   /** A gateway on this stack; config and dependencies can be overridden per test. */
   function gatewayWith(
