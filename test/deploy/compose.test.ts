@@ -170,12 +170,40 @@ describe("compose.yaml", () => {
   });
 
   test("the gateway is on localhost:8080; stores and the RabbitMQ UI are published on 127.0.0.1 only", () => {
-    expect(services.gateway!.ports).toEqual([`${environment(services.gateway!).PORT}:8080`]);
+    expect(services.gateway!.ports.map((port: string) => interpolate(port))).toEqual([
+      `${environment(services.gateway!).PORT}:8080`,
+    ]);
     for (const store of ["mysql", "mongo", "rabbitmq"]) {
       for (const port of services[store]!.ports) expect(interpolate(port)).toMatch(/^127\.0\.0\.1:/);
     }
     expect(services.rabbitmq!.ports.map((port: string) => interpolate(port))).toContain("127.0.0.1:15672:15672");
     expect(services.rabbitmq!.image).toMatch(/-management$/);
+  });
+
+  test("every port published on this machine can move: its own *_HOST_PORT, named in compose's header and the README", () => {
+    const readme = read("README.md");
+    const header = read("compose.yaml").split("\nname:")[0]!;
+    const variables = new Set<string>();
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of (service.ports ?? []) as string[]) {
+        const [, variable, fallback, target] = port.match(/\$\{(\w+_HOST_PORT):-(\d+)\}:(\d+)$/) ?? [];
+        expect(variable, `${name} ${port}`).toBeDefined();
+        expect(fallback, `${name} ${port}`).toBe(target!); // by default the usual port
+        expect(variables.has(variable!), variable).toBe(false);
+        variables.add(variable!);
+        // moved, it is published there and still reaches the same port inside
+        expect(interpolate(port, { [variable!]: "18080" })).toEndWith(`18080:${target}`);
+        expect(header, variable).toContain(variable!);
+        expect(readme.includes(`\`${variable}\``), `${variable} in the README`).toBe(true);
+      }
+    }
+    expect([...variables].sort()).toEqual([
+      "GATEWAY_HOST_PORT",
+      "MONGO_HOST_PORT",
+      "MYSQL_HOST_PORT",
+      "RABBITMQ_HOST_PORT",
+      "RABBITMQ_UI_HOST_PORT",
+    ]);
   });
 
   test("each service has its own METRICS_PORT (the schema's default, not its PORT), published nowhere", async () => {

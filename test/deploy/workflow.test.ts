@@ -52,3 +52,47 @@ describe("GitHub workflow", () => {
     expect(checksAfter(back!)).toContain('test -z "$(kubectl -n m3dio get scaledobject converter');
   });
 });
+
+describe("pinned tools", () => {
+  const scripts = ["scripts/k3d-up.sh", "scripts/k3d-down.sh", ".github/workflows/ci.yml"];
+
+  test("k3d comes from its release's install script, at the tag it installs", () => {
+    const install = (jobs.k3d!.steps as Doc[])
+      .map((step) => String(step.run ?? ""))
+      .find((run) => run.includes("k3d"))!;
+    const [, ref, tag] =
+      install.match(/raw\.githubusercontent\.com\/k3d-io\/k3d\/([^/]+)\/install\.sh \| TAG=(\S+) bash/) ?? [];
+    expect(ref).toMatch(/^v\d+\.\d+\.\d+$/);
+    expect(tag).toBe(ref!);
+  });
+
+  test("nothing is fetched from a moving branch or 'latest', and a kubectl download is checked against its .sha256", () => {
+    for (const path of scripts) {
+      const text = read(path);
+      for (const url of text.match(/https?:\/\/[^\s"'|)]+/g) ?? []) {
+        expect(url, `${path}: ${url}`).not.toMatch(/\/(main|master|latest|stable)(\/|$)/);
+      }
+      // dl.k8s.io publishes <binary>.sha256 beside each kubectl; a download without its check is a hole
+      if (/dl\.k8s\.io\/[^\s]*\/kubectl/.test(text)) {
+        expect(text, path).toMatch(/kubectl\.sha256/);
+        expect(text, path).toMatch(/sha256sum (--check|-c)/);
+      }
+    }
+  });
+
+  test("the k3s image is pinned, and the Traefik comments name the k3s release they were written for", () => {
+    const cluster = Bun.YAML.parse(read("k3d/cluster.yaml")) as Doc;
+    const [, version] = String(cluster.image).match(/^rancher\/k3s:(v1\.\d+\.\d+)-k3s\d+$/) ?? [];
+    expect(version).toBeDefined();
+    const release = String(cluster.image).split(":")[1]!.replace("-k3s", "+k3s");
+    const namesRelease = new RegExp(`${release.replace(/[.+]/g, "\\$&")}(?![\\d.])`);
+    for (const path of ["k3d/traefik-config.yaml", "k3d/ingress.yaml", "k3d/cluster.yaml"]) {
+      const comments = read(path).replace(/\n#\s*/g, " ");
+      expect(comments, path).toMatch(namesRelease);
+      expect(comments, path).toMatch(/Traefik v3\.\d+\.\d+/);
+    }
+    // and the k3d that cluster.yaml says it was tried with is the one CI installs
+    const k3dTag = read(".github/workflows/ci.yml").match(/TAG=(v[\d.]+)/)?.[1];
+    expect(read("k3d/cluster.yaml")).toContain(`k3d ${k3dTag} `);
+  });
+});
