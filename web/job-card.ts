@@ -80,8 +80,8 @@ export function buildCard(job: Job, actions: JobActions): Entry {
       parts.bar,
       parts.error,
       h("div", { class: "actions" }, parts.play, parts.retry, parts.more, parts.menu),
-      parts.audio,
     ),
+    parts.audio, // the whole row's width: a phone's player needs it
   );
   item.dataset.id = job.id;
   const entry: Entry = { job, item, parts };
