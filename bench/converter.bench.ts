@@ -1,9 +1,12 @@
 // converter as real processes (`bun converter.ts`) with RabbitMQ (a vhost of its own)
 // and MongoDB (MONGODB_URL, or the stand-in in a process of its own): a job's time from
 // the `video` message published to the `mp3` message arriving, against bare ffmpeg on
-// the same file; the converter process's peak memory (VmHWM, ffmpeg's own aside) for a
-// 1 GiB input; and jobs per minute (16 jobs of a 60 s clip) with one worker, two worker
-// processes, and one process with CONVERTER_CONCURRENCY=2.
+// the same file (`latency`); what the options `cover` and `normalize` cost, against bare
+// ffmpeg doing the same, and how accurate one-pass and two-pass loudnorm are (`options`);
+// the converter process's peak memory (VmHWM, ffmpeg's own aside) for a 1 GiB input
+// (`memory`); and jobs per minute (16 jobs of a 60 s clip) with one worker, two worker
+// processes, and one process with CONVERTER_CONCURRENCY=2 (`throughput`).
+// `bun bench/converter.bench.ts latency options` runs only the parts named.
 //
 // Media are made with ffmpeg once and kept under the temp dir (support.ts cachedVideo).
 import { createReadStream, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -14,10 +17,12 @@ import { fileStore } from "../lib/files.ts";
 import { jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
 import { connectMongo } from "../lib/mongo.ts";
+import type { ConversionOptions } from "../lib/options.ts";
 import { connectQueue, QUEUES } from "../lib/queue.ts";
 import { probe } from "../test/support/media.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestVhost } from "../test/support/rabbit.ts";
+import { loudnormAccuracy, optionCosts } from "./converter-options.ts";
 import {
   bareFfmpeg,
   cachedVideo,
@@ -38,6 +43,9 @@ import {
 const BENCH = "converter";
 const RUNS = 5;
 const log = createLogger("bench", "silent");
+const PARTS = ["latency", "options", "memory", "throughput"] as const;
+const asked = process.argv.slice(2);
+const runs = (part: (typeof PARTS)[number]) => asked.length === 0 || asked.includes(part);
 
 reportLoad(BENCH, "start");
 const mongoServer = await startMongo();
@@ -73,8 +81,8 @@ const announced = (id: ObjectId, timeoutMs: number) =>
     });
   });
 
-/** A job as the gateway leaves it, minus the message: video in GridFS, record queued. */
-async function storeJob(path: string): Promise<ObjectId> {
+/** A job as the gateway leaves it, minus the message: video in GridFS, record queued with `options`. */
+async function storeJob(path: string, options?: ConversionOptions): Promise<ObjectId> {
   const stored = await files.upload("videos", createReadStream(path, { highWaterMark: MiB }), {
     owner: "bench",
     filename: "bench.mp4",
@@ -85,6 +93,7 @@ async function storeJob(path: string): Promise<ObjectId> {
     email: "bench@example.com",
     videoFileId: stored.id,
     source: { kind: "upload", filename: "bench.mp4", bytes: stored.bytes, contentType: "video/mp4" },
+    ...(options ? { options } : {}),
   });
   return job._id;
 }
@@ -109,10 +118,23 @@ const converterEnv = (extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-try {
-  const warmup = await testClip(2, "160x90");
-  const fiveMinutes = await testClip(300);
-  const oneMinute = await testClip(60);
+/** One worker: a job's time against bare ffmpeg's on a 5-min clip, with default options. */
+async function latency(fiveMinutes: string) {
+  const converterMs: number[] = [];
+  const ffmpegMs: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    converterMs.push(await convertOnce(await storeJob(fiveMinutes)));
+    ffmpegMs.push(await bareFfmpeg(fiveMinutes, bareMp3));
+  }
+  const ratio = median(converterMs) / median(ffmpegMs);
+  report(BENCH, "5-min 720p clip: message to mp3, default options (median of 5)", median(converterMs), "ms");
+  report(BENCH, "5-min 720p clip: bare ffmpeg, the audio alone (median of 5)", median(ffmpegMs), "ms");
+  report(BENCH, "5-min 720p clip: converter / bare ffmpeg", ratio, "x", "≤ 1.15x");
+  report(BENCH, "5-min 720p clip: converter overhead", median(converterMs) - median(ffmpegMs), "ms");
+}
+
+/** One worker's peak memory while it converts a 1 GiB input. */
+async function memory(converter: Service) {
   // 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
   // noise keeps the encoder from compressing the test pattern away.
   const big = await cachedVideo("big-180s-720p-mpeg2-48M", {
@@ -122,48 +144,23 @@ try {
     noise: 30,
     encoder: ["mpeg2video", "-b:v", "48M", "-minrate", "48M", "-maxrate", "48M", "-bufsize", "16M"],
   });
-
-  // ── one worker: latency against bare ffmpeg, then memory on 1 GiB ──────────
-  let converter: Service = await startService("converter", converterEnv());
-  await convertOnce(await storeJob(warmup)); // first job pays fluent-ffmpeg's capability probes
-
-  const converterMs: number[] = [];
-  const ffmpegMs: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    converterMs.push(await convertOnce(await storeJob(fiveMinutes)));
-    ffmpegMs.push(await bareFfmpeg(fiveMinutes, bareMp3));
-  }
-  const ratio = median(converterMs) / median(ffmpegMs);
-  report(BENCH, "5-min 720p clip: message to mp3 (median of 5)", median(converterMs), "ms");
-  report(BENCH, "5-min 720p clip: bare ffmpeg (median of 5)", median(ffmpegMs), "ms");
-  report(BENCH, "5-min 720p clip: converter / bare ffmpeg", ratio, "x", "≤ 1.15x");
-  report(BENCH, "5-min 720p clip: converter overhead", median(converterMs) - median(ffmpegMs), "ms");
-
-  const bigBytes = statSync(big).size;
+  const size = `${(statSync(big).size / 2 ** 30).toFixed(2)} GiB input`;
   const bigId = await storeJob(big);
   const idle = readMemory(converter.pid)!;
   resetPeak(converter.pid);
   const sampler = sampleMemory([converter.pid], 50);
   const bigMs = await convertOnce(bigId, 300_000);
-  const memory = sampler.stop().get(converter.pid)!;
+  const peak = sampler.stop().get(converter.pid)!;
   report(BENCH, "converter RSS at rest", idle.rss / 1e6, "MB");
-  report(
-    BENCH,
-    `peak RSS, ${(bigBytes / 2 ** 30).toFixed(2)} GiB input (converter process)`,
-    Math.max(memory.hwm, memory.peakRss) / 1e6,
-    "MB",
-    "< 200 MB",
-  );
-  report(BENCH, `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: message to mp3`, bigMs / 1000, "s");
-  report(
-    BENCH,
-    `${(bigBytes / 2 ** 30).toFixed(2)} GiB input: bare ffmpeg`,
-    (await bareFfmpeg(big, bareMp3)) / 1000,
-    "s",
-  );
+  report(BENCH, `peak RSS, ${size} (converter process)`, Math.max(peak.hwm, peak.peakRss) / 1e6, "MB", "< 200 MB");
+  report(BENCH, `${size}: message to mp3`, bigMs / 1000, "s");
+  report(BENCH, `${size}: bare ffmpeg`, (await bareFfmpeg(big, bareMp3)) / 1000, "s");
   await files.remove("videos", (await jobs.get(bigId))!.videoFileId!); // gone already unless KEEP_VIDEOS; frees the stand-in
+}
 
-  // ── throughput: 8 jobs of a 60-second clip ─────────────────────────────────
+/** Jobs per minute: 16 jobs of a 60-second clip, by 1 worker, 2 processes, 1 process with 2 at once. */
+async function throughputs(first: Service, warmup: string): Promise<Service> {
+  const oneMinute = await testClip(60);
   const JOBS = 16; // 8 finish in ~2 s, too short to read through this machine's noise
   const clipSeconds = (await probe(oneMinute)).durationSec;
   async function throughput(label: string) {
@@ -178,26 +175,39 @@ try {
     report(BENCH, `jobs/min, ${JOBS} × ${Math.round(clipSeconds)} s clips, ${label}`, JOBS / minutes, "jobs/min");
     return JOBS / minutes;
   }
+  const warmBoth = async () => Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]); // one each, most likely
   const one = await throughput("1 worker");
   const second = await startService("converter", converterEnv());
-  await Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]); // one each, most likely
+  await warmBoth();
   const two = await throughput("2 worker processes");
   await second.stop();
-  await converter.stop();
-  converter = await startService("converter", converterEnv({ CONVERTER_CONCURRENCY: "2" }));
-  await Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]);
-  const concurrent = await throughput("1 process, CONVERTER_CONCURRENCY=2");
+  await first.stop();
+  const concurrent = await startService("converter", converterEnv({ CONVERTER_CONCURRENCY: "2" }));
+  await warmBoth();
+  const both = await throughput("1 process, CONVERTER_CONCURRENCY=2");
   report(BENCH, "speed-up, 2 processes / 1 worker", two / one, "x");
-  report(BENCH, "speed-up, CONVERTER_CONCURRENCY=2 / 1 worker", concurrent / one, "x");
-  // What ffmpeg alone does with the same 8 files, one at a time: the floor for one worker.
+  report(BENCH, "speed-up, CONVERTER_CONCURRENCY=2 / 1 worker", both / one, "x");
+  // What ffmpeg alone does with the same files, one at a time: the floor for one worker.
   const started = performance.now();
   for (let i = 0; i < JOBS; i++) await bareFfmpeg(oneMinute, bareMp3);
-  report(
-    BENCH,
-    `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`,
-    JOBS / ((performance.now() - started) / 60_000),
-    "jobs/min",
-  );
+  const perMinute = JOBS / ((performance.now() - started) / 60_000);
+  report(BENCH, `jobs/min, bare ffmpeg one at a time (same ${JOBS} clips)`, perMinute, "jobs/min");
+  return concurrent;
+}
+
+try {
+  const warmup = await testClip(2, "160x90");
+  const fiveMinutes = await testClip(300);
+  let converter: Service = await startService("converter", converterEnv());
+  await convertOnce(await storeJob(warmup)); // first job pays fluent-ffmpeg's capability probes
+  if (runs("latency")) await latency(fiveMinutes);
+  if (runs("options")) {
+    const convert = async (path: string, options?: ConversionOptions) => convertOnce(await storeJob(path, options));
+    await optionCosts(convert, fiveMinutes, work, (await probe(fiveMinutes)).durationSec);
+    await loudnormAccuracy(work);
+  }
+  if (runs("memory")) await memory(converter);
+  if (runs("throughput")) converter = await throughputs(converter, warmup);
   reportLoad(BENCH, "end");
 } finally {
   await stopAll();
