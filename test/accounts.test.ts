@@ -2,7 +2,7 @@
 // one process: auth on a port, the gateway in-process, real MariaDB and RabbitMQ (a vhost of
 // this file's own), MongoDB (or its stand-in), the notifier and a converter in-process, and
 // the local Resend stand-in receiving the emails. Verification, password reset, sessions,
-// password change and account deletion; test/account-faults.test.ts runs them as processes.
+// password change and account deletion; test/faults/accounts.test.ts runs them as processes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -230,6 +230,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     const defaults: Record<ServiceName, Record<string, string>> = {
       auth: {
         MYSQL_URL: proxies.mysql ? throughProxy(database.url, proxies.mysql) : database.url,
+        AMQP_URL: stores.AMQP_URL,
         MIGRATE_ON_START: "false",
         JWT_PRIVATE_KEY: jwtKey,
         GATEWAY_SECRET: TEST_GATEWAY_SECRET,
