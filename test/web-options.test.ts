@@ -169,6 +169,24 @@ describe("conversion options", () => {
     expect(errors).toEqual([]);
   });
 
+  test("a trim that ends before it starts is caught on the page; nothing is sent", async () => {
+    const { page, errors } = await visitAs(DESKTOP);
+    const sent = await recordUploads(page);
+    await chooseFile(page, mp4("backwards.mp4"));
+    const file = stagedItem(page, "backwards.mp4");
+    await file.getByLabel("Start", { exact: true }).fill("0:05");
+    await file.getByLabel("End", { exact: true }).fill("2");
+    await convertChosen(page);
+    const end = file.getByLabel("End", { exact: true });
+    expect(await end.evaluate((input: HTMLInputElement) => input.validationMessage)).toBe(
+      "The end must come after the start.",
+    );
+    expect(await end.evaluate((input) => input === document.activeElement)).toBe(true);
+    expect(await sent()).toEqual([]);
+    await expect(file.isVisible()).resolves.toBe(true); // still waiting, to be put right
+    expect(errors).toEqual([]);
+  });
+
   test("several files share the chosen options; a field changed for one file stays its own", async () => {
     const { page, errors, user } = await visitAs(DESKTOP);
     await page.getByRole("radio", { name: "Small (CBR 96)" }).check();
