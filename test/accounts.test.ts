@@ -120,7 +120,7 @@ describe("verification", () => {
     const email = steps.newEmail("ada");
     const answer = await steps.register(email);
     expect(answer.status).toBe(201);
-    const body = (await answer.json()) as { id: number };
+    const body = (await answer.json()) as { id: number; email: string; verified: boolean };
     expect(body).toEqual({ id: expect.any(Number), email, verified: false });
 
     const [verification, ...more] = await emailed(String(body.id), email, "verify");
