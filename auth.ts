@@ -292,7 +292,10 @@ function authApp({ parts, key, metrics, checks }: AppParts) {
         try {
           const user = await accounts.register(body.email, body.password);
           log.info({ event: "user.registered", userId: String(user.id) }, "user registered");
-          await sender.send(user, "verify");
+          // The account stands either way: a link that could not even be issued is sent again on request.
+          await sender
+            .send(user, "verify")
+            .catch((err) => log.warn({ event: "email.issue_failed", userId: String(user.id), err }, "no link made"));
           return status(201, { id: user.id, email: user.email, verified: false });
         } catch (error) {
           if (error instanceof EmailTaken) throw new Conflict("an account with this email already exists");
