@@ -4,6 +4,7 @@
 // reaches auth some other way proves nothing without a token auth signed, and a token
 // of an account being deleted (or gone) is refused here, which the gateway cannot know.
 import { randomUUID } from "node:crypto";
+import { jwt } from "@elysiajs/jwt";
 import { Elysia } from "elysia";
 import * as jose from "jose";
 import { Unauthorized } from "../lib/problem.ts";
@@ -23,24 +24,29 @@ export interface Caller extends User {
 
 export function accessTokens(key: SigningKey, ttlSeconds: number) {
   const publicKey = jose.importJWK(key.publicJwk, key.alg);
+  // Signing is @elysiajs/jwt's (the stack's JWT plugin), used outside a request through its
+  // decorator; checking is jose's with the public half, as the gateway checks (the plugin
+  // would verify with the secret it was given, here the private key, which EdDSA cannot).
+  const signer = jwt({
+    name: "tokens",
+    secret: key.privateKey,
+    alg: key.alg,
+    kid: key.kid,
+    iss: TOKEN_ISSUER,
+    aud: TOKEN_AUDIENCE,
+  }).decorator.tokens;
   return {
     /** A token for the user: `sub`, `email`, `email_verified`, and `sid` when it belongs to a session. */
     async sign(user: User, sessionId?: string): Promise<AccessToken> {
-      const issuedAt = Math.floor(Date.now() / 1000);
-      const exp = issuedAt + ttlSeconds;
-      const token = await new jose.SignJWT({
+      const exp = Math.floor(Date.now() / 1000) + ttlSeconds;
+      const token = await signer.sign({
+        sub: String(user.id),
         email: user.email,
         email_verified: user.emailVerified,
         ...(sessionId ? { sid: sessionId } : {}),
-      })
-        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
-        .setSubject(String(user.id))
-        .setIssuer(TOKEN_ISSUER)
-        .setAudience(TOKEN_AUDIENCE)
-        .setIssuedAt(issuedAt)
-        .setExpirationTime(exp)
-        .setJti(randomUUID())
-        .sign(key.privateKey);
+        jti: randomUUID(),
+        exp,
+      });
       return { token, expiresAt: new Date(exp * 1000).toISOString() };
     },
     /** The user id and session a token of ours names; throws for anything else. */
