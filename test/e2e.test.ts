@@ -70,7 +70,7 @@ afterAll(async () => {
 let http: GatewayClient;
 const call = (path: string, init: RequestInit = {}) => http.call(path, init);
 
-/** Registers and logs in through the gateway's JSON routes. */
+/** Registers, verifies the address through its email and logs in, through the gateway's JSON routes. */
 async function newUser(): Promise<User> {
   const email = `e2e-${crypto.randomUUID()}@example.com`;
   const password = TEST_PASSWORD;
@@ -78,6 +78,7 @@ async function newUser(): Promise<User> {
   expect(registered.status).toBe(201);
   const user = (await registered.json()) as RegisteredUser;
   expect(user).toMatchObject({ id: expect.any(Number), email });
+  await http.verify(system.resend!, email); // the ready email goes only to a verified address
   const login = await http.login(email, password);
   expect(login.status).toBe(200);
   const body = (await login.json()) as Token;

@@ -9,6 +9,7 @@ import { migrateDatabase } from "../db/migrate.ts";
 import { TEST_AUTH_ENV } from "./support/auth.ts";
 import { gatewayClient } from "./support/client.ts";
 import { makeVideo } from "./support/media.ts";
+import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
 import { freePort, isRunning, parseLine, readLines } from "./support/service-process.ts";
 import { SERVICE_NAMES, type ServiceProcess, type System, startSystem } from "./support/system.ts";
 
@@ -56,7 +57,7 @@ describe("services started before their stores", () => {
     const live = await Promise.all(started.map((service) => fetch(`${service.url}/health/live`)));
     expect(live.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
     expect(answers.map(({ status, body }) => ({ status, state: body.status, failing: failing(body) }))).toEqual([
-      { status: 503, state: "unavailable", failing: ["mysql", "schema", "startup"] },
+      { status: 503, state: "unavailable", failing: ["mysql", "rabbitmq", "schema", "startup"] },
       { status: 503, state: "unavailable", failing: ["mongodb", "rabbitmq", "startup"] },
       { status: 503, state: "unavailable", failing: ["mongodb", "rabbitmq", "startup"] },
       { status: 503, state: "unavailable", failing: ["mongodb", "rabbitmq"] },
@@ -74,7 +75,7 @@ describe("services started before their stores", () => {
     }
 
     // And the system works: a video goes all the way to an MP3 and its email.
-    const http = gatewayClient(system.gatewayUrl);
+    const http = gatewayClient(system.gatewayUrl, { inbox: system.resend });
     const user = await http.newUser("latestores");
     const job = await http.upload(user, await Bun.file(await makeVideo({ seconds: 2 })).bytes(), "late.mp4");
     expect(await http.finished(user, job.id, 45_000)).toMatchObject({ status: "done" });
@@ -93,9 +94,11 @@ describe("auth on a database that is not migrated", () => {
     await connection.query(`DROP DATABASE IF EXISTS \`${name}\``);
     await connection.end();
   };
+  let vhost: TestVhost | undefined;
   afterAll(async () => {
     child?.kill("SIGKILL");
     if (url) await dropDatabase();
+    await vhost?.drop();
   });
 
   test("is not ready and says how to migrate; register is 503, not 500; migrated, it is ready", async () => {
@@ -105,7 +108,9 @@ describe("auth on a database that is not migrated", () => {
     url = server.toString();
     const port = await freePort([]);
     const metricsPort = await freePort([port]);
-    const env = { PATH: process.env.PATH ?? "", MYSQL_URL: url, PORT: `${port}`, METRICS_PORT: `${metricsPort}` };
+    vhost = await createTestVhost();
+    const stores = { MYSQL_URL: url, AMQP_URL: vhost.url };
+    const env = { PATH: process.env.PATH ?? "", ...stores, PORT: `${port}`, METRICS_PORT: `${metricsPort}` };
     const spawned = Bun.spawn([process.execPath, "--no-env-file", "auth.ts"], {
       cwd: ROOT,
       env: { ...env, ...TEST_AUTH_ENV, LOG_LEVEL: "info" },
@@ -116,7 +121,7 @@ describe("auth on a database that is not migrated", () => {
     const events: (string | undefined)[] = [];
     void readLines(spawned.stdout, (line) => events.push(parseLine(line).event));
     const auth = { url: `http://127.0.0.1:${port}` };
-    while (!events.includes("db.not_migrated")) await Bun.sleep(50);
+    while (!events.includes("db.not_migrated") || !events.includes("broker.connected")) await Bun.sleep(50);
 
     const before = await readiness(auth);
     expect({ status: before.status, failing: failing(before.body) }).toEqual({
@@ -142,7 +147,7 @@ describe("auth on a database that is not migrated", () => {
     }
     expect(after).toEqual({
       status: 200,
-      body: { status: "ready", checks: { startup: "up", mysql: "up", schema: "up" } },
+      body: { status: "ready", checks: { startup: "up", mysql: "up", schema: "up", rabbitmq: "up" } },
     });
     const registered = await fetch(`${auth.url}/register`, {
       method: "POST",

@@ -46,7 +46,7 @@ function latencies(values: number[]): Latencies {
 
 export async function runLoad(system: System, options: LoadOptions): Promise<LoadResult> {
   const { users: count, durationMs, video, pollMs = 500, drainTimeoutMs = 120_000 } = options;
-  const http = gatewayClient(system.gatewayUrl);
+  const http = gatewayClient(system.gatewayUrl, { inbox: system.resend });
   const users: User[] = [];
   // Accounts first, a few at a time (logins are deliberately slow: argon2id, unless the system's auth hashes cheaply as in tests), not measured.
   for (let i = 0; i < count; i += 10)

@@ -73,7 +73,7 @@ export async function faultSetup({
   const system = await faultSystem();
   if (pace) system.pace(pace);
   const video = await bytesOf(await made);
-  return { system, video, http: gatewayClient(system.gatewayUrl, { requestTimeoutMs }) };
+  return { system, video, http: gatewayClient(system.gatewayUrl, { requestTimeoutMs, inbox: system.resend }) };
 }
 
 async function startFaultSystem(): Promise<FaultSystem & { cleanUp(): Promise<void> }> {

@@ -55,8 +55,20 @@ export const TEST_PASSWORD = "a long enough password";
 const JSON_HEADERS = { "content-type": "application/json" };
 let users = 0;
 
-/** A client for the gateway at `baseUrl`; every request is bounded by `requestTimeoutMs` unless it brings its own signal. */
-export function gatewayClient(baseUrl: string, { requestTimeoutMs = 20_000 } = {}) {
+/** Where a client finds the emails the system sent (the Resend stand-in's `received`). */
+export interface Inbox {
+  received: { to: string | string[]; text: string }[];
+}
+
+/**
+ * A client for the gateway at `baseUrl`; every request is bounded by `requestTimeoutMs` unless it
+ * brings its own signal. With an `inbox`, `newUser` verifies the address through the verification
+ * email, as a person does (only verified addresses are told when a conversion ends).
+ */
+export function gatewayClient(
+  baseUrl: string,
+  { requestTimeoutMs = 20_000, inbox }: { requestTimeoutMs?: number; inbox?: Inbox } = {},
+) {
   const call = (path: string, init: RequestInit = {}) =>
     fetch(path.startsWith("http") ? path : `${baseUrl}${path}`, {
       ...init,
@@ -75,15 +87,33 @@ export function gatewayClient(baseUrl: string, { requestTimeoutMs = 20_000 } = {
     return ((await answer.json()) as Token).token;
   }
 
-  /** Registers a fresh user and logs in; throws with the answer if either fails. */
+  /** Registers a fresh user (verified through the inbox, if there is one) and logs in; throws with the answer if a step fails. */
   async function newUser(prefix = "user", password = TEST_PASSWORD): Promise<User> {
     const email = `${prefix}-${++users}-${process.pid}-${Date.now()}@example.com`;
     const registered = await register(email, password);
     if (registered.status !== 201)
       throw new Error(`register answered ${registered.status}: ${await registered.text()}`);
     const { id } = (await registered.json()) as RegisteredUser;
+    if (inbox) await verify(inbox, email);
     const bearer = await token(email, password);
     return { id: String(id), email, password, token: bearer, headers: { authorization: `Bearer ${bearer}` } };
+  }
+
+  /** Follows the verification email sent to `email` (waiting for it, at most 20 s). */
+  async function verify({ received }: Inbox, email: string): Promise<void> {
+    const link = /https?:\/\/\S+\/verify\?token=[\w-]+/;
+    const deadline = Date.now() + 20_000;
+    const find = () => received.find((mail) => [mail.to].flat().includes(email) && link.test(mail.text));
+    for (; !find(); await Bun.sleep(25))
+      if (Date.now() > deadline) throw new Error(`no verification email to ${email} within 20 s`);
+    const sent = find()!;
+    const token = new URL(link.exec(sent.text)![0]).searchParams.get("token");
+    const answer = await call("/auth/verify", {
+      method: "POST",
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ token }),
+    });
+    if (answer.status !== 200) throw new Error(`verify answered ${answer.status}: ${await answer.text()}`);
   }
 
   /** POST the video as multipart `file` (to /jobs, or `route`): the raw answer, for the caller to check. */
@@ -174,7 +204,7 @@ export function gatewayClient(baseUrl: string, { requestTimeoutMs = 20_000 } = {
     return { ...stream, ...(await readEvents(answer, Math.max(1, deadline - Date.now()))) };
   }
 
-  return { baseUrl, call, register, login, token, newUser, postVideo, upload, job, poll, finished, follow };
+  return { baseUrl, call, register, login, token, newUser, verify, postVideo, upload, job, poll, finished, follow };
 }
 
 export type GatewayClient = ReturnType<typeof gatewayClient>;
