@@ -18,19 +18,24 @@ import { createLogger } from "../lib/log.ts";
 import { problems } from "../lib/problem.ts";
 import { authTestConfig } from "./support/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
+import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
 
 const SECRET = "abuse-test-gateway-secret";
 const PASSWORD = "the owner's password";
 let database: TestDatabase;
+/** auth's broker: the verification emails it queues stay in this test's own vhost. */
+let vhost: TestVhost;
 /** What the tests started, shut down in reverse at the end. */
 const running: { shutdown(): Promise<unknown> }[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase();
+  vhost = await createTestVhost();
 });
 afterAll(async () => {
   for (const service of running.reverse()) await service.shutdown();
   await database?.drop();
+  await vhost?.drop();
 });
 
 interface LogLine {
@@ -43,7 +48,7 @@ async function startAuth(overrides: Record<string, string> = {}, sweepEveryMs?: 
   const lines: LogLine[] = [];
   const log = createLogger("auth", "debug", { write: (line: string) => void lines.push(JSON.parse(line)) });
   const auth = await createAuth({
-    config: authTestConfig(database.url, { GATEWAY_SECRET: SECRET, ...overrides }),
+    config: authTestConfig(database.url, { GATEWAY_SECRET: SECRET, AMQP_URL: vhost.url, ...overrides }),
     log,
     sweepEveryMs,
   });

@@ -12,15 +12,18 @@ import { problems } from "../lib/problem.ts";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 import { authTestConfig } from "./support/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
+import { createTestVhost, type TestVhost } from "./support/rabbit.ts";
 
 let database: TestDatabase;
+let vhost: TestVhost;
 let auth: Awaited<ReturnType<typeof createAuth>>;
 /** GET /me behind the gateway's bearer check, answering the caller. */
 let me: (token: string) => Promise<Response>;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  auth = await createAuth({ config: authTestConfig(database.url) });
+  vhost = await createTestVhost(); // auth queues verification emails: in this test's own vhost
+  auth = await createAuth({ config: authTestConfig(database.url, { AMQP_URL: vhost.url }) });
   auth.app.listen({ port: 0, hostname: "127.0.0.1" });
   const verifier = jwksVerifier(`http://127.0.0.1:${auth.app.server!.port}/.well-known/jwks.json`);
   const app = new Elysia()
@@ -33,6 +36,7 @@ afterAll(async () => {
   await auth?.app.stop(true);
   await auth?.close();
   await database?.drop();
+  await vhost?.drop();
 });
 
 const post = (path: string, body: unknown) =>

@@ -71,13 +71,13 @@ const videoFilesOf = (id: string) => mongo.db.collection("videos.files").countDo
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  auth = await createAuth({ config: authTestConfig(database.url) });
+  vhost = await createTestVhost();
+  auth = await createAuth({ config: authTestConfig(database.url, { AMQP_URL: vhost.url }) });
   auth.app.listen({ port: 0, hostname: "127.0.0.1" });
   const authBase = `http://127.0.0.1:${auth.app.server!.port}`;
   mongoUrl = await testMongoUrl();
   mongo = await connectMongo(mongoUrl);
   jobs = jobStore(mongo.db);
-  vhost = await createTestVhost();
   queue = await connectQueue(vhost.url, log);
   const config = parseConfig(GatewayConfig, {
     AUTH_URL: authBase,
