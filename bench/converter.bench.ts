@@ -127,10 +127,13 @@ async function latency(fiveMinutes: string) {
     ffmpegMs.push(await bareFfmpeg(fiveMinutes, bareMp3));
   }
   const ratio = median(converterMs) / median(ffmpegMs);
-  report(BENCH, "5-min 720p clip: message to mp3, default options (median of 5)", median(converterMs), "ms");
-  report(BENCH, "5-min 720p clip: bare ffmpeg, the audio alone (median of 5)", median(ffmpegMs), "ms");
+  report(BENCH, `5-min 720p clip: message to mp3, default options (median of ${RUNS})`, median(converterMs), "ms");
+  report(BENCH, `5-min 720p clip: bare ffmpeg, the audio alone (median of ${RUNS})`, median(ffmpegMs), "ms");
   report(BENCH, "5-min 720p clip: converter / bare ffmpeg", ratio, "x", "≤ 1.15x");
   report(BENCH, "5-min 720p clip: converter overhead", median(converterMs) - median(ffmpegMs), "ms");
+  // The best of each: what other work on a shared machine took least from (see BENCHMARKS.md).
+  const best = Math.min(...converterMs) / Math.min(...ffmpegMs);
+  report(BENCH, "5-min 720p clip: converter / bare ffmpeg, best runs", best, "x");
 }
 
 /** One worker's peak memory while it converts a 1 GiB input. */

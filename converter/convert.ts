@@ -95,7 +95,10 @@ async function spoolAndEncode(
   return encoded;
 }
 
-/** The MP3 with its ID3 tag in front into GridFS `mp3s`, the cover into `covers`; both recorded in `unclaimed` once stored. */
+/**
+ * The MP3 with its ID3 tag in front into GridFS `mp3s`, and the cover into `covers`, side by
+ * side; each is recorded in `unclaimed` once stored, so a failure of the other leaves nothing.
+ */
 async function storeResult(context: ConverterContext, job: Job, encoded: Encoded, unclaimed: Unclaimed) {
   const { files } = context;
   const cover = encoded.cover ? await readFile(encoded.cover) : undefined;
@@ -104,17 +107,15 @@ async function storeResult(context: ConverterContext, job: Job, encoded: Encoded
   const metadata = { owner: job.userId, jobId: job._id.toHexString() };
   const filename = mp3Filename(job.source.filename);
   const tagged = Readable.from(withTag(tag, encoded.output));
-  const mp3 = await files.upload("mp3s", tagged, { ...metadata, filename, contentType: "audio/mpeg" });
-  unclaimed.mp3 = mp3.id;
-  if (!cover) return { mp3 };
-  const coverName = `${filename.slice(0, -".mp3".length)}.jpg`;
-  const stored = await files.upload("covers", Readable.from([cover]), {
-    ...metadata,
-    filename: coverName,
-    contentType: "image/jpeg",
-  });
-  unclaimed.cover = stored.id;
-  return { mp3, cover: stored };
+  const storingMp3 = files.upload("mp3s", tagged, { ...metadata, filename, contentType: "audio/mpeg" });
+  const coverFile = { ...metadata, filename: `${filename.slice(0, -".mp3".length)}.jpg`, contentType: "image/jpeg" };
+  const storingCover = cover ? files.upload("covers", Readable.from([cover]), coverFile) : undefined;
+  const [mp3, stored] = await Promise.allSettled([storingMp3, storingCover]);
+  if (mp3.status === "fulfilled") unclaimed.mp3 = mp3.value.id;
+  if (stored.status === "fulfilled" && stored.value) unclaimed.cover = stored.value.id;
+  if (mp3.status === "rejected") throw mp3.reason;
+  if (stored.status === "rejected") throw stored.reason;
+  return { mp3: mp3.value, ...(stored.value ? { cover: stored.value } : {}) };
 }
 
 async function* withTag(tag: Buffer, path: string) {

@@ -24,19 +24,19 @@ export async function removeStrayFiles(
   jobLog: Logger,
 ): Promise<void> {
   try {
-    let removed = 0;
-    for (const bucket of RESULT_BUCKETS) {
-      const kept = keep[bucket];
-      const strays = await mongo.db
-        .collection(`${bucket}.files`)
-        .find(
-          { "metadata.jobId": jobId.toHexString(), ...(kept ? { _id: { $ne: kept } } : {}) },
-          { projection: { _id: 1 } },
-        )
-        .toArray();
-      for (const { _id } of strays) await files.remove(bucket, _id as ObjectId);
-      removed += strays.length;
-    }
+    const removedPerBucket = await Promise.all(
+      RESULT_BUCKETS.map(async (bucket) => {
+        const kept = keep[bucket];
+        const filter = { "metadata.jobId": jobId.toHexString(), ...(kept ? { _id: { $ne: kept } } : {}) };
+        const strays = await mongo.db
+          .collection(`${bucket}.files`)
+          .find(filter, { projection: { _id: 1 } })
+          .toArray();
+        for (const { _id } of strays) await files.remove(bucket, _id as ObjectId);
+        return strays.length;
+      }),
+    );
+    const removed = removedPerBucket[0]! + removedPerBucket[1]!;
     if (removed)
       jobLog.info({ event: "mp3.stray_removed", removed }, "removed MP3s and covers an earlier attempt left behind");
   } catch (error) {
