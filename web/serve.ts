@@ -1,4 +1,5 @@
-// The web page at GET /: web/index.html with its TypeScript and CSS, bundled by
+// The web page at GET / (and at /verify and /reset, where the emailed links lead: the page
+// reads their token): web/index.html with its TypeScript and CSS, bundled by
 // Bun.build into memory when the plugin is created (no build step, nothing written
 // to disk, so it works on a read-only filesystem). Assets are content-hashed and
 // cached for good; the page itself is revalidated (ETag) so a deploy shows at once.
@@ -12,8 +13,9 @@ import { NotFound } from "../lib/problem.ts";
 const ASSET_PREFIX = "/web/";
 
 /**
- * What the page may load: its own origin only, and blob: URLs for what it fetches with the
- * token (the MP3, the cover) and for reading a chosen file's length before it is sent.
+ * What the page may load: its own origin only (the MP3 plays from its signed link, same
+ * origin), and blob: URLs for the cover (fetched with the token) and for reading a chosen
+ * file's length before it is sent.
  */
 const PAGE_HEADERS = pageHeaders(
   contentSecurityPolicy({ "media-src": "'self' blob:", "img-src": "'self' data: blob:" }),
@@ -69,28 +71,36 @@ function respond(request: Request, file: Built, headers: Record<string, string>)
   });
 }
 
-/** Serves the page at `/` and its bundled assets under `/web/`. The build starts when this is called. */
+/** The paths the page is served at: `/`, and the emailed links' (`PUBLIC_URL/verify?token=…`, `/reset?token=…`). */
+export const PAGE_PATHS = ["/", "/verify", "/reset"] as const;
+
+const pageDoc = {
+  tags: ["web"],
+  responses: { 200: { description: "the page", content: { "text/html": { schema: { type: "string" as const } } } } },
+};
+const PAGE_DOCS: Record<(typeof PAGE_PATHS)[number], string> = {
+  "/": "The web page: upload, follow, play and download your conversions",
+  "/verify": "The web page, opened by the verification email's link: it confirms the address with `token`",
+  "/reset": "The web page, opened by the reset email's link: it chooses a new password with `token`",
+};
+
+/** Serves the page at PAGE_PATHS and its bundled assets under `/web/`. The build starts when this is called. */
 export const webPage = (bundle: Promise<WebBundle> = buildWebPage()) => {
   bundle.catch(() => {}); // reported by the first request (as a 500, logged); never an unhandled rejection
-  return new Elysia({ name: "web" })
-    .get(
-      "/",
+  const app = new Elysia({ name: "web" });
+  for (const path of PAGE_PATHS)
+    app.get(
+      path,
       async ({ request }) => respond(request, (await bundle).page, { "cache-control": "no-cache", ...PAGE_HEADERS }),
-      {
-        detail: {
-          tags: ["web"],
-          summary: "The web page: upload, follow, play and download your conversions",
-          responses: { 200: { description: "the page", content: { "text/html": { schema: { type: "string" } } } } },
-        },
-      },
-    )
-    .get(
-      `${ASSET_PREFIX}:file`,
-      async ({ params, request }) => {
-        const file = (await bundle).assets.get(params.file);
-        if (!file) throw new NotFound("no such asset");
-        return respond(request, file, { "cache-control": "public, max-age=31536000, immutable" });
-      },
-      { detail: { hide: true } },
+      { detail: { ...pageDoc, summary: PAGE_DOCS[path] } },
     );
+  return app.get(
+    `${ASSET_PREFIX}:file`,
+    async ({ params, request }) => {
+      const file = (await bundle).assets.get(params.file);
+      if (!file) throw new NotFound("no such asset");
+      return respond(request, file, { "cache-control": "public, max-age=31536000, immutable" });
+    },
+    { detail: { hide: true } },
+  );
 };
