@@ -1,8 +1,10 @@
 // The stack the web page tests drive, in one process but for the browser: auth on a
-// local port, the gateway listening on 127.0.0.1 (so Chromium can load the page), an
-// in-process converter with real ffmpeg, real RabbitMQ (a vhost of its own), MariaDB
-// and MongoDB (MONGODB_URL or the stand-in); and the small steps a person takes on the
-// page (log in, choose and send a file, find a job), for test/web*.test.ts.
+// local port, the gateway listening on 127.0.0.1 (so Chromium can load the page; it is
+// also PUBLIC_URL, so emailed and shared links lead back to it), an in-process converter
+// with real ffmpeg, the notifier sending through the local Resend stand-in, real RabbitMQ
+// (a vhost of its own), MariaDB and MongoDB (MONGODB_URL or the stand-in); and the small
+// steps a person takes on the page (log in, choose and send a file, find a job), for
+// test/web*.test.ts.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,13 +16,17 @@ import { createGateway, GatewayConfig } from "../../gateway.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
-import { connectQueue } from "../../lib/queue.ts";
+import { connectQueue, type Queue } from "../../lib/queue.ts";
+import { createNotifier, NotifierConfig } from "../../notifier.ts";
 import { authTestConfig } from "./auth.ts";
 import { launchBrowser } from "./browser.ts";
 import { makeVideo } from "./media.ts";
 import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
 import { createTestDatabase } from "./mysql.ts";
 import { createTestVhost } from "./rabbit.ts";
+import { type ReceivedEmail, startResendStandin } from "./resend.ts";
+
+const LINK_SIGNING_KEY = "web-test-link-signing-key-0123456789abcdef";
 
 export interface WebStack {
   /** The gateway's address, where the page is. */
@@ -31,6 +37,8 @@ export interface WebStack {
   video: Buffer;
   /** A temp directory of the test's own (downloads), removed by stop(). */
   tmp: string;
+  /** Every email the notifier sent through the Resend stand-in, in order. */
+  emails: ReceivedEmail[];
 }
 
 /**
@@ -57,7 +65,10 @@ export function webStack({
     stops.push(() => rmSync(tmp, { recursive: true, force: true }));
     const database = await createTestDatabase();
     stops.push(() => database.drop());
-    const auth = await createAuth({ config: authTestConfig(database.url) });
+    const vhost = await createTestVhost();
+    stops.push(() => vhost.drop());
+    // auth publishes its emails and deletions to the stack's vhost (it connects there itself).
+    const auth = await createAuth({ config: authTestConfig(database.url, { AMQP_URL: vhost.url }) });
     stops.push(
       () => auth.close(),
       () => auth.app.stop(true),
@@ -68,17 +79,18 @@ export function webStack({
     stops.push(() => dropTestDatabase(mongoUrl));
     const mongo = await connectMongo(mongoUrl);
     stops.push(() => mongo.close());
-    const vhost = await createTestVhost();
-    stops.push(() => vhost.drop());
-    const gatewayQueue = await connectQueue(vhost.url, log);
-    stops.push(() => gatewayQueue.close());
-    const converterQueue = await connectQueue(vhost.url, log);
-    stops.push(() => converterQueue.close());
+    const queues = await Promise.all([0, 1, 2].map(() => connectQueue(vhost.url, log)));
+    stops.push(() => Promise.all(queues.map((queue) => queue.close())));
+    const [gatewayQueue, converterQueue, notifierQueue] = queues as [Queue, Queue, Queue];
+    // The gateway's address is PUBLIC_URL (links in emails, shared links): a free port, chosen first.
+    const base = `http://127.0.0.1:${freePort()}`;
     const config = parseConfig(GatewayConfig, {
       AUTH_URL: authBase,
       MONGODB_URL: mongoUrl,
       AMQP_URL: vhost.url,
       MAX_UPLOAD_BYTES: String(maxUploadBytes),
+      PUBLIC_URL: base,
+      LINK_SIGNING_KEY,
       ...storage,
     });
     const gateway = createGateway({
@@ -89,7 +101,7 @@ export function webStack({
       verifier: jwksVerifier(`${authBase}/.well-known/jwks.json`),
     });
     await gateway.start();
-    gateway.app.listen({ port: 0, hostname: "127.0.0.1" });
+    gateway.app.listen({ port: Number(new URL(base).port), hostname: "127.0.0.1" });
     stops.push(
       () => gateway.app.stop(true),
       () => gateway.stop(),
@@ -109,10 +121,29 @@ export function webStack({
     });
     stops.push(() => converter.stop());
     await converter.start();
+    const emails = await startNotifier({ mongo, mongoUrl, amqpUrl: vhost.url, queue: notifierQueue, base });
     const video = readFileSync(await makeVideo({ seconds: videoSeconds }));
     const browser = await launchBrowser();
     stops.push(() => browser.close());
-    return { base: `http://127.0.0.1:${gateway.app.server!.port}`, browser, mongo, video, tmp };
+    return { base, browser, mongo, video, tmp, emails };
+  }
+
+  /** The notifier, sending through a local Resend stand-in; answers what the stand-in receives. */
+  async function startNotifier(place: { mongo: Mongo; mongoUrl: string; amqpUrl: string; queue: Queue; base: string }) {
+    const resend = startResendStandin();
+    stops.push(() => resend.stop());
+    const config = parseConfig(NotifierConfig, {
+      MONGODB_URL: place.mongoUrl,
+      AMQP_URL: place.amqpUrl,
+      PUBLIC_URL: place.base,
+      LINK_SIGNING_KEY,
+      RESEND_API_KEY: "re_test_key",
+      RESEND_BASE_URL: resend.url,
+    });
+    const notifier = createNotifier({ config, log, mongo: place.mongo, queue: place.queue });
+    await notifier.start();
+    stops.push(() => notifier.stop());
+    return resend.received;
   }
 
   /** Undoes what start() did, newest first; every step is tried, then the failures are thrown together. */
@@ -126,6 +157,14 @@ export function webStack({
   }
 
   return { start, stop };
+}
+
+/** A port nothing listens on now (asked of the system, then let go). */
+function freePort(): number {
+  const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+  const port = probe.port!;
+  probe.stop(true);
+  return port;
 }
 
 // ── a person's steps on the page ────────────────────────────────────────────
@@ -214,4 +253,18 @@ export async function recordBadges(page: Page) {
     new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
   });
   return () => page.evaluate(() => (window as unknown as { badgeLog: string[] }).badgeLog);
+}
+
+/**
+ * The link in the `nth` (1: the first) email of `kind` sent to `to`, once the notifier has
+ * sent it: `PUBLIC_URL/verify?token=…` or `PUBLIC_URL/reset?token=…`, from its text part.
+ */
+export async function emailedLink(emails: ReceivedEmail[], to: string, kind: "verify" | "reset", nth = 1) {
+  const pattern = new RegExp(`https?://\\S+/${kind}\\?token=[\\w-]+`);
+  const sent = () => emails.filter((email) => [email.to].flat().includes(to) && pattern.test(email.text));
+  for (let waited = 0; sent().length < nth; waited += 25) {
+    if (waited > 30_000) throw new Error(`no ${kind} email #${nth} to ${to}`);
+    await Bun.sleep(25);
+  }
+  return pattern.exec(sent()[nth - 1]!.text)![0];
 }
