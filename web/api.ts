@@ -1,10 +1,11 @@
-// The gateway's HTTP API as the page uses it, and the wording of its errors.
-// Everything that needs the token sends it as `Authorization: Bearer`: the live
-// status stream, the MP3 and the cover too, which is why they are read with fetch (an
-// EventSource, an <audio src> or an <img src> cannot send that header). How errors are
-// worded is in errors.ts.
+// The gateway's HTTP API as the page uses it (the account routes are account-api.ts).
+// Everything that needs the token sends it as `Authorization: Bearer`: the live status
+// stream and the cover too, which is why they are read with fetch (an EventSource or an
+// <img src> cannot send that header); the MP3 is played and downloaded through a signed
+// link instead (share.ts). A 401 is answered once by renewing the token (session.ts) and
+// sending again. How errors are worded is in errors.ts.
 import type { JobView, UsageView } from "../gateway/models.ts";
-import { mp3Filename } from "../lib/filenames.ts";
+import type { Session as SessionModel } from "../lib/account-models.ts";
 import type { ConversionOptions } from "../lib/options.ts";
 import { type ServerEvent, SseParser } from "./sse.ts";
 
@@ -13,11 +14,8 @@ export type Job = JobView;
 /** The account's quotas and what is used of them (GET /account/usage). */
 export type Usage = UsageView;
 
-export interface Session {
-  token: string;
-  expiresAt: string;
-  email: string;
-}
+/** What a login or a refresh answers: the access token and the session's next refresh token. */
+export type Tokens = (typeof SessionModel)["static"];
 
 /** An RFC 9457 problem as the API answers it, plus what the page needs to word it. */
 export interface Problem {
@@ -44,22 +42,6 @@ export class ApiError extends Error {
   }
 }
 
-// ── the session (sessionStorage: gone when the tab closes) ─────────────────────
-const SESSION_KEY = "m3dio.session";
-
-export const session = {
-  load(): Session | null {
-    try {
-      const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null") as Session | null;
-      return saved?.token && Date.parse(saved.expiresAt) > Date.now() ? saved : null;
-    } catch {
-      return null;
-    }
-  },
-  save: (value: Session) => sessionStorage.setItem(SESSION_KEY, JSON.stringify(value)),
-  clear: () => sessionStorage.removeItem(SESSION_KEY),
-};
-
 // ── requests ──────────────────────────────────────────────────────────────────
 function retryAfterSeconds(value: string | null): number | undefined {
   if (!value) return undefined;
@@ -80,24 +62,41 @@ function problemFrom(status: number, text: string, retryAfter: string | null): A
 
 const unreachable = () => new ApiError(0, { status: 0, detail: "the server could not be reached" });
 
-async function call(path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
+/** What answers a refused token (401): a renewed one to send again with, or null (session.ts sets it). */
+let renewRefused: ((refused: string) => Promise<string | null>) | undefined;
+export function onTokenRefused(renew: (refused: string) => Promise<string | null>) {
+  renewRefused = renew;
+}
+
+async function send(path: string, init: RequestInit & { token?: string }): Promise<Response> {
   const { token, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (token) headers.set("authorization", `Bearer ${token}`);
-  let response: Response;
   try {
-    response = await fetch(path, { ...rest, headers });
+    return await fetch(path, { ...rest, headers });
   } catch (error) {
     if ((error as Error).name === "AbortError") throw error;
     throw unreachable();
+  }
+}
+
+/** A request; a token refused (401) is renewed once and the request sent again with the new one. */
+export async function call(path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
+  let response = await send(path, init);
+  if (response.status === 401 && init.token && renewRefused) {
+    const renewed = await renewRefused(init.token);
+    if (renewed && renewed !== init.token) {
+      await response.body?.cancel().catch(() => {});
+      response = await send(path, { ...init, token: renewed });
+    }
   }
   if (!response.ok)
     throw problemFrom(response.status, await response.text().catch(() => ""), response.headers.get("retry-after"));
   return response;
 }
 
-const json = (body: unknown): RequestInit => ({
-  method: "POST",
+export const json = (body: unknown, method = "POST"): RequestInit => ({
+  method,
   headers: { "content-type": "application/json" },
   body: JSON.stringify(body),
 });
@@ -106,12 +105,8 @@ export async function register(email: string, password: string): Promise<void> {
   await call("/auth/register", json({ email, password }));
 }
 
-export async function login(email: string, password: string): Promise<Session> {
-  const answer = (await (await call("/auth/login", json({ email, password }))).json()) as {
-    token: string;
-    expiresAt: string;
-  };
-  return { ...answer, email };
+export async function login(email: string, password: string): Promise<Tokens> {
+  return (await call("/auth/login", json({ email, password }))).json();
 }
 
 export async function listJobs(token: string, cursor?: string): Promise<{ items: Job[]; nextCursor?: string }> {
@@ -150,33 +145,6 @@ export async function fetchCover(token: string, job: Job): Promise<Blob | null> 
     if (error instanceof ApiError && error.status === 404) return null;
     throw error;
   }
-}
-
-/** The MP3 as a Blob, with the name the server gives it. */
-export async function fetchAudio(token: string, job: Job): Promise<{ blob: Blob; filename: string }> {
-  const response = await call(`/jobs/${encodeURIComponent(job.id)}/audio`, { token });
-  const blob = await response.blob();
-  return {
-    blob,
-    filename: filenameFrom(response.headers.get("content-disposition")) ?? mp3Filename(job.source.filename),
-  };
-}
-
-/** `filename*=UTF-8''…` (preferred) or `filename="…"` from a Content-Disposition header. */
-export function filenameFrom(disposition: string | null): string | undefined {
-  if (!disposition) return undefined;
-  const extended = /filename\*\s*=\s*(?:UTF-8|utf-8)''([^;]+)/.exec(disposition)?.[1];
-  if (extended) {
-    try {
-      return decodeURIComponent(extended.trim());
-    } catch {
-      // malformed escapes: fall through to the plain name
-    }
-  }
-  return (
-    /filename\s*=\s*"((?:[^"\\]|\\.)*)"/.exec(disposition)?.[1]?.replace(/\\(.)/g, "$1") ??
-    /filename\s*=\s*([^;\s]+)/.exec(disposition)?.[1]
-  );
 }
 
 /**

@@ -1,28 +1,22 @@
-// What a job's buttons do: play (the MP3 fetched with the token, as an object URL),
-// download, retry a failed job, delete (asked twice on the same button).
-import { ApiError, deleteJob, fetchAudio, retryJob } from "./api.ts";
+// What a job's buttons do: play and download (through the MP3's signed link, share.ts),
+// copy a share link and stop sharing (share.ts), retry a failed job, delete (asked twice
+// on the same button).
+
+import { mp3Filename } from "../lib/filenames.ts";
+import { ApiError, deleteJob, retryJob } from "./api.ts";
 import { describeError } from "./errors.ts";
 import { closeMenu, type Entry, type JobActions, jobName } from "./job-card.ts";
 import { drop, follow, render } from "./jobs.ts";
 import { busy, h, say, view } from "./page.ts";
 import { current, sessionLost } from "./session.ts";
+import { samePage, sharing, signedLink } from "./share.ts";
 import { refreshUsage } from "./usage.ts";
-
-function mp3(entry: Entry) {
-  entry.mp3 ??= fetchAudio(current!.token, entry.job).then(({ blob, filename }) => ({
-    url: URL.createObjectURL(blob),
-    filename,
-  }));
-  entry.mp3.catch(() => (entry.mp3 = undefined)); // a failed fetch may be tried again
-  return entry.mp3;
-}
 
 async function play(entry: Entry) {
   const { play: button, audio } = entry.parts;
   busy(button, "Loading…");
   try {
-    const { url } = await mp3(entry);
-    audio.src = url;
+    audio.src = samePage(await signedLink(entry));
     audio.hidden = false;
     button.hidden = true;
     audio.focus();
@@ -34,16 +28,16 @@ async function play(entry: Entry) {
   }
 }
 
+/** The signed link, followed: the server names the file (Content-Disposition: attachment). */
 async function download(entry: Entry) {
   const button = entry.parts.download;
   busy(button, "Preparing…");
   try {
-    const { url, filename } = await mp3(entry);
-    const link = h("a", { href: url, download: filename, hidden: true });
+    const link = h("a", { href: samePage(await signedLink(entry)), download: "", hidden: true });
     document.body.append(link);
     link.click();
     link.remove();
-    say({ title: `Downloading ${filename}.` });
+    say({ title: `Downloading ${mp3Filename(entry.job.source.filename)}.` });
   } catch (error) {
     if (!sessionLost(error)) say(describeError(error, "job"), "error");
   } finally {
@@ -107,4 +101,4 @@ async function remove(entry: Entry) {
 const firstButton = (element: Element) =>
   [...element.querySelectorAll<HTMLButtonElement>("button")].find((button) => button.checkVisibility());
 
-export const jobActions: JobActions = { play, download, retry, remove };
+export const jobActions: JobActions = { play, download, ...sharing, retry, remove };

@@ -1,7 +1,9 @@
 // One conversion in the list: its cover, name, status (place in line, progress), facts,
 // options, error, player and actions. The primary action (Play, Retry) is always in view;
-// the others sit in a menu that a narrow screen folds behind "More" (a disclosure button:
-// Escape and a click elsewhere close it) and a wide one shows inline.
+// the others (Download, Copy share link, Stop sharing, Delete) sit in a menu that a narrow
+// screen folds behind "More" (a disclosure button: Escape and a click elsewhere close it)
+// and a wide one shows inline.
+import type { ShareLink } from "../gateway/models.ts";
 import type { Job } from "./api.ts";
 import { fetchCover } from "./api.ts";
 import { h } from "./dom.ts";
@@ -13,8 +15,8 @@ export interface Entry {
   job: Job;
   item: HTMLLIElement;
   parts: ReturnType<typeof cardParts>;
-  /** the MP3, fetched once for playing and downloading */
-  mp3?: Promise<{ url: string; filename: string }>;
+  /** a signed link to the MP3 (POST /jobs/:id/share), made once for playing, downloading and sharing */
+  link?: Promise<ShareLink>;
   /** the cover's object URL once fetched (null: the job has none) */
   cover?: Promise<string | null>;
   stream?: AbortController;
@@ -23,6 +25,8 @@ export interface Entry {
 export interface JobActions {
   play(entry: Entry): void;
   download(entry: Entry): void;
+  share(entry: Entry): void;
+  unshare(entry: Entry): void;
   retry(entry: Entry): void;
   remove(entry: Entry): void;
 }
@@ -49,15 +53,19 @@ function cardParts(name: string, id: string) {
     ),
     menu: h("div", { class: "menu", id: `menu-${id}` }),
     download: h("button", { type: "button" }, "Download MP3", hidden()),
+    share: h("button", { type: "button" }, "Copy share link", hidden()),
+    unshare: h("button", { type: "button" }, "Stop sharing", hidden()),
     remove: h("button", { type: "button", class: "danger" }, "Delete", hidden()),
     audio: h("audio", { controls: true, preload: "metadata", hidden: true }),
+    /** what sharing did (a link copied, links stopped), beside the actions that did it (read out from #job-news) */
+    note: h("p", { class: "job-note", hidden: true }),
   };
   parts.bar.setAttribute("aria-label", `Progress of ${name}`);
   parts.audio.setAttribute("aria-label", `MP3 of ${name}`);
   parts.more.firstElementChild!.setAttribute("aria-hidden", "true");
   parts.more.setAttribute("aria-expanded", "false");
   parts.more.setAttribute("aria-controls", parts.menu.id);
-  parts.menu.append(parts.download, parts.remove);
+  parts.menu.append(parts.download, parts.share, parts.unshare, parts.remove);
   return parts;
 }
 
@@ -80,6 +88,7 @@ export function buildCard(job: Job, actions: JobActions): Entry {
       parts.bar,
       parts.error,
       h("div", { class: "actions" }, parts.play, parts.retry, parts.more, parts.menu),
+      parts.note,
     ),
     parts.audio, // the whole row's width: a phone's player needs it
   );
@@ -87,10 +96,11 @@ export function buildCard(job: Job, actions: JobActions): Entry {
   const entry: Entry = { job, item, parts };
   parts.play.addEventListener("click", () => actions.play(entry));
   parts.retry.addEventListener("click", () => actions.retry(entry));
-  parts.download.addEventListener("click", () => {
-    closeMenu(entry);
-    actions.download(entry);
-  });
+  for (const action of ["download", "share", "unshare"] as const)
+    parts[action].addEventListener("click", () => {
+      closeMenu(entry);
+      actions[action](entry);
+    });
   parts.remove.addEventListener("click", () => actions.remove(entry));
   menuKeys(entry);
   return entry;
@@ -121,7 +131,7 @@ export function showJob(entry: Entry) {
   parts.error.hidden = job.status !== "failed";
   parts.error.textContent = job.status === "failed" ? `Could not convert: ${job.error ?? "no reason given"}` : "";
   parts.play.hidden = job.status !== "done" || !parts.audio.hidden;
-  parts.download.hidden = job.status !== "done";
+  for (const done of [parts.download, parts.share, parts.unshare]) done.hidden = job.status !== "done";
   parts.retry.hidden = job.status !== "failed";
   if (job.status === "done") void showCover(entry);
 }
@@ -142,8 +152,7 @@ function facts(job: Job): string {
 /** Fetches the cover once (with the token, as an object URL); a job without one keeps the plain tile. */
 async function showCover(entry: Entry) {
   if (entry.cover || !current) return;
-  const token = current.token;
-  entry.cover = fetchCover(token, entry.job).then(
+  entry.cover = fetchCover(current.token, entry.job).then(
     (blob) => (blob ? URL.createObjectURL(blob) : null),
     () => {
       entry.cover = undefined; // a failed fetch may be tried again at the next change

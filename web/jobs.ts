@@ -62,14 +62,12 @@ function updateEmpty() {
   view.empty.hidden = entries.size > 0;
 }
 
-/** Stops following a job and lets go of its MP3 and cover. */
+/** Stops following a job and lets go of its player and cover. */
 function forget(entry: Entry) {
   entry.stream?.abort();
   entry.stream = undefined;
-  void entry.mp3?.then(
-    ({ url }) => URL.revokeObjectURL(url),
-    () => {},
-  );
+  entry.parts.audio.removeAttribute("src");
+  entry.parts.audio.load(); // the player lets go of its connection
   dropCover(entry);
 }
 
@@ -93,12 +91,12 @@ export function drop(id: string) {
 }
 
 export async function loadJobs(cursor?: string) {
-  const token = current?.token;
-  if (!token) return;
+  const mine = current;
+  if (!mine) return;
   busy(view.older, cursor ? "Loading…" : null);
   try {
-    const page = await listJobs(token, cursor);
-    if (current?.token !== token) return;
+    const page = await listJobs(mine.token, cursor);
+    if (current !== mine) return;
     for (const job of page.items) render(job, "bottom");
     nextCursor = page.nextCursor;
     view.older.hidden = !nextCursor;
@@ -129,11 +127,11 @@ export function follow() {
 }
 
 async function poll() {
-  const token = current?.token;
+  const mine = current;
   for (const entry of [...entries.values()].filter((e) => !finished(e.job) && !e.stream)) {
-    if (!token || current?.token !== token) return;
+    if (!mine || current !== mine) return;
     try {
-      render(await getJob(token, entry.job.id));
+      render(await getJob(mine.token, entry.job.id));
     } catch (error) {
       if (sessionLost(error)) return;
       if (error instanceof ApiError && error.status === 404) drop(entry.job.id);
@@ -144,7 +142,7 @@ async function poll() {
 
 /** Follows one job over Server-Sent Events; falls back to a plain GET and retries when the stream breaks. */
 async function stream(entry: Entry) {
-  const token = current!.token;
+  const mine = current!;
   const controller = new AbortController();
   entry.stream = controller;
   const id = entry.job.id;
@@ -152,7 +150,7 @@ async function stream(entry: Entry) {
   try {
     while (!controller.signal.aborted && !finished(entry.job)) {
       try {
-        for await (const event of jobEvents(token, id, controller.signal)) {
+        for await (const event of jobEvents(mine.token, id, controller.signal)) {
           failures = 0;
           if (event.event === "status") render(JSON.parse(event.data) as Job);
           else if (event.event === "deleted") return drop(id);
@@ -165,7 +163,7 @@ async function stream(entry: Entry) {
       if (controller.signal.aborted || finished(entry.job)) return;
       // The stream ended early or broke: catch up with one GET, then reopen it after a pause.
       try {
-        render(await getJob(token, id));
+        render(await getJob(mine.token, id));
       } catch (error) {
         if (sessionLost(error)) return;
         if (error instanceof ApiError && error.status === 404) return drop(id);

@@ -8,7 +8,7 @@ import { follow, render } from "./jobs.ts";
 import type { Options } from "./options.ts";
 import { sharedOptions } from "./options-panel.ts";
 import { busy, say, view } from "./page.ts";
-import { current, sessionLost } from "./session.ts";
+import { current, freshToken, sessionLost } from "./session.ts";
 import { refreshUsage } from "./usage.ts";
 
 export interface Outgoing {
@@ -24,7 +24,9 @@ export const upload = (() => {
     const outgoing = waiting.shift();
     if (!outgoing || !current) return;
     const { file, options } = outgoing;
-    const token = current.token;
+    const mine = current;
+    const token = await freshToken(); // an upload is not sent twice: its token must not be refused
+    if (!token || current !== mine) return;
     const position = waiting.length ? ` (${waiting.length} more waiting)` : "";
     view.upload.hidden = false;
     view.uploadBar.value = 0;
@@ -40,7 +42,7 @@ export const upload = (() => {
     running = sending;
     try {
       const job = await sending.done;
-      if (current?.token !== token) return;
+      if (current !== mine) return;
       render(job, "top");
       follow();
       say({ title: `${file.name} is uploaded.`, detail: "Follow its conversion in your list." });

@@ -15,11 +15,11 @@ export function refreshUsage(delayMs = 150) {
 }
 
 async function load() {
-  const token = current?.token;
-  if (!token) return;
+  const mine = current;
+  if (!mine) return;
   try {
-    const usage = await getUsage(token);
-    if (current?.token === token) showUsage(usage);
+    const usage = await getUsage(mine.token);
+    if (current === mine) showUsage(usage);
   } catch (error) {
     sessionLost(error); // otherwise the line keeps what it said: a hint, never in the way
   }
