@@ -1,5 +1,7 @@
-// converter: consumes `video`, turns the job's video into a checked MP3 with ffmpeg,
-// stores it in GridFS `mp3s`, marks the job done and publishes to `mp3`.
+// converter: consumes `video`, turns the job's video (or audio file) into a checked MP3
+// with ffmpeg as the job's options say (converter/plan.ts: bitrate, trim, track, channels,
+// loudness, tags, cover, chapters), stores it in GridFS `mp3s` (its cover in `covers`),
+// marks the job done and publishes to `mp3`.
 // Bad input fails the job once, with a reason a person understands; transient
 // trouble is retried a bounded number of times, then dead-lettered. Nothing loops.
 // Each message in hand has an AbortController: stopping aborts them after the grace
@@ -13,6 +15,7 @@ import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { accountRemover } from "./converter/accounts.ts";
 import { converterContext } from "./converter/context.ts";
+import type { LinkDownloads } from "./converter/download.ts";
 import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
 import { retentionSweeper } from "./converter/sweeper.ts";
@@ -72,8 +75,9 @@ export const ConverterConfig = Type.Object({
   URL_TIMEOUT_MS: Type.Integer({
     minimum: 1,
     default: 60_000,
-    description: "longest a link download may take, redirects included",
+    description: "longest a link download may take, redirects included (for a video page: yt-dlp's whole run)",
   }),
+  LINK_PAGES: Flag(true, "follow links to video pages with yt-dlp (false: a page is refused as not a video)"),
   TMP_DIR: Type.String({ default: tmpdir(), minLength: 1, description: "where videos are spooled while converting" }),
 });
 export type ConverterConfig = typeof ConverterConfig.static;
@@ -83,7 +87,8 @@ export type ConverterConfig = typeof ConverterConfig.static;
 
 // ── the consumer ────────────────────────────────────────────────────────────
 // A message's steps live in converter/: handle.ts (the message start to end), convert.ts
-// (download, then ffmpeg), leftovers.ts (MP3s no job points to); context.ts is what they share.
+// (download, then ffmpeg: encode.ts), leftovers.ts (MP3s and covers no job points to);
+// context.ts is what they share.
 export interface ConverterDeps {
   config: ConverterConfig;
   log: Logger;
@@ -117,7 +122,11 @@ export function createConverter(deps: ConverterDeps): Service {
   const app = new Elysia({ name: "converter" })
     .use(problems(log))
     .use(context.metrics.plugin)
-    .use(health({ startup: startup.check, mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }));
+    .use(
+      health({ startup: startup.check, mongodb: () => mongo.ping(), rabbitmq: () => queue.ping() }, () =>
+        toolReport(context.links),
+      ),
+    );
 
   return {
     app,
@@ -130,7 +139,11 @@ export function createConverter(deps: ConverterDeps): Service {
         const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
         await queue.consume(QUEUES.video, options, consume);
         await accounts.start();
-        log.info({ event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY }, "converter consuming");
+        const ytdlp = (await toolReport(context.links))["yt-dlp"];
+        log.info(
+          { event: "converter.consuming", concurrency: config.CONVERTER_CONCURRENCY, ytdlp },
+          "converter consuming",
+        );
         sweeper.start();
       }),
     /** Stop taking work; give the messages in hand the grace period, then hand back what is not done. */
@@ -148,6 +161,15 @@ export function createConverter(deps: ConverterDeps): Service {
       }
     },
   };
+}
+
+/**
+ * yt-dlp's version for the readiness answer. A converter without it still converts uploads
+ * and video links, so it stays ready; links to pages then fail as "not a video".
+ */
+async function toolReport({ pages }: LinkDownloads): Promise<Record<string, string>> {
+  if (!pages) return { "yt-dlp": "off (LINK_PAGES=false)" };
+  return { "yt-dlp": (await pages.ytdlp) ?? "missing: links to video pages are refused" };
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────
