@@ -11,8 +11,9 @@
 
 import type { JobView } from "../../gateway.ts";
 import type { Registered, Session } from "../../lib/account-models.ts";
+import { EventStreamDecoder, type SseEvent } from "../../lib/event-stream.ts";
 
-export type { JobView };
+export type { JobView, SseEvent };
 export type Token = typeof Session.static;
 export type RegisteredUser = typeof Registered.static;
 
@@ -24,13 +25,6 @@ export interface User {
   password: string;
   token: string;
   headers: { authorization: string };
-}
-
-/** One server-sent event: its name (`message` when unnamed), id and data lines joined. */
-export interface SseEvent {
-  event: string;
-  id?: string;
-  data: string;
 }
 
 /** A job's event stream read to its end (or until it broke): the answer's status and type, and every event. */
@@ -225,7 +219,7 @@ export async function readEvents(
   const reader = (response.body as ReadableStream<Uint8Array | string>).getReader();
   const decoder = new TextDecoder();
   const events: SseEvent[] = [];
-  let buffer = "";
+  const stream = new EventStreamDecoder();
   let timer: Timer | undefined;
   const timeout = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), timeoutMs);
@@ -237,15 +231,9 @@ export async function readEvents(
         return { events, error: new Error(`the event stream did not end within ${timeoutMs} ms`) };
       if (chunk.done) break;
       const text = typeof chunk.value === "string" ? chunk.value : decoder.decode(chunk.value, { stream: true });
-      buffer += text.replace(/\r\n?/g, "\n");
-      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-        const event = parseEvent(buffer.slice(0, end));
-        if (event) events.push(event);
-        buffer = buffer.slice(end + 2);
-      }
+      events.push(...stream.push(text));
     }
-    const last = parseEvent(buffer);
-    if (last) events.push(last);
+    events.push(...stream.end());
     return { events };
   } catch (error) {
     return { events, error };
@@ -253,21 +241,4 @@ export async function readEvents(
     clearTimeout(timer);
     await reader.cancel().catch(() => {});
   }
-}
-
-/** One event block's fields (comments skipped); undefined when it carries no data. */
-function parseEvent(block: string): SseEvent | undefined {
-  const event: SseEvent = { event: "message", data: "" };
-  const data: string[] = [];
-  for (const line of block.split("\n")) {
-    if (!line || line.startsWith(":")) continue;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "event") event.event = value;
-    else if (field === "id") event.id = value;
-    else if (field === "data") data.push(value);
-  }
-  event.data = data.join("\n");
-  return data.length ? event : undefined;
 }
