@@ -5,7 +5,8 @@
 // Password hashing is bounded (auth/admission.ts): so many hashes at once, so many
 // logins and registrations per client address, which the gateway names (auth/client-address.ts).
 // Emails (verification, reset) go out through the `email` queue to the notifier; a deleted
-// account's MongoDB data through the `account` queue to the converter.
+// account's MongoDB data through the `account` queue to the converter. API keys for
+// programs, and the gateway's lookup of them: auth/api-keys.ts.
 import { availableParallelism } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { drizzle } from "drizzle-orm/mysql2";
@@ -15,6 +16,7 @@ import { accessTokens } from "./auth/access-tokens.ts";
 import { accountRoutes } from "./auth/account-routes.ts";
 import { accountStore, EmailTaken, HashingBusy, LOCKOUT, type LoginOutcome } from "./auth/accounts.ts";
 import { admission } from "./auth/admission.ts";
+import { apiKeyRoutes, apiKeyStore } from "./auth/api-keys.ts";
 import { background } from "./auth/background.ts";
 import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
 import { accountDeletion } from "./auth/deletion.ts";
@@ -173,6 +175,7 @@ export async function createAuth({
   const parts: AuthParts = {
     log,
     accounts: accountStore(db, cost, slots),
+    apiKeys: apiKeyStore(db),
     sessions: sessionStore(db),
     emailTokens,
     sender: emailSender({ tokens: emailTokens, queue, log }),
@@ -199,7 +202,7 @@ export async function createAuth({
     },
     rabbitmq: () => queue.ping(),
   };
-  const app = authApp({ parts, metrics, checks, key });
+  const app = authApp({ parts, metrics, checks, key, gatewaySecret: config.GATEWAY_SECRET });
   if (!config.GATEWAY_SECRET)
     log.warn(
       { event: "gateway_secret.unset" },
@@ -269,10 +272,11 @@ interface AppParts {
   key: SigningKey;
   metrics: ReturnType<typeof createMetrics>;
   checks: ReadinessChecks;
+  gatewaySecret: string | undefined;
 }
 
 /** auth's routes: each answers from the stores and the signing key, once the gate lets it through. */
-function authApp({ parts, key, metrics, checks }: AppParts) {
+function authApp({ parts, key, metrics, checks, gatewaySecret }: AppParts) {
   const { log, accounts, gate, sender } = parts;
   return new Elysia({ name: "auth" })
     .use(problems(log, { unavailable: isMysqlUnavailable }))
@@ -320,6 +324,7 @@ function authApp({ parts, key, metrics, checks }: AppParts) {
     .use(verificationRoutes(parts))
     .use(passwordRoutes(parts))
     .use(accountRoutes(parts))
+    .use(apiKeyRoutes(parts, { gatewaySecret }))
     .get("/.well-known/jwks.json", () => ({ keys: [key.publicJwk] }), docs.jwks);
 }
 

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { jwt } from "@elysiajs/jwt";
 import { Elysia } from "elysia";
 import * as jose from "jose";
+import { ApiKeyNotAccepted, looksLikeApiKey } from "../lib/api-keys.ts";
 import { Unauthorized } from "../lib/problem.ts";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 import type { AccountStore, User } from "./accounts.ts";
@@ -65,13 +66,17 @@ export function accessTokens(key: SigningKey, ttlSeconds: number) {
 }
 export type AccessTokens = ReturnType<typeof accessTokens>;
 
-/** Routes opt in with `{ caller: true }` and receive the account behind the bearer token as `caller`. */
+/**
+ * Routes opt in with `{ caller: true }` and receive the account behind the bearer token as
+ * `caller`. Only an access token will do: an API key is 403 (lib/api-keys.ts).
+ */
 export const bearerCaller = (tokens: AccessTokens, accounts: AccountStore) =>
   new Elysia({ name: "auth.bearer" }).macro({
     caller: {
       async resolve({ headers }): Promise<{ caller: Caller }> {
         const token = headers.authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
         if (!token) throw new Unauthorized();
+        if (looksLikeApiKey(token)) throw new ApiKeyNotAccepted();
         const claims = await tokens.verify(token).catch(() => undefined);
         const user = claims && (await accounts.find(claims.userId));
         if (!claims || !user) throw new Unauthorized("the token is invalid or expired; log in again");

@@ -23,12 +23,21 @@ export function clientAddress(headers: Headers, peer: string | undefined, secret
   const peerAddress = normalAddress(peer);
   const fallback = { key: addressKey(peerAddress) };
   if (claimed === null) return fallback;
-  const trusted = secret
-    ? sameSecret(headers.get(GATEWAY_SECRET_HEADER), secret)
-    : peerAddress !== undefined && ipaddr.parse(peerAddress).range() === "loopback";
+  const trusted = fromGateway(headers, peer, secret);
   const address = normalAddress(claimed);
   if (!trusted || !address) return { ...fallback, refused: claimed.slice(0, 64) };
   return { key: addressKey(address) };
+}
+
+/**
+ * Whether a request comes from the gateway: it shows GATEWAY_SECRET, or, with no secret
+ * configured, it comes from this machine. What X-Client-Address and the internal key
+ * lookup (auth/api-keys.ts) believe.
+ */
+export function fromGateway(headers: Headers, peer: string | undefined, secret: string | undefined): boolean {
+  if (secret) return sameSecret(headers.get(GATEWAY_SECRET_HEADER), secret);
+  const peerAddress = normalAddress(peer);
+  return peerAddress !== undefined && ipaddr.parse(peerAddress).range() === "loopback";
 }
 
 /** The key an address counts under: IPv6 clients get a /64 each, as one household or server does. */

@@ -1,5 +1,5 @@
 // Deleting an account, in steps that a crash between any two of them leaves finishable:
-//   1. mark the user `deleting_at` and end its sessions and links (it logs in no more);
+//   1. mark the user `deleting_at` and end its sessions, links and API keys (it logs in no more);
 //   2. publish `account {userId}` and wait for the broker's confirm: the converter then
 //      removes the account's jobs, files, keys and webhooks from MongoDB (converter/accounts.ts);
 //   3. delete the account's rows: login attempts, tokens, the user.
@@ -8,7 +8,7 @@
 // converter's removal is idempotent), and so is deleting rows that are gone.
 import { eq, isNotNull } from "drizzle-orm";
 import type { MySql2Database } from "drizzle-orm/mysql2";
-import { emailTokens, loginAttempts, refreshTokens, users } from "../db/schema.ts";
+import { apiKeys, emailTokens, loginAttempts, refreshTokens, users } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { User } from "./accounts.ts";
@@ -24,6 +24,7 @@ export function accountDeletion({ db, queue, log }: { db: MySql2Database; queue:
         await tx.delete(loginAttempts).where(eq(loginAttempts.email, user.email));
         await tx.delete(refreshTokens).where(eq(refreshTokens.userId, user.id));
         await tx.delete(emailTokens).where(eq(emailTokens.userId, user.id));
+        await tx.delete(apiKeys).where(eq(apiKeys.userId, user.id));
         await tx.delete(users).where(eq(users.id, user.id));
       });
       log.info({ event: "account.purged", userId }, "the account's rows are deleted");
@@ -41,6 +42,7 @@ export function accountDeletion({ db, queue, log }: { db: MySql2Database; queue:
         await tx.update(users).set({ deletingAt: new Date() }).where(eq(users.id, user.id));
         await tx.delete(refreshTokens).where(eq(refreshTokens.userId, user.id));
         await tx.delete(emailTokens).where(eq(emailTokens.userId, user.id));
+        await tx.delete(apiKeys).where(eq(apiKeys.userId, user.id));
       });
       log.info({ event: "account.deleting", userId: String(user.id) }, "account deletion begun");
       return finish(user);

@@ -72,6 +72,25 @@ export const emailTokens = mysqlTable(
 );
 
 /**
+ * API keys for programs (`m3d_` and 43 base64url characters), stored as the SHA-256 of the
+ * whole key (shown once, at creation) with its first characters (`prefix`) for telling keys
+ * apart in a list. `last_used_at` moves at most once a minute (auth/api-keys.ts).
+ */
+export const apiKeys = mysqlTable(
+  "api_keys",
+  {
+    id: bigint("id", { mode: "number", unsigned: true }).autoincrement().primaryKey(),
+    userId: userId(),
+    name: varchar("name", { length: 100 }).notNull(),
+    keyHash: char("key_hash", { length: 64 }).notNull().unique("api_keys_hash_unique"),
+    prefix: varchar("prefix", { length: 16 }).notNull(),
+    createdAt: time("created_at").notNull(),
+    lastUsedAt: time("last_used_at"),
+  },
+  (table) => [index("api_keys_user").on(table.userId)],
+);
+
+/**
  * Login attempts, kept in MySQL so the lockout holds across auth replicas. The lockout
  * counts them per account *and* client address (auth/accounts.ts), so a stranger's
  * guesses lock out the stranger, not the owner. Rows older than the lockout window count

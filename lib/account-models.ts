@@ -90,3 +90,74 @@ export const DeleteAccountBody = t.Object(
   { password: CurrentPassword },
   { examples: [{ password: "correct horse battery" }] },
 );
+
+// ── API keys (auth/api-keys.ts) ──────────────────────────────────────────────
+const KEY_EXAMPLE = "m3d_8J2kq0x7VYlXc3o0Bq5tQm1rS9wZpE4uN6aHfD2gLkY";
+
+export const NewApiKeyBody = t.Object(
+  {
+    name: t.String({
+      minLength: 1,
+      maxLength: 100,
+      pattern: "\\S",
+      error: "must be 1 to 100 characters, not only spaces",
+      description: "what the key is for, to tell it apart in the list",
+    }),
+  },
+  { examples: [{ name: "nightly backup script" }] },
+);
+
+export const CreatedApiKey = t.Object(
+  {
+    id: t.Integer(),
+    name: t.String(),
+    key: t.String({
+      description:
+        "the key itself, shown this once (only its hash is kept): send it as `Authorization: Bearer m3d_…` on the job and webhook routes",
+    }),
+    createdAt: t.String({ format: "date-time" }),
+  },
+  { examples: [{ id: 7, name: "nightly backup script", key: KEY_EXAMPLE, createdAt: "2026-12-01T12:00:00.000Z" }] },
+);
+
+export const ApiKeyInfo = t.Object({
+  id: t.Integer(),
+  name: t.String(),
+  prefix: t.String({ description: "the key's first characters, to tell which key a program holds" }),
+  createdAt: t.String({ format: "date-time" }),
+  lastUsedAt: t.Union([t.String({ format: "date-time" }), t.Null()], {
+    description:
+      "when a request last used it; null if never. Moved at most once a minute, and each gateway remembers a key up to 30 s, so it may lag by about a minute and a half",
+  }),
+});
+
+export const ApiKeyList = t.Object(
+  { items: t.Array(ApiKeyInfo) },
+  {
+    examples: [
+      {
+        items: [
+          {
+            id: 7,
+            name: "nightly backup script",
+            prefix: "m3d_8J2kq0x7",
+            createdAt: "2026-12-01T12:00:00.000Z",
+            lastUsedAt: "2026-12-02T03:00:00.000Z",
+          },
+        ],
+      },
+    ],
+  },
+);
+
+/** The id in `/keys/:id`: a positive integer, nothing that could reach another path. */
+export const ApiKeyParams = t.Object({ id: t.Numeric({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) });
+
+/** The gateway's question to auth (internal): whose is this key? */
+export const KeyIntrospectionBody = t.Object({ key: t.String({ maxLength: 64 }) });
+export const KeyOwner = t.Object({
+  userId: t.String(),
+  email: t.String(),
+  emailVerified: t.Boolean(),
+  keyId: t.Integer(),
+});
