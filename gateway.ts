@@ -8,7 +8,8 @@ import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { accountRoutes } from "./gateway/account-routes.ts";
 import { authRoutes } from "./gateway/auth-routes.ts";
-import { jwksVerifier, type TokenVerifier } from "./gateway/bearer.ts";
+import { apiKeyChecker } from "./gateway/api-keys.ts";
+import { jwksVerifier, type TokenVerifier, withApiKeys } from "./gateway/bearer.ts";
 import { BUN_BODY_CEILING, bodyLimit } from "./gateway/body-limit.ts";
 import { TrustedProxies } from "./gateway/client-address.ts";
 import { jobIntake } from "./gateway/intake.ts";
@@ -88,6 +89,11 @@ export interface GatewayDeps {
 const storeUnavailable = (error: unknown) => isMongoUnavailable(error) || error instanceof QueueUnavailable;
 
 export function createGateway({ config, log, mongo, queue, verifier }: GatewayDeps) {
+  // Every route module gets a verifier that knows API keys too (asking auth: gateway/api-keys.ts).
+  verifier = withApiKeys(
+    verifier,
+    apiKeyChecker({ authUrl: config.AUTH_URL, gatewaySecret: config.GATEWAY_SECRET, log }),
+  );
   const jobs = jobStore(mongo.db);
   const files = fileStore(mongo.db, { log });
   const metrics = createMetrics("gateway");

@@ -4,9 +4,12 @@
 // elsewhere never shares an `$id`.
 import { type DocumentDecoration, Elysia } from "elysia";
 import {
+  ApiKeyList,
   ChangePasswordBody,
+  CreatedApiKey,
   DeleteAccountBody,
   ForgotBody,
+  NewApiKeyBody,
   RefreshBody,
   Registered,
   ResetBody,
@@ -27,6 +30,9 @@ export const accountModels = new Elysia({ name: "gateway.account-models" }).mode
   ResetBody: copy(ResetBody),
   ChangePasswordBody: copy(ChangePasswordBody),
   DeleteAccountBody: copy(DeleteAccountBody),
+  NewApiKeyBody: copy(NewApiKeyBody),
+  CreatedApiKey: copy(CreatedApiKey),
+  ApiKeyList: copy(ApiKeyList),
 });
 
 const bearer = [{ bearer: [] }];
@@ -34,8 +40,9 @@ const bearer = [{ bearer: [] }];
 /** What each problem status means on these routes. */
 const PROBLEMS: Record<number, string> = {
   401: "no valid bearer token (log in again)",
-  403: "the password given is not yours (the field is named)",
-  409: "the address is verified already",
+  403: "the password given is not yours (the field is named), or an API key was sent: the account routes need a login's access token",
+  404: "no such API key (among yours)",
+  409: "the address is verified already, or the account holds the most API keys it may (50)",
   422: "a field is invalid, or the link's token does not work (the field is named)",
   429: "too many tries; `Retry-After` says when to try again",
   503: "auth or its database is away; try again shortly",
@@ -131,5 +138,27 @@ export const accountAuthDocs = routeDocs({
       "403 naming `password` when it is wrong. The account logs in no more at once; its jobs and files are removed right after (a crash in between is finished later).",
     security: bearer,
     responses: answers({ 204: "the account is deleted" }, 401, 403, 422, 429, 503),
+  },
+  createKey: {
+    tags: ["api keys"],
+    summary: "Make an API key for a program",
+    description:
+      "The answer holds the key (`m3d_…`) this once; only its hash is kept. A program sends it as `Authorization: Bearer m3d_…` on the job routes (`/jobs…`, `/upload`, `/download`), `GET /account/usage` and the webhook routes; the account routes (`/auth/…`) refuse it with 403, so a leaked key cannot change the password, make more keys or delete the account. Needs a login's access token; at most 50 keys per account (409).",
+    security: bearer,
+  },
+  listKeys: {
+    tags: ["api keys"],
+    summary: "Your API keys, newest first",
+    description:
+      "Each key's id, name, first characters (`prefix`), `createdAt` and `lastUsedAt` (moved at most once a minute, and a gateway remembers a key for up to 30 s, so it can lag by a minute and a half); never the key itself.",
+    security: bearer,
+  },
+  deleteKey: {
+    tags: ["api keys"],
+    summary: "Delete an API key",
+    description:
+      "204 at once; every gateway replica refuses the key within 60 s (each remembers what auth said about a key for at most 30 s). 404 for a key that is not yours or is gone already.",
+    security: bearer,
+    responses: answers({ 204: "the key is deleted; it stops working within a minute" }, 401, 403, 404, 503),
   },
 });

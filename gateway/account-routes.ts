@@ -1,7 +1,7 @@
 // The caller's account as the gateway sees it: GET /account/usage, the quotas and what is
-// used of them (gateway/quotas.ts), for a bearer token.
+// used of them (gateway/quotas.ts), for a bearer token or an API key.
 import { Elysia } from "elysia";
-import { bearer, type TokenVerifier } from "./bearer.ts";
+import { bearer, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import { accountDocs, gatewayModels } from "./models.ts";
 import type { Quotas } from "./quotas.ts";
 
@@ -9,7 +9,7 @@ export const accountRoutes = ({ quotas, verifier }: { quotas: Quotas; verifier: 
   new Elysia({ name: "gateway.account-routes" })
     .use(gatewayModels)
     .use(bearer(verifier))
-    .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+    .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
       app.get("/account/usage", ({ user }) => quotas.current(user.id), {
         response: { 200: "Usage", 401: "Problem" },
         detail: accountDocs.usage,

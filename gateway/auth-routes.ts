@@ -5,8 +5,11 @@
 // gateway sees the client: it names the address (client-address.ts) with the shared
 // GATEWAY_SECRET. The bearer routes are checked here first (bearer.ts: a bad token is
 // 401 without a call to auth); auth then checks the forwarded token again itself, and
-// that the account still exists, so it never acts on a user id it is merely told.
+// that the account still exists, so it never acts on a user id it is merely told. An API
+// key is refused on every one of these (403, bearer.ts): keys are made and deleted here,
+// with a login's token, so a leaked key cannot make more or hide itself.
 import { Elysia, t } from "elysia";
+import { ApiKeyParams } from "../lib/account-models.ts";
 import { CLIENT_ADDRESS_HEADER, GATEWAY_SECRET_HEADER } from "../lib/client-address.ts";
 import { limitedJson } from "../lib/json.ts";
 import type { Logger } from "../lib/log.ts";
@@ -24,7 +27,7 @@ type Forward = (
   request: Request,
   body: unknown,
   client: string | undefined,
-  method?: "POST" | "DELETE",
+  method?: "POST" | "DELETE" | "GET",
 ) => Promise<Response>;
 
 /**
@@ -83,7 +86,7 @@ export const authRoutes = ({ authUrl, log, gatewaySecret, trustedProxies = "", v
   const proxies = parseProxies(trustedProxies);
   /** A route whose JSON body auth takes as it is. */
   const passOn =
-    (path: string, method?: "POST" | "DELETE") =>
+    (path: string, method?: "POST" | "DELETE" | "GET") =>
     ({ request, body, server }: { request: Request; body: unknown; server: Parameters<typeof clientOf>[1] }) =>
       forward(path, request, body, clientOf(request, server, proxies), method);
   const json = { parse: limitedJson() };
@@ -147,6 +150,29 @@ export const authRoutes = ({ authUrl, log, gatewaySecret, trustedProxies = "", v
           ...json,
           body: "DeleteAccountBody",
           detail: docs.deleteAccount,
-        }),
+        })
+        .post("/auth/keys", passOn("/keys"), {
+          ...json,
+          body: "NewApiKeyBody",
+          response: {
+            201: "CreatedApiKey",
+            401: "Problem",
+            403: "Problem",
+            409: "Problem",
+            422: "Problem",
+            503: "Problem",
+          },
+          detail: docs.createKey,
+        })
+        .get("/auth/keys", passOn("/keys", "GET"), {
+          response: { 200: "ApiKeyList", 401: "Problem", 403: "Problem", 503: "Problem" },
+          detail: docs.listKeys,
+        })
+        .delete(
+          "/auth/keys/:id",
+          ({ request, params, server }) =>
+            forward(`/keys/${params.id}`, request, undefined, clientOf(request, server, proxies), "DELETE"),
+          { params: ApiKeyParams, detail: docs.deleteKey },
+        ),
     );
 };

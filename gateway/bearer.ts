@@ -1,9 +1,15 @@
 // Bearer-token auth for HTTP services that do not sign tokens themselves: tokens
 // are verified locally against the issuer's JWKS (fetched once, fetched again when
 // a token names an unknown `kid`, by jose's remote key set), so no request costs a
-// call to auth. Routes opt in with `{ auth: true }` and receive the caller as `user`.
+// call to auth. API keys (`Bearer m3d_…`) are looked up at auth instead, each answer
+// kept at most 30 s (gateway/api-keys.ts). Routes opt in with the `auth` macro option
+// and receive the caller as `user`:
+//   { auth: true }           an access token only (the account routes: a key is 403)
+//   { auth: "user-or-key" }  an access token or an API key (job, download, usage and webhook routes)
+// Document such a route with `security: USER_OR_KEY` (below), so the OpenAPI document names both.
 import { Elysia } from "elysia";
 import * as jose from "jose";
+import { ApiKeyNotAccepted, looksLikeApiKey } from "../lib/api-keys.ts";
 import { Unauthorized, Unavailable } from "../lib/problem.ts";
 import { MAX_TOKEN_SECONDS, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../lib/tokens.ts";
 
@@ -12,7 +18,20 @@ export interface Caller {
   email: string;
   /** The token's `email_verified` claim: auth has seen the owner open the verification link (false when absent). */
   emailVerified: boolean;
+  /** The API key the request came with (its id at auth); absent for an access token. */
+  keyId?: number;
 }
+
+/** Whose an API key is (gateway/api-keys.ts): throws 401 for a key that is not (any more), 503 if it cannot tell. */
+export interface ApiKeyChecker {
+  owner(key: string): Promise<Caller>;
+}
+
+/** Which credentials a route takes: an access token only (`true`), or an API key as well. */
+export type AuthMode = true | "user-or-key";
+
+/** The OpenAPI `security` of a route that takes an access token or an API key (lib/docs.ts names both schemes). */
+export const USER_OR_KEY: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 /** auth's keys could not be fetched and none held fits the token: it cannot be checked now, which is not the token's fault. */
 export class KeysUnavailable extends Error {
@@ -86,14 +105,38 @@ export function jwksVerifier(jwksUrl: string, { refreshMs = 10 * 60_000 }: { ref
   };
 }
 
-export type TokenVerifier = Pick<ReturnType<typeof jwksVerifier>, "verify" | "ready">;
+export type TokenVerifier = Pick<ReturnType<typeof jwksVerifier>, "verify" | "ready"> & {
+  /** API keys; without a checker, a key is refused (401) even where keys are accepted. */
+  apiKeys?: ApiKeyChecker;
+};
+
+/** The verifier, knowing API keys too. */
+export const withApiKeys = (verifier: TokenVerifier, apiKeys: ApiKeyChecker): TokenVerifier => ({
+  verify: (token) => verifier.verify(token),
+  ready: () => verifier.ready(),
+  apiKeys: verifier.apiKeys ?? apiKeys,
+});
 
 export function bearerToken(authorization: string | undefined): string | undefined {
   return authorization?.match(/^Bearer\s+([A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]+\.[A-Za-z0-9\-_=]*)\s*$/i)?.[1];
 }
 
-/** The caller an Authorization header speaks for: 401 without a valid token, 503 while auth's keys cannot be fetched. */
-export async function authenticate(verifier: TokenVerifier, authorization: string | undefined): Promise<Caller> {
+/**
+ * The caller an Authorization header speaks for: 401 without a valid token, 503 while
+ * auth's keys cannot be fetched. An API key is looked up where `mode` accepts keys, and
+ * is 403 elsewhere (a key cannot manage the account).
+ */
+export async function authenticate(
+  verifier: TokenVerifier,
+  authorization: string | undefined,
+  mode: AuthMode = true,
+): Promise<Caller> {
+  const credential = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  if (credential && looksLikeApiKey(credential)) {
+    if (mode !== "user-or-key") throw new ApiKeyNotAccepted();
+    if (!verifier.apiKeys) throw new Unauthorized("API keys are not accepted here");
+    return verifier.apiKeys.owner(credential);
+  }
   const token = bearerToken(authorization);
   if (!token) throw new Unauthorized();
   try {
@@ -109,9 +152,9 @@ export async function authenticate(verifier: TokenVerifier, authorization: strin
 
 export const bearer = (verifier: TokenVerifier) =>
   new Elysia({ name: "bearer" }).macro({
-    auth: {
+    auth: (mode: AuthMode) => ({
       async resolve({ headers }) {
-        return { user: await authenticate(verifier, headers.authorization) };
+        return { user: await authenticate(verifier, headers.authorization, mode) };
       },
-    },
+    }),
   });

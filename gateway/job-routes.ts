@@ -1,8 +1,8 @@
-// The job routes, every one for a caller with a valid bearer token: a table of short
+// The job routes, every one for a caller with a valid bearer token or API key: a table of short
 // handlers over the intake (new jobs), the job service and the live status stream.
 // GET /jobs/:id/audio, which a signed link opens too, is in gateway/link-routes.ts.
 import { Elysia } from "elysia";
-import { bearer, type TokenVerifier } from "./bearer.ts";
+import { bearer, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
 import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
@@ -31,7 +31,7 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
   new Elysia({ name: "gateway.job-routes" })
     .use(gatewayModels)
     .use(bearer(verifier))
-    .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+    .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
       app
         // The query (a raw body's `filename` and options) is read by the intake, which names a bad field in its 422.
         .post(

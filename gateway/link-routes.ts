@@ -1,5 +1,5 @@
 // Links to a job's MP3 that work outside the app (lib/signed-links.ts): GET /jobs/:id/audio
-// answers the owner's bearer token or a signed link (`expires` and `sig`: the ready email's,
+// answers the owner's bearer token (or API key) or a signed link (`expires` and `sig`: the ready email's,
 // or one the owner shared); POST /jobs/:id/share makes a signed link to hand on, and
 // DELETE /jobs/:id/share revokes every one made so far (the job's `shareVersion` moves on).
 import { Elysia } from "elysia";
@@ -7,7 +7,7 @@ import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import { Conflict, HttpProblem, NotFound } from "../lib/problem.ts";
 import type { LinkQuery, LinkSigner } from "../lib/signed-links.ts";
-import { authenticate, bearer, type Caller, type TokenVerifier } from "./bearer.ts";
+import { authenticate, bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import type { JobService } from "./job-service.ts";
 import { gatewayModels, JobId, jobDocs, linkDocs, type ShareLink, SignedAudioQuery } from "./models.ts";
 
@@ -70,12 +70,12 @@ export function linkRoutes({ service, jobs, links, verifier, publicUrl, log }: L
           const signed = query.expires !== undefined || query.sig !== undefined;
           const job = signed
             ? await signedJob(params.id, query)
-            : await service.owned(params.id, await authenticate(verifier, headers.authorization));
+            : await service.owned(params.id, await authenticate(verifier, headers.authorization, "user-or-key"));
           return service.audio(job, request);
         },
-        { params: JobId, query: SignedAudioQuery, detail: jobDocs.audio },
+        { params: JobId, query: SignedAudioQuery, detail: { ...jobDocs.audio, security: [...USER_OR_KEY, {}] } },
       )
-      .guard({ auth: true, detail: { security: [{ bearer: [] }] } }, (app) =>
+      .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
         app
           .post("/jobs/:id/share", async ({ params, user }) => share(await service.owned(params.id, user)), {
             params: JobId,

@@ -46,6 +46,13 @@ export const apiDocs = ({ title, description }: { title: string; description: st
           components: {
             securitySchemes: {
               bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+              apiKey: {
+                type: "http",
+                scheme: "bearer",
+                bearerFormat: "m3d_… API key",
+                description:
+                  "An API key (`POST /auth/keys`) as `Authorization: Bearer m3d_…`: job, download, usage and webhook routes only, not the account routes.",
+              },
               basic: { type: "http", scheme: "basic" },
             },
           },
