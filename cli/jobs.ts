@@ -1,6 +1,7 @@
 // `m3dio jobs`, `m3dio download <id>`, `m3dio delete <id>`, and saving a job's MP3 (which
 // `convert` does too): to the name the server gives it (the source's name as .mp3, a free
 // one if that is taken), to -o's path, or with `-o -` to stdout.
+import { once } from "node:events";
 import { existsSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import type { Command } from "commander";
@@ -96,7 +97,8 @@ export async function saveAudio(api: Api, job: JobView, output: string | undefin
   const body = answer.body;
   if (!body) throw new CliError(EXIT.unavailable, "the server sent no MP3");
   if (output === "-") {
-    for await (const chunk of body) process.stdout.write(chunk);
+    // A slow reader (a pipe to a player) holds the download back, rather than memory filling up.
+    for await (const chunk of body) if (!process.stdout.write(chunk)) await once(process.stdout, "drain");
     return "-";
   }
   const path = output ?? freeName(mp3Filename(job.source.filename));

@@ -24,10 +24,11 @@ export function progressBar(
   unit: "bytes" | "percent",
 ): Progress {
   if (!drawsBars(quiet)) return silent;
-  const amount = unit === "bytes" ? "{value} of {total}" : "{value}%";
+  // Bytes flow steadily, so their rate tells the time left; a conversion's percent does not: its time so far.
+  const amount = unit === "bytes" ? "{value} of {total} | {eta_formatted} left" : "{value}% | {duration_formatted}";
   const bar = new SingleBar({
     stream: process.stderr,
-    format: `{label} [{bar}] ${amount} | {eta_formatted}`,
+    format: `{label} [{bar}] ${amount}`,
     barsize: 30,
     hideCursor: true,
     etaBuffer: 20,
