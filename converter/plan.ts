@@ -74,6 +74,8 @@ export function planConversion(job: Pick<Job, "options" | "source">, source: Sou
       `the trim starts at ${clock(start)} (${start} s), but the audio lasts only ${clock(chosen.durationSec)} (${chosen.durationSec} s)`,
       "trim",
     );
+  if (options.end !== undefined && options.end <= start)
+    throw new BadInput(`the trim ends (${options.end} s) before it starts (${start} s)`, "trim"); // the gateway refuses it first
   const end = options.end === undefined ? undefined : Math.min(options.end, chosen.durationSec);
   const spanSec = (end ?? chosen.durationSec) - start;
   checkAudioLength(spanSec, config.MAX_AUDIO_SECONDS);
