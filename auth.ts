@@ -18,7 +18,7 @@ import { accountStore, EmailTaken, HashingBusy, LOCKOUT, type LoginOutcome } fro
 import { admission } from "./auth/admission.ts";
 import { apiKeyRoutes, apiKeyStore } from "./auth/api-keys.ts";
 import { background } from "./auth/background.ts";
-import { credentialsOf, LoginBody, normaliseEmail } from "./auth/credentials.ts";
+import { credentialsOf, normaliseEmail } from "./auth/credentials.ts";
 import { accountDeletion } from "./auth/deletion.ts";
 import { emailSender, emailTokenStore } from "./auth/email-tokens.ts";
 import { loadSigningKey, type SigningKey } from "./auth/keys.ts";
@@ -29,7 +29,7 @@ import { sessionStore } from "./auth/session-store.ts";
 import { sessionRoutes, startSession } from "./auth/sessions.ts";
 import { verificationRoutes } from "./auth/verification.ts";
 import { migrateDatabase, NOT_MIGRATED_HINT, pendingMigrations } from "./db/migrate.ts";
-import { Credentials, Registered, Session } from "./lib/account-models.ts";
+import { Credentials, LoginBody, Registered, Session } from "./lib/account-models.ts";
 import { AmqpUrl, Flag, GatewaySecret, LogLevel, MetricsPort, MysqlUrl, Port } from "./lib/config.ts";
 import { apiDocs } from "./lib/docs.ts";
 import { health, type ReadinessChecks, startupCheck } from "./lib/health.ts";

@@ -2,14 +2,8 @@
 // overlong email or password is 422 naming the field whichever way it came, and never
 // reaches MySQL.
 import { Value } from "@sinclair/typebox/value";
-import { t } from "elysia";
-import { Unauthorized, Unprocessable } from "../lib/problem.ts";
-
-/** Login checks only the lengths (an account may predate a rule of registration's). */
-export const LoginBody = t.Object({
-  email: t.String({ maxLength: 254, error: "must be at most 254 characters" }),
-  password: t.String({ maxLength: 256, error: "must be at most 256 characters" }),
-});
+import { LoginBody } from "../lib/account-models.ts";
+import { fieldErrors, invalidFields, Unauthorized } from "../lib/problem.ts";
 
 export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -26,12 +20,8 @@ export function credentialsOf(
     throw new Unauthorized("send {email, password} as JSON or HTTP Basic credentials");
   }
   if (basic) {
-    const errors = [...Value.Errors(LoginBody, basic)].map((error) => ({
-      field: error.path.replace(/^\//, ""),
-      message: (error.schema as { error?: string }).error ?? error.message,
-    }));
-    if (errors.length)
-      throw new Unprocessable(`invalid HTTP Basic credentials: ${errors.map((e) => e.field).join(", ")}`, errors);
+    const errors = fieldErrors(Value.Errors(LoginBody, basic), "credentials");
+    if (errors.length) throw invalidFields(errors);
   }
   return { email: normaliseEmail(credentials.email), password: credentials.password };
 }

@@ -13,7 +13,7 @@ import { ApiKeyParams } from "../lib/account-models.ts";
 import { CLIENT_ADDRESS_HEADER, GATEWAY_SECRET_HEADER } from "../lib/client-address.ts";
 import { limitedJson } from "../lib/json.ts";
 import type { Logger } from "../lib/log.ts";
-import { Unauthorized, Unavailable } from "../lib/problem.ts";
+import { CHALLENGES, Unauthorized, Unavailable } from "../lib/problem.ts";
 import { accountModels, accountAuthDocs as docs } from "./account-models.ts";
 import { bearer, type TokenVerifier } from "./bearer.ts";
 import { clientOf, parseProxies } from "./client-address.ts";
@@ -52,7 +52,7 @@ export function authForwarder(authUrl: string, log: Logger, secret?: string): Fo
         const value = answer.headers.get(name);
         return value ? [[name, value] as [string, string]] : [];
       });
-      return new Response(await answer.arrayBuffer(), { status: answer.status, headers: passOn });
+      return new Response(await asOurs(answer, request), { status: answer.status, headers: passOn });
     } catch (error) {
       log.warn({ event: "auth.unreachable", err: error, path }, "auth did not answer");
       throw new Unavailable("the login service is not answering; try again shortly");
@@ -60,11 +60,19 @@ export function authForwarder(authUrl: string, log: Logger, secret?: string): Fo
   };
 }
 
-/** The reference system's login: HTTP Basic in, the bare token out as text. */
+/** auth's answer's body; a problem names the gateway's path as its `instance`, the one the client asked for, not auth's. */
+async function asOurs(answer: Response, request: Request): Promise<ArrayBuffer | string> {
+  if (!answer.headers.get("content-type")?.startsWith("application/problem+json")) return answer.arrayBuffer();
+  const problem = (await answer.json()) as Record<string, unknown>;
+  return JSON.stringify({ ...problem, instance: new URL(request.url).pathname });
+}
+
+/** The reference system's login: HTTP Basic in, the bare token out as text; a refusal asks for Basic credentials again. */
 async function bareTokenLogin(forward: Forward, request: Request, client: string | undefined): Promise<Response> {
   if (!/^Basic /i.test(request.headers.get("authorization") ?? ""))
-    throw new Unauthorized("send HTTP Basic credentials");
+    throw new Unauthorized("send HTTP Basic credentials", CHALLENGES.basic);
   const answer = await forward("/login", request, undefined, client);
+  if (answer.status === 401) answer.headers.set("www-authenticate", CHALLENGES.basic);
   if (!answer.ok) return answer;
   const { token } = (await answer.json()) as { token: string };
   return new Response(token, { headers: { "content-type": "text/plain; charset=utf-8" } });

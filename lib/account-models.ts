@@ -31,7 +31,19 @@ export const OpaqueToken = (description: string) =>
     examples: ["PF3Kco4n_ybkRluav_vS_WQJqbh5gPkPPq-OwTACoNY"],
   });
 
-export const Credentials = t.Object({ email: Email, password: Password });
+export const Credentials = t.Object(
+  { email: Email, password: Password },
+  { examples: [{ email: "ada@example.com", password: "correct horse battery" }] },
+);
+
+/** Login checks only the lengths (an account may predate a rule of registration's). */
+export const LoginBody = t.Object(
+  {
+    email: t.String({ maxLength: 254, error: "must be at most 254 characters" }),
+    password: t.String({ maxLength: 256, error: "must be at most 256 characters" }),
+  },
+  { examples: [{ email: "ada@example.com", password: "correct horse battery" }] },
+);
 
 export const Registered = t.Object(
   {
