@@ -12,6 +12,7 @@ import { apiKeyChecker } from "./gateway/api-keys.ts";
 import { jwksVerifier, type TokenVerifier, withApiKeys } from "./gateway/bearer.ts";
 import { BUN_BODY_CEILING, bodyLimit } from "./gateway/body-limit.ts";
 import { TrustedProxies } from "./gateway/client-address.ts";
+import { idempotentRequests } from "./gateway/idempotency.ts";
 import { jobIntake } from "./gateway/intake.ts";
 import { jobRoutes } from "./gateway/job-routes.ts";
 import { jobService } from "./gateway/job-service.ts";
@@ -112,6 +113,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
   });
   const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
+  const idempotency = idempotentRequests(mongo.db, { log, maxUploadBytes: config.MAX_UPLOAD_BYTES });
   const service = jobService({ jobs, files, queue, quotas, log });
   const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
   const startup = startupCheck();
@@ -141,7 +143,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     )
     .use(accountRoutes({ quotas, verifier }))
     .use(linkRoutes({ service, jobs, links, verifier, publicUrl: config.PUBLIC_URL, log }))
-    .use(jobRoutes({ intake, service, verifier, streams }));
+    .use(jobRoutes({ intake, service, verifier, streams, idempotency }));
 
   return {
     app,
@@ -151,6 +153,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
       startup.run(async () => {
         await jobs.ensureIndexes();
         await quotas.ensureIndexes();
+        await idempotency.ensureIndexes();
         await verifier
           .ready()
           .catch((error) =>

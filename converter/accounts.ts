@@ -1,7 +1,8 @@
 // The `account` message: auth deleted an account (auth/deletion.ts), and its MongoDB data
 // goes too: every job with its video, MP3 and cover, any file still carrying the user as
-// owner (a partial upload, an MP3 whose job went first), the user's quota slots, API keys
-// and webhooks. Each job goes as the retention sweeper removes one: files first, then the
+// owner (a partial upload, an MP3 whose job went first), the user's quota slots, webhooks
+// and remembered Idempotency-Keys (API keys live in auth's MySQL and go with the account
+// there; any `api_keys` document of the user here goes too). Each job goes as the retention sweeper removes one: files first, then the
 // job, so the jobs left are the to-do list. Everything here is idempotent: a converter
 // killed halfway leaves the message unacked, and whichever converter takes it again
 // removes what is left; removing what is gone already is no error.
@@ -14,7 +15,7 @@ import { type Delivery, QUEUES } from "../lib/queue.ts";
 import type { ConverterContext } from "./context.ts";
 
 /** Collections of a user's own documents (field `userId`), removed whole; absent ones are fine. */
-export const USER_COLLECTIONS = ["api_keys", "webhooks", "webhook_deliveries"] as const;
+export const USER_COLLECTIONS = ["api_keys", "webhooks", "webhook_deliveries", "idempotency_keys"] as const;
 /** Jobs read per round: a user may have many. */
 const BATCH = 100;
 

@@ -4,7 +4,9 @@
 // fails undoes the ones before it, also while MongoDB is failing (lib/cleanup.ts).
 // The user's quotas (gateway/quotas.ts) are checked before the body is read, bound the
 // upload's stream, and are checked again once the video is stored and the job recorded.
-import { Readable } from "node:stream";
+// Given a digest (an Idempotency-Key's request: gateway/idempotency.ts), the intake feeds
+// it what the request asks for, the file's bytes as they stream past.
+import { Readable, type Transform } from "node:stream";
 import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
 import { cleanUp } from "../lib/cleanup.ts";
@@ -28,6 +30,7 @@ import {
 import type { Caller } from "./bearer.ts";
 import { badOptions, type FieldError, type OptionEntry, parseOptions, withGatewayDefaults } from "./options.ts";
 import { type Quotas, storageQuotaExceeded } from "./quotas.ts";
+import { formDescription, jsonDescription, type RequestDigest, rawDescription } from "./request-digest.ts";
 import { formFilename, rawBodyFilename } from "./upload-names.ts";
 
 export interface IntakeDeps {
@@ -42,20 +45,27 @@ export interface IntakeDeps {
   jobsCreated: Counter;
 }
 
-/** The gateway's intake: `receive(request, user)` answers the job it created (or throws a problem). */
+/** The gateway's intake: `receive(request, user, digest?)` answers the job it created (or throws a problem). */
 export function jobIntake(deps: IntakeDeps) {
-  return { receive: (request: Request, user: Caller) => receive(deps, request, user) };
+  return {
+    receive: (request: Request, user: Caller, digest?: RequestDigest) => receive(deps, request, user, digest),
+    maxUploadBytes: deps.maxUploadBytes,
+  };
 }
 export type JobIntake = ReturnType<typeof jobIntake>;
 
-async function receive(deps: IntakeDeps, request: Request, user: Caller): Promise<Job> {
+async function receive(deps: IntakeDeps, request: Request, user: Caller, digest?: RequestDigest): Promise<Job> {
   const type = request.headers.get("content-type") ?? "";
   if (!request.body) throw new Unprocessable("the request has no body: send a video or an audio file");
   const query = [...new URL(request.url).searchParams];
-  if (/^multipart\/form-data/i.test(type)) return receiveForm(deps, request, user, type, query);
+  if (/^multipart\/form-data/i.test(type)) return receiveForm(deps, request, user, type, query, digest);
   if (/^(video|audio)\//i.test(type) || /^application\/octet-stream/i.test(type))
-    return receiveRaw(deps, request, user, type, query);
-  if (/^application\/json/i.test(type)) return receiveLink(deps, user, query, await limitedJson()({ request }));
+    return receiveRaw(deps, request, user, type, query, digest);
+  if (/^application\/json/i.test(type)) {
+    const body = await limitedJson()({ request });
+    digest?.describe(jsonDescription(query, body));
+    return receiveLink(deps, user, query, body);
+  }
   throw new UnsupportedMediaType(
     "send multipart/form-data with a `file` field, the video or audio itself with a video/* or audio/* content type, or JSON {url}",
   );
@@ -99,17 +109,27 @@ async function receiveForm(
   user: Caller,
   type: string,
   query: QueryEntries,
+  digest?: RequestDigest,
 ): Promise<Job> {
   const room = await admitUpload(deps, user, request, MULTIPART_OVERHEAD_BYTES);
   const inQuery = queryOptions(query);
   const stored: { upload?: StoredUpload } = {}; // once the file is stored: removed if the rest of the form fails
   let options: ConversionOptions;
   try {
-    const { fields } = await readMultipartFile(request.body!, type, "file", async (file, before) => {
+    const { fields, result: sentName } = await readMultipartFile(request.body!, type, "file", async (file, before) => {
       chosenOptions(deps, user, "form", [...inQuery, ...before]);
       const filename = formFilename(file.filename);
-      stored.upload = await storeUpload(deps, user, { ...room, stream: file.stream, filename, type: file.contentType });
+      const hashing = digest?.bytes();
+      stored.upload = await storeUpload(deps, user, {
+        ...room,
+        stream: file.stream,
+        filename,
+        type: file.contentType,
+        hashing,
+      });
+      return file.filename;
     });
+    digest?.describe(formDescription(query, fields, sentName));
     options = chosenOptions(deps, user, "form", [...inQuery, ...fields]);
   } catch (error) {
     if (stored.upload) await removeVideo(deps, stored.upload.stored.id);
@@ -120,12 +140,21 @@ async function receiveForm(
 }
 
 /** A raw video/* or audio/* body: its options are in the query, checked before a byte is read. */
-async function receiveRaw(deps: IntakeDeps, request: Request, user: Caller, type: string, query: QueryEntries) {
+async function receiveRaw(
+  deps: IntakeDeps,
+  request: Request,
+  user: Caller,
+  type: string,
+  query: QueryEntries,
+  digest?: RequestDigest,
+) {
   const options = chosenOptions(deps, user, "query", queryOptions(query));
   const room = await admitUpload(deps, user, request, 0);
   const stream = Readable.fromWeb(request.body as never);
   const filename = rawBodyFilename(request, queryFilename(query));
-  return recordUpload(deps, user, await storeUpload(deps, user, { ...room, stream, filename, type }), options);
+  digest?.describe(rawDescription(query, type, request));
+  const hashing = digest?.bytes();
+  return recordUpload(deps, user, await storeUpload(deps, user, { ...room, stream, filename, type, hashing }), options);
 }
 
 /** JSON {url, ...options}: the link and the options are checked together, every bad field named at once. */
@@ -177,6 +206,8 @@ interface Upload extends UploadRoom {
   filename: string;
   /** The declared content type (the stored one is what the bytes show). */
   type: string;
+  /** Hashes the bytes on their way (an Idempotency-Key's digest). */
+  hashing?: Transform;
 }
 
 /** A video or audio file stored in GridFS, not yet a job. */
@@ -235,7 +266,7 @@ const removeVideo = (deps: IntakeDeps, id: ObjectId) =>
 async function storeUpload(
   { files, maxUploadBytes, quotas }: IntakeDeps,
   user: Caller,
-  { stream, type, left, limit, filename }: Upload,
+  { stream, type, left, limit, filename, hashing }: Upload,
 ): Promise<StoredUpload> {
   const sniffer = videoSniffer();
   let stored: StoredFile;
@@ -246,6 +277,7 @@ async function storeUpload(
       { owner: user.id, filename, contentType: type || "application/octet-stream" },
       sniffer,
       byteLimit(limit),
+      ...(hashing ? [hashing] : []),
     );
   } catch (error) {
     stream.resume();

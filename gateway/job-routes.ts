@@ -1,8 +1,9 @@
 // The job routes, every one for a caller with a valid bearer token or API key: a table of short
 // handlers over the intake (new jobs), the job service and the live status stream.
 // GET /jobs/:id/audio, which a signed link opens too, is in gateway/link-routes.ts.
-import { Elysia } from "elysia";
-import { bearer, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
+import { Elysia, t } from "elysia";
+import { bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
+import { IDEMPOTENCY_HEADER, type IdempotentRequests, idempotencyKey, MAX_KEY_LENGTH } from "./idempotency.ts";
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
 import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
@@ -13,13 +14,16 @@ export interface JobRoutesDeps {
   service: JobService;
   verifier: TokenVerifier;
   streams: LiveStreams;
+  /** Idempotency-Key on POST /jobs (gateway/idempotency.ts); without it the header is ignored. */
+  idempotency?: IdempotentRequests;
 }
 
-/** What POST /jobs and POST /upload answer: the new job, or why not. */
+/** What POST /jobs and POST /upload answer: the new job, or why not (409: POST /jobs, an Idempotency-Key in use). */
 const newJobAnswers = {
   202: "Job",
   400: "Problem",
   401: "Problem",
+  409: "Problem",
   413: "Problem",
   415: "Problem",
   422: "Problem",
@@ -27,18 +31,43 @@ const newJobAnswers = {
   503: "Problem",
 } as const;
 
-export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps) =>
-  new Elysia({ name: "gateway.job-routes" })
+/** POST /jobs's optional header, for the OpenAPI document (the handler checks it: gateway/idempotency.ts). */
+const IdempotencyHeaders = t.Object(
+  {
+    [IDEMPOTENCY_HEADER.toLowerCase()]: t.Optional(
+      t.String({
+        description: `Up to ${MAX_KEY_LENGTH} characters of your choosing (a UUID will do). The same key with the same request within 24 h answers the first job again (202, the same body, \`Idempotent-Replayed: true\`) and stores nothing; with a different request it is 422; while the first is still running, 409 with Retry-After.`,
+        examples: ["3f1c9a52-6a1e-4c55-9a0e-2f6d1b7c8e90"],
+      }),
+    ),
+  },
+  { additionalProperties: true },
+); // every other header (Authorization first) stays as it came
+
+export const jobRoutes = ({ intake, service, verifier, streams, idempotency }: JobRoutesDeps) => {
+  /** A new job from the request, once per Idempotency-Key when it has one. */
+  async function newJob(request: Request, user: Caller, set: { headers: Record<string, unknown> }) {
+    const key = idempotency && idempotencyKey(request.headers);
+    if (!key) return service.view(await intake.receive(request, user));
+    const answer = await idempotency.once(user, key, request, async (digest) => {
+      const view = await service.view(await intake.receive(request, user, digest));
+      return { status: 202, body: view, jobId: view.id };
+    });
+    if (answer.replayed) set.headers["idempotent-replayed"] = "true";
+    return answer.body as Awaited<ReturnType<JobService["view"]>>;
+  }
+  return new Elysia({ name: "gateway.job-routes" })
     .use(gatewayModels)
     .use(bearer(verifier))
     .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
       app
         // The query (a raw body's `filename` and options) is read by the intake, which names a bad field in its 422.
-        .post(
-          "/jobs",
-          async ({ request, user, status }) => status(202, await service.view(await intake.receive(request, user))),
-          { parse: "none", response: newJobAnswers, detail: jobDocs.create },
-        )
+        .post("/jobs", async ({ request, user, status, set }) => status(202, await newJob(request, user, set)), {
+          parse: "none",
+          headers: IdempotencyHeaders,
+          response: newJobAnswers,
+          detail: jobDocs.create,
+        })
         .get("/jobs", ({ user, query }) => service.page(user, query), {
           query: JobListQuery,
           response: { 200: "JobPage", 401: "Problem", 422: "Problem" },
@@ -98,3 +127,4 @@ export const jobRoutes = ({ intake, service, verifier, streams }: JobRoutesDeps)
           detail: jobDocs.download,
         }),
     );
+};
