@@ -2,16 +2,32 @@
 # One image for the four services; the command chooses which one runs:
 #   docker run m3dio:dev bun auth.ts   (gateway.ts by default; converter.ts, notifier.ts,
 #   db/migrate.ts for the one-shot migration job).
-# Stages: base (Bun + ffmpeg) → build (all dependencies and the whole tree: the test
+# Stages: base (Bun + ffmpeg + yt-dlp) → build (all dependencies and the whole tree: the test
 # suite runs here, `docker compose --profile test run --rm test`) and deps
 # (production dependencies only) → runtime (the image that is deployed).
 ARG BUN_VERSION=1.4.5
+# yt-dlp, for links to video pages (converter/pages.ts): a release from PyPI, pinned. Sites
+# change often and yt-dlp follows: raise this to the latest release and rebuild (README
+# "Links to video pages"); the converter's /health/ready names the version it runs.
+ARG YT_DLP_VERSION=2026.10.26
 
 FROM oven/bun:${BUN_VERSION}-slim AS base
 # ffmpeg/ffprobe from Debian: the converter runs them, the test suite makes its media with them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*
+# yt-dlp in a virtualenv of its own (Debian's yt-dlp is years behind the sites), owned by
+# root: the services run it, never change it. Plain `yt-dlp`, without the optional extras
+# (curl_cffi, websockets, a JS runtime): every request it makes is plain HTTP(S) through
+# the converter's proxy.
+ARG YT_DLP_VERSION
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/yt-dlp \
+ && /opt/yt-dlp/bin/pip install --no-cache-dir --disable-pip-version-check "yt-dlp==${YT_DLP_VERSION}" \
+ && ln -s /opt/yt-dlp/bin/yt-dlp /usr/local/bin/yt-dlp \
+ && yt-dlp --version
 WORKDIR /app
 # Bun's transpiler cache writes under $HOME; the services run with a read-only root
 # filesystem in Kubernetes, so leave it off (start-up costs a few milliseconds more).

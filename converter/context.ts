@@ -14,6 +14,7 @@ import { QUEUES, type Queue } from "../lib/queue.ts";
 import { usageStore } from "../lib/usage.ts";
 import type { LinkDownloads } from "./download.ts";
 import { type ConverterMetrics, converterMetrics } from "./metrics.ts";
+import { ytdlpVersion } from "./pages.ts";
 
 export interface ConverterContext {
   config: ConverterConfig;
@@ -37,6 +38,10 @@ export function converterContext({ config, log, mongo, queue }: ConverterDeps): 
     usage: usageStore(mongo.db),
     storageBytes: config.USER_STORAGE_BYTES,
     timeoutMs: config.URL_TIMEOUT_MS,
+    // yt-dlp is asked its version once per worker: the health check reports it.
+    pages: config.LINK_PAGES
+      ? { ytdlp: ytdlpVersion(), maxSeconds: config.MAX_AUDIO_SECONDS, tmpDir: config.TMP_DIR }
+      : null,
   };
   return { config, log, mongo, queue, files, jobs, metrics: converterMetrics(), links };
 }

@@ -34,7 +34,16 @@ const CHECK_TIMEOUT_MS = 2000;
 export const Readiness = t.Object({
   status: t.Union([t.Literal("ready"), t.Literal("unavailable")]),
   checks: t.Record(t.String(), t.String({ description: "'up' or why not" })),
+  tools: t.Optional(
+    t.Record(
+      t.String(),
+      t.String({ description: "a program's version, or why it is not used; never affects readiness" }),
+    ),
+  ),
 });
+
+/** Programs a service runs, each with its version or why it is not used (the converter's yt-dlp). */
+export type ToolReport = () => Promise<Record<string, string>>;
 
 async function runCheck(check: () => Promise<unknown>): Promise<string> {
   let timer: Timer | undefined;
@@ -51,7 +60,8 @@ async function runCheck(check: () => Promise<unknown>): Promise<string> {
   }
 }
 
-export const health = (checks: ReadinessChecks) =>
+/** `/health/live` and `/health/ready`; `tools` adds what programs are in use to the readiness answer, for operators. */
+export const health = (checks: ReadinessChecks, tools?: ToolReport) =>
   new Elysia({ name: "health" })
     .get("/health/live", () => ({ status: "live" as const }), {
       detail: { tags: ["health"], summary: "The process answers" },
@@ -67,6 +77,7 @@ export const health = (checks: ReadinessChecks) =>
         return status(ready ? 200 : 503, {
           status: ready ? ("ready" as const) : ("unavailable" as const),
           checks: report,
+          ...(tools ? { tools: await tools() } : {}),
         });
       },
       {

@@ -20,7 +20,8 @@ export const FINISHED_STATUSES = ["done", "failed"] as const;
  * advice follows it. `link`: the link could not be downloaded as a video (unreachable, 404,
  * a web page); `damaged`: the file cannot be read; `no_audio`; `too_long` (MAX_AUDIO_SECONDS);
  * `track_missing`: the chosen `track` is not in the file; `trim`: `start` is past the audio;
- * `quota`: the owner's storage is full; `internal`: our side gave up after its attempts.
+ * `quota`: the owner's storage is full; `internal`: our side gave up after its attempts;
+ * `login`: a video page's site shows the video only to signed-in users.
  */
 export const JOB_ERROR_KINDS = [
   "link",
@@ -31,6 +32,7 @@ export const JOB_ERROR_KINDS = [
   "trim",
   "quota",
   "internal",
+  "login",
 ] as const;
 export type JobErrorKind = (typeof JOB_ERROR_KINDS)[number];
 /** How long a finished job, its video and its MP3 are kept (RETENTION_HOURS' default). */

@@ -221,6 +221,10 @@ export interface LinkVideo {
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** What a web page is served as: such a link may be a page showing a video (converter/pages.ts). */
+const WEB_PAGE_TYPES = new Set(["text/html", "application/xhtml+xml"]);
+/** The link answered a web page rather than a video. */
+export const isWebPage = (error: unknown): error is BadLink => error instanceof BadLink && error.details.page === true;
 const HEADERS = {
   "user-agent": "m3dio/1 (video link download)",
   accept: "video/*, application/octet-stream;q=0.8, */*;q=0.1",
@@ -339,10 +343,13 @@ async function get(
   });
 }
 
-/** Resolves `host` once and checks every address; throws unless all may be reached. */
-async function approvedAddresses(
+/**
+ * Resolves `host` once and checks every address; throws unless all may be reached.
+ * Exported with `pinnedLookup` for the other outbound requests (webhooks): connect to these.
+ */
+export async function approvedAddresses(
   host: string,
-  options: FetchOptions,
+  options: Pick<FetchOptions, "allow" | "resolve">,
   signal: AbortSignal,
   redirected: boolean,
 ): Promise<ResolvedAddress[]> {
@@ -384,7 +391,7 @@ async function lookupHost(host: string, resolve: Resolver, signal: AbortSignal):
 }
 
 /** A `lookup` that answers only the addresses already checked, whatever name it is asked for. */
-function pinnedLookup(addresses: ResolvedAddress[]): LookupFunction {
+export function pinnedLookup(addresses: ResolvedAddress[]): LookupFunction {
   return (_hostname, options, callback) => {
     const family = options.family === 4 || options.family === 6 ? options.family : 0;
     const wanted = family ? addresses.filter((entry) => entry.family === family) : addresses;
@@ -420,7 +427,9 @@ function explain(error: unknown, declaredType: string, received: number): unknow
   if (error instanceof NotAVideo) {
     const what =
       received === 0 ? "it sent nothing" : /^[\w.+-]+\/[\w.+-]+$/.test(declaredType) ? `it is ${declaredType}` : "";
-    return new BadLink(`the link is not a video${what ? ` (${what})` : ""}`);
+    return new BadLink(`the link is not a video${what ? ` (${what})` : ""}`, {
+      page: WEB_PAGE_TYPES.has(declaredType),
+    });
   }
   const code = String((error as NodeJS.ErrnoException)?.code ?? "");
   // The HTTP parser refused the answer's Content-Length (not a number, negative, too large,

@@ -40,6 +40,8 @@ const ADVICE: Record<JobErrorKind, string> = {
   trim: "Choose a start (and end) inside the audio, then send it again.",
   quota: "Your storage is full: delete the MP3s you no longer need on the page, then try again.",
   internal: "This was on our side: please try again in a little while.",
+  login:
+    "The site shows this video only to signed-in users, and m3dio never signs in for you: download the video yourself and upload the file.",
 };
 /** Failures a retry of the same job may cure (the link works again, our side recovered, room was made). */
 const RETRY_MAY_HELP = new Set<JobErrorKind | undefined>([undefined, "link", "internal", "quota"]);

@@ -45,6 +45,17 @@ describe("Dockerfile", () => {
     expect(chain[0]!.instructions.at(-1)).toMatch(/^CMD \["bun", "\w+\.ts"\]$/);
   });
 
+  test("the runtime and build images install yt-dlp from PyPI at the pinned YT_DLP_VERSION (links to video pages)", () => {
+    expect(args.YT_DLP_VERSION).toMatch(/^\d{4}\.\d{1,2}\.\d{1,2}$/);
+    for (const target of ["runtime", "build"]) {
+      const all = stageChain(stages, target)
+        .flatMap((stage) => stage.instructions)
+        .join("\n");
+      expect(all, target).toContain("ARG YT_DLP_VERSION");
+      expect(all, target).toMatch(/pip install[^\n]*"yt-dlp==\$\{YT_DLP_VERSION\}"/);
+    }
+  });
+
   test(".dockerignore keeps dependencies, git, secrets and test artifacts out of the build context", () => {
     for (const path of [
       "node_modules",

@@ -172,6 +172,7 @@ describe("link jobs through the converter (localhost allow-listed)", () => {
       MAX_UPLOAD_BYTES: String(1024 * 1024),
       URL_TIMEOUT_MS: "4000",
       MAX_ATTEMPTS: "2",
+      LINK_PAGES: "false", // links to video pages, and what yt-dlp makes of them: pages.test.ts
     });
   });
   afterAll(() => converter?.stop());
