@@ -5,12 +5,15 @@
 // backoff and then dead-lettered; a refusal retrying cannot fix is recorded.
 // Only a verified address is told (the job's `emailVerified`); the "ready" email's
 // download link is signed with LINK_SIGNING_KEY, which the gateway checks.
+// The same `mp3` message queues the owner's webhook deliveries, which a loop of their
+// own posts and retries (notifier/webhooks.ts).
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { AmqpUrl, LinkSigningKey, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
 import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
+import { AllowHosts, parseAllowList, type Resolver } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
@@ -18,9 +21,11 @@ import { problems } from "./lib/problem.ts";
 import { CONNECT_IN_BACKGROUND, connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
 import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
+import { parseRetrySchedule, RetrySchedule, webhookStore } from "./lib/webhooks.ts";
 import { accountEmailExhausted, sendAccountEmail } from "./notifier/account-emails.ts";
 import { mailer } from "./notifier/mailer.ts";
 import { exhausted, type NotifierContext, notify } from "./notifier/notify.ts";
+import { webhookSender } from "./notifier/webhooks.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
 export const NotifierConfig = Type.Object({
@@ -37,6 +42,14 @@ export const NotifierConfig = Type.Object({
   MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 5, description: "sends tried before dead-lettering" }),
   RETRY_BASE_MS: Type.Integer({ minimum: 0, default: 2000, description: "first retry delay; doubles each time" }),
   SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: "how long one send may take" }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 15_000,
+    default: 10_000,
+    description: "how long one webhook try may take before it counts as failed",
+  }),
+  WEBHOOK_RETRY_SCHEDULE_MS: RetrySchedule,
+  URL_ALLOW_HOSTS: AllowHosts,
 });
 export type NotifierConfig = typeof NotifierConfig.static;
 
@@ -49,9 +62,11 @@ export interface NotifierDeps {
   log: Logger;
   mongo: Mongo;
   queue: Queue;
+  /** Replaces DNS for webhook URLs (tests). */
+  resolve?: Resolver;
 }
 
-export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
+export function createNotifier({ config, log, mongo, queue, resolve }: NotifierDeps) {
   const jobs = jobStore(mongo.db);
   const metrics = createMetrics("notifier");
   const emails = new Counter({
@@ -69,6 +84,17 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
   const stopping = new AbortController();
   const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
   const context: NotifierContext = { config, log, jobs, mail, links, emails, stopping: stopping.signal };
+  const webhooks = webhookStore(mongo.db);
+  const sender = webhookSender({
+    store: webhooks,
+    jobs,
+    log,
+    registry: metrics.registry,
+    allow: parseAllowList(config.URL_ALLOW_HOSTS),
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    schedule: parseRetrySchedule(config.WEBHOOK_RETRY_SCHEDULE_MS),
+    resolve,
+  });
   const startup = startupCheck();
 
   const app = new Elysia({ name: "notifier" })
@@ -86,12 +112,23 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
             { event: "email.not_configured" },
             "RESEND_API_KEY is not set: emails are written to the log instead of sent",
           );
+        await webhooks.ensureIndexes();
+        sender.start();
         await queue.consume(
           QUEUES.mp3,
           { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
-          retryAfterMongo(mongo, log, (delivery) => notify(context, delivery), {
-            giveUp: () => stopping.signal.aborted,
-          }),
+          retryAfterMongo(
+            mongo,
+            log,
+            async (delivery) => {
+              // The email first: a webhook's trouble never holds it up. Both are done once, however often this runs.
+              await notify(context, delivery);
+              await sender.announce(delivery.body);
+            },
+            {
+              giveUp: () => stopping.signal.aborted,
+            },
+          ),
         );
         // Account emails (notifier/account-emails.ts): they need no store but Resend.
         await queue.consume(
@@ -104,11 +141,15 @@ export function createNotifier({ config, log, mongo, queue }: NotifierDeps) {
           (delivery) => sendAccountEmail(context, delivery),
         );
       }),
-    /** Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry. */
+    /**
+     * Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry.
+     * Webhook tries under way finish too; waiting deliveries stay in MongoDB for the next notifier.
+     */
     async stop() {
       stopping.abort();
       await queue.stopConsuming();
       while (queue.inFlight() > 0) await Bun.sleep(50);
+      await sender.stop();
     },
   };
 }
@@ -124,7 +165,10 @@ if (import.meta.main) {
       const queue = await connectQueue(config.AMQP_URL, log, CONNECT_IN_BACKGROUND);
       return { service: createNotifier({ config, log, mongo, queue }), resources: [mongo, queue] };
     },
-    // A send in progress may take SEND_TIMEOUT_MS; retry waits end at once. Within k3d's 30 s.
-    (config) => ({ httpGraceMs: 1000, deadlineMs: Math.min(config.SEND_TIMEOUT_MS + 10_000, 28_000) }),
+    // A send or webhook try in progress may take its timeout; retry waits end at once. Within k3d's 30 s.
+    (config) => ({
+      httpGraceMs: 1000,
+      deadlineMs: Math.min(Math.max(config.SEND_TIMEOUT_MS, config.WEBHOOK_TIMEOUT_MS) + 10_000, 28_000),
+    }),
   );
 }
