@@ -1,14 +1,15 @@
 // gateway: the only public entry. Forwards registration and login to auth, verifies
 // tokens locally (JWKS), streams uploads into GridFS, records jobs, publishes them to
 // the `video` queue, and serves status, live progress, the MP3 (to its owner, or to a
-// signed link: gateway/link-routes.ts), the OpenAPI document with Swagger UI, and the
+// signed link: gateway/link-routes.ts), the webhooks users register (the notifier posts
+// them: gateway/webhook-routes.ts), the OpenAPI document with Swagger UI, and the
 // web page. Its parts live in gateway/.
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
 import { accountRoutes } from "./gateway/account-routes.ts";
-import { authRoutes } from "./gateway/auth-routes.ts";
 import { apiKeyChecker } from "./gateway/api-keys.ts";
+import { authRoutes } from "./gateway/auth-routes.ts";
 import { jwksVerifier, type TokenVerifier, withApiKeys } from "./gateway/bearer.ts";
 import { BUN_BODY_CEILING, bodyLimit } from "./gateway/body-limit.ts";
 import { TrustedProxies } from "./gateway/client-address.ts";
@@ -19,6 +20,8 @@ import { jobService } from "./gateway/job-service.ts";
 import { linkRoutes } from "./gateway/link-routes.ts";
 import { liveStreams } from "./gateway/live-events.ts";
 import { quotas as userQuotas } from "./gateway/quotas.ts";
+import { webhookDocument } from "./gateway/webhook-models.ts";
+import { webhookRoutes } from "./gateway/webhook-routes.ts";
 import {
   AmqpUrl,
   GatewaySecret,
@@ -36,7 +39,7 @@ import { apiDocs } from "./lib/docs.ts";
 import { fileStore } from "./lib/files.ts";
 import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
-import { AllowHosts, parseAllowList } from "./lib/link.ts";
+import { AllowHosts, parseAllowList, type Resolver } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, isMongoUnavailable, type Mongo } from "./lib/mongo.ts";
@@ -44,6 +47,7 @@ import { problems } from "./lib/problem.ts";
 import { CONNECT_IN_BACKGROUND, connectQueue, type Queue, QueueUnavailable } from "./lib/queue.ts";
 import { type Built, runService, type Service } from "./lib/runner.ts";
 import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
+import { webhookStore } from "./lib/webhooks.ts";
 import { webPage } from "./web/serve.ts";
 
 // ── config ──────────────────────────────────────────────────────────────────
@@ -84,12 +88,14 @@ export interface GatewayDeps {
   mongo: Mongo;
   queue: Pick<Queue, "publish" | "ping">;
   verifier: TokenVerifier;
+  /** Replaces DNS for webhook URLs (tests). */
+  resolve?: Resolver;
 }
 
 /** MongoDB or the broker being away is a 503 the client may retry, not a 500. */
 const storeUnavailable = (error: unknown) => isMongoUnavailable(error) || error instanceof QueueUnavailable;
 
-export function createGateway({ config, log, mongo, queue, verifier }: GatewayDeps) {
+export function createGateway({ config, log, mongo, queue, verifier, resolve }: GatewayDeps) {
   // Every route module gets a verifier that knows API keys too (asking auth: gateway/api-keys.ts).
   verifier = withApiKeys(
     verifier,
@@ -99,6 +105,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
   const files = fileStore(mongo.db, { log });
   const metrics = createMetrics("gateway");
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [metrics.registry] });
+  const webhooks = webhookStore(mongo.db);
+  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   const limits = { activeJobs: config.MAX_ACTIVE_JOBS, storedBytes: config.USER_STORAGE_BYTES };
   const quotas = userQuotas(mongo.db, limits, log);
   const intake = jobIntake({
@@ -107,7 +115,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     queue,
     log,
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
-    allowList: parseAllowList(config.URL_ALLOW_HOSTS),
+    allowList,
     quotas,
     uploadedBytes: counter("gateway_upload_bytes_total", "video bytes stored"),
     jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
@@ -122,7 +130,13 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     .use(problems(log, { unavailable: storeUnavailable }))
     .use(metrics.plugin)
     .use(bodyLimit(config.MAX_UPLOAD_BYTES))
-    .use(apiDocs({ title: "m3dio", description: "Convert videos to MP3: upload, follow, download." }))
+    .use(
+      apiDocs({
+        title: "m3dio",
+        description: "Convert videos to MP3: upload, follow, download.",
+        webhooks: webhookDocument,
+      }),
+    )
     .use(webPage())
     .use(
       health({
@@ -143,7 +157,8 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
     )
     .use(accountRoutes({ quotas, verifier }))
     .use(linkRoutes({ service, jobs, links, verifier, publicUrl: config.PUBLIC_URL, log }))
-    .use(jobRoutes({ intake, service, verifier, streams, idempotency }));
+    .use(jobRoutes({ intake, service, verifier, streams, idempotency }))
+    .use(webhookRoutes({ webhooks, verifier, allowList, log, resolve }));
 
   return {
     app,
@@ -154,6 +169,7 @@ export function createGateway({ config, log, mongo, queue, verifier }: GatewayDe
         await jobs.ensureIndexes();
         await quotas.ensureIndexes();
         await idempotency.ensureIndexes();
+        await webhooks.ensureIndexes();
         await verifier
           .ready()
           .catch((error) =>

@@ -32,7 +32,16 @@ function swaggerPage(title: string, description: string) {
   return { html, headers: { ...pageHeaders(policy), "content-type": "text/html; charset=utf-8" } };
 }
 
-export const apiDocs = ({ title, description }: { title: string; description: string }) => {
+/** `webhooks`: what the service posts to its users' URLs (OpenAPI 3.1's top-level `webhooks`), if anything. */
+export const apiDocs = ({
+  title,
+  description,
+  webhooks,
+}: {
+  title: string;
+  description: string;
+  webhooks?: Record<string, object>;
+}) => {
   const page = swaggerPage(title, description);
   return new Elysia({ name: "docs" })
     .use(
@@ -43,6 +52,7 @@ export const apiDocs = ({ title, description }: { title: string; description: st
         exclude: { paths: ["/docs/assets/:file"], staticFile: false },
         documentation: {
           info: { title, version: "1.0.0", description },
+          ...(webhooks ? { webhooks } : {}),
           components: {
             securitySchemes: {
               bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
