@@ -93,12 +93,15 @@ describe("GET /account/usage", () => {
     try {
       const done = await waitForJob(stack.gateway.jobs, id, ["done", "failed"], 30_000);
       expect(done.status).toBe("done");
-      // The video goes once the MP3 is kept (KEEP_VIDEOS=false): then only the MP3 is stored.
+      // The video goes once the MP3 is kept (KEEP_VIDEOS=false): then the MP3 and its cover are stored.
+      const cover = await stack.mongo.db.collection("covers.files").findOne({ _id: done.coverFileId });
+      expect(cover?.length).toBeGreaterThan(0);
+      const kept = done.audio!.bytes + cover!.length;
       const converted = await settle(
         () => usageOf(user),
-        (usage) => usage.storedBytes === done.audio!.bytes,
+        (usage) => usage.storedBytes === kept,
       );
-      expect(converted).toEqual({ activeJobs: 0, storedBytes: done.audio!.bytes, limits });
+      expect(converted).toEqual({ activeJobs: 0, storedBytes: kept, limits });
     } finally {
       await converter.stop();
     }

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import type { GatewayClient, JobView, User } from "../support/client.ts";
 import { isRunning } from "../support/service-process.ts";
 import type { LogEntry } from "../support/system.ts";
-import { conversionUnderWay, emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
+import { conversionUnderWay, emailsByKey, emailsSettled, eventually, jobEmailsTo, settledStores } from "./support.ts";
 import { type FaultSystem, faultSetup } from "./system.ts";
 
 const CUT_MS = 4000;
@@ -46,7 +46,7 @@ async function expectAllDoneOnce(user: User, accepted: JobView[]) {
     system,
     accepted.map((job) => job.id),
   ); // a duplicate would have been sent by now
-  const mine = system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey);
+  const mine = jobEmailsTo(system, user.email).map((email) => email.idempotencyKey);
   expect([...new Set(mine)].sort()).toEqual(keys);
   for (const key of keys) expect({ key, sent: emailsByKey(system).get(key) }).toEqual({ key, sent: 1 });
   const stores = await settledStores(system);

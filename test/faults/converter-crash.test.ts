@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { GridFSBucket, MongoClient, ObjectId } from "mongodb";
 import type { GatewayClient } from "../support/client.ts";
-import { emailsByKey, emailsSettled, eventually, settledStores } from "./support.ts";
+import { emailsByKey, emailsSettled, eventually, jobEmailsTo, settledStores } from "./support.ts";
 import { type FaultSystem, faultSetup } from "./system.ts";
 
 const VIDEO_SECONDS = 20;
@@ -60,11 +60,9 @@ describe("a converter killed with SIGKILL mid-conversion", () => {
     await system.waitForLog(system.service("converter", victim.index), (entry) => entry.event === "workdir.removed");
 
     const key = `job-${job.id}-done`;
-    await eventually("the email", () => system.resend!.delivered() >= 1, 15_000);
+    await eventually("the email", () => system.resend!.delivered("job-") >= 1, 15_000);
     await emailsSettled(system, [job.id]); // a duplicate would have been sent by now
-    expect(
-      system.resend!.received.filter((email) => email.to === user.email).map((email) => email.idempotencyKey),
-    ).toEqual([key]);
+    expect(jobEmailsTo(system, user.email).map((email) => email.idempotencyKey)).toEqual([key]);
     expect(emailsByKey(system).get(key)).toBe(1);
 
     const stores = await settledStores(system);

@@ -48,7 +48,7 @@ describe("load", () => {
       failed: 0,
       unfinished: 0,
     });
-    await eventually("an email per job", () => system.resend!.delivered() === result.jobs.accepted, 30_000, 250);
+    await eventually("an email per job", () => system.resend!.delivered("job-") === result.jobs.accepted, 30_000, 250);
     expect((await settledStores(system)).problems).toEqual([]);
   }, 240_000);
 });

@@ -48,7 +48,7 @@ describe("Resend failing for a while", () => {
     // Each email was tried, refused, and tried again while Resend was failing.
     await eventually("a retry of every email during the outage", () => keys.every((key) => tries(key) >= 2), OUTAGE_MS);
     await Bun.sleep(Math.max(0, OUTAGE_MS - (Date.now() - failingFrom)));
-    expect(resend.delivered()).toBe(0);
+    expect(resend.delivered("job-")).toBe(0);
 
     const recoveredAt = resend.received.length; // every request from here on is answered 200
     resend.failAlways(undefined);
@@ -66,7 +66,7 @@ describe("Resend failing for a while", () => {
       expect({ key, sentAfterRecovery: tries(key, recoveredAt) }).toEqual({ key, sentAfterRecovery: 1 });
       expect(tries(key)).toBeLessThanOrEqual(MAX_ATTEMPTS);
     }
-    expect(resend.delivered()).toBe(keys.length);
+    expect(resend.delivered("job-")).toBe(keys.length);
     const sent = resend.received.slice(recoveredAt);
     expect(sent.map((email) => email.subject)).toEqual(jobs.map(() => "Your MP3 is ready"));
     const named = sent.map((email) => /File: (mail-\d+\.mp3)/.exec(email.text)?.[1]).sort();

@@ -42,6 +42,10 @@ export async function eventually<T>(
 export const conversionUnderWay = (http: GatewayClient, user: User, jobId: string) =>
   eventually("a conversion under way", async () => (await http.job(user, jobId)).progress > 0, 20_000, 50);
 
+/** The conversions' emails (not the account emails: verification, reset) the Resend stand-in received for `to`. */
+export const jobEmailsTo = (system: System, to: string) =>
+  system.resend!.received.filter((email) => email.to === to && email.idempotencyKey?.startsWith("job-"));
+
 /** Emails the Resend stand-in accepted, per idempotency key: requests seen and whether one was delivered. */
 export function emailsByKey(system: System): Map<string, number> {
   const counts = new Map<string, number>();

@@ -44,8 +44,8 @@ export function startResendStandin() {
   return {
     url: `http://127.0.0.1:${server.port}`,
     received,
-    /** Emails Resend would really have delivered (one per idempotency key). */
-    delivered: () => delivered.size,
+    /** Emails Resend would really have delivered (one per idempotency key), of the keys starting with `prefix` (`job-`: conversions' emails). */
+    delivered: (prefix = "") => [...delivered.keys()].filter((key) => key.startsWith(prefix)).length,
     /** The next answers, in order (e.g. [500, 500] then success). */
     answer(statuses: number[]) {
       script = [...statuses];
