@@ -3,13 +3,11 @@
 import input from "@inquirer/input";
 import password from "@inquirer/password";
 import type { Command } from "commander";
+import { isApiKey } from "../lib/api-keys.ts";
 import { Api, type GlobalOptions, type SessionTokens, serverUrl, storedSession } from "./api.ts";
 import { readConfig, type StoredConfig, updateConfig } from "./config.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { say } from "./progress.ts";
-
-/** An API key as auth makes them: `m3d_` and 32 random bytes in base64url. */
-const API_KEY = /^m3d_[A-Za-z0-9_-]{43}$/;
 
 interface LoginOptions {
   email?: string;
@@ -39,7 +37,7 @@ async function login(globals: GlobalOptions, options: LoginOptions): Promise<voi
   const api = new Api({ ...globals, server });
   if (options.key !== undefined) {
     const key = options.key.trim();
-    if (!API_KEY.test(key)) throw new CliError(EXIT.usage, "an API key is m3d_ and 43 characters, as it was shown");
+    if (!isApiKey(key)) throw new CliError(EXIT.usage, "an API key is m3d_ and 43 characters, as it was shown");
     // One cheap authenticated call proves the key before it is kept.
     await api.call("/jobs?limit=1", "the key was refused", {
       headers: { authorization: `Bearer ${key}` },

@@ -13,7 +13,9 @@ import { configPath } from "./config.ts";
 import { convertCommand } from "./convert.ts";
 import { EXIT, report } from "./errors.ts";
 import { jobCommands } from "./jobs.ts";
+import { keyCommands } from "./keys.ts";
 import { loginCommands } from "./login.ts";
+import { webhookCommands } from "./webhooks.ts";
 
 const program = new Command("m3dio")
   .description("Turn videos into MP3s on an m3dio server.")
@@ -38,6 +40,8 @@ const connect = () => ({ api: new Api(globals()), globals: globals() });
 loginCommands(program, globals);
 convertCommand(program, connect);
 jobCommands(program, connect);
+keyCommands(program, connect);
+webhookCommands(program, connect);
 
 try {
   await program.parseAsync(process.argv);

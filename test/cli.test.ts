@@ -12,7 +12,7 @@ import { EXIT } from "../cli/errors.ts";
 import type { ProblemBody } from "../lib/problem.ts";
 import { type GatewayClient, gatewayClient, type JobView, type User } from "./support/client.ts";
 import { makeVideo, run } from "./support/media.ts";
-import { freePort } from "./support/service-process.ts";
+import { freePort, parseLine } from "./support/service-process.ts";
 import { type System, startSystem } from "./support/system.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -30,7 +30,9 @@ const configFile = join(home, ".config", "m3dio", "config.json");
 beforeAll(async () => {
   const videos = Promise.all([makeVideo({ seconds: 3 }), makeVideo({ seconds: 2, audio: false })]);
   videos.catch(() => {}); // awaited below, once the system is held for afterAll to stop
-  system = await startSystem();
+  // Webhooks may post to this test's receiver on 127.0.0.1, which the address rules otherwise shut.
+  const allowLoopback = { URL_ALLOW_HOSTS: "127.0.0.1" };
+  system = await startSystem({ env: { gateway: allowLoopback, notifier: allowLoopback } });
   [video, silentVideo] = await videos;
   http = gatewayClient(system.gatewayUrl, { inbox: system.resend });
   user = await http.newUser("cli");
@@ -39,11 +41,23 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
+    receiver.stop(true);
     await system?.stop();
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }, 30_000);
+
+/** A webhook receiver: every request it is sent, answered 200. */
+const posted: { path: string; body: string }[] = [];
+const receiver = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  async fetch(request) {
+    posted.push({ path: new URL(request.url).pathname, body: await request.text() });
+    return new Response("thanks");
+  },
+});
 
 interface Ran {
   code: number;
@@ -202,7 +216,7 @@ describe("m3dio, the command-line client", () => {
     // Gone: the server's refusal is exit 3, with its reason.
     const refused = await m3dio(["download", newest!.id]);
     expect(refused.code).toBe(EXIT.refused);
-    expect(refused.err).toContain((await problemFor(`/jobs/${newest!.id}`, {})).detail);
+    expect(refused.err).toContain((await problemFor(`/jobs/${newest!.id}`, {})).detail!);
   }, 60_000);
 
   test("a file that is not a video is refused: exit 3 with the server's reason; bad options name their fields", async () => {
@@ -216,7 +230,7 @@ describe("m3dio, the command-line client", () => {
       body: readFileSync(text),
     });
     expect(problem.status).toBe(415);
-    expect(ran.err).toContain(problem.detail);
+    expect(ran.err).toContain(problem.detail!);
 
     const options = await m3dio(["convert", video, "--quality", "12", "--end", "soon"]);
     expect(options.code).toBe(EXIT.refused);
@@ -238,11 +252,21 @@ describe("m3dio, the command-line client", () => {
 
   test("an expired access token is renewed with the refresh token, once for runs at once, and the rotated one is kept", async () => {
     const before = storedConfig();
+    const auth = system.service("auth");
+    const seenBefore = auth.logs.length;
     writeFileSync(configFile, JSON.stringify({ ...before, accessExpiresAt: new Date(0).toISOString() }));
-    // Three runs at once: one trades the refresh token, the others wait for it and take the new access token
-    // (a refresh token spent twice would end the session).
-    const runs = await Promise.all([1, 2, 3].map(() => m3dio(["jobs", "--json"])));
-    expect(runs.map((ran) => ran.code)).toEqual([EXIT.ok, EXIT.ok, EXIT.ok]);
+    // Six runs at once: one trades the refresh token, the others wait for its lock and take the new access
+    // token (a refresh token spent twice would end the session).
+    const runs = await Promise.all(Array.from({ length: 6 }, () => m3dio(["jobs", "--json"])));
+    expect(runs.map((ran) => ran.code)).toEqual(runs.map(() => EXIT.ok));
+    const sessionEvents = () =>
+      auth.logs
+        .slice(seenBefore)
+        .map(parseLine)
+        .filter((entry) => entry.userId === user.id && String(entry.event).startsWith("session."))
+        .map((entry) => entry.event);
+    await system.waitForLog(auth, (entry) => entry.event === "session.refreshed" && entry.userId === user.id);
+    expect(sessionEvents()).toEqual(["session.refreshed"]);
     const after = storedConfig();
     expect(after.refreshToken).not.toBe(before.refreshToken);
     expect(Date.parse(after.accessExpiresAt!)).toBeGreaterThan(Date.now());
@@ -252,6 +276,82 @@ describe("m3dio, the command-line client", () => {
     expect((await m3dio(["jobs"])).code).toBe(EXIT.ok);
     expect(storedConfig().refreshToken).not.toBe(after.refreshToken);
   });
+
+  test("keys create prints a key once; it works with login --key and M3DIO_API_KEY; keys list and delete", async () => {
+    const created = await m3dio(["keys", "create", "cli test"]);
+    expect(created.code).toBe(EXIT.ok);
+    const key = created.out.trim();
+    expect(key).toMatch(/^m3d_[\w-]{43}$/);
+    const listed = await m3dio(["keys", "list", "--json"]);
+    expect(listed.code).toBe(EXIT.ok);
+    const mine = (JSON.parse(listed.out) as { id: number; name: string; prefix: string }[]).find(
+      (item) => item.name === "cli test",
+    )!;
+    expect(key.startsWith(mine.prefix)).toBe(true);
+    expect(listed.out).not.toContain(key);
+
+    // A key instead of a login: stored by login --key, or given by M3DIO_API_KEY with nothing stored.
+    const jobsAsUser = JSON.parse((await m3dio(["jobs", "--json"])).out) as JobView[];
+    const keyConfig = { XDG_CONFIG_HOME: join(work, "key-config") };
+    expect(await m3dio(["login", "--key", key, "--server", system.gatewayUrl], { env: keyConfig })).toMatchObject({
+      code: EXIT.ok,
+    });
+    expect(JSON.parse(readFileSync(join(work, "key-config", "m3dio", "config.json"), "utf8"))).toEqual({
+      server: system.gatewayUrl,
+      apiKey: key,
+    });
+    const withKey = await m3dio(["jobs", "--json"], { env: keyConfig });
+    expect(withKey.code).toBe(EXIT.ok);
+    expect(JSON.parse(withKey.out)).toEqual(jobsAsUser);
+    const fromEnv = await m3dio(["jobs", "--json", "--server", system.gatewayUrl], {
+      env: { XDG_CONFIG_HOME: join(work, "env-config"), M3DIO_API_KEY: key },
+    });
+    expect(JSON.parse(fromEnv.out)).toEqual(jobsAsUser);
+    // Keys are an account matter: a key cannot manage them.
+    expect((await m3dio(["keys"], { env: keyConfig })).code).toBe(EXIT.auth);
+    // A key the server does not know is not kept; one that is not a key at all is a usage error.
+    const unknown = `m3d_${"A".repeat(43)}`;
+    const other = { XDG_CONFIG_HOME: join(work, "unknown-key-config"), M3DIO_SERVER: system.gatewayUrl };
+    expect((await m3dio(["login", "--key", unknown], { env: other })).code).toBe(EXIT.auth);
+    expect((await m3dio(["login", "--key", "m3d_short"], { env: other })).code).toBe(EXIT.usage);
+
+    expect(await m3dio(["keys", "delete", String(mine.id)])).toMatchObject({ code: EXIT.ok });
+    const after = JSON.parse((await m3dio(["keys", "--json"])).out) as { id: number }[];
+    expect(after.map((item) => item.id)).not.toContain(mine.id);
+  });
+
+  test("webhooks create prints the secret once; a job's end is posted to it; deliveries shows how it went; delete", async () => {
+    const url = `http://127.0.0.1:${receiver.port}/cli-hook`;
+    const created = await m3dio(["webhooks", "create", url, "--events", "job.done", "--json"]);
+    expect(created.code).toBe(EXIT.ok);
+    const hook = JSON.parse(created.out) as { id: string; url: string; events: string[]; secret: string };
+    expect(hook).toMatchObject({ url, events: ["job.done"] });
+    expect(hook.secret).toStartWith("whsec_");
+    const listed = await m3dio(["webhooks", "--json"]);
+    expect(JSON.parse(listed.out)).toEqual([{ id: hook.id, url, events: ["job.done"], createdAt: expect.any(String) }]);
+    expect(listed.out).not.toContain(hook.secret);
+    expect((await m3dio(["webhooks"])).out).toContain(url);
+
+    const delivered = system.waitForLog("notifier", (entry) => entry.event === "webhook.delivered", 30_000);
+    const converted = await m3dio(["convert", video, "-q", "--json", "-o", join(work, "hooked.mp3")]);
+    expect(converted.code).toBe(EXIT.ok);
+    const { job } = JSON.parse(converted.out) as { job: JobView };
+    await delivered;
+    expect(posted.filter((post) => post.path === "/cli-hook").map((post) => JSON.parse(post.body))).toEqual([
+      expect.objectContaining({ type: "job.done", data: expect.objectContaining({ id: job.id, status: "done" }) }),
+    ]);
+    const deliveries = await m3dio(["webhooks", "deliveries", hook.id, "--json"]);
+    expect(JSON.parse(deliveries.out)).toEqual([
+      expect.objectContaining({ event: "job.done", jobId: job.id, state: "delivered", attempts: 1, lastStatus: 200 }),
+    ]);
+
+    expect(await m3dio(["webhooks", "delete", hook.id])).toMatchObject({ code: EXIT.ok });
+    expect(JSON.parse((await m3dio(["webhooks", "--json"])).out)).toEqual([]);
+    // A URL the server will not post to is its refusal, naming the field.
+    const refused = await m3dio(["webhooks", "create", "ftp://example.com/hook"]);
+    expect(refused.code).toBe(EXIT.refused);
+    expect(refused.err).toMatch(/^ {2}url: /m);
+  }, 60_000);
 
   test("a wrong password is exit 2; no login is exit 2; a server that does not answer is exit 4", async () => {
     const wrong = await m3dio(["login", "--email", user.email, "--password", "not the password at all"], {
@@ -264,7 +364,7 @@ describe("m3dio, the command-line client", () => {
       body: JSON.stringify({ email: user.email, password: "not the password at all" }),
     });
     expect(refused.status).toBe(401);
-    expect(wrong.err).toContain(refused.detail);
+    expect(wrong.err).toContain(refused.detail!);
     const none = await m3dio(["jobs"], { env: { XDG_CONFIG_HOME: join(work, "empty-config") } });
     expect(none.code).toBe(EXIT.auth);
 
