@@ -117,7 +117,31 @@ export const WebhookEvent = t.Object(
       "(unix seconds of this try) and `webhook-signature` (`v1,` + base64 of HMAC-SHA256 over " +
       '"<webhook-id>.<webhook-timestamp>.<raw body>", keyed by the base64-decoded part of the secret after `whsec_`). ' +
       "Answer 2xx to acknowledge; anything else, a redirect or no answer within 10 s is tried again " +
-      "after 5 s, 5 min, 30 min, 2 h, 5 h and 10 h, then given up. 410 Gone stops the tries of that event.",
+      "after 5 s, 5 min, 30 min, 2 h, 5 h and 10 h (the defaults), then given up. 410 Gone stops the tries of that event.",
+    examples: [
+      {
+        type: "job.done",
+        timestamp: "2026-12-01T10:05:00.000Z",
+        data: {
+          id: "6650f1c2a1b2c3d4e5f60719",
+          status: "done",
+          phase: "converting",
+          progress: 100,
+          source: { kind: "upload", filename: "talk.mp4", bytes: 10485760, contentType: "video/mp4" },
+          options: { quality: 2, cover: "frame", normalize: false },
+          audio: { bytes: 3145728, durationSec: 125.4, fileId: "6650f1c2a1b2c3d4e5f6071a" },
+          createdAt: "2026-12-01T10:04:10.000Z",
+          updatedAt: "2026-12-01T10:05:00.000Z",
+          expiresAt: "2026-12-08T10:05:00.000Z",
+          links: {
+            self: "/jobs/6650f1c2a1b2c3d4e5f60719",
+            events: "/jobs/6650f1c2a1b2c3d4e5f60719/events",
+            audio: "/jobs/6650f1c2a1b2c3d4e5f60719/audio",
+            share: "/jobs/6650f1c2a1b2c3d4e5f60719/share",
+          },
+        },
+      },
+    ],
   },
 );
 
