@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { LOUDNESS_FILTER } from "../converter/transcode.ts";
 import type { ConversionOptions } from "../lib/options.ts";
 import { loudness, makeSpeechLikeVideo, run } from "../test/support/media.ts";
-import { bareFfmpeg, bareFfmpegWithCover, ffmpegTime, median, report } from "./support.ts";
+import { bareFfmpeg, bareFfmpegWithCover, cpuMs, ffmpegTime, median, report } from "./support.ts";
 
 const BENCH = "converter";
 /** The converter's mix before it measures loudness (converter/transcode.ts). */
@@ -15,59 +15,60 @@ const NORMALIZE = ["-af", `asetpts=PTS-STARTPTS,aformat=channel_layouts=mono|ste
 /** Converts `path` with `options` in the converter: ms from the message to the `mp3` message. */
 export type ConvertOnce = (path: string, options?: ConversionOptions) => Promise<number>;
 
-/** Converter and bare ffmpeg taking turns, `runs` times each, on the same `clip`. */
-export async function optionCosts(convert: ConvertOnce, clip: string, work: string, clipSeconds: number, runs = 5) {
+/**
+ * Converter and bare ffmpeg taking turns, `runs` times each, on the same `clip`: wall time
+ * (median and best) and CPU time (the converter process with its children, `converterPid`;
+ * bare ffmpeg as this process's child), which other work on the machine hardly changes.
+ */
+export async function optionCosts(
+  convert: ConvertOnce,
+  converterPid: number,
+  { clip, clipSeconds, work, runs = 5 }: { clip: string; clipSeconds: number; work: string; runs?: number },
+) {
   const bare = join(work, "bare-options.mp3");
   const coverAt = Math.min(clipSeconds * 0.1, 60); // where the converter takes its frame
-  const times: Record<string, number[]> = {};
-  const time = async (name: string, measure: () => Promise<number>) => {
+  const wall: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
+  const time = async (name: string, pid: number | "self", measure: () => Promise<number>) => {
+    const before = cpuMs(pid);
     const ms = await measure();
-    times[name] = [...(times[name] ?? []), ms];
+    const after = cpuMs(pid);
+    wall[name] = [...(wall[name] ?? []), ms];
+    const used = after.children - before.children + (pid === "self" ? 0 : after.own - before.own);
+    cpu[name] = [...(cpu[name] ?? []), used];
   };
-  for (let i = 0; i < runs; i++) {
-    await time("converter, cover none", () => convert(clip, { cover: "none" }));
-    await time("bare, audio alone", () => bareFfmpeg(clip, bare));
-    await time("converter, defaults (cover frame)", () => convert(clip));
-    await time("bare, frame then audio with it", () => bareFfmpegWithCover(clip, bare, coverAt));
-    await time("converter, normalize", () => convert(clip, { normalize: true, cover: "none" }));
-    await time("bare, normalize", () => bareFfmpeg(clip, bare, NORMALIZE));
-  }
-  const at = (name: string) => median(times[name]!);
-  for (const name of Object.keys(times))
-    report(BENCH, `options, 5-min clip: ${name} (median of ${runs})`, at(name), "ms");
   const pairs = [
-    ["audio alone", "converter, cover none", "bare, audio alone"],
-    ["defaults (cover frame)", "converter, defaults (cover frame)", "bare, frame then audio with it"],
-    ["normalize", "converter, normalize", "bare, normalize"],
-  ];
-  const best = (name: string) => Math.min(...times[name]!);
-  for (const [label, ours, theirs] of pairs) {
+    ["audio alone", { cover: "none" }, []],
+    ["defaults (cover frame)", undefined, undefined],
+    ["normalize", { normalize: true, cover: "none" }, NORMALIZE],
+  ] as const;
+  for (let i = 0; i < runs; i++)
+    for (const [label, options, filter] of pairs) {
+      await time(`converter, ${label}`, converterPid, () => convert(clip, options));
+      const doingTheSame = () =>
+        filter ? bareFfmpeg(clip, bare, [...filter]) : bareFfmpegWithCover(clip, bare, coverAt);
+      await time(`bare ffmpeg, ${label}`, "self", doingTheSame);
+    }
+  const at = (name: string) => median(wall[name]!);
+  const best = (name: string) => Math.min(...wall[name]!);
+  const cpuAt = (name: string) => median(cpu[name]!);
+  for (const [label] of pairs) {
+    const [ours, theirs] = [`converter, ${label}`, `bare ffmpeg, ${label}`];
+    const figure = `options, 5-min clip, ${label}`;
     report(
       BENCH,
-      `options, 5-min clip: ${label}, converter / bare ffmpeg doing the same`,
-      at(ours!) / at(theirs!),
+      `${figure}: converter / bare ffmpeg (medians ${Math.round(at(ours))} / ${Math.round(at(theirs))} ms)`,
+      at(ours) / at(theirs),
       "x",
     );
-    report(BENCH, `options, 5-min clip: ${label}, the same, best runs`, best(ours!) / best(theirs!), "x");
+    report(BENCH, `${figure}: the same, best runs`, best(ours) / best(theirs), "x");
+    report(
+      BENCH,
+      `${figure}: CPU, converter (all) / bare ffmpeg (${cpuAt(ours)} / ${cpuAt(theirs)} ms)`,
+      cpuAt(ours) / cpuAt(theirs),
+      "x",
+    );
   }
-  report(
-    BENCH,
-    "options: the cover's cost in the converter",
-    at("converter, defaults (cover frame)") - at("converter, cover none"),
-    "ms",
-  );
-  report(
-    BENCH,
-    "options: the cover's cost by bare ffmpeg",
-    at("bare, frame then audio with it") - at("bare, audio alone"),
-    "ms",
-  );
-  report(
-    BENCH,
-    "options: normalize's cost in the converter",
-    at("converter, normalize") - at("converter, cover none"),
-    "ms",
-  );
 }
 
 /**

@@ -26,6 +26,7 @@ import { loudnormAccuracy, optionCosts } from "./converter-options.ts";
 import {
   bareFfmpeg,
   cachedVideo,
+  cpuMs,
   MiB,
   median,
   readMemory,
@@ -118,13 +119,28 @@ const converterEnv = (extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-/** One worker: a job's time against bare ffmpeg's on a 5-min clip, with default options. */
-async function latency(fiveMinutes: string) {
+/** One worker: a job's time (and CPU) against bare ffmpeg's on a 5-min clip, with default options. */
+async function latency(fiveMinutes: string, converter: Service) {
   const converterMs: number[] = [];
   const ffmpegMs: number[] = [];
+  const converterCpu: number[] = []; // the converter process's own
+  const childrenCpu: number[] = []; // its ffmpeg's and ffprobe's
+  const ffmpegCpu: number[] = [];
+  const cpuOf = async (pid: number | "self", measure: () => Promise<number>) => {
+    const before = cpuMs(pid);
+    const ms = await measure();
+    const after = cpuMs(pid);
+    return { ms, own: after.own - before.own, children: after.children - before.children };
+  };
   for (let i = 0; i < RUNS; i++) {
-    converterMs.push(await convertOnce(await storeJob(fiveMinutes)));
-    ffmpegMs.push(await bareFfmpeg(fiveMinutes, bareMp3));
+    const id = await storeJob(fiveMinutes);
+    const job = await cpuOf(converter.pid, () => convertOnce(id));
+    const bare = await cpuOf("self", () => bareFfmpeg(fiveMinutes, bareMp3));
+    converterMs.push(job.ms);
+    converterCpu.push(job.own);
+    childrenCpu.push(job.children);
+    ffmpegMs.push(bare.ms);
+    ffmpegCpu.push(bare.children);
   }
   const ratio = median(converterMs) / median(ffmpegMs);
   report(BENCH, `5-min 720p clip: message to mp3, default options (median of ${RUNS})`, median(converterMs), "ms");
@@ -134,6 +150,14 @@ async function latency(fiveMinutes: string) {
   // The best of each: what other work on a shared machine took least from (see BENCHMARKS.md).
   const best = Math.min(...converterMs) / Math.min(...ffmpegMs);
   report(BENCH, "5-min 720p clip: converter / bare ffmpeg, best runs", best, "x");
+  // CPU time, which other work on the machine hardly changes (MongoDB's and RabbitMQ's not counted).
+  const cpu = (name: string, values: number[]) =>
+    report(BENCH, `5-min 720p clip: CPU per job, ${name}`, median(values), "ms");
+  cpu("the converter process", converterCpu);
+  cpu("its ffmpeg, ffprobe and cover ffmpeg", childrenCpu);
+  cpu("bare ffmpeg", ffmpegCpu);
+  const ratioCpu = (median(converterCpu) + median(childrenCpu)) / median(ffmpegCpu);
+  report(BENCH, "5-min 720p clip: CPU, converter (all) / bare ffmpeg", ratioCpu, "x");
 }
 
 /** One worker's peak memory while it converts a 1 GiB input. */
@@ -203,10 +227,11 @@ try {
   const fiveMinutes = await testClip(300);
   let converter: Service = await startService("converter", converterEnv());
   await convertOnce(await storeJob(warmup)); // first job pays fluent-ffmpeg's capability probes
-  if (runs("latency")) await latency(fiveMinutes);
+  if (runs("latency")) await latency(fiveMinutes, converter);
   if (runs("options")) {
     const convert = async (path: string, options?: ConversionOptions) => convertOnce(await storeJob(path, options));
-    await optionCosts(convert, fiveMinutes, work, (await probe(fiveMinutes)).durationSec);
+    const clipSeconds = (await probe(fiveMinutes)).durationSec;
+    await optionCosts(convert, converter.pid, { clip: fiveMinutes, clipSeconds, work, runs: RUNS });
     await loudnormAccuracy(work);
   }
   if (runs("memory")) await memory(converter);

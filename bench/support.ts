@@ -227,6 +227,19 @@ export function readMemory(pid: number): Memory | null {
   }
 }
 
+/**
+ * CPU time (ms) a process has used, `own` and that of its children it has waited for
+ * (`children`: a converter's ffmpeg and ffprobe, a benchmark's bare ffmpeg), from
+ * /proc/<pid>/stat. CPU time, unlike wall time, hardly changes with other work on the
+ * machine. Clock ticks of 10 ms (USER_HZ 100).
+ */
+export function cpuMs(pid: number | "self"): { own: number; children: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").pop()!.trim().split(" ");
+  // After the name: state ppid ... utime (14th field overall) stime cutime cstime.
+  const tick = (index: number) => Number(fields[index - 3]) * 10;
+  return { own: tick(14) + tick(15), children: tick(16) + tick(17) };
+}
+
 /** Resets VmHWM to the current RSS (Linux ≥ 4.0, `clear_refs` 5), so a peak belongs to one phase. */
 export function resetPeak(pid: number): boolean {
   try {
