@@ -50,6 +50,20 @@ export function webhookCommands(program: Command, connect: Connect): void {
       );
     });
 
+  deliveriesCommand(webhooks, connect);
+
+  webhooks
+    .command("delete <id>")
+    .description("stop posting to a webhook")
+    .action(async (id: string) => {
+      const { api, globals } = connect();
+      await api.call(`/webhooks/${encodeURIComponent(id)}`, "could not delete the webhook", { method: "DELETE" });
+      say(globals.quiet, `Deleted webhook ${id}`);
+    });
+}
+
+/** `webhooks deliveries <id>`: the latest events posted, and how each went. */
+function deliveriesCommand(webhooks: Command, connect: Connect): void {
   webhooks
     .command("deliveries <id>")
     .description("the latest events posted to a webhook, and how each went")
@@ -73,14 +87,5 @@ export function webhookCommands(program: Command, connect: Connect): void {
         delivery.lastStatus === undefined ? (delivery.lastError ?? "") : String(delivery.lastStatus),
       ]);
       process.stdout.write(table(["WHEN (UTC)", "EVENT", "JOB", "STATE", "TRIES", "LAST ANSWER"], rows));
-    });
-
-  webhooks
-    .command("delete <id>")
-    .description("stop posting to a webhook")
-    .action(async (id: string) => {
-      const { api, globals } = connect();
-      await api.call(`/webhooks/${encodeURIComponent(id)}`, "could not delete the webhook", { method: "DELETE" });
-      say(globals.quiet, `Deleted webhook ${id}`);
     });
 }

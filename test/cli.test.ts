@@ -2,7 +2,7 @@
 // own, with its config in a temp HOME, against the four services as processes
 // (test/support/system.ts). What is checked is what its user gets: exit codes, what it
 // prints on stdout and stderr, the files it writes (probed with ffprobe), and what the
-// server then holds.
+// server then holds. The tests run in order as one user's session: the first logs in.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,9 +30,9 @@ const configFile = join(home, ".config", "m3dio", "config.json");
 beforeAll(async () => {
   const videos = Promise.all([makeVideo({ seconds: 3 }), makeVideo({ seconds: 2, audio: false })]);
   videos.catch(() => {}); // awaited below, once the system is held for afterAll to stop
-  // Webhooks may post to this test's receiver on 127.0.0.1, which the address rules otherwise shut.
+  // Links and webhooks may reach this test's server on 127.0.0.1, which the address rules otherwise shut.
   const allowLoopback = { URL_ALLOW_HOSTS: "127.0.0.1" };
-  system = await startSystem({ env: { gateway: allowLoopback, notifier: allowLoopback } });
+  system = await startSystem({ env: { gateway: allowLoopback, converter: allowLoopback, notifier: allowLoopback } });
   [video, silentVideo] = await videos;
   http = gatewayClient(system.gatewayUrl, { inbox: system.resend });
   user = await http.newUser("cli");
@@ -48,13 +48,15 @@ afterAll(async () => {
   }
 }, 30_000);
 
-/** A webhook receiver: every request it is sent, answered 200. */
+/** A video site and a webhook receiver: GET /media/<name> is the test video; every POST is kept, answered 200. */
 const posted: { path: string; body: string }[] = [];
 const receiver = Bun.serve({
   hostname: "127.0.0.1",
   port: 0,
   async fetch(request) {
-    posted.push({ path: new URL(request.url).pathname, body: await request.text() });
+    const path = new URL(request.url).pathname;
+    if (request.method === "GET" && path.startsWith("/media/")) return new Response(Bun.file(video));
+    posted.push({ path, body: await request.text() });
     return new Response("thanks");
   },
 });
@@ -190,13 +192,25 @@ describe("m3dio, the command-line client", () => {
     expect(job.audio!.bytes).toBe(statSync(file).size);
   }, 60_000);
 
+  test("convert <link> hands the link and the options to the server, which downloads it", async () => {
+    const link = `http://127.0.0.1:${receiver.port}/media/concert.mp4`;
+    const saved = join(work, "link.mp3");
+    const ran = await m3dio(["convert", link, "--end", "0:02", "--artist", "The Band", "-o", saved, "--json", "-q"]);
+    expect({ code: ran.code, err: ran.err }).toEqual({ code: EXIT.ok, err: "" });
+    const { job } = JSON.parse(ran.out) as { job: JobView };
+    expect(job).toMatchObject({ source: { kind: "url", url: link }, options: { end: 2, artist: "The Band" } });
+    const probed = await ffprobe(saved);
+    expect(probed.format.tags?.artist).toBe("The Band");
+    expect(Number(probed.format.duration)).toBeCloseTo(2, 0);
+  }, 60_000);
+
   test("jobs --json lists the jobs as the server views them; download saves one, delete removes it", async () => {
     const listed = await m3dio(["jobs", "--json"]);
     expect(listed.code).toBe(EXIT.ok);
     const jobs = JSON.parse(listed.out) as JobView[];
     const server = (await (await http.call("/jobs?limit=100", { headers: user.headers })).json()).items as JobView[];
     expect(jobs.map((job) => job.id)).toEqual(server.map((job) => job.id));
-    expect(jobs.length).toBeGreaterThanOrEqual(4);
+    expect(jobs.length).toBeGreaterThanOrEqual(5);
     expect(jobs.every((job) => job.status === "done")).toBe(true);
 
     const table = await m3dio(["jobs", "--limit", "2"]);
