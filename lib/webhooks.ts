@@ -200,6 +200,12 @@ export function webhookStore(db: Db) {
       );
       return result.matchedCount === 1;
     },
+    /** Hands a claimed delivery back untried: due at once, its try not counted. */
+    release: (claimed: { _id: string; claim: string }) =>
+      deliveries.updateOne(
+        { _id: claimed._id, claim: claimed.claim },
+        { $set: { nextAttemptAt: new Date() }, $unset: { claim: "" }, $inc: { attempts: -1 } },
+      ),
     /** A delivery whose webhook is gone: nothing to send it to. */
     drop: (id: string) => deliveries.deleteOne({ _id: id }),
     /** The webhook's latest deliveries, newest first. */

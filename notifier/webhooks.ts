@@ -54,6 +54,7 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
     sleepers = [];
   };
   let workers: Promise<void>[] = [];
+  const tries = new Set<Promise<void>>();
 
   /** Writes the deliveries of a job's end, one per webhook that asked for it; again is harmless. */
   async function announce(message: Mp3Message): Promise<void> {
@@ -135,7 +136,9 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
     while (!stopping.signal.aborted) {
       try {
         const due = await store.claimDue(timeoutMs + LEASE_MARGIN_MS);
-        if (due) await attempt(due);
+        // Claimed just as the notifier stops: handed back, due at once for the next notifier.
+        if (due && stopping.signal.aborted) await store.release(due);
+        else if (due) await tracked(attempt(due));
         else await idle((await store.nextDue())?.getTime());
       } catch (error) {
         const away = isMongoUnavailable(error);
@@ -145,6 +148,16 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
         );
         await idle(Date.now() + 1000);
       }
+    }
+  }
+
+  /** Runs a try, known to `stop()` until it ends. */
+  async function tracked(trying: Promise<void>): Promise<void> {
+    tries.add(trying);
+    try {
+      await trying;
+    } finally {
+      tries.delete(trying);
     }
   }
 
@@ -167,11 +180,14 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
     start() {
       if (workers.length === 0) workers = Array.from({ length: WORKERS }, () => work());
     },
-    /** No new tries; the ones under way finish (each within the timeout). */
+    /**
+     * No new tries; the ones under way finish (each within the timeout). A worker waiting on
+     * MongoDB is not waited for: it ends when its call does, and hands back what it claimed.
+     */
     async stop() {
       stopping.abort();
       wake();
-      await Promise.all(workers);
+      await Promise.all(tries);
     },
   };
 }
