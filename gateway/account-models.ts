@@ -17,6 +17,7 @@ import {
   Verified,
   VerifyBody,
 } from "../lib/account-models.ts";
+import { answers as described } from "./route-docs.ts";
 
 const copy = <T extends object>(schema: T): T => ({ ...schema });
 
@@ -50,7 +51,7 @@ const PROBLEMS: Record<number, string> = {
 
 /**
  * The answers of a route whose success has no body: written out here, because Elysia
- * documents a route's `response` schemas instead of these, and has no schema for "no body".
+ * has no schema for "no body". (A route's `response` schemas and these merge: lib/openapi.ts.)
  */
 const answers = (success: Record<number, string>, ...problems: number[]) => ({
   ...Object.fromEntries(Object.entries(success).map(([status, description]) => [status, { description }])),
@@ -74,6 +75,13 @@ export const accountAuthDocs = routeDocs({
     summary: "Create an account; a verification email goes to the address",
     description:
       "The email links to `PUBLIC_URL/verify?token=…`; the page sends that token to `POST /auth/verify`. Until then the account works, but emails about conversions are not sent to the address.",
+    responses: described({
+      201: "the account; the verification email is on its way",
+      409: "an account with this address exists already",
+      422: "the email is not an address, or the password is not 8 to 256 characters: `errors` names each field",
+      429: "too many registrations from your address: try again after `Retry-After`",
+      503: "auth or its database is away; try again shortly",
+    }),
   },
   login: {
     tags: ["auth"],
@@ -81,12 +89,47 @@ export const accountAuthDocs = routeDocs({
     description:
       "The access token carries `email_verified`. The refresh token (30 days) is traded for a new pair at `POST /auth/refresh`, once: each refresh token works one time.",
     security: [{}, { basic: [] }],
+    responses: described({
+      200: "a session: the access token (`token`, an hour) and the refresh token (30 days)",
+      401: "wrong email or password, or no credentials at all",
+      422: "the email or the password is longer than any account's: `errors` names the field",
+      429: "too many logins from your address, or too many failed ones for this account: try again after `Retry-After`",
+      503: "auth or its database is away; try again shortly",
+    }),
+  },
+  basicLogin: {
+    tags: ["compatibility"],
+    summary: "HTTP Basic login answering the bare access token as text (`curl -X POST -u email:password /login`)",
+    description: "The reference system's login. The same checks and limits as `POST /auth/login`; no refresh token.",
+    security: [{ basic: [] }],
+    responses: {
+      200: {
+        description: "the access token, as text: send it as `Authorization: Bearer <token>`",
+        content: {
+          "text/plain": {
+            schema: { type: "string", description: "a JWT" },
+            example: "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl",
+          },
+        },
+      },
+      ...described({
+        401: "no HTTP Basic credentials, or wrong email or password (`WWW-Authenticate: Basic`)",
+        422: "the email or the password is longer than any account's: `errors` names the field",
+        429: "too many logins from your address, or too many failed ones for this account: try again after `Retry-After`",
+        503: "auth or its database is away; try again shortly",
+      }),
+    },
   },
   verify: {
     tags: ["auth"],
     summary: "Verify the address with the token of the emailed link",
     description:
       "A link works once, for 48 hours; 422 naming `token` otherwise. Access tokens signed from then on (refresh, or log in again) say `email_verified: true`.",
+    responses: described({
+      200: "the address is verified",
+      422: "the token does not work (used, older than 48 hours, or unknown): `errors` names `token`",
+      503: "auth or its database is away; try again shortly",
+    }),
   },
   resend: {
     tags: ["auth"],
@@ -101,6 +144,12 @@ export const accountAuthDocs = routeDocs({
     summary: "Trade a refresh token for a new access token and refresh token",
     description:
       "The refresh token given stops working. Showing a refresh token a second time (a copy) ends its whole session: every refresh token of that login stops working, and 401 asks to log in again.",
+    responses: described({
+      200: "a new session: a new access token and a new refresh token",
+      401: "the refresh token does not work (used before, expired, or its session ended): log in again",
+      422: "`refreshToken` is not a token as it was given: `errors` names it",
+      503: "auth or its database is away; try again shortly",
+    }),
   },
   logout: {
     tags: ["auth"],
@@ -159,6 +208,9 @@ export const accountAuthDocs = routeDocs({
     description:
       "204 at once; every gateway replica refuses the key within 60 s (each remembers what auth said about a key for at most 30 s). 404 for a key that is not yours or is gone already.",
     security: bearer,
-    responses: answers({ 204: "the key is deleted; it stops working within a minute" }, 401, 403, 404, 503),
+    responses: {
+      ...answers({ 204: "the key is deleted; it stops working within a minute" }, 401, 403, 404, 503),
+      ...described({ 422: "`id` is not a key's id (a positive integer): `errors` names it" }),
+    },
   },
 });

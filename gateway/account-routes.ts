@@ -2,8 +2,9 @@
 // used of them (gateway/quotas.ts), for a bearer token or an API key.
 import { Elysia } from "elysia";
 import { bearer, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
-import { accountDocs, gatewayModels } from "./models.ts";
+import { gatewayModels } from "./models.ts";
 import type { Quotas } from "./quotas.ts";
+import { accountDocs } from "./route-docs.ts";
 
 export const accountRoutes = ({ quotas, verifier }: { quotas: Quotas; verifier: TokenVerifier }) =>
   new Elysia({ name: "gateway.account-routes" })

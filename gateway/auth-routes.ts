@@ -9,7 +9,7 @@
 // key is refused on every one of these (403, bearer.ts): keys are made and deleted here,
 // with a login's token, so a leaked key cannot make more or hide itself.
 import { Elysia, t } from "elysia";
-import { ApiKeyParams } from "../lib/account-models.ts";
+import { ApiKeyParams, LoginBody } from "../lib/account-models.ts";
 import { CLIENT_ADDRESS_HEADER, GATEWAY_SECRET_HEADER } from "../lib/client-address.ts";
 import { limitedJson } from "../lib/json.ts";
 import type { Logger } from "../lib/log.ts";
@@ -17,7 +17,7 @@ import { CHALLENGES, Unauthorized, Unavailable } from "../lib/problem.ts";
 import { accountModels, accountAuthDocs as docs } from "./account-models.ts";
 import { bearer, type TokenVerifier } from "./bearer.ts";
 import { clientOf, parseProxies } from "./client-address.ts";
-import { authDocs, Credentials, gatewayModels } from "./models.ts";
+import { gatewayModels } from "./models.ts";
 
 const AUTH_TIMEOUT_MS = 5000;
 const PASSED_ON = ["content-type", "retry-after", "www-authenticate"];
@@ -110,12 +110,12 @@ export const authRoutes = ({ authUrl, log, gatewaySecret, trustedProxies = "", v
     })
     .post("/auth/login", passOn("/login"), {
       ...json,
-      body: t.Optional(Credentials), // HTTP Basic instead needs no body
+      body: t.Optional(LoginBody), // HTTP Basic instead needs no body
       response: { 200: "Session", 401: "Problem", 422: "Problem", 429: "Problem", 503: "Problem" },
       detail: docs.login,
     })
     .post("/login", ({ request, server }) => bareTokenLogin(forward, request, clientOf(request, server, proxies)), {
-      detail: authDocs.basicLogin,
+      detail: docs.basicLogin,
     })
     .post("/auth/verify", passOn("/verify"), {
       ...json,

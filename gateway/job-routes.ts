@@ -7,7 +7,8 @@ import { IDEMPOTENCY_HEADER, type IdempotentRequests, idempotencyKey, MAX_KEY_LE
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
 import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
-import { DownloadQuery, gatewayModels, JobId, JobListQuery, jobDocs } from "./models.ts";
+import { DownloadQuery, gatewayModels, JobId, JobListQuery } from "./models.ts";
+import { jobDocs } from "./route-docs.ts";
 
 export interface JobRoutesDeps {
   intake: JobIntake;

@@ -9,7 +9,8 @@ import { Conflict, HttpProblem, NotFound } from "../lib/problem.ts";
 import type { LinkQuery, LinkSigner } from "../lib/signed-links.ts";
 import { authenticate, bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import type { JobService } from "./job-service.ts";
-import { gatewayModels, JobId, jobDocs, linkDocs, type ShareLink, SignedAudioQuery } from "./models.ts";
+import { gatewayModels, JobId, type ShareLink, SignedAudioQuery } from "./models.ts";
+import { jobDocs, linkDocs } from "./route-docs.ts";
 
 export interface LinkRoutesDeps {
   service: JobService;

@@ -2,13 +2,25 @@
 // by the service itself (from swagger-ui-dist), so the docs work offline. The page is
 // answered with the protective headers of every page (lib/page-headers.ts): its CSP
 // allows this origin and, by hash, the page's one inline script and style, nothing else.
-import { openapi } from "@elysiajs/openapi";
 import { SwaggerUIRender } from "@elysiajs/openapi/swagger";
 import { Elysia } from "elysia";
+import { openapiJson } from "./openapi.ts";
 import { contentSecurityPolicy, inlineHash, pageHeaders } from "./page-headers.ts";
 import { NotFound } from "./problem.ts";
 
 const ASSETS = new Set(["swagger-ui-bundle.js", "swagger-ui.css"]);
+
+/** What each group of operations is for, in the order Swagger UI lists them (lib/openapi.ts keeps those used). */
+const TAGS = [
+  { name: "jobs", description: "Convert a video or audio file to MP3, follow the job, download the MP3" },
+  { name: "webhooks", description: "Be told by a POST to your URL when a job ends" },
+  { name: "account", description: "Your quotas and what you use of them" },
+  { name: "auth", description: "Register, log in, sessions, the address's verification, passwords" },
+  { name: "api keys", description: "Keys for programs: `Authorization: Bearer m3d_…` on the job and webhook routes" },
+  { name: "compatibility", description: "The reference system's curl flow: Basic login, /upload, /download" },
+  { name: "health", description: "Liveness and readiness, for orchestrators" },
+  { name: "web", description: "The web page" },
+];
 
 /** Swagger UI's page and the headers it is answered with (hashes of its inline script and style in the CSP). */
 function swaggerPage(title: string, description: string) {
@@ -45,13 +57,12 @@ export const apiDocs = ({
   const page = swaggerPage(title, description);
   return new Elysia({ name: "docs" })
     .use(
-      openapi({
-        path: "/docs",
-        provider: null, // the page is served below, with its headers
-        // staticFile: false, or routes with a dot (/.well-known/jwks.json) would be left out
-        exclude: { paths: ["/docs/assets/:file"], staticFile: false },
+      openapiJson({
+        path: "/docs/json",
+        exclude: ["/docs/assets/:file"],
         documentation: {
           info: { title, version: "1.0.0", description },
+          tags: TAGS,
           ...(webhooks ? { webhooks } : {}),
           components: {
             securitySchemes: {
