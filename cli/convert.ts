@@ -11,6 +11,7 @@ import { BITRATES, COVER_CHOICES, ConversionOptions, OPTION_FIELDS } from "../li
 import type { Api, GlobalOptions } from "./api.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { followJob } from "./follow.ts";
+import { onInterrupt } from "./interrupt.ts";
 import { saveAudio, stateOf } from "./jobs.ts";
 import { type Progress, progressBar, say } from "./progress.ts";
 
@@ -85,7 +86,11 @@ async function convert(api: Api, globals: GlobalOptions, source: string, flags: 
     return;
   }
   say(globals.quiet, `Job ${queued.id}: ${queued.source.filename}`);
-  const job = await followWithBar(api, queued, globals.quiet);
+  // Stopping the client does not stop the conversion: say where to find it.
+  const forget = onInterrupt(() =>
+    say(globals.quiet, `The job goes on without this run: m3dio download ${queued.id} (m3dio jobs shows it)`),
+  );
+  const job = await followWithBar(api, queued, globals.quiet).finally(forget);
   if (job.status === "failed") {
     if (flags.json) process.stdout.write(`${JSON.stringify({ job }, null, 2)}\n`);
     throw new CliError(EXIT.failed, `the conversion failed: ${job.error ?? "no reason given"}`, [

@@ -10,6 +10,7 @@ import { mp3Filename } from "../lib/filenames.ts";
 import { formatBytes } from "../lib/upload.ts";
 import type { Api, GlobalOptions } from "./api.ts";
 import { CliError, EXIT } from "./errors.ts";
+import { onInterrupt } from "./interrupt.ts";
 import { progressBar, say } from "./progress.ts";
 import { minute, table } from "./table.ts";
 
@@ -104,6 +105,7 @@ export async function saveAudio(api: Api, job: JobView, output: string | undefin
   const path = output ?? freeName(mp3Filename(job.source.filename));
   const partial = join(dirname(path), `.${basename(path)}.${process.pid}.partial`);
   const bar = progressBar(quiet, "download", total, "bytes");
+  const forget = onInterrupt(() => rmSync(partial, { force: true }));
   try {
     const writer = Bun.file(partial).writer();
     let written = 0;
@@ -119,6 +121,7 @@ export async function saveAudio(api: Api, job: JobView, output: string | undefin
     if (error instanceof CliError) throw error;
     throw new CliError(EXIT.unavailable, `could not save ${path}: ${(error as Error).message}`);
   } finally {
+    forget();
     bar.stop();
   }
   say(quiet, `Saved ${path} (${formatBytes(total)})`);

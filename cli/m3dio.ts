@@ -12,6 +12,7 @@ import { Api, type GlobalOptions } from "./api.ts";
 import { configPath } from "./config.ts";
 import { convertCommand } from "./convert.ts";
 import { EXIT, report } from "./errors.ts";
+import { handleInterrupts } from "./interrupt.ts";
 import { jobCommands } from "./jobs.ts";
 import { keyCommands } from "./keys.ts";
 import { loginCommands } from "./login.ts";
@@ -43,6 +44,7 @@ jobCommands(program, connect);
 keyCommands(program, connect);
 webhookCommands(program, connect);
 
+handleInterrupts();
 try {
   await program.parseAsync(process.argv);
   process.exitCode = EXIT.ok;

@@ -3,6 +3,7 @@
 // stays clean. Data never goes through here: it goes to stdout or a file.
 import { SingleBar } from "cli-progress";
 import { formatBytes } from "../lib/upload.ts";
+import { onInterrupt } from "./interrupt.ts";
 
 export interface Progress {
   /** Where it has got to, out of the total given to `bar` (or a new total). */
@@ -36,12 +37,19 @@ export function progressBar(
       unit === "bytes" && (type === "value" || type === "total") ? formatBytes(value) : String(value),
   });
   bar.start(Math.max(total, 1), 0, { label: label.padEnd(10) });
+  const forget = onInterrupt(() => {
+    bar.stop(); // shows the cursor again
+    process.stderr.write("\n");
+  });
   return {
     update(value, newTotal, newLabel) {
       if (newTotal !== undefined) bar.setTotal(Math.max(newTotal, 1));
       bar.update(value, newLabel === undefined ? {} : { label: newLabel.padEnd(10) });
     },
-    stop: () => bar.stop(),
+    stop() {
+      forget();
+      bar.stop();
+    },
   };
 }
 
