@@ -194,6 +194,11 @@ export const accountAuthDocs = routeDocs({
     description:
       "The answer holds the key (`m3d_…`) this once; only its hash is kept. A program sends it as `Authorization: Bearer m3d_…` on the job routes (`/jobs…`, `/upload`, `/download`), `GET /account/usage` and the webhook routes; the account routes (`/auth/…`) refuse it with 403, so a leaked key cannot change the password, make more keys or delete the account. Needs a login's access token; at most 50 keys per account (409).",
     security: bearer,
+    responses: described({
+      201: "the key, shown this once: keep it where the program reads it",
+      409: "the account holds the most API keys it may (50): delete one first",
+      422: "`name` is not 1 to 100 characters: `errors` names it",
+    }),
   },
   listKeys: {
     tags: ["api keys"],
@@ -201,6 +206,7 @@ export const accountAuthDocs = routeDocs({
     description:
       "Each key's id, name, first characters (`prefix`), `createdAt` and `lastUsedAt` (moved at most once a minute, and a gateway remembers a key for up to 30 s, so it can lag by a minute and a half); never the key itself.",
     security: bearer,
+    responses: described({ 200: "your keys, newest first, without the keys themselves" }),
   },
   deleteKey: {
     tags: ["api keys"],

@@ -184,8 +184,18 @@ export const webhookDocs = routeDocs({
       "The URL must be http(s), without credentials, and reach a public address (checked now and at every delivery): " +
       `otherwise 422 naming \`url\`. At most ${MAX_WEBHOOKS_PER_USER} webhooks per user (409). ` +
       "Each delivery is signed as the Standard Webhooks specification says (schema WebhookEvent).",
+    responses: {
+      201: { description: "the webhook with its signing secret (`whsec_…`), shown only now" },
+      409: { description: `you have ${MAX_WEBHOOKS_PER_USER} webhooks already: delete one first` },
+      422: { description: "`url` or `events` does not fit: `errors` names the field" },
+      503: { description: "the URL's host could not be looked up just now, or MongoDB is away: try again shortly" },
+    },
   },
-  list: { tags: ["webhooks"], summary: "Your webhooks (without their secrets)" },
+  list: {
+    tags: ["webhooks"],
+    summary: "Your webhooks (without their secrets)",
+    responses: { 200: { description: "your webhooks, without their secrets" } },
+  },
   remove: {
     tags: ["webhooks"],
     summary: "Delete a webhook: 204; its deliveries not yet made are not made",
@@ -198,5 +208,10 @@ export const webhookDocs = routeDocs({
   deliveries: {
     tags: ["webhooks"],
     summary: "A webhook's latest deliveries, newest first: each event's tries, answers and next try",
+    responses: {
+      200: { description: "the webhook's latest `limit` deliveries, newest first" },
+      404: { description: "no such webhook of yours" },
+      422: { description: "`limit` is not an integer between 1 and 100" },
+    },
   },
 });
