@@ -6,7 +6,7 @@
 // Data goes to stdout (a saved file's path, a table, JSON with --json, the MP3 with -o -);
 // messages and progress bars to stderr (bars only on a terminal, and not with --quiet).
 // Exit codes (cli/errors.ts): 0 ok, 1 usage, 2 auth, 3 refused, 4 unavailable, 5 the
-// conversion failed.
+// conversion failed; 130 interrupted (cli/interrupt.ts).
 import { Command } from "commander";
 import { Api, type GlobalOptions } from "./api.ts";
 import { configPath } from "./config.ts";
@@ -32,7 +32,7 @@ M3DIO_API_KEY, if set, is used instead of it.
 
 Exit codes: 0 done; 1 the command is wrong; 2 not logged in, or the login or key was refused;
 3 the server refused the request (its reason is printed); 4 the server could not be reached
-or had trouble; 5 the conversion failed (the job's error is printed).`,
+or had trouble; 5 the conversion failed (the job's error is printed); 130 interrupted.`,
   );
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
