@@ -153,6 +153,21 @@ describe("documents", () => {
       created: true,
     });
 
+    // An upsert whose filter names the `_id` makes the document with that id, as MongoDB does.
+    const byId = await items.updateOne(
+      { _id: "msg_1" as unknown as ObjectId },
+      { $setOnInsert: { name: "f" } },
+      { upsert: true },
+    );
+    expect(byId).toMatchObject({ upsertedCount: 1, upsertedId: "msg_1" });
+    expect<unknown>(await items.findOne({ _id: "msg_1" as unknown as ObjectId })).toEqual({ _id: "msg_1", name: "f" });
+    const again = await items.findOneAndUpdate(
+      { _id: "msg_1" as unknown as ObjectId },
+      { $setOnInsert: { name: "g" } },
+      { upsert: true, returnDocument: "after" },
+    );
+    expect<unknown>(again).toEqual({ _id: "msg_1", name: "f" });
+
     await items.insertMany([{ name: "e" }, { name: "e" }, { name: "e" }]);
     expect(await items.updateMany({ name: "e" }, { $set: { seen: true } })).toMatchObject({
       matchedCount: 3,

@@ -278,10 +278,13 @@ export function upsertSeed(filter: unknown): Doc {
     }
   };
   collect(asDoc(filter, "q"));
-  const doc: Doc = {};
-  if (Object.keys(seed).length) {
+  // `_id` is set directly: mingo refuses a $set of `_id`, as MongoDB refuses it in an update,
+  // but an upsert's filter on `_id` names the new document's id.
+  const { _id, ...fields } = seed;
+  const doc: Doc = _id === undefined ? {} : { _id };
+  if (Object.keys(fields).length) {
     const docs = [doc];
-    wrap(() => updateOne(docs, {}, { $set: seed }, {}));
+    wrap(() => updateOne(docs, {}, { $set: fields }, {}));
     return docs[0]!;
   }
   return doc;
