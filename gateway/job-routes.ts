@@ -3,6 +3,7 @@
 // GET /jobs/:id/audio, which a signed link opens too, is in gateway/link-routes.ts.
 import { Elysia, t } from "elysia";
 import { bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
+import { headDocs } from "./downloads.ts";
 import { IDEMPOTENCY_HEADER, type IdempotentRequests, idempotencyKey, MAX_KEY_LENGTH } from "./idempotency.ts";
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
@@ -126,6 +127,10 @@ export const jobRoutes = ({ intake, service, verifier, streams, idempotency }: J
         .get("/download", ({ query, user, request }) => service.audioByFileId(query.fid, user, request), {
           query: DownloadQuery,
           detail: jobDocs.download,
+        })
+        .head("/download", ({ query, user, request }) => service.audioByFileId(query.fid, user, request), {
+          query: DownloadQuery,
+          detail: headDocs("the MP3 by its file id"),
         }),
     );
 };

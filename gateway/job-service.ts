@@ -1,6 +1,6 @@
 // What the job routes do apart from HTTP: find, page through, delete and retry a caller's
-// own jobs, tell a queued job's place in line, and answer a finished job's MP3 (Range
-// requests included) and its cover.
+// own jobs, tell a queued job's place in line, and answer a finished job's MP3 (with its
+// length, Range requests and HEAD included: gateway/downloads.ts) and its cover.
 import { create as contentDisposition } from "content-disposition";
 import { cleanUp } from "../lib/cleanup.ts";
 import { mp3Filename } from "../lib/filenames.ts";
@@ -10,6 +10,7 @@ import type { Logger } from "../lib/log.ts";
 import { Conflict, HttpProblem, NotFound, Unavailable, Unprocessable } from "../lib/problem.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { Caller } from "./bearer.ts";
+import { sizedDownloads } from "./downloads.ts";
 import type { JobPage } from "./models.ts";
 import type { Quotas } from "./quotas.ts";
 import { jobView, type PlacedJob } from "./view.ts";
@@ -30,6 +31,8 @@ class Gone extends HttpProblem {
 }
 
 export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) {
+  const downloads = sizedDownloads(files, { log });
+
   /** The caller's job by the id in a URL; someone else's job, or no such id, is 404. */
   async function owned(id: string, user: Caller): Promise<Job> {
     const jobId = parseJobId(id);
@@ -127,7 +130,7 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
       );
     }
     if (job.sweepingAt) throw new Gone("the job has expired; its MP3 is no longer kept");
-    return files.respond("mp3s", job.audioFileId, request, {
+    return downloads.respond("mp3s", job.audioFileId, request, {
       "content-type": "audio/mpeg",
       "content-disposition": contentDisposition(mp3Filename(job.source.filename)),
       "cache-control": "private, max-age=3600",

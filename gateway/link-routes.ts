@@ -2,12 +2,14 @@
 // answers the owner's bearer token (or API key) or a signed link (`expires` and `sig`: the ready email's,
 // or one the owner shared); POST /jobs/:id/share makes a signed link to hand on, and
 // DELETE /jobs/:id/share revokes every one made so far (the job's `shareVersion` moves on).
+// HEAD /jobs/:id/audio answers the same headers without the bytes (gateway/downloads.ts).
 import { Elysia } from "elysia";
 import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import { Conflict, HttpProblem, NotFound } from "../lib/problem.ts";
 import type { LinkQuery, LinkSigner } from "../lib/signed-links.ts";
 import { authenticate, bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
+import { headDocs } from "./downloads.ts";
 import type { JobService } from "./job-service.ts";
 import { gatewayModels, JobId, type ShareLink, SignedAudioQuery } from "./models.ts";
 import { jobDocs, linkDocs } from "./route-docs.ts";
@@ -20,6 +22,13 @@ export interface LinkRoutesDeps {
   /** PUBLIC_URL: the origin shared links name. */
   publicUrl: string;
   log: Logger;
+}
+
+interface AudioRequest {
+  params: { id: string };
+  query: LinkQuery;
+  headers: Record<string, string | undefined>;
+  request: Request;
 }
 
 /** 403: a signed link that does not open the MP3 (changed, expired or revoked), naming the parameter at fault. */
@@ -60,22 +69,30 @@ export function linkRoutes({ service, jobs, links, verifier, publicUrl, log }: L
     log.info({ event: "audio_link.revoked", jobId, userId: user.id }, "every link to the job's MP3 revoked");
   }
 
+  /** The MP3 (GET) or its headers (HEAD), for the owner's token or key, or a signed link. */
+  async function audio({ params, query, headers, request }: AudioRequest): Promise<Response> {
+    const signed = query.expires !== undefined || query.sig !== undefined;
+    const job = signed
+      ? await signedJob(params.id, query)
+      : await service.owned(params.id, await authenticate(verifier, headers.authorization, "user-or-key"));
+    return service.audio(job, request);
+  }
+
   return (
     new Elysia({ name: "gateway.link-routes" })
       .use(gatewayModels)
       .use(bearer(verifier))
       // A signed link's parameters choose the signed way in; without them the owner's bearer token is needed.
-      .get(
-        "/jobs/:id/audio",
-        async ({ params, query, headers, request }) => {
-          const signed = query.expires !== undefined || query.sig !== undefined;
-          const job = signed
-            ? await signedJob(params.id, query)
-            : await service.owned(params.id, await authenticate(verifier, headers.authorization, "user-or-key"));
-          return service.audio(job, request);
-        },
-        { params: JobId, query: SignedAudioQuery, detail: { ...jobDocs.audio, security: [...USER_OR_KEY, {}] } },
-      )
+      .get("/jobs/:id/audio", audio, {
+        params: JobId,
+        query: SignedAudioQuery,
+        detail: { ...jobDocs.audio, security: [...USER_OR_KEY, {}] },
+      })
+      .head("/jobs/:id/audio", audio, {
+        params: JobId,
+        query: SignedAudioQuery,
+        detail: { ...headDocs("a job's MP3"), security: [...USER_OR_KEY, {}] },
+      })
       .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
         app
           .post("/jobs/:id/share", async ({ params, user }) => share(await service.owned(params.id, user)), {
