@@ -97,7 +97,10 @@ describe("POST /register", () => {
     const problem = (await response.json()) as { errors: { field: string; message: string }[]; detail: string };
     expect(problem.errors.map((error) => error.field)).toContain(field);
     const message = problem.errors.find((error) => error.field === field)!.message;
-    expect(message).toBe(field === "email" ? "must be an email address" : "must be 8 to 256 characters");
+    const missing = !(field in body);
+    expect(message).toBe(
+      missing ? "is required" : field === "email" ? "must be an email address" : "must be 8 to 256 characters",
+    );
     expect(problem.detail).toContain(field);
   });
 
