@@ -14,6 +14,7 @@ import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { DocumentDecoration } from "elysia";
 import type { ObjectId } from "mongodb";
 import parseRange from "range-parser";
 import type { BucketName, FileStore } from "../lib/files.ts";
@@ -21,7 +22,7 @@ import type { Logger } from "../lib/log.ts";
 import { NotFound } from "../lib/problem.ts";
 
 /** The OpenAPI text of the HEAD beside each MP3 route (`what`: which one). */
-export const headDocs = (what: string) => ({
+export const headDocs = (what: string): DocumentDecoration => ({
   tags: ["jobs"],
   summary: `The headers of ${what}, without the bytes`,
   description:
@@ -30,7 +31,10 @@ export const headDocs = (what: string) => ({
     200: { description: "the MP3's headers", headers: SIZE_HEADERS },
     206: {
       description: "the headers of the `Range` asked for",
-      headers: { ...SIZE_HEADERS, "Content-Range": { schema: { type: "string", examples: ["bytes 0-99/2886400"] } } },
+      headers: {
+        ...SIZE_HEADERS,
+        "Content-Range": { schema: { type: "string" }, example: "bytes 0-99/2886400" },
+      },
     },
     401: { description: "no valid bearer token, API key or signed link" },
     403: { description: "a signed link that does not open the MP3 (changed, expired or revoked)" },
@@ -42,8 +46,8 @@ export const headDocs = (what: string) => ({
 });
 
 const SIZE_HEADERS = {
-  "Content-Length": { schema: { type: "integer" }, description: "the bytes a GET would answer" },
-  "Accept-Ranges": { schema: { type: "string", enum: ["bytes"] } },
+  "Content-Length": { schema: { type: "integer" as const }, description: "the bytes a GET would answer" },
+  "Accept-Ranges": { schema: { type: "string" as const, enum: ["bytes"] } },
 };
 
 /** What the spool may hold (bytes): within the 256 MiB /tmp the gateway gets in k3d. */
