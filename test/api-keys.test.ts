@@ -198,6 +198,18 @@ describe("making and listing keys", () => {
   });
 });
 
+describe("a limit", () => {
+  test("an account holds at most 50 keys: the 51st is 409", async () => {
+    const { token } = await person();
+    for (let n = 0; n < 50; n++) await makeKey(token, `key ${n}`);
+    const { body, ...type } = json({ name: "one too many" });
+    const refused = await gateway("/auth/keys", { method: "POST", headers: { ...type, ...bearer(token) }, body });
+    expect(refused.status).toBe(409);
+    expect(((await refused.json()) as { detail: string }).detail).toContain("50");
+    expect((await listKeys(token)).items).toHaveLength(50);
+  });
+});
+
 describe("what a key may do", () => {
   test("a key alone uploads, follows the job to done and downloads the MP3", async () => {
     const { token } = await person();
@@ -211,7 +223,9 @@ describe("what a key may do", () => {
     const audio = await gateway(`/jobs/${job.id}/audio`, { headers: bearer(key) });
     expect(audio.status).toBe(200);
     expect(audio.headers.get("content-type")).toBe("audio/mpeg");
-    expect((await audio.arrayBuffer()).byteLength).toBeGreaterThan(1000);
+    const bytes = (await audio.arrayBuffer()).byteLength;
+    expect(bytes).toBeGreaterThan(1000);
+    expect(audio.headers.get("content-length")).toBe(String(bytes));
   }, 90_000);
 
   test("the account routes refuse a key with 403 saying a key cannot do that", async () => {
