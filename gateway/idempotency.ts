@@ -114,23 +114,25 @@ export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logge
   /** The first request: runs `work` with a digest, remembers its answer; a failure releases the key. */
   async function first(
     userId: string,
+    key: string,
     claim: ObjectId,
     work: (digest: RequestDigest) => Promise<Answer & { jobId: string }>,
   ) {
+    const mine = { userId, key, claim }; // found by the unique index, and only while this request holds it
     const touch = setInterval(() => {
-      records.updateOne({ claim }, { $set: { touchedAt: new Date() } }).catch(() => {});
+      records.updateOne(mine, { $set: { touchedAt: new Date() } }).catch(() => {});
     }, HEARTBEAT_MS);
     const digest = requestDigest();
     try {
       const { jobId, ...answer } = await work(digest);
       const done = { state: "done" as const, bodyHash: digest.value(), jobId, answer, touchedAt: new Date() };
       // The job is made: its answer stands even if this write must wait for MongoDB (retried in the background).
-      await cleanUp(`remember the answer of claim ${claim}`, () => records.updateOne({ claim }, { $set: done }), {
+      await cleanUp(`remember the answer of claim ${claim}`, () => records.updateOne(mine, { $set: done }), {
         log,
       });
       return answer;
     } catch (error) {
-      await cleanUp(`release claim ${claim}`, () => records.deleteOne({ claim, state: "pending" }), { log });
+      await cleanUp(`release claim ${claim}`, () => records.deleteOne({ ...mine, state: "pending" }), { log });
       log.info(
         { event: "idempotency.released", userId },
         "the first request with the key failed; the key is free again",
@@ -197,7 +199,7 @@ export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logge
       work: (digest: RequestDigest) => Promise<Answer & { jobId: string }>,
     ): Promise<Answer & { replayed: boolean }> {
       const claimed = await claim(user.id, key);
-      if ("claim" in claimed) return { ...(await first(user.id, claimed.claim, work)), replayed: false };
+      if ("claim" in claimed) return { ...(await first(user.id, key, claimed.claim, work)), replayed: false };
       return { ...(await repeat(user.id, key, request)), replayed: true };
     },
   };
