@@ -45,6 +45,9 @@ export interface StoredFile {
   bytes: number;
 }
 
+/** GridFS's default chunk size (255 KiB), also of files written chunk by chunk (`writeChunks`). */
+export const CHUNK_BYTES = 255 * 1024;
+
 export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
   const buckets = Object.fromEntries(
     BUCKETS.map((name) => [name, new GridFSBucket(db, { bucketName: name })]),
@@ -53,6 +56,8 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
   /** The file's bytes, or the inclusive byte range [start, end]. */
   const download = (bucket: BucketName, id: ObjectId, range?: { start: number; end: number }): Readable =>
     buckets[bucket].openDownloadStream(id, range ? { start: range.start, end: range.end + 1 } : {});
+
+  const chunksOf = (bucket: BucketName) => db.collection(`${bucket}.chunks`);
 
   const stat = async (bucket: BucketName, id: ObjectId): Promise<GridFSFile | null> =>
     (await buckets[bucket].find({ _id: id }, { limit: 1 }).next()) ?? null;
@@ -182,8 +187,43 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
       for (const { _id } of leftovers) await removeQuietly(buckets[bucket], _id);
     },
 
-    /** Removes a file; a file that is already gone is not an error. */
+    /** Removes a file (or the chunks of one never finished); a file that is already gone is not an error. */
     remove: (bucket: BucketName, id: ObjectId) => removeQuietly(buckets[bucket], id),
+
+    // ── a file written chunk by chunk, over several requests (tus uploads: gateway/uploads/) ──
+    /** The indexes the driver makes on a bucket's first upload: a chunked write may come first. */
+    async ensureIndexes(bucket: BucketName): Promise<void> {
+      await chunksOf(bucket).createIndex({ files_id: 1, n: 1 }, { unique: true });
+      await db.collection(`${bucket}.files`).createIndex({ filename: 1, uploadDate: 1 });
+    },
+
+    /**
+     * Stores chunks `firstN`, `firstN + 1`, … of file `id` (each CHUNK_BYTES but a file's last),
+     * with no files document yet: until `finishFile` the file does not exist for readers.
+     * A chunk number already stored fails (duplicate key), so two writers never mix.
+     */
+    async writeChunks(bucket: BucketName, id: ObjectId, firstN: number, chunks: Uint8Array[]): Promise<void> {
+      if (!chunks.length) return;
+      const docs = chunks.map((data, index) => ({ _id: new ObjectId(), files_id: id, n: firstN + index, data }));
+      await chunksOf(bucket).insertMany(docs, { ordered: true });
+    },
+
+    /** Removes the chunks of `id` from number `n` on (a write whose end was never recorded). */
+    async removeChunksFrom(bucket: BucketName, id: ObjectId, n: number): Promise<void> {
+      await chunksOf(bucket).deleteMany({ files_id: id, n: { $gte: n } });
+    },
+
+    /** Makes the chunks stored for `id` a file of `length` bytes: its files document, as the driver writes it. */
+    async finishFile(bucket: BucketName, id: ObjectId, length: number, metadata: FileMetadata): Promise<void> {
+      await db.collection(`${bucket}.files`).insertOne({
+        _id: id,
+        length,
+        chunkSize: CHUNK_BYTES,
+        uploadDate: new Date(),
+        filename: metadata.filename,
+        metadata,
+      });
+    },
   };
 }
 

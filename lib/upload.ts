@@ -57,7 +57,7 @@ export function byteLimit(max: number): Transform & { bytes: number } {
 }
 
 // file-type reads at most this many bytes to recognise a container.
-const SNIFF_BYTES = 4100;
+export const SNIFF_BYTES = 4100;
 
 /**
  * The audio-only sources accepted beside every video type, as file-type names them (and so
@@ -78,6 +78,14 @@ const isMedia = (mime: string) => mime.startsWith("video/") || (AUDIO_TYPES as r
 export interface Sniffed {
   mime: string;
   ext: string;
+}
+
+/** What the first bytes of a file (SNIFF_BYTES are enough) show it is; NotAVideo unless a video or an accepted audio type. */
+export async function sniffMedia(head: Uint8Array): Promise<Sniffed> {
+  const type = await fileTypeFromBuffer(head.subarray(0, SNIFF_BYTES));
+  if (!type || !isMedia(type.mime))
+    throw new NotAVideo(head.length === 0 ? "the file is empty" : "the file is not a video or an audio file");
+  return { mime: type.mime, ext: type.ext };
 }
 
 /**
@@ -101,15 +109,14 @@ export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
     decided = true;
     const buffer = Buffer.concat(head);
     head = [];
-    const type = await fileTypeFromBuffer(buffer.subarray(0, SNIFF_BYTES));
-    if (!type || !isMedia(type.mime)) {
-      const error = new NotAVideo(
-        buffer.length === 0 ? "the file is empty" : "the file is not a video or an audio file",
-      );
-      rejectSniffed(error);
-      return done(error);
+    let type: Sniffed;
+    try {
+      type = await sniffMedia(buffer);
+    } catch (error) {
+      rejectSniffed(error as Error);
+      return done(error as Error);
     }
-    resolveSniffed({ mime: type.mime, ext: type.ext });
+    resolveSniffed(type);
     stream.push(buffer);
     done();
   }
