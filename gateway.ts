@@ -1,5 +1,6 @@
 // gateway: the only public entry. Forwards registration and login to auth, verifies
-// tokens locally (JWKS), streams uploads into GridFS, records jobs, publishes them to
+// tokens locally (JWKS), streams uploads into GridFS (whole, or resumable over tus:
+// gateway/uploads/), records jobs, publishes them to
 // the `video` queue, and serves status, live progress, the MP3 (to its owner, or to a
 // signed link: gateway/link-routes.ts), the webhooks users register (the notifier posts
 // them: gateway/webhook-routes.ts), the OpenAPI document with Swagger UI, and the
@@ -20,6 +21,7 @@ import { jobService } from "./gateway/job-service.ts";
 import { linkRoutes } from "./gateway/link-routes.ts";
 import { liveStreams } from "./gateway/live-events.ts";
 import { quotas as userQuotas } from "./gateway/quotas.ts";
+import { resumableUploads } from "./gateway/uploads/index.ts";
 import { webhookDocument } from "./gateway/webhook-models.ts";
 import { webhookRoutes } from "./gateway/webhook-routes.ts";
 import {
@@ -109,6 +111,8 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
   const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   const limits = { activeJobs: config.MAX_ACTIVE_JOBS, storedBytes: config.USER_STORAGE_BYTES };
   const quotas = userQuotas(mongo.db, limits, log);
+  const uploadedBytes = counter("gateway_upload_bytes_total", "video bytes stored");
+  const jobsCreated = counter("gateway_jobs_created_total", "jobs queued");
   const intake = jobIntake({
     files,
     jobs,
@@ -117,11 +121,24 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
     allowList,
     quotas,
-    uploadedBytes: counter("gateway_upload_bytes_total", "video bytes stored"),
-    jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
+    uploadedBytes,
+    jobsCreated,
   });
   const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
   const idempotency = idempotentRequests(mongo.db, { log, maxUploadBytes: config.MAX_UPLOAD_BYTES });
+  const uploads = resumableUploads({
+    db: mongo.db,
+    files,
+    jobs,
+    queue,
+    quotas,
+    log,
+    verifier,
+    maxUploadBytes: config.MAX_UPLOAD_BYTES,
+    idempotency,
+    uploadedBytes,
+    jobsCreated,
+  });
   const service = jobService({ jobs, files, queue, quotas, log });
   const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
   const startup = startupCheck();
@@ -158,6 +175,7 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
     .use(accountRoutes({ quotas, verifier }))
     .use(linkRoutes({ service, jobs, links, verifier, publicUrl: config.PUBLIC_URL, log }))
     .use(jobRoutes({ intake, service, verifier, streams, idempotency }))
+    .use(uploads.routes)
     .use(webhookRoutes({ webhooks, verifier, allowList, log, resolve }));
 
   return {
@@ -170,6 +188,7 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
         await quotas.ensureIndexes();
         await idempotency.ensureIndexes();
         await webhooks.ensureIndexes();
+        await uploads.start();
         await verifier
           .ready()
           .catch((error) =>
@@ -182,6 +201,7 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
     /** Ends the live event streams, so the HTTP server's graceful stop waits only for requests that end. */
     async stop() {
       streams.end();
+      await uploads.stop();
     },
   } satisfies Service;
 }

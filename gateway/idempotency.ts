@@ -144,8 +144,8 @@ export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logge
   }
 
   /** A repeat: its own digest, then the first request's answer when it has one (bounded wait). */
-  async function repeat(userId: string, key: string, request: Request): Promise<Answer> {
-    const bodyHash = await digestOnly(request, maxUploadBytes);
+  async function repeat(userId: string, key: string, digestRepeat: () => Promise<string>): Promise<Answer> {
+    const bodyHash = await digestRepeat();
     const deadline = Date.now() + WAIT_FOR_FIRST_MS;
     for (;;) {
       const held = await records.findOne({ userId, key });
@@ -191,16 +191,19 @@ export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logge
     /**
      * Answers the request once per (user, key): the first runs `work` (which makes the job,
      * feeding the digest); a repeat gets the first answer again (`replayed`) or a problem.
+     * A repeat's digest is its body's (`digestOnly`), or `digestRepeat`'s for a request
+     * whose headers say it all (POST /uploads, whose upload's id stands in `jobId`).
      */
     async once(
       user: Caller,
       key: string,
       request: Request,
       work: (digest: RequestDigest) => Promise<Answer & { jobId: string }>,
+      digestRepeat: () => Promise<string> = () => digestOnly(request, maxUploadBytes),
     ): Promise<Answer & { replayed: boolean }> {
       const claimed = await claim(user.id, key);
       if ("claim" in claimed) return { ...(await first(user.id, key, claimed.claim, work)), replayed: false };
-      return { ...(await repeat(user.id, key, request)), replayed: true };
+      return { ...(await repeat(user.id, key, digestRepeat)), replayed: true };
     },
   };
 }

@@ -57,7 +57,8 @@ export type RequestDigest = ReturnType<typeof requestDigest>;
 export type Description =
   | { way: "form"; query: Entries; fields: Entries; filename: string }
   | { way: "raw"; query: Entries; type: string; filename: string }
-  | { way: "json"; query: Entries; body: unknown };
+  | { way: "json"; query: Entries; body: unknown }
+  | { way: "tus"; length: string | null; metadata: Entries };
 
 const sorted = (entries: Entries): Entries =>
   [...entries].sort(([a, x], [b, y]) => (a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0));
@@ -76,6 +77,13 @@ export const rawDescription = (query: Entries, type: string, request: Request): 
   query: sorted(query),
   type: type.split(";")[0]!.trim().toLowerCase(),
   filename: rawBodyFilename(request, query.find(([name]) => name === "filename")?.[1]),
+});
+
+/** A tus creation (POST /uploads: gateway/uploads/): its Upload-Length and its metadata, decoded, in any order. */
+export const tusDescription = (length: string | null, metadata: Entries): Description => ({
+  way: "tus",
+  length,
+  metadata: sorted(metadata),
 });
 
 /** A JSON body (a link and its options) and the query. */

@@ -1,0 +1,242 @@
+// One PATCH's bytes into GridFS, for the request holding the upload's lease
+// (gateway/uploads/store.ts). Bytes are gathered into GridFS chunks (255 KiB); full chunks
+// are written in batches as they fill, the next batch read while one is written, so a
+// PATCH of any size holds a few MiB. Whatever stops the body (its end, the client gone, a
+// request asking to take over), what arrived is kept: the full chunks in GridFS, the rest
+// in the upload's document. The first bytes are sniffed as soon as enough have arrived
+// (lib/upload.ts): not a video or an audio file, and the upload is refused (NotAVideo) before
+// a chunk of it is written. The last byte makes the chunks a GridFS file.
+import type { ObjectId } from "mongodb";
+import { CHUNK_BYTES, type FileStore } from "../../lib/files.ts";
+import type { Logger } from "../../lib/log.ts";
+import { collectEvery } from "../../lib/memory.ts";
+import { Conflict, ContentTooLarge, NotFound } from "../../lib/problem.ts";
+import { SNIFF_BYTES, sniffMedia } from "../../lib/upload.ts";
+import { NO_SUCH_UPLOAD, type Stored, tailOf, type UploadRecord, type UploadStore } from "./store.ts";
+
+/** Chunks per write (4 MiB). */
+const BATCH_CHUNKS = 16;
+/** How often a writing PATCH renews its lease and looks whether it is asked to stop. */
+const RENEW_MS = 2000;
+/** Bun frees request buffers when it collects: now and then, so a 1 GiB upload stays near rest (see BENCHMARKS.md). */
+const collect = collectEvery(16 * 1024 * 1024);
+
+export interface ReceiveDeps {
+  files: FileStore;
+  uploads: UploadStore;
+  log: Logger;
+}
+
+export type Outcome =
+  /** Bytes stored, the upload not complete; the lease is given back. `stopped`: another request asked to take over. */
+  | { kind: "stored"; offset: number; stopped: boolean }
+  /** Every byte is stored and the file is whole; the lease is still held, for making the job. */
+  | { kind: "received"; upload: UploadRecord };
+
+/** The bytes of the upload from its stored offset on, gathered into GridFS chunks. */
+function chunkGatherer(upload: UploadRecord) {
+  const tail = tailOf(upload);
+  const firstN = Math.floor(upload.offset / CHUNK_BYTES);
+  let current = Buffer.allocUnsafe(CHUNK_BYTES);
+  current.set(tail);
+  let filled = tail.length;
+  let full: Buffer[] = []; // filled chunks not yet taken for writing
+  let nextN = firstN; // the number of full[0]
+  let storedN = firstN; // every chunk below this one is stored
+  let received = upload.offset;
+
+  return {
+    get received() {
+      return received;
+    },
+    get fullChunks() {
+      return full.length;
+    },
+    add(piece: Uint8Array) {
+      for (let at = 0; at < piece.length; ) {
+        const take = Math.min(CHUNK_BYTES - filled, piece.length - at);
+        current.set(piece.subarray(at, at + take), filled);
+        filled += take;
+        at += take;
+        if (filled === CHUNK_BYTES) {
+          full.push(current);
+          current = Buffer.allocUnsafe(CHUNK_BYTES);
+          filled = 0;
+        }
+      }
+      received += piece.length;
+    },
+    /** The file's first bytes (only while chunk 0 is not yet written). */
+    head: (): Uint8Array => (full.length ? full[0]! : current.subarray(0, filled)),
+    /** The full chunks to write next, and the number of the first. */
+    take(): { n: number; chunks: Buffer[] } {
+      const batch = { n: nextN, chunks: full };
+      nextN += full.length;
+      full = [];
+      return batch;
+    },
+    storedUpTo(n: number) {
+      storedN = n;
+    },
+    /** What is durably stored now: the tail as it was until a chunk of this request is written. */
+    stored: (): Stored =>
+      storedN > firstN ? { offset: storedN * CHUNK_BYTES, tail: new Uint8Array(0) } : { offset: upload.offset, tail },
+    /** Once every full chunk is stored: the offset, and the bytes past the last full chunk. */
+    rest: (): Stored => ({ offset: received, tail: current.subarray(0, filled) }),
+  };
+}
+
+/**
+ * Renews the lease every RENEW_MS with what is stored so far; `stop` is called when another
+ * request asks to take over or the lease is lost. `end()` waits for a renewal under way, so
+ * none lands after the last write.
+ */
+function leaseKeeper(deps: ReceiveDeps, id: ObjectId, writer: ObjectId, stored: () => Stored, stop: () => void) {
+  let renewing: Promise<void> | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (renewing) return;
+    renewing = deps.uploads
+      .renew(id, writer, stored())
+      .then((answer) => {
+        if (answer && !answer.stop) return;
+        stopped = true;
+        stop();
+      })
+      .catch((error) => deps.log.warn({ event: "upload.renew_failed", err: error, uploadId: id }, "lease not renewed"))
+      .finally(() => {
+        renewing = undefined;
+      });
+  }, RENEW_MS);
+  return {
+    get stopped() {
+      return stopped;
+    },
+    async end() {
+      clearInterval(timer);
+      await renewing;
+    },
+  };
+}
+
+/** Reads `body` into the upload (which this request holds: `writer`); see Outcome. Throws NotAVideo, 413, 409, 404. */
+export async function receive(
+  deps: ReceiveDeps,
+  upload: UploadRecord,
+  writer: ObjectId,
+  body: ReadableStream<Uint8Array> | null,
+): Promise<Outcome> {
+  const { files } = deps;
+  const id = upload._id;
+  const bytes = chunkGatherer(upload);
+  const reader = body?.getReader();
+  const lease = leaseKeeper(deps, id, writer, bytes.stored, () => void reader?.cancel().catch(() => {}));
+  let sniffed = upload.sniffed;
+  let overrun = false;
+  let writing: Promise<void> = Promise.resolve();
+  const writeFull = () => {
+    const { n, chunks } = bytes.take();
+    writing = files.writeChunks("videos", id, n, chunks).then(() => {
+      bytes.storedUpTo(n + chunks.length);
+      collect(chunks.length * CHUNK_BYTES);
+    });
+  };
+  try {
+    while (reader) {
+      let piece: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        piece = await reader.read();
+      } catch {
+        break; // the client is gone: what arrived is kept
+      }
+      if (piece.done) break;
+      const room = upload.length - bytes.received;
+      overrun = piece.value.length > room;
+      bytes.add(overrun ? piece.value.subarray(0, room) : piece.value);
+      if (!sniffed && bytes.received >= Math.min(SNIFF_BYTES, upload.length))
+        sniffed = (await sniffMedia(bytes.head())).mime;
+      if (overrun) break;
+      if (bytes.fullChunks >= BATCH_CHUNKS) {
+        await writing;
+        writeFull();
+      }
+    }
+    await writing;
+    writeFull();
+    await writing;
+  } catch (error) {
+    await writing.catch(() => {});
+    await lease.end();
+    await drain(reader);
+    if (isDuplicateKey(error)) throw new Conflict("another request wrote to this upload meanwhile: HEAD it again");
+    throw error;
+  }
+  await lease.end();
+  if (overrun) {
+    await drain(reader);
+    await keep(deps, upload, writer, bytes.rest(), sniffed);
+    throw new ContentTooLarge(`the body runs past Upload-Length (${upload.length} bytes); the bytes up to it are kept`);
+  }
+  if (bytes.received < upload.length)
+    return { kind: "stored", offset: await keep(deps, upload, writer, bytes.rest(), sniffed), stopped: lease.stopped };
+  // An upload shorter than SNIFF_BYTES is sniffed whole (chunk 0 is its only chunk, still in hand).
+  sniffed ??= (await sniffMedia(bytes.head())).mime;
+  return { kind: "received", upload: await complete(deps, upload, writer, bytes.rest(), sniffed) };
+}
+
+/** Records what is stored and gives the lease back; the upload removed meanwhile takes its chunks with it (404). */
+async function keep(deps: ReceiveDeps, upload: UploadRecord, writer: ObjectId, rest: Stored, sniffed?: string) {
+  if (await deps.uploads.release(upload._id, writer, rest, sniffed)) return rest.offset;
+  throw await lost(deps, upload);
+}
+
+/** The last chunk (the tail), then the file document: a GridFS file like any other, then the record says so. */
+async function complete(
+  deps: ReceiveDeps,
+  upload: UploadRecord,
+  writer: ObjectId,
+  rest: Stored,
+  sniffed: string,
+): Promise<UploadRecord> {
+  const id = upload._id;
+  if (upload.state !== "received") {
+    const lastN = Math.floor((upload.length - rest.tail.length) / CHUNK_BYTES);
+    if (rest.tail.length) await deps.files.writeChunks("videos", id, lastN, [rest.tail]);
+    await deps.files.finishFile("videos", id, upload.length, {
+      owner: upload.userId,
+      filename: upload.filename,
+      contentType: sniffed,
+    });
+  }
+  const received =
+    upload.state === "received" ? upload : await deps.uploads.received(id, writer, upload.length, sniffed);
+  if (!received) throw await lost(deps, upload);
+  return received;
+}
+
+/** The lease was lost: to a request that took over (409), or to a removal (404; the chunks written late go too). */
+async function lost(deps: ReceiveDeps, upload: UploadRecord): Promise<Error> {
+  if (await deps.uploads.kept(upload._id))
+    return new Conflict("another request took over this upload meanwhile: HEAD it again");
+  await deps.files.remove("videos", upload._id);
+  return new NotFound(NO_SUCH_UPLOAD);
+}
+
+/** Most of a PATCH refused part-way is read and dropped, so its client reads the answer rather than a reset. */
+const DRAIN_BYTES = 16 * 1024 * 1024;
+
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array> | undefined): Promise<void> {
+  if (!reader) return;
+  try {
+    for (let left = DRAIN_BYTES; left > 0; ) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      left -= value.length;
+    }
+    await reader.cancel();
+  } catch {
+    // the client is gone
+  }
+}
+
+const isDuplicateKey = (error: unknown) => (error as { code?: number }).code === 11000;
