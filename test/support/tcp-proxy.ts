@@ -22,6 +22,8 @@ export interface TcpProxyOptions {
   listenPort?: number;
   /** Connections carried at once; more are refused (256). */
   maxConnections?: number;
+  /** Told the bytes carried towards the server so far, as they pass (to act at a point of an upload). */
+  onForwarded?: (total: number) => void;
 }
 
 export interface TcpProxy {
@@ -46,6 +48,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   const maxConnections = options.maxConnections ?? 256;
   const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
+  let forwarded = 0;
   let isCut = false;
   let stopped = false;
   let server: Server | undefined;
@@ -67,6 +70,11 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     // Data flows both ways with backpressure; either side ending or failing ends both.
     client.pipe(upstream);
     upstream.pipe(client);
+    if (options.onForwarded)
+      client.on("data", (data: Buffer) => {
+        forwarded += data.length;
+        options.onForwarded!(forwarded);
+      });
     for (const socket of pair) {
       socket.on("error", end);
       socket.on("close", end);
