@@ -191,7 +191,7 @@ describe("the protocol", () => {
     expect((await stack.call(url, { method: "HEAD", headers: TUS })).status).toBe(401);
   });
 
-  test("a PATCH at the wrong offset is 409 and a wrong Content-Type 415, both changing nothing", async () => {
+  test("a PATCH at the wrong offset is 409, without an offset 422, with a wrong Content-Type 415, changing nothing", async () => {
     const user = await stack.newUser("tus");
     const url = await created(user, smallVideo);
     const firstPart = smallVideo.subarray(0, 5000);
@@ -204,6 +204,15 @@ describe("the protocol", () => {
     expect(behind.status).toBe(409);
     expect(behind.headers.get("content-type")).toStartWith("application/problem+json");
     expect((await problem(behind)).detail).toContain("has 5000 bytes");
+    const noOffset = await stack.call(url, {
+      method: "PATCH",
+      headers: { ...user.headers, ...TUS, "content-type": PATCH_TYPE },
+      body: "x",
+    });
+    expect(noOffset.status).toBe(422);
+    expect((await problem(noOffset)).errors).toEqual([
+      { field: "Upload-Offset", message: "is required: the upload's offset as HEAD answers it" },
+    ]);
     const wrongType = await patch(user, url, 5000, smallVideo.subarray(5000), undefined, "application/octet-stream");
     expect(wrongType.status).toBe(415);
     expect((await head(user, url)).headers.get("upload-offset")).toBe("5000");

@@ -75,9 +75,7 @@ export const uploadDocs = {
         "Upload-Expires": EXPIRES,
         ...RESUMABLE_ANSWER,
       }),
-      400: answer(
-        "Upload-Length is missing or not a number of bytes, Upload-Defer-Length was sent, or the request has a body",
-      ),
+      400: answer("the request has a body: send the bytes with PATCH"),
       409: answer("the first request with this Idempotency-Key is still running, or failed: send it again"),
       412: answer(WRONG_VERSION),
       413: answer(
@@ -85,7 +83,7 @@ export const uploadDocs = {
       ),
       415: answer("Upload-Length is 0: an empty file is no video"),
       422: answer(
-        "Upload-Metadata is malformed, or names an unknown option or a bad value: `errors` names each field; nothing is stored",
+        "Upload-Length is missing or not a number of bytes, Upload-Defer-Length was sent, or Upload-Metadata is malformed or names an unknown option or a bad value: `errors` names each field; nothing is stored",
       ),
       429: answer(
         "MAX_ACTIVE_JOBS jobs under way, or as many unfinished uploads (`quota: activeJobs`): try again after `Retry-After`",
@@ -139,7 +137,6 @@ export const uploadDocs = {
         "Job-Id": "with the last byte: the id of the job made (GET /jobs/{id})",
         ...RESUMABLE_ANSWER,
       }),
-      400: answer("Upload-Offset is missing or not a number of bytes"),
       404: answer(NOT_FOUND),
       409: answer(
         "Upload-Offset is not the upload's offset (HEAD it and send from there), or another request took over",
@@ -152,6 +149,7 @@ export const uploadDocs = {
       415: answer(
         `the body is not ${PATCH_TYPE}, or the file's first bytes are not a video or an audio file (the upload is removed)`,
       ),
+      422: answer("Upload-Offset is missing or not a number of bytes (`errors` names it)"),
       423: answer("another request is writing to this upload; it is asked to stop: HEAD again shortly", {
         "Retry-After": "seconds",
       }),

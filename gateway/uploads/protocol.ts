@@ -5,7 +5,7 @@
 // file's name and the conversion options by their usual names (parsed by gateway/options.ts).
 import { cleanFilename } from "../../lib/filenames.ts";
 import type { ConversionOptions } from "../../lib/options.ts";
-import { BadRequest, HttpProblem, Unprocessable, UnsupportedMediaType } from "../../lib/problem.ts";
+import { HttpProblem, Unprocessable, UnsupportedMediaType } from "../../lib/problem.ts";
 import { badOptions, parseOptions } from "../options.ts";
 
 export const TUS_VERSION = "1.0.0";
@@ -37,30 +37,28 @@ export function checkVersion(headers: Headers): void {
   );
 }
 
-/** A whole number of bytes as a header gives it: digits only, within what a number holds exactly. */
-function byteCount(headers: Headers, name: string): number | undefined {
-  const value = headers.get(name);
-  if (value === null) return undefined;
-  if (!/^\d{1,16}$/.test(value.trim()) || !Number.isSafeInteger(Number(value)))
-    throw new BadRequest(`${name} must be a whole number of bytes`);
+/** 422 naming the header, as every bad field is named. */
+const badHeader = (field: string, message: string) => new Unprocessable(`${field} ${message}`, [{ field, message }]);
+
+/** A whole number of bytes as a required header gives it: digits only, within what a number holds exactly. */
+function byteCount(headers: Headers, field: string, what: string): number {
+  const value = headers.get(field)?.trim();
+  if (value === undefined) throw badHeader(field, `is required: ${what}`);
+  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value)))
+    throw badHeader(field, "must be a whole number of bytes");
   return Number(value);
 }
 
 /** POST's Upload-Length: required (this server has no creation-defer-length). */
 export function uploadLength(headers: Headers): number {
   if (headers.has("upload-defer-length"))
-    throw new BadRequest("Upload-Defer-Length is not supported: send Upload-Length, the file's size in bytes");
-  const length = byteCount(headers, "upload-length");
-  if (length === undefined) throw new BadRequest("send Upload-Length, the file's size in bytes");
-  return length;
+    throw badHeader("Upload-Defer-Length", "is not supported: send Upload-Length, the file's size in bytes");
+  return byteCount(headers, "Upload-Length", "the file's size in bytes");
 }
 
 /** PATCH's Upload-Offset: required; where the body's bytes belong. */
-export function uploadOffset(headers: Headers): number {
-  const offset = byteCount(headers, "upload-offset");
-  if (offset === undefined) throw new BadRequest("send Upload-Offset: the upload's offset as HEAD answers it");
-  return offset;
-}
+export const uploadOffset = (headers: Headers): number =>
+  byteCount(headers, "Upload-Offset", "the upload's offset as HEAD answers it");
 
 /** PATCH bodies are `application/offset+octet-stream` and nothing else: 415. */
 export function checkPatchType(headers: Headers): void {
@@ -120,8 +118,7 @@ export function describeUpload(headers: Headers): UploadDescription {
   };
 }
 
-const metadataProblem = (message: string) =>
-  new Unprocessable(`${METADATA_FIELD} ${message}`, [{ field: METADATA_FIELD, message }]);
+const metadataProblem = (message: string) => badHeader(METADATA_FIELD, message);
 
 /** Upload-Expires: an HTTP date (RFC 9110). */
 export const httpDate = (date: Date) => date.toUTCString();
