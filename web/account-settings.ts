@@ -5,6 +5,7 @@
 import { changePassword, deleteAccount } from "./account-api.ts";
 import { ApiError } from "./api.ts";
 import { resetToggles } from "./auth-views.ts";
+import { closeOnBackdrop } from "./dom.ts";
 import { describeError, type Message, sentence } from "./errors.ts";
 import { $, busy, show, view } from "./page.ts";
 import { current, endSession, sessionLost } from "./session.ts";
@@ -96,15 +97,4 @@ view.accountOpen.addEventListener("click", open);
 $("account-close").addEventListener("click", closeAccountDialog);
 passwordForm.addEventListener("submit", (event) => void savePassword(event as SubmitEvent));
 deleteForm.addEventListener("submit", (event) => void deleteEverything(event as SubmitEvent));
-// A click on the backdrop (outside the dialog's box) closes it too.
-dialog.addEventListener("click", (event) => {
-  if (event.target === dialog) {
-    const box = dialog.getBoundingClientRect();
-    const inside =
-      event.clientX >= box.left &&
-      event.clientX <= box.right &&
-      event.clientY >= box.top &&
-      event.clientY <= box.bottom;
-    if (!inside) closeAccountDialog();
-  }
-});
+closeOnBackdrop(dialog);
