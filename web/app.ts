@@ -3,6 +3,7 @@
 import { confirmAddress, openReset, takeEmailedLink } from "./account-links.ts";
 import { closeAccountDialog } from "./account-settings.ts";
 import { showAuthView } from "./auth-views.ts";
+import { closeDeveloperDialog } from "./developer.ts";
 import { jobActions } from "./job-actions.ts";
 import { showLinkedJob } from "./job-link.ts";
 import { clearJobs, loadJobs, setJobActions } from "./jobs.ts";
@@ -28,6 +29,7 @@ onSession({
     upload.cancelAll();
     unstageAll();
     closeAccountDialog();
+    closeDeveloperDialog();
     showVerifyBanner();
     showAuthView("login");
   },
