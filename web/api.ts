@@ -49,7 +49,7 @@ function retryAfterSeconds(value: string | null): number | undefined {
   return Number.isFinite(seconds) ? Math.max(1, Math.ceil(seconds)) : undefined;
 }
 
-function problemFrom(status: number, text: string, retryAfter: string | null): ApiError {
+export function problemFrom(status: number, text: string, retryAfter: string | null): ApiError {
   let problem: Problem = { status };
   try {
     const body = JSON.parse(text) as Partial<Problem> | null;
@@ -60,7 +60,7 @@ function problemFrom(status: number, text: string, retryAfter: string | null): A
   return new ApiError(status, problem, retryAfterSeconds(retryAfter));
 }
 
-const unreachable = () => new ApiError(0, { status: 0, detail: "the server could not be reached" });
+export const unreachable = () => new ApiError(0, { status: 0, detail: "the server could not be reached" });
 
 /** What answers a refused token (401): a renewed one to send again with, or null (session.ts sets it). */
 let renewRefused: ((refused: string) => Promise<string | null>) | undefined;

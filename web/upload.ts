@@ -1,4 +1,5 @@
-// Sending: the upload queue (one file at a time, each with its options) and its progress,
+// Sending: the upload queue (one file at a time, each with its options) and its progress
+// (files from 8 MiB on resumably over tus: resumable.ts; smaller ones whole, as multipart),
 // the file picker and dropping files on the page (both add to "Ready to convert", see
 // staging.ts), and the link form (sent at once with the shared options).
 import { convertLink, uploadVideo } from "./api.ts";
@@ -8,6 +9,7 @@ import { follow, render } from "./jobs.ts";
 import type { Options } from "./options.ts";
 import { sharedOptions } from "./options-panel.ts";
 import { busy, say, view } from "./page.ts";
+import { RESUMABLE_FROM_BYTES, uploadResumable } from "./resumable.ts";
 import { current, freshToken, sessionLost } from "./session.ts";
 import { refreshUsage } from "./usage.ts";
 
@@ -31,14 +33,25 @@ export const upload = (() => {
     view.upload.hidden = false;
     view.uploadBar.value = 0;
     view.uploadLabel.textContent = `Uploading ${file.name}${position}…`;
-    const sending = uploadVideo(token, file, options, (sent, total) => {
+    let verb = "Uploading";
+    const progress = (sent: number, total: number) => {
       const percent = total ? Math.floor((sent / total) * 100) : 0;
       view.uploadBar.value = percent;
       view.uploadLabel.textContent =
-        sent < total
-          ? `Uploading ${file.name}: ${percent}% of ${sizeText(total)}${position}`
-          : `Checking ${file.name}…`;
-    });
+        sent < total ? `${verb} ${file.name}: ${percent}% of ${sizeText(total)}${position}` : `Checking ${file.name}…`;
+    };
+    // Large files go resumably (tus): a dropped connection or a reload costs little (resumable.ts).
+    const sending =
+      file.size >= RESUMABLE_FROM_BYTES
+        ? uploadResumable(file, options, mine.email, {
+            token: freshToken,
+            progress,
+            resuming: () => {
+              verb = "Resuming";
+              view.uploadLabel.textContent = `Resuming ${file.name}${position}…`;
+            },
+          })
+        : uploadVideo(token, file, options, progress);
     running = sending;
     try {
       const job = await sending.done;
