@@ -190,9 +190,9 @@ async function throughputs(first: Service, warmup: string): Promise<Service> {
   const oneMinute = await testClip(60);
   const JOBS = 16; // 8 finish in ~2 s, too short to read through this machine's noise
   const clipSeconds = (await probe(oneMinute)).durationSec;
-  async function throughput(label: string) {
+  async function throughput(label: string, options?: ConversionOptions) {
     const ids: ObjectId[] = [];
-    for (let i = 0; i < JOBS; i++) ids.push(await storeJob(oneMinute));
+    for (let i = 0; i < JOBS; i++) ids.push(await storeJob(oneMinute, options));
     const started = performance.now();
     await Promise.all(ids.map(publish));
     const done = await Promise.all(ids.map((id) => announced(id, 300_000)));
@@ -204,6 +204,7 @@ async function throughputs(first: Service, warmup: string): Promise<Service> {
   }
   const warmBoth = async () => Promise.all([convertOnce(await storeJob(warmup)), convertOnce(await storeJob(warmup))]); // one each, most likely
   const one = await throughput("1 worker");
+  await throughput("1 worker, cover none", { cover: "none" }); // what the default cover costs a short clip
   const second = await startService("converter", converterEnv());
   await warmBoth();
   const two = await throughput("2 worker processes");

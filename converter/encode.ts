@@ -1,12 +1,12 @@
 // ffmpeg and ffprobe on a spooled source, side by side. ffmpeg starts at once with the
 // settings the job's options give (converter/plan.ts guessAudio): waiting for the probe
 // first would cost every job one more process start. When the probe answers, the plan is
-// made and written on the job (the source's audio tracks, the options as applied); a plan
-// that cannot be carried out (no such track, a start past the end, too long) stops ffmpeg
-// through `verdict`, within milliseconds and before anything is stored; so does ffmpeg
-// outlasting its time budget. A plan whose settings differ from the guess (another default
+// made, and written on the job beside the work (the source's audio tracks, the options as
+// applied); a plan that cannot be carried out (no such track, a start past the end, too
+// long) stops ffmpeg through `verdict`, within milliseconds and before anything is stored;
+// so does ffmpeg outlasting its time budget. A plan whose settings differ from the guess (another default
 // track, an audio track that starts late under a trim) runs ffmpeg again with them. The
-// cover's ffmpeg runs beside the audio's once the plan names one.
+// cover's ffmpeg runs beside the audio's as soon as the plan names one.
 import { join } from "node:path";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
@@ -50,30 +50,19 @@ export async function encode(
   const { config } = context;
   const output = join(workDir, "audio.mp3");
   const opened = inputOptions(job.source.contentType); // the one demuxer, the file protocol alone
-  const verdict = new AbortController(); // bad input found by the plan, or the time budget passed
-  const wrongGuess = new AbortController();
-  const started = performance.now();
-  let budget: ReturnType<typeof setTimeout> | undefined;
-  let spanSec = 0; // known once planned; until then no progress is shown
-  const planning = probeSource(input, { contentType: job.source.contentType, signal }).then((source) =>
-    recordPlan(context, job, source),
-  );
+  const verdict = new AbortController(); // bad input found by the plan, the store away, or the time budget passed
+  const probing = probeSource(input, { contentType: job.source.contentType, signal });
+  const planning = probing.then((source) => planConversion(job, source, config));
+  const recording = recordProbe(context, job, probing, planning);
+  recording.catch((error) => verdict.abort(error));
   const guess = guessAudio(job.options, config);
-  planning.then(
-    (plan) => {
-      spanSec = plan.spanSec;
-      if (!sameSettings(plan.audio, guess)) wrongGuess.abort(new WrongGuess());
-      const left = timeBudgetMs(spanSec) - (performance.now() - started);
-      budget = setTimeout(() => verdict.abort(overBudget(spanSec)), Math.max(0, left));
-    },
-    (error) => verdict.abort(error),
-  );
+  const followed = followPlan(planning, guess, verdict);
   const run = (settings: AudioSettings, ...signals: AbortSignal[]) =>
     transcode(input, output, {
       ...settings,
       inputOptions: opened,
       signal: AbortSignal.any([signal, verdict.signal, ...signals]),
-      onProgress: (written) => spanSec && onProgress(written / spanSec),
+      onProgress: (written) => followed.spanSec && onProgress(written / followed.spanSec),
     });
   const stopCover = new AbortController();
   const coverSignal = AbortSignal.any([signal, verdict.signal, stopCover.signal]);
@@ -82,7 +71,8 @@ export async function encode(
     () => undefined,
   );
   try {
-    const [planned, encoded] = await Promise.allSettled([planning, run(guess, wrongGuess.signal)]);
+    const [planned, encoded] = await Promise.allSettled([planning, run(guess, followed.wrongGuess)]);
+    await recording; // the tracks are on the job before it fails or goes on
     if (planned.status === "rejected") throw planned.reason; // names the cause better than ffmpeg's failure
     const plan = planned.value;
     let writtenSeconds: number;
@@ -96,23 +86,47 @@ export async function encode(
     const cover = await covering;
     return { output, writtenSeconds, plan, ...(cover ? { cover } : {}) };
   } finally {
-    clearTimeout(budget);
+    followed.stop();
     stopCover.abort(); // a failed encode leaves no cover ffmpeg behind
     await covering;
   }
 }
 
-/** The plan, written on the job with the source's tracks; a plan that cannot be made still records the tracks. */
-async function recordPlan({ config, jobs }: ConverterContext, job: Job, source: SourceInfo): Promise<Plan> {
-  let plan: Plan;
-  try {
-    plan = planConversion(job, source, config);
-  } catch (error) {
-    await jobs.recordProbe(job._id, source.tracks);
-    throw error;
-  }
-  await jobs.recordProbe(job._id, source.tracks, plan.applied);
-  return plan;
+/**
+ * Once planned: the span (for progress), the guess checked (`wrongGuess` is aborted when the
+ * plan's settings differ), the time budget started; a plan that cannot be made is the verdict.
+ */
+function followPlan(planning: Promise<Plan>, guess: AudioSettings, verdict: AbortController) {
+  const started = performance.now();
+  const wrongGuess = new AbortController();
+  let budget: ReturnType<typeof setTimeout> | undefined;
+  const followed = { spanSec: 0, wrongGuess: wrongGuess.signal, stop: () => clearTimeout(budget) };
+  planning.then(
+    (plan) => {
+      followed.spanSec = plan.spanSec;
+      if (!sameSettings(plan.audio, guess)) wrongGuess.abort(new WrongGuess());
+      const left = timeBudgetMs(plan.spanSec) - (performance.now() - started);
+      budget = setTimeout(() => verdict.abort(overBudget(plan.spanSec)), Math.max(0, left));
+    },
+    (error) => verdict.abort(error),
+  );
+  return followed;
+}
+
+/**
+ * Writes on the job, beside the work, the source's audio tracks once probed and the options
+ * as applied once planned (a plan that cannot be made still leaves the tracks to see).
+ */
+async function recordProbe(
+  { jobs }: ConverterContext,
+  job: Job,
+  probing: Promise<SourceInfo>,
+  planning: Promise<Plan>,
+): Promise<void> {
+  const [source, plan] = await Promise.allSettled([probing, planning]);
+  if (source.status === "rejected") return; // nothing found; the probe's failure is the job's
+  const applied = plan.status === "fulfilled" ? plan.value.applied : undefined;
+  await jobs.recordProbe(job._id, source.value.tracks, applied);
 }
 
 /** The plan's cover as a JPEG in `workDir`, or undefined: none planned, none to be had (logged), or stopped. */
