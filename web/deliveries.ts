@@ -77,7 +77,7 @@ export function deliveriesBox(webhook: Webhook, toggle: HTMLButtonElement): HTML
   shown(false);
   toggle.setAttribute("aria-controls", box.id);
   toggle.addEventListener("click", () => {
-    shown(box.hidden);
+    shown(box.hidden !== false); // hidden: open it
     if (!box.hidden) void load();
   });
   refresh.addEventListener("click", () => void load());
