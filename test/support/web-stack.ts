@@ -50,13 +50,17 @@ export function webStack({
   maxUploadBytes,
   videoSeconds,
   userStorageBytes,
+  urlAllowHosts,
 }: {
   maxUploadBytes: number;
   videoSeconds: number;
   /** USER_STORAGE_BYTES of the gateway and converter (their default unless given) */
   userStorageBytes?: number;
+  /** URL_ALLOW_HOSTS of the gateway and notifier: "127.0.0.1" lets a webhook reach a local receiver */
+  urlAllowHosts?: string;
 }) {
   const storage = userStorageBytes ? { USER_STORAGE_BYTES: String(userStorageBytes) } : {};
+  const allowHosts = urlAllowHosts ? { URL_ALLOW_HOSTS: urlAllowHosts } : {};
   const log = createLogger("web-test", "silent");
   const stops: (() => Promise<unknown> | unknown)[] = [];
 
@@ -92,6 +96,7 @@ export function webStack({
       PUBLIC_URL: base,
       LINK_SIGNING_KEY,
       ...storage,
+      ...allowHosts,
     });
     const gateway = createGateway({
       config,
@@ -139,6 +144,7 @@ export function webStack({
       LINK_SIGNING_KEY,
       RESEND_API_KEY: "re_test_key",
       RESEND_BASE_URL: resend.url,
+      ...allowHosts,
     });
     const notifier = createNotifier({ config, log, mongo: place.mongo, queue: place.queue });
     await notifier.start();
