@@ -133,7 +133,8 @@ describe("API keys in the page", () => {
     expect((await jobsWith(key)).status).toBe(200);
 
     // Opened again: the key is not shown any more; the list says it was used.
-    await dialog.getByRole("button", { name: "Close" }).click();
+    await page.mouse.click(10, 400); // on the backdrop, beside the dialog: it closes
+    await dialog.waitFor({ state: "hidden" });
     await screenshots(page, "developer-header"); // where the dialog opens from
     await page.getByRole("button", { name: "Developer" }).click();
     await row.getByText("last used").waitFor();
@@ -165,6 +166,9 @@ describe("API keys in the page", () => {
 describe("webhooks in the page", () => {
   test("a private URL is refused in words; a conversion's deliveries show as delivered and pending, refreshed on demand", async () => {
     const { page, dialog, errors } = await developer();
+    await page.keyboard.press("Escape"); // a modal dialog: Escape closes it
+    await dialog.waitFor({ state: "hidden" });
+    await page.getByRole("button", { name: "Developer" }).click();
     const hooks = dialog.getByRole("region", { name: "Webhooks" });
     await hooks.getByText("No webhooks yet.").waitFor();
     const add = async (url: string) => {
