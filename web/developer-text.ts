@@ -91,10 +91,6 @@ export function developerError(error: unknown, subject: Subject): Message {
       return { title: detail ?? `You have as many ${what}s as an account may have: delete one first.` };
     case 422:
       return fieldsRefused(error);
-    case 503:
-      return subject === "webhook" && /look/i.test(detail ?? "")
-        ? { title: "The URL's host could not be looked up just now. Please try again shortly." }
-        : describeError(error, "job");
     default:
       return describeError(error, "job");
   }
