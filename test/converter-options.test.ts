@@ -446,6 +446,7 @@ describe("limits and files", () => {
     const stray = await files.upload("covers", Readable.from([Buffer.from("left behind")]), {
       owner: "42",
       filename: "again.jpg",
+      contentType: "image/jpeg",
       jobId,
     });
     await queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
