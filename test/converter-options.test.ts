@@ -266,6 +266,25 @@ describe("trim", () => {
     expect(job.options?.end).toBeCloseTo(3, 1);
   });
 
+  test("a trim counts the audio's own time when the audio starts after the video", async () => {
+    // 8 s of video; the audio starts at 3 s: 440 Hz for its first 2 s, then 880 Hz.
+    const video = join(outputs, "late-tone.mp4");
+    const tone = "aevalsrc=sin(2*PI*if(lt(t\\,2)\\,440\\,880)*t):s=44100:d=5";
+    await run(
+      ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=8:size=160x90:rate=15"]
+        .concat(["-itsoffset", "3", "-f", "lavfi", "-i", tone, "-c:v", "libx264", "-preset", "ultrafast"])
+        .concat(["-c:a", "aac", video]),
+    );
+    // Seconds 2.5 to 4 of the audio (5.5 to 7 of the video): the 880 Hz part. ffmpeg's first
+    // run seeks in the video's time (the audio's 0 to 1.5: 440 Hz); the plan runs it again.
+    const { job, mp3, probed } = await convert(video, "late.mp4", { start: 2.5, end: 4, cover: "none" });
+    expect(await toneFrequency(mp3)).toBeCloseTo(880, -1);
+    expect(Math.abs(seconds(probed) - 1.5)).toBeLessThan(0.1);
+    expect(entries.some((entry) => entry.event === "convert.rerun" && entry.jobId === job._id.toHexString())).toBe(
+      true,
+    );
+  });
+
   test("a start past the audio fails the job, saying so", async () => {
     const job = await convertFailing(await makeVideo({ seconds: 3 }), "late.mp4", { start: 10 });
     expect(job.error).toBe("the trim starts at 0:10 (10 s), but the audio lasts only 0:03 (3 s)");
