@@ -14,12 +14,12 @@ import { Conflict, ContentTooLarge, NotFound } from "../../lib/problem.ts";
 import { SNIFF_BYTES, sniffMedia } from "../../lib/upload.ts";
 import { NO_SUCH_UPLOAD, type Stored, tailOf, type UploadRecord, type UploadStore } from "./store.ts";
 
-/** Chunks per write (4 MiB). */
-const BATCH_CHUNKS = 16;
+/** Chunks per write (1 MiB): larger inserts cost more memory than they save time (BENCHMARKS.md). */
+const BATCH_CHUNKS = 4;
 /** How often a writing PATCH renews its lease and looks whether it is asked to stop. */
 const RENEW_MS = 2000;
-/** Bun frees request buffers when it collects: now and then, so a 1 GiB upload stays near rest (see BENCHMARKS.md). */
-const collect = collectEvery(16 * 1024 * 1024);
+/** Bun frees request and BSON buffers only when it collects: once per 4 MiB written, as for whole uploads (lib/upload.ts). */
+const collect = collectEvery(4 * 1024 * 1024);
 
 export interface ReceiveDeps {
   files: FileStore;
@@ -37,7 +37,8 @@ export type Outcome =
 function chunkGatherer(upload: UploadRecord) {
   const tail = tailOf(upload);
   const firstN = Math.floor(upload.offset / CHUNK_BYTES);
-  let current = Buffer.allocUnsafe(CHUNK_BYTES);
+  const spare: Buffer[] = []; // written chunks' buffers, filled again (fewer allocations for the collector to free)
+  let current: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   current.set(tail);
   let filled = tail.length;
   let full: Buffer[] = []; // filled chunks not yet taken for writing
@@ -60,7 +61,7 @@ function chunkGatherer(upload: UploadRecord) {
         at += take;
         if (filled === CHUNK_BYTES) {
           full.push(current);
-          current = Buffer.allocUnsafe(CHUNK_BYTES);
+          current = spare.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
           filled = 0;
         }
       }
@@ -75,8 +76,10 @@ function chunkGatherer(upload: UploadRecord) {
       full = [];
       return batch;
     },
-    storedUpTo(n: number) {
+    /** The chunks before `n` are stored; `written`, once the driver is done with them, are filled again. */
+    storedUpTo(n: number, written: Buffer[]) {
       storedN = n;
+      spare.push(...written.slice(0, 2 * BATCH_CHUNKS - spare.length));
     },
     /** What is durably stored now: the tail as it was until a chunk of this request is written. */
     stored: (): Stored =>
@@ -137,7 +140,7 @@ export async function receive(
   const writeFull = () => {
     const { n, chunks } = bytes.take();
     writing = files.writeChunks("videos", id, n, chunks).then(() => {
-      bytes.storedUpTo(n + chunks.length);
+      bytes.storedUpTo(n + chunks.length, chunks);
       collect(chunks.length * CHUNK_BYTES);
     });
   };
