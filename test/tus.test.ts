@@ -331,6 +331,36 @@ describe("replicas, expiry and termination", () => {
     });
   });
 
+  test("while another request writes, a PATCH is 423 and asks it to stop; a lapsed writer's lease is taken over, its stray chunks removed", async () => {
+    const user = await stack.newUser("tus");
+    const url = await created(user, video);
+    const split = 300_001;
+    expect((await patch(user, url, 0, video.subarray(0, split))).status).toBe(204);
+    const _id = new ObjectId(url.split("/").pop());
+    // A writer that is alive (as far as the record says)...
+    await uploads().updateOne(
+      { _id },
+      { $set: { writer: { id: new ObjectId(), until: new Date(Date.now() + 60_000) } } },
+    );
+    const locked = await patch(user, url, split, video.subarray(split));
+    expect(locked.status).toBe(423);
+    expect(locked.headers.get("retry-after")).toBe("1");
+    expect((await uploads().findOne({ _id }))?.writer?.stop).toBe(true);
+    // ...then one whose lease ran out after it stored a chunk it never recorded (garbage, where chunk 1 goes).
+    await uploads().updateOne(
+      { _id },
+      { $set: { writer: { id: new ObjectId(), until: new Date(Date.now() - 1000) } } },
+    );
+    await stack.mongo.db
+      .collection("videos.chunks")
+      .insertOne({ _id: new ObjectId(), files_id: _id, n: 1, data: Buffer.alloc(255 * 1024, 7) });
+    const last = await patch(user, url, split, video.subarray(split));
+    expect(last.status).toBe(204);
+    const job = await stack.gateway.jobs.get(new ObjectId(last.headers.get("job-id")!));
+    const stored = await new Response(stack.gateway.files.download("videos", job!.videoFileId!) as never).arrayBuffer();
+    expect(Buffer.from(stored).equals(video)).toBe(true);
+  });
+
   test("an upload abandoned past its expiry is removed by the sweeper, with its chunks; a finished one keeps its job's file", async () => {
     const user = await stack.newUser("tus");
     const abandoned = await created(user, video);

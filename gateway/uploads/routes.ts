@@ -12,6 +12,7 @@
 // documents (store.ts), expiry (sweeper.ts), the OpenAPI text (docs.ts).
 import { Elysia } from "elysia";
 import { ObjectId } from "mongodb";
+import { CHUNK_BYTES } from "../../lib/files.ts";
 import { parseJobId } from "../../lib/jobs.ts";
 import { BadRequest, ContentTooLarge, HttpProblem, NotFound, UnsupportedMediaType } from "../../lib/problem.ts";
 import { formatBytes, NotAVideo } from "../../lib/upload.ts";
@@ -166,7 +167,15 @@ export function uploadRoutes(deps: UploadRoutesDeps) {
     checkPatchType(request.headers);
     const offset = uploadOffset(request.headers);
     const writer = new ObjectId();
-    const upload = await uploads.claim(uploadId(id), user.id, offset, writer);
+    const { upload, tookOver } = await uploads.claim(uploadId(id), user.id, offset, writer);
+    if (tookOver && upload.state === "receiving") {
+      // A writer whose lease ran out (its gateway died, or lost MongoDB) may have stored chunks it never recorded.
+      await deps.files.removeChunksFrom("videos", upload._id, Math.floor(upload.offset / CHUNK_BYTES));
+      log.info(
+        { event: "upload.taken_over", uploadId: upload._id, userId: user.id },
+        "a lapsed writer's lease taken over",
+      );
+    }
     const declared = contentLength(request.headers);
     if (declared !== undefined && declared > upload.length - offset) {
       await uploads.letGo(upload._id, writer);

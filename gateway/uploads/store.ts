@@ -109,12 +109,19 @@ export function uploadStore(db: Db) {
 
     /**
      * The lease for a PATCH at `offset` (a received upload too: a PATCH at its end makes its
-     * job, if that failed before). Else why not: 404, 410, 409 for another offset, 423 (and
-     * the holder asked to stop) while another request writes.
+     * job, if that failed before), and whether it was taken over from a writer whose lease ran
+     * out (whose late chunks past the offset must go). Else why not: 404, 410, 409 for another
+     * offset, 423 (and the holder asked to stop) while another request writes.
      */
-    async claim(id: ObjectId, userId: string, offset: number, writer: ObjectId): Promise<UploadRecord> {
+    async claim(
+      id: ObjectId,
+      userId: string,
+      offset: number,
+      writer: ObjectId,
+    ): Promise<{ upload: UploadRecord; tookOver: boolean }> {
       const now = new Date();
-      const claimed = await uploads.findOneAndUpdate(
+      const lease = { id: writer, until: later(LEASE_MS) };
+      const before = await uploads.findOneAndUpdate(
         {
           _id: id,
           userId,
@@ -123,10 +130,10 @@ export function uploadStore(db: Db) {
           sweepingAt: { $exists: false },
           $or: [{ writer: { $exists: false } }, { "writer.until": { $lte: now } }],
         },
-        { $set: { writer: { id: writer, until: later(LEASE_MS) } } },
-        { returnDocument: "after" },
+        { $set: { writer: lease } },
+        { returnDocument: "before" },
       );
-      if (claimed) return claimed;
+      if (before) return { upload: { ...before, writer: lease }, tookOver: before.writer !== undefined };
       const upload = await owned(id, userId);
       if (upload.offset !== offset)
         throw new Conflict(
