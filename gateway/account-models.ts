@@ -1,7 +1,7 @@
 // The account routes' models as the gateway's OpenAPI document names them (the schemas
 // themselves are lib/account-models.ts, which auth validates with too), and each route's
-// OpenAPI text. Registered as copies, like gateway/models.ts does, so a schema embedded
-// elsewhere never shares an `$id`.
+// OpenAPI text. Registered as copies (lib/openapi.ts `registered`), like gateway/models.ts
+// does, so a schema embedded elsewhere never shares an `$id`.
 import { type DocumentDecoration, Elysia } from "elysia";
 import {
   ApiKeyList,
@@ -17,23 +17,22 @@ import {
   Verified,
   VerifyBody,
 } from "../lib/account-models.ts";
+import { registered } from "../lib/openapi.ts";
 import { answers as described } from "./route-docs.ts";
 
-const copy = <T extends object>(schema: T): T => ({ ...schema });
-
 export const accountModels = new Elysia({ name: "gateway.account-models" }).model({
-  Registered: copy(Registered),
-  Session: copy(Session),
-  VerifyBody: copy(VerifyBody),
-  Verified: copy(Verified),
-  RefreshBody: copy(RefreshBody),
-  ForgotBody: copy(ForgotBody),
-  ResetBody: copy(ResetBody),
-  ChangePasswordBody: copy(ChangePasswordBody),
-  DeleteAccountBody: copy(DeleteAccountBody),
-  NewApiKeyBody: copy(NewApiKeyBody),
-  CreatedApiKey: copy(CreatedApiKey),
-  ApiKeyList: copy(ApiKeyList),
+  Registered: registered(Registered),
+  Session: registered(Session),
+  VerifyBody: registered(VerifyBody),
+  Verified: registered(Verified),
+  RefreshBody: registered(RefreshBody),
+  ForgotBody: registered(ForgotBody),
+  ResetBody: registered(ResetBody),
+  ChangePasswordBody: registered(ChangePasswordBody),
+  DeleteAccountBody: registered(DeleteAccountBody),
+  NewApiKeyBody: registered(NewApiKeyBody),
+  CreatedApiKey: registered(CreatedApiKey),
+  ApiKeyList: registered(ApiKeyList),
 });
 
 const bearer = [{ bearer: [] }];

@@ -1,10 +1,10 @@
 // The job routes, every one for a caller with a valid bearer token or API key: a table of short
 // handlers over the intake (new jobs), the job service and the live status stream.
 // GET /jobs/:id/audio, which a signed link opens too, is in gateway/link-routes.ts.
-import { Elysia, t } from "elysia";
+import { Elysia } from "elysia";
 import { bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import { headDocs } from "./downloads.ts";
-import { IDEMPOTENCY_HEADER, type IdempotentRequests, idempotencyKey, MAX_KEY_LENGTH } from "./idempotency.ts";
+import { type IdempotentRequests, idempotencyKey } from "./idempotency.ts";
 import type { JobIntake } from "./intake.ts";
 import type { JobService } from "./job-service.ts";
 import { jobStatusEvents, type LiveStreams } from "./live-events.ts";
@@ -33,19 +33,6 @@ const newJobAnswers = {
   503: "Problem",
 } as const;
 
-/** POST /jobs's optional header, for the OpenAPI document (the handler checks it: gateway/idempotency.ts). */
-const IdempotencyHeaders = t.Object(
-  {
-    [IDEMPOTENCY_HEADER.toLowerCase()]: t.Optional(
-      t.String({
-        description: `Up to ${MAX_KEY_LENGTH} characters of your choosing (a UUID will do). The same key with the same request within 24 h answers the first job again (202, the same body, \`Idempotent-Replayed: true\`) and stores nothing; with a different request it is 422; while the first is still running, 409 with Retry-After.`,
-        examples: ["3f1c9a52-6a1e-4c55-9a0e-2f6d1b7c8e90"],
-      }),
-    ),
-  },
-  { additionalProperties: true },
-); // every other header (Authorization first) stays as it came
-
 export const jobRoutes = ({ intake, service, verifier, streams, idempotency }: JobRoutesDeps) => {
   /** A new job from the request, once per Idempotency-Key when it has one. */
   async function newJob(request: Request, user: Caller, set: { headers: Record<string, unknown> }) {
@@ -63,10 +50,10 @@ export const jobRoutes = ({ intake, service, verifier, streams, idempotency }: J
     .use(bearer(verifier))
     .guard({ auth: "user-or-key", detail: { security: USER_OR_KEY } }, (app) =>
       app
-        // The query (a raw body's `filename` and options) is read by the intake, which names a bad field in its 422.
+        // The query (a raw body's `filename` and options) is read by the intake, which names a bad field in its 422;
+        // Idempotency-Key by gateway/idempotency.ts. Both are documented in jobDocs.create.
         .post("/jobs", async ({ request, user, status, set }) => status(202, await newJob(request, user, set)), {
           parse: "none",
-          headers: IdempotencyHeaders,
           response: newJobAnswers,
           detail: jobDocs.create,
         })

@@ -7,12 +7,9 @@
 import { Elysia, t } from "elysia";
 import { Credentials } from "../lib/account-models.ts";
 import { JOB_PHASES, JOB_STATUSES } from "../lib/jobs.ts";
+import { registered } from "../lib/openapi.ts";
 import { AudioTrack, ConversionOptions } from "../lib/options.ts";
 import { Problem } from "../lib/problem.ts";
-
-function copy<T extends object>(schema: T): T {
-  return { ...schema };
-}
 
 // ── jobs ────────────────────────────────────────────────────────────────────
 const JOB_ID = "6740c2a1f0e4b3a1c2d3e4f5";
@@ -192,17 +189,18 @@ export type UsageView = typeof UsageView.static;
 
 /**
  * The shared models by name, as the OpenAPI document calls them. Each is registered as a
- * copy: Elysia gives a registered schema an `$id`, and the originals are embedded
- * elsewhere (JobPage holds JobView; every service answers Problem), where a second
- * schema with the same `$id` would make the document invalid.
+ * copy (lib/openapi.ts `registered`): Elysia gives a registered schema an `$id`, and the
+ * originals are embedded elsewhere (JobPage holds JobView; every service answers Problem),
+ * where a second schema with the same `$id` would make the document invalid; and Elysia
+ * closes a registered schema in place when a route first uses it, which the document undoes.
  */
 export const gatewayModels = new Elysia({ name: "gateway.models" }).model({
-  Job: copy(JobView),
-  JobPage: copy(JobPage),
-  JobDeleted: copy(JobDeleted),
-  Credentials: copy(Credentials),
-  Usage: copy(UsageView),
-  ConversionOptions: copy(ConversionOptions),
-  ShareLink: copy(ShareLink),
-  Problem: copy(Problem),
+  Job: registered(JobView),
+  JobPage: registered(JobPage),
+  JobDeleted: registered(JobDeleted),
+  Credentials: registered(Credentials),
+  Usage: registered(UsageView),
+  ConversionOptions: registered(ConversionOptions),
+  ShareLink: registered(ShareLink),
+  Problem: registered(Problem),
 });

@@ -6,6 +6,7 @@
 import type { DocumentDecoration } from "elysia";
 import { MAX_LINK_LENGTH } from "../lib/link.ts";
 import { ConversionOptions, OPTION_FIELDS, TIMESTAMP_PATTERN } from "../lib/options.ts";
+import { IDEMPOTENCY_HEADER, MAX_KEY_LENGTH } from "./idempotency.ts";
 
 const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
 
@@ -63,6 +64,18 @@ const OPTIONS_TEXT =
 
 const rawBody = { schema: { type: "string" as const, format: "binary" } };
 const LINK_EXAMPLE = { url: "https://example.com/talks/keynote.mp4", bitrate: 192, start: "1:15", title: "Keynote" };
+
+/** What POST /jobs and POST /upload answer, by status. */
+const NEW_JOB_ANSWERS = answers({
+  202: "the job, queued: follow it live at `links.events`, or read `links.self` now and then",
+  400: "the body could not be read: not valid JSON, or a malformed multipart form",
+  413: "the file is larger than MAX_UPLOAD_BYTES, or would take your stored bytes past your storage quota (`quota: storedBytes`, with `limit` and `used`)",
+  415: "neither a video nor an audio file (judged by its first bytes), or a content type this route does not take",
+  409: "(POST /jobs) the first request with this `Idempotency-Key` is still running, or failed: send it again after `Retry-After`",
+  422: "`file` or `url` is missing or invalid, or a conversion option is: `errors` names each field; nothing is stored. Or an `Idempotency-Key` used before with another request",
+  429: "you have MAX_ACTIVE_JOBS jobs queued or converting already (`quota: activeJobs`): try again after `Retry-After`",
+  503: `${STORE_AWAY}; nothing was stored`,
+});
 
 /** POST /jobs and its alias POST /upload take the same bodies, parameters and options. */
 const newJobDoc: DocumentDecoration = {
@@ -126,16 +139,7 @@ const newJobDoc: DocumentDecoration = {
       },
     },
   },
-  responses: answers({
-    202: "the job, queued: follow it live at `links.events`, or read `links.self` now and then",
-    400: "the body could not be read: not valid JSON, or a malformed multipart form",
-    413: "the file is larger than MAX_UPLOAD_BYTES, or would take your stored bytes past your storage quota (`quota: storedBytes`, with `limit` and `used`)",
-    415: "neither a video nor an audio file (judged by its first bytes), or a content type this route does not take",
-    409: "(POST /jobs) the first request with this `Idempotency-Key` is still running, or failed: send it again after `Retry-After`",
-    422: "`file` or `url` is missing or invalid, or a conversion option is: `errors` names each field; nothing is stored. Or an `Idempotency-Key` used before with another request",
-    429: "you have MAX_ACTIVE_JOBS jobs queued or converting already (`quota: activeJobs`): try again after `Retry-After`",
-    503: `${STORE_AWAY}; nothing was stored`,
-  }),
+  responses: NEW_JOB_ANSWERS,
 };
 
 /** The SSE events of GET /jobs/:id/events, each named by `event:` with JSON in `data:`. */
@@ -153,9 +157,33 @@ const EVENTS = {
 const EVENT_EXAMPLE =
   'event: status\nid: 1764590409000\ndata: {"id":"6740c2a1f0e4b3a1c2d3e4f5","status":"converting","phase":"converting","progress":42,…}\n\n';
 
+/** POST /jobs's own header (gateway/idempotency.ts checks it), and what a repeat answers with. */
+const IDEMPOTENCY_KEY = {
+  name: IDEMPOTENCY_HEADER,
+  in: "header",
+  required: false,
+  description: `Up to ${MAX_KEY_LENGTH} characters of your choosing (a UUID will do). The same key with the same request within 24 h answers the first job again (202, the same body, \`Idempotent-Replayed: true\`) and stores nothing; with a different request it is 422; while the first is still running, 409 with Retry-After.`,
+  schema: {
+    type: "string" as const,
+    minLength: 1,
+    maxLength: MAX_KEY_LENGTH,
+    examples: ["3f1c9a52-6a1e-4c55-9a0e-2f6d1b7c8e90"],
+  },
+};
+const REPLAYED = {
+  "Idempotent-Replayed": {
+    description:
+      "`true`: the answer to an earlier request with the same Idempotency-Key, given again (nothing new was stored); absent otherwise",
+    required: false,
+    schema: { type: "string" as const, enum: ["true"] },
+  },
+};
+
 export const jobDocs = routeDocs({
   create: {
     ...newJobDoc,
+    parameters: [...(newJobDoc.parameters ?? []), IDEMPOTENCY_KEY],
+    responses: { ...NEW_JOB_ANSWERS, 202: { ...NEW_JOB_ANSWERS[202]!, headers: REPLAYED } },
     tags: ["jobs"],
     summary:
       "Convert a video or audio file: multipart field `file`, the raw file with a video/* or audio/* content type, or JSON {url}; with conversion options",

@@ -3,10 +3,9 @@
 // allows, under the document's `webhooks`).
 import { type DocumentDecoration, Elysia, t } from "elysia";
 import { MAX_LINK_LENGTH } from "../lib/link.ts";
+import { registered } from "../lib/openapi.ts";
 import { MAX_WEBHOOKS_PER_USER, WEBHOOK_EVENTS } from "../lib/webhooks.ts";
 import { JobView } from "./models.ts";
-
-const copy = <T extends object>(schema: T): T => ({ ...schema });
 
 const EventName = t.UnionEnum(WEBHOOK_EVENTS, {
   description: "`job.done`: a job's MP3 is ready; `job.failed`: a job failed (its `error` says why)",
@@ -149,12 +148,12 @@ export const WebhookId = t.Object({ id: t.String() });
 export const DeliveriesQuery = t.Object({ limit: t.Integer({ minimum: 1, maximum: 100, default: 20 }) });
 
 export const webhookModels = new Elysia({ name: "gateway.webhook-models" }).model({
-  NewWebhook: copy(NewWebhook),
-  Webhook: copy(WebhookView),
-  CreatedWebhook: copy(CreatedWebhook),
-  WebhookList: t.Object({ items: t.Array(WebhookView) }),
-  WebhookDeliveries: t.Object({ items: t.Array(DeliveryView) }),
-  WebhookEvent: copy(WebhookEvent),
+  NewWebhook: registered(NewWebhook),
+  Webhook: registered(WebhookView),
+  CreatedWebhook: registered(CreatedWebhook),
+  WebhookList: registered(t.Object({ items: t.Array(WebhookView) })),
+  WebhookDeliveries: registered(t.Object({ items: t.Array(DeliveryView) })),
+  WebhookEvent: registered(WebhookEvent),
 });
 
 /** The document's OpenAPI 3.1 `webhooks`: what the notifier posts, by event. */

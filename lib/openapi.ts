@@ -2,15 +2,18 @@
 // routes' schemas and `detail`; this finishes what it leaves out or gets wrong for a
 // client, the same way for every route of every service:
 // - a route's `detail.responses` (what each status means there) merged into the answers
-//   its `response` schemas make (the plugin keeps only one of the two);
+//   its `response` schemas make, and its `detail.parameters` beside those its `query` and
+//   `headers` schemas make (the plugin keeps only one of each two);
 // - JSON request bodies under application/json (a route with its own body parser, as every
 //   JSON route here has, gets no content type at all), optional ones not required;
 // - every error answer as application/problem+json referencing components.schemas.Problem,
 //   with an example; 401 on every route that needs credentials, with its WWW-Authenticate
 //   challenge; Retry-After on 429 and 503;
 // - integers as "integer" (Elysia's coercion makes query and form integers "string or
-//   integer"; the plugin makes an enum of numbers a string), a schema written out again where it is a component replaced by its $ref,
-//   a model's own example shown as the example of the body or answer it describes.
+//   integer"; the plugin makes an enum of numbers a string; a union of literals written by
+//   hand, an enum typed by its values), a schema written out again where it is a component
+//   replaced by its $ref, a model's own example shown as the example of the body or answer it describes;
+// - each model as it was declared, whatever requests were served before (see `registered`).
 import { STATUS_CODES } from "node:http";
 import { toOpenAPISchema } from "@elysiajs/openapi";
 import { type AnyElysia, Elysia } from "elysia";
@@ -55,6 +58,25 @@ const MEANINGS: Record<string, string> = {
 
 const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value));
 
+/** The registered copies of models that declare no `additionalProperties` (see `registered`). */
+const OPEN_MODELS = new WeakSet<object>();
+
+/**
+ * A copy of `schema` to register as a model (`.model({ Job: registered(JobView) })`). A copy,
+ * because Elysia gives a registered schema an `$id`, and the original, embedded elsewhere
+ * (JobPage holds JobView), must not carry a second one. Remembered as declared, because
+ * Elysia also writes `additionalProperties: false` into a registered object schema that
+ * declares none, in place, when it compiles the first route that takes or answers it (at
+ * that route's first request): the document leaves it out again, or it would change with
+ * the requests served before it was read (and a closed Job would no longer be the Job inside
+ * JobPage, which would then repeat it instead of referring to it).
+ */
+export function registered<T extends object>(schema: T): T {
+  const copy = { ...schema };
+  if (!("additionalProperties" in schema)) OPEN_MODELS.add(copy);
+  return copy;
+}
+
 /** Elysia's coercion unions ("5" or 5) as the plain type they stand for; other unions as they are. */
 function uncoerce(schema: Json): Json {
   const branches = schema.anyOf as Json[] | undefined;
@@ -77,6 +99,16 @@ function typedEnum(schema: Json): Json {
   );
   if (kinds.has("number")) kinds.delete("integer");
   return { ...schema, type: kinds.size === 1 ? [...kinds][0] : [...kinds] };
+}
+
+/** A union of literals written by hand (`anyOf` of `{const, type}`: TypeBox's Literal) as an enum typed by its values. */
+function literalEnum(schema: Json): Json {
+  const branches = schema.anyOf as Json[] | undefined;
+  const literal = (branch: Json) =>
+    "const" in branch && Object.keys(branch).every((key) => ["const", "type"].includes(key));
+  if (!Array.isArray(branches) || !branches.length || !branches.every(literal)) return schema;
+  const { anyOf: _, ...outer } = schema;
+  return typedEnum({ ...outer, type: "string", enum: branches.map((branch) => branch.const) });
 }
 
 /** Walks every schema-like object of the document, replacing each by `visit`'s answer, depth first. */
@@ -140,6 +172,16 @@ function mergeResponses(operation: Json, declared: Json | undefined) {
       ...(answer.content || made.content ? { content: answer.content ?? made.content } : {}),
     };
   }
+}
+
+/** The route's own `detail.parameters` beside those its schemas made; its own one wins where both name the same. */
+function mergeParameters(operation: Json, declared: Json[] | undefined) {
+  if (!declared?.length) return;
+  const id = (parameter: Json) =>
+    `${parameter.in} ${parameter.in === "header" ? String(parameter.name).toLowerCase() : parameter.name}`;
+  const own = new Set(declared.map(id));
+  const made = ((operation.parameters ?? []) as Json[]).filter((parameter) => !own.has(id(parameter)));
+  operation.parameters = [...made, ...clone(declared)];
 }
 
 /** A JSON body the plugin could not place (its parser is the route's own): application/json, required unless optional. */
@@ -243,6 +285,9 @@ function usedSchemes(document: Json, schemes: Json) {
 
 /** Every route of the app `app` is (or is used by): Elysia keeps the accessor protected. */
 const routesOf = (app: AnyElysia) => (app as unknown as { getGlobalRoutes(): Route[] }).getGlobalRoutes();
+/** The models registered by name, the very objects Elysia validates with. */
+const definitionsOf = (app: AnyElysia) =>
+  (app as unknown as { getGlobalDefinitions(): { type: Record<string, object> } }).getGlobalDefinitions().type ?? {};
 
 /** The complete document of `app`'s routes; `documentation`'s own parts (info, tags, security schemes, webhooks) as given. */
 export function openapiDocument(app: AnyElysia, { documentation, exclude = [] }: DocumentOptions): Json {
@@ -254,16 +299,20 @@ export function openapiDocument(app: AnyElysia, { documentation, exclude = [] }:
     paths: generated.paths,
     components: { ...given, schemas: { Problem, ...generated.components.schemas, ...given.schemas } },
   });
+  const models = definitionsOf(app);
+  for (const [name, model] of Object.entries(models))
+    if (OPEN_MODELS.has(model)) delete document.components.schemas[name]?.additionalProperties;
   const routes = routesOf(app).filter((route) => !route.hooks?.detail?.hide);
   for (const route of routes) {
     const path = route.path.replace(/:([^/]+)/g, "{$1}");
     const operation = document.paths[path]?.[route.method.toLowerCase()] as Json | undefined;
     if (!operation) continue;
     mergeResponses(operation, route.hooks.detail?.responses);
+    mergeParameters(operation, route.hooks.detail?.parameters);
     completeBody(operation, route);
   }
   // Schemas as plain JSON Schema: integers as integers, no Elysia `$id`s, copies of components as $refs.
-  const plain = (node: Json) => typedEnum(uncoerce(node));
+  const plain = (node: Json) => typedEnum(literalEnum(uncoerce(node)));
   document.components.schemas = rewrite(document.components.schemas, plain);
   document.paths = rewrite(document.paths, plain);
   for (const schema of Object.values(document.components.schemas) as Json[]) delete schema.$id;

@@ -146,11 +146,11 @@ describe("what the converter adds to the view", () => {
 });
 
 describe("the OpenAPI document", () => {
-  type Schema = { properties?: Record<string, unknown>; required?: string[]; $ref?: string };
+  type Schema = { properties?: Record<string, unknown>; required?: string[]; $ref?: string; type?: string };
   type Operation = {
-    parameters?: { name: string; in: string }[];
+    parameters?: { name: string; in: string; schema: Schema }[];
     requestBody?: { content: Record<string, { schema: Schema }> };
-    responses?: Record<string, { content?: Record<string, unknown> }>;
+    responses?: Record<string, { content?: Record<string, unknown>; headers?: Record<string, unknown> }>;
   };
 
   test("describes every option on every way in, the new view fields and the cover route", async () => {
@@ -161,8 +161,14 @@ describe("the OpenAPI document", () => {
     expect(Object.keys(spec.components.schemas.ConversionOptions!.properties)).toEqual(OPTION_FIELDS);
     for (const path of ["/jobs", "/upload"]) {
       const create = spec.paths[path]!.post!;
-      const queryNames = create.parameters!.filter((p) => p.in === "query").map((p) => p.name);
-      expect(queryNames).toEqual(expect.arrayContaining(["filename", ...OPTION_FIELDS]));
+      const query = Object.fromEntries(create.parameters!.filter((p) => p.in === "query").map((p) => [p.name, p]));
+      expect(Object.keys(query)).toEqual(expect.arrayContaining(["filename", ...OPTION_FIELDS]));
+      // Typed as the values they take: whole numbers as integers, from a form's text or a query's alike.
+      expect([query.quality!.schema.type, query.bitrate!.schema.type, query.channels!.schema.type]).toEqual([
+        "integer",
+        "integer",
+        "integer",
+      ]);
       const content = create.requestBody!.content;
       expect(Object.keys(content)).toEqual(
         expect.arrayContaining(["multipart/form-data", "video/*", "audio/*", "application/json"]),
@@ -170,9 +176,15 @@ describe("the OpenAPI document", () => {
       expect(Object.keys(content["multipart/form-data"]!.schema.properties!)).toEqual(["file", ...OPTION_FIELDS]);
       expect(Object.keys(content["application/json"]!.schema.properties!)).toEqual(["url", ...OPTION_FIELDS]);
     }
+    // Only POST /jobs takes an Idempotency-Key, and says when its 202 is an earlier answer given again.
+    const header = (path: string) => spec.paths[path]!.post!.parameters!.filter((p) => p.in === "header");
+    expect(header("/jobs").map((p) => p.name)).toEqual(["Idempotency-Key"]);
+    expect(header("/upload")).toEqual([]);
+    expect(Object.keys(spec.paths["/jobs"]!.post!.responses!["202"]!.headers!)).toEqual(["Idempotent-Replayed"]);
+
     const job = spec.components.schemas.Job!.properties;
     expect(Object.keys(job)).toEqual(expect.arrayContaining(["options", "queuePosition", "source", "links"]));
-    expect(Object.keys(job.options!.properties!)).toEqual(OPTION_FIELDS);
+    expect(job.options!.$ref).toBe("#/components/schemas/ConversionOptions"); // its fields: checked above
     expect(Object.keys(job.source!.properties!)).toContain("audioTracks");
     expect(Object.keys(job.links!.properties!)).toContain("cover");
     const cover = spec.paths["/jobs/{id}/cover"]!.get!;

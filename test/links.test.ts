@@ -385,7 +385,8 @@ describe("the OpenAPI document", () => {
     const query = (audio.parameters ?? []).filter((parameter) => parameter.in === "query").map(({ name }) => name);
     expect(query.sort()).toEqual(["expires", "sig"]);
     expect(Object.keys(audio.responses)).toEqual(expect.arrayContaining(["200", "206", "403", "409", "410"]));
-    expect(audio.security).toEqual([{ bearer: [] }, {}]);
+    // The owner's token or API key (gateway/bearer.ts `user-or-key`), or no credentials at all: a signed link.
+    expect(audio.security).toEqual([{ bearer: [] }, { apiKey: [] }, {}]);
     const shareRoute = spec.paths["/jobs/{id}/share"]!;
     expect(Object.keys(shareRoute).sort()).toEqual(["delete", "post"]);
     expect(Object.keys(shareRoute.post!.responses)).toEqual(

@@ -155,8 +155,10 @@ export function answerChecker(document: Json) {
     const declared = (operation(method, path).responses as Json)[String(response.status)] as Json | undefined;
     if (!declared) return [`status ${response.status} is not declared`];
     const problems: string[] = [];
-    for (const header of Object.keys(declared.headers ?? {}))
-      if (!response.headers.has(header)) problems.push(`header ${header} is declared but missing`);
+    // Every declared header is sent, unless the document says it may not be (`required: false`).
+    for (const [header, about] of Object.entries((declared.headers ?? {}) as Json))
+      if (about.required !== false && !response.headers.has(header))
+        problems.push(`header ${header} is declared but missing`);
     const content = (declared.content ?? {}) as Json;
     if (!Object.keys(content).length) {
       if ((await response.arrayBuffer()).byteLength) problems.push("a body where the document declares none");
