@@ -1,12 +1,12 @@
 // The `account` message: auth deleted an account (auth/deletion.ts), and its MongoDB data
 // goes too: every job with its video, MP3 and cover, any file still carrying the user as
-// owner (a partial upload, an MP3 whose job went first), the user's quota slots, webhooks
+// owner (a partial upload, an MP3 whose job went first), unfinished resumable uploads, the user's quota slots, webhooks
 // and remembered Idempotency-Keys (API keys live in auth's MySQL and go with the account
 // there; any `api_keys` document of the user here goes too). Each job goes as the retention sweeper removes one: files first, then the
 // job, so the jobs left are the to-do list. Everything here is idempotent: a converter
 // killed halfway leaves the message unacked, and whichever converter takes it again
 // removes what is left; removing what is gone already is no error.
-import type { Db } from "mongodb";
+import type { Db, ObjectId } from "mongodb";
 import { BUCKETS } from "../lib/files.ts";
 import { jobFiles } from "../lib/jobs.ts";
 import type { AccountMessage } from "../lib/messages.ts";
@@ -41,6 +41,12 @@ export async function removeAccount(
   }
   const removedFiles = await removeOwnedFiles(mongo.db, files, userId);
   const db = mongo.db;
+  // Unfinished resumable uploads (gateway/uploads/): chunks in `videos` under the upload's id, no file document yet.
+  const uploads = db.collection<{ _id: ObjectId; userId: string }>("uploads");
+  for await (const { _id } of uploads.find({ userId }, { projection: { _id: 1 } })) {
+    await files.remove("videos", _id);
+    await uploads.deleteOne({ _id });
+  }
   await db.collection<{ _id: string }>("job_slots").deleteMany({ _id: { $regex: `^${userId}/` } });
   for (const name of USER_COLLECTIONS) await db.collection(name).deleteMany({ userId });
   accountLog.info({ event: "account.deleted", jobs: removedJobs, files: removedFiles }, "account data removed");

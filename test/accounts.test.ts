@@ -357,6 +357,7 @@ describe("deleting the account", () => {
       videos: 0,
       mp3s: 0,
       covers: 0,
+      uploads: 0,
       api_keys: 0,
       webhooks: 0,
       job_slots: 0,
@@ -366,6 +367,7 @@ describe("deleting the account", () => {
       videos: 6, // the job's video and the partial upload, each a file and two chunks
       mp3s: 3,
       covers: 3,
+      uploads: 2, // the record and its one chunk
       api_keys: 1,
       webhooks: 1,
       job_slots: 1,

@@ -114,15 +114,23 @@ export async function mongoDocumentsOf(db: Db, userId: string) {
   return {
     jobs: await db.collection("jobs").countDocuments({ userId }),
     ...files,
+    uploads:
+      (await db.collection("uploads").countDocuments({ userId })) +
+      (await db.collection("videos.chunks").countDocuments({ files_id: unfinishedUploadOf(userId) })),
     api_keys: await db.collection("api_keys").countDocuments({ userId }),
     webhooks: await db.collection("webhooks").countDocuments({ userId }),
     job_slots: await db.collection("job_slots").countDocuments({ _id: { $regex: `^${userId}/` } } as never),
   };
 }
 
+/** The id `furnish` gives the user's unfinished upload, so its chunks can be counted once its record is gone. */
+const unfinishedUploadOf = (userId: string) =>
+  new ObjectId(new Bun.CryptoHasher("md5").update(`upload:${userId}`).digest("hex").slice(0, 24));
+
 /**
  * Gives the user what an account gathers in MongoDB: `jobs` done jobs, each with a video,
- * an MP3 and a cover in GridFS, a file no job points to (a partial upload), an API key, a
+ * an MP3 and a cover in GridFS, a file no job points to (a partial upload), an unfinished
+ * resumable upload, an API key, a
  * webhook and a quota slot. Answers the job ids.
  */
 export async function furnish(db: Db, userId: string, email: string, jobs = 2): Promise<ObjectId[]> {
@@ -158,6 +166,10 @@ export async function furnish(db: Db, userId: string, email: string, jobs = 2): 
     ids.push(job._id);
   }
   await stored("videos", "half-uploaded.mp4");
+  // An unfinished resumable upload (gateway/uploads/): its record, and a chunk with no file document yet.
+  const upload = unfinishedUploadOf(userId);
+  await db.collection("uploads").insertOne({ _id: upload, userId, length: 600 * 1024, offset: 255 * 1024 } as never);
+  await db.collection("videos.chunks").insertOne({ files_id: upload, n: 0, data: Buffer.alloc(255 * 1024) } as never);
   await db.collection("api_keys").insertOne({ _id: new ObjectId(), userId, name: "laptop" } as never);
   await db.collection("webhooks").insertOne({ _id: new ObjectId(), userId, url: "https://example.com/hook" } as never);
   await db.collection("job_slots").insertOne({ _id: `${userId}/0`, jobId: ids[0], claim: new ObjectId() } as never);
