@@ -64,7 +64,7 @@ function find(cmd: Doc, ctx: CommandContext): Doc {
   const coll = ctx.store.collection(ctx.db, name);
   const limit = nonNegative(cmd, "limit");
   const docs = coll
-    ? findDocs(coll.all(), {
+    ? findDocs(coll.candidates(cmd.filter), {
         filter: cmd.filter,
         sort: cmd.sort,
         projection: cmd.projection,
@@ -98,7 +98,9 @@ function killCursors(cmd: Doc, ctx: CommandContext): Doc {
 function count(cmd: Doc, ctx: CommandContext): Doc {
   const coll = ctx.store.collection(ctx.db, collectionName(cmd, "count"));
   const limit = Math.abs(num(cmd, "limit") ?? 0);
-  const n = coll ? findDocs(coll.all(), { filter: cmd.query, skip: nonNegative(cmd, "skip"), limit }).length : 0;
+  const n = coll
+    ? findDocs(coll.candidates(cmd.query), { filter: cmd.query, skip: nonNegative(cmd, "skip"), limit }).length
+    : 0;
   return { n, ok: 1 };
 }
 
@@ -106,7 +108,7 @@ function distinct(cmd: Doc, ctx: CommandContext): Doc {
   const coll = ctx.store.collection(ctx.db, collectionName(cmd, "distinct"));
   const key = cmd.key;
   if (typeof key !== "string") throw new CommandError(14, "BSON field 'distinct.key' is missing or not a string");
-  const docs = coll ? findDocs(coll.all(), { filter: cmd.query }) : [];
+  const docs = coll ? findDocs(coll.candidates(cmd.query), { filter: cmd.query }) : [];
   // Arrays are unwound one level, as the server does for distinct.
   const values = flatten(docs.map((d) => resolve(d, key)).filter((v) => v !== undefined));
   return { values: unique(values), ok: 1 };

@@ -135,6 +135,78 @@ export class Collection {
     return Array.from(this.docs.values());
   }
 
+  // ── lookups through an index's first field, as MongoDB's would (GridFS's `files_id`) ──
+  // Without them every query scanned the whole collection: a read of one video's chunks
+  // slowed as other files' chunks piled up, and benchmarks measured that as the caller's.
+  /** For each indexed first field: key string of a value → `_id` key strings, in insertion order. */
+  readonly #byField = new Map<string, Map<string, Set<string>>>();
+  /** Fields some document holds an array in (a multikey index): equality there is not a lookup. */
+  readonly #multikey = new Set<string>();
+  /** Insertion order of each document, so narrowed results keep the natural order. */
+  readonly #order = new Map<string, number>();
+  #inserted = 0;
+
+  #lookup(doc: Doc, id: string, add: boolean): void {
+    for (const [field, values] of this.#byField) {
+      const value = resolve(doc, field);
+      if (Array.isArray(value)) {
+        if (add) this.#multikey.add(field);
+        continue;
+      }
+      const key = keyString(value);
+      const ids = values.get(key);
+      if (add) {
+        if (ids) ids.add(id);
+        else values.set(key, new Set([id]));
+      } else {
+        ids?.delete(id);
+        if (ids?.size === 0) values.delete(key);
+      }
+    }
+  }
+
+  /** Starts lookups through `field` (an index's first field), filled from the documents there now. */
+  #addLookup(field: string): void {
+    if (field === "_id" || this.#byField.has(field)) return;
+    const values = new Map<string, Set<string>>();
+    this.#byField.set(field, values);
+    for (const [id, doc] of this.docs) {
+      const value = resolve(doc, field);
+      if (Array.isArray(value)) this.#multikey.add(field);
+      else {
+        const key = keyString(value);
+        if (!values.has(key)) values.set(key, new Set());
+        values.get(key)!.add(id);
+      }
+    }
+  }
+
+  /**
+   * The documents `filter` can match: those an equality on `_id` or on an index's first
+   * field names (at the top level, a plain value), in natural order; else all of them.
+   */
+  candidates(filter: unknown): Doc[] {
+    if (!filter || typeof filter !== "object" || Array.isArray(filter)) return this.all();
+    const plain = (value: unknown) =>
+      value !== undefined &&
+      value !== null &&
+      !Array.isArray(value) &&
+      !(value instanceof RegExp) &&
+      !(typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype);
+    const equal = filter as Doc;
+    if (plain(equal._id)) {
+      const doc = this.docs.get(keyString(equal._id));
+      return doc ? [doc] : [];
+    }
+    for (const [field, values] of this.#byField) {
+      if (this.#multikey.has(field) || !plain(equal[field])) continue;
+      const ids = [...(values.get(keyString(equal[field])) ?? [])];
+      ids.sort((a, b) => this.#order.get(a)! - this.#order.get(b)!);
+      return ids.map((id) => this.docs.get(id)!);
+    }
+    return this.all();
+  }
+
   /** Throws E11000 if `doc` collides in a unique index with a document other than `self` (an `_id` key string). */
   #checkUnique(doc: Doc, self?: string): void {
     for (const index of this.indexes) {
@@ -167,7 +239,9 @@ export class Collection {
     this.#checkUnique(doc);
     const id = keyString(doc._id);
     this.docs.set(id, doc);
+    this.#order.set(id, this.#inserted++);
     this.#index(doc, id, true);
+    this.#lookup(doc, id, true);
   }
 
   /** Stores `next` in place of `prev` (same `_id`), checking unique indexes first. */
@@ -178,14 +252,18 @@ export class Collection {
     }
     this.#checkUnique(next, id);
     this.#index(prev, id, false);
+    this.#lookup(prev, id, false);
     this.docs.set(id, next);
     this.#index(next, id, true);
+    this.#lookup(next, id, true);
   }
 
   remove(doc: Doc): void {
     const id = keyString(doc._id);
     this.#index(doc, id, false);
+    this.#lookup(doc, id, false);
     this.docs.delete(id);
+    this.#order.delete(id);
   }
 
   /** Adds an index; returns false if an identical one exists. Conflicts and duplicate data throw like MongoDB. */
@@ -244,6 +322,7 @@ export class Collection {
       }
     }
     this.indexes.push(index);
+    this.#addLookup(Object.keys(key as Doc)[0]!);
     return true;
   }
 }

@@ -90,10 +90,10 @@ function runUpdate(coll: Collection, spec: UpdateSpec): UpdateResult {
   }
   const test = matcher(spec.q);
   const targets = spec.sort
-    ? findDocs(coll.all(), { filter: spec.q, sort: spec.sort, limit: 1 })
+    ? findDocs(coll.candidates(spec.q), { filter: spec.q, sort: spec.sort, limit: 1 })
     : spec.multi
-      ? coll.all().filter(test)
-      : firstMatch(coll, test);
+      ? coll.candidates(spec.q).filter(test)
+      : firstMatch(coll, test, spec.q);
   if (!targets.length) {
     if (!spec.upsert) return { matched: 0, modified: 0 };
     const doc = applyUpdate(upsertSeed(spec.q), spec.q, spec.u, spec.arrayFilters, true);
@@ -116,8 +116,8 @@ function runUpdate(coll: Collection, spec: UpdateSpec): UpdateResult {
 
 const serialize = (doc: Doc): Uint8Array => BSON.serialize(doc);
 
-function firstMatch(coll: Collection, test: (doc: Doc) => boolean): Doc[] {
-  for (const doc of coll.docs.values()) if (test(doc)) return [doc];
+function firstMatch(coll: Collection, test: (doc: Doc) => boolean, filter?: unknown): Doc[] {
+  for (const doc of filter === undefined ? coll.docs.values() : coll.candidates(filter)) if (test(doc)) return [doc];
   return [];
 }
 
@@ -158,7 +158,7 @@ export function del(cmd: Doc, ctx: Context): Doc {
     if (s.limit !== 0 && s.limit !== 1) throw new CommandError(9, "The limit field in delete objects must be 0 or 1");
     const test = matcher(s.q);
     if (!coll) return;
-    const victims = s.limit === 1 ? firstMatch(coll, test) : coll.all().filter(test);
+    const victims = s.limit === 1 ? firstMatch(coll, test, s.q) : coll.candidates(s.q).filter(test);
     for (const doc of victims) coll.remove(doc);
     n += victims.length;
   });
