@@ -35,10 +35,20 @@ export interface FileMetadata {
   jobId?: string;
 }
 
-/** Chunks fetched per round trip when copying a file to disk (~1 MiB; see `saveToFile`). */
-const SAVE_BATCH_CHUNKS = 4;
+/** Chunks fetched per round trip when reading a file (~1 MiB; see `readChunks`). */
+const READ_BATCH_CHUNKS = 4;
+/** Batches asked for before the first of them is used: the round trips overlap. */
+const READ_AHEAD_BATCHES = 3;
 /** Reading makes fewer copies than uploading (lib/upload.ts): a collection per 16 MiB keeps a 1 GiB spool ~50 MB above rest (per 32 MiB: ~70-80 MB). */
 const spooled = collectEvery(16 * 1024 * 1024);
+
+export interface ReadOptions {
+  /** The first byte (default 0). */
+  start?: number;
+  /** The byte after the last (default the file's length). */
+  end?: number;
+  signal?: AbortSignal;
+}
 
 export interface StoredFile {
   id: ObjectId;
@@ -61,6 +71,66 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
 
   const stat = async (bucket: BucketName, id: ObjectId): Promise<GridFSFile | null> =>
     (await buckets[bucket].find({ _id: id }, { limit: 1 }).next()) ?? null;
+
+  /**
+   * The file's bytes in order, chunk by chunk, from byte `start` (default 0) to `end`
+   * (exclusive, default the file's end). Chunks are fetched READ_BATCH_CHUNKS at a time by
+   * their number, READ_AHEAD_BATCHES batches ahead: the round trips overlap, and what is
+   * held stays near READ_AHEAD_BATCHES × READ_BATCH_CHUNKS chunks (~3 MiB). Checks what the
+   * driver checks: every chunk there, of the right size. Stops (rejects with the signal's
+   * reason) when `signal` is aborted; throws NotFound if the file is gone.
+   */
+  async function* readChunks(
+    bucket: BucketName,
+    id: ObjectId,
+    { start = 0, end, signal }: ReadOptions = {},
+  ): AsyncGenerator<Uint8Array> {
+    const file = await stat(bucket, id);
+    if (!file) throw new NotFound(`${bucket} file ${id} is gone`);
+    const { chunkSize, length } = file;
+    const stop = Math.min(end ?? length, length);
+    if (start >= stop) return;
+    const first = Math.floor(start / chunkSize);
+    const last = Math.ceil(stop / chunkSize); // exclusive
+    const chunks = db.collection<{ files_id: ObjectId; n: number; data: Binary }>(`${bucket}.chunks`);
+    const fetchBatch = (from: number) => {
+      const to = Math.min(from + READ_BATCH_CHUNKS, last);
+      const query = { files_id: id, n: { $gte: from, $lt: to } };
+      return chunks.find(query, { sort: { n: 1 }, projection: { n: 1, data: 1 } }).toArray();
+    };
+    const ahead: Promise<Awaited<ReturnType<typeof fetchBatch>>>[] = [];
+    let next = first;
+    const refill = () => {
+      for (; ahead.length < READ_AHEAD_BATCHES && next < last; next += READ_BATCH_CHUNKS) {
+        const batch = fetchBatch(next);
+        batch.catch(() => {}); // awaited in turn; one left behind by an early stop must not go unhandled
+        ahead.push(batch);
+      }
+    };
+    let expected = first;
+    refill();
+    while (ahead.length) {
+      const batch = await ahead.shift()!;
+      signal?.throwIfAborted();
+      refill();
+      for (const chunk of batch) {
+        if (chunk.n !== expected)
+          throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} is missing (got ${chunk.n})`);
+        const data = chunk.data.buffer;
+        const size = Math.min(chunkSize, length - expected * chunkSize);
+        if (data.byteLength !== size)
+          throw new MongoGridFSChunkError(
+            `${bucket} file ${id}: chunk ${expected} has ${data.byteLength} bytes, not ${size}`,
+          );
+        const from = expected === first ? start - first * chunkSize : 0;
+        const to = expected === last - 1 ? stop - expected * chunkSize : size;
+        expected++;
+        spooled(size);
+        yield from === 0 && to === size ? data : data.subarray(from, to);
+      }
+    }
+    if (expected !== last) throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} is missing`);
+  }
 
   return {
     /**
@@ -103,43 +173,29 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
      * Copies a file to disk and answers its size. Not `download()` piped into a file:
      * the driver's download stream fetches 16 MiB batches and Bun frees those buffers
      * only when it collects, so a 1 GiB video left ~450 MB of dead buffers behind.
-     * Reading the chunks a few at a time, and collecting now and then, keeps the
-     * process near its resting size. Checks what the driver checks: every chunk there,
-     * in order, of the right size.
+     * `readChunks` fetches a few chunks at a time, several batches ahead, and collects now
+     * and then, which keeps the process near its resting size.
      */
-    async saveToFile(bucket: BucketName, id: ObjectId, path: string): Promise<number> {
-      const file = await stat(bucket, id);
-      if (!file) throw new NotFound(`${bucket} file ${id} is gone`);
-      const chunks = db
-        .collection<{ files_id: ObjectId; n: number; data: Binary }>(`${bucket}.chunks`)
-        .find({ files_id: id }, { sort: { n: 1 }, batchSize: SAVE_BATCH_CHUNKS, projection: { n: 1, data: 1 } });
+    async saveToFile(bucket: BucketName, id: ObjectId, path: string, signal?: AbortSignal): Promise<number> {
       const out = await open(path, "w");
-      let expected = 0;
       let written = 0;
       try {
-        for await (const chunk of chunks) {
-          const data = chunk.data.buffer;
-          const size = Math.min(file.chunkSize, file.length - written);
-          if (chunk.n !== expected)
-            throw new MongoGridFSChunkError(`${bucket} file ${id}: chunk ${expected} is missing (got ${chunk.n})`);
-          if (data.byteLength !== size)
-            throw new MongoGridFSChunkError(
-              `${bucket} file ${id}: chunk ${expected} has ${data.byteLength} bytes, not ${size}`,
-            );
+        for await (const data of readChunks(bucket, id, { signal })) {
           // A write may take less than it was given; what it leaves is written next.
-          for (let at = 0; at < size; ) at += (await out.write(data, at, size - at)).bytesWritten;
-          written += size;
-          expected++;
-          spooled(size);
+          for (let at = 0; at < data.byteLength; ) at += (await out.write(data, at, data.byteLength - at)).bytesWritten;
+          written += data.byteLength;
         }
-        if (written !== file.length)
-          throw new MongoGridFSChunkError(`${bucket} file ${id}: ${written} of ${file.length} bytes found`);
       } finally {
-        await chunks.close().catch(() => {}); // the file's fate is decided; a cursor left open times out
         await out.close();
       }
       return written;
     },
+
+    readChunks,
+
+    /** The file's bytes from `start` on, as `readChunks` fetches them (for a pipe into ffmpeg). */
+    openReader: (bucket: BucketName, id: ObjectId, options: ReadOptions = {}): Readable =>
+      Readable.from(readChunks(bucket, id, options), { objectMode: false }),
 
     /**
      * An HTTP answer with the file's bytes: 200 whole, 206 for a `Range` request (the
