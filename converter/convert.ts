@@ -1,9 +1,9 @@
 // The two steps of an attempt: a link job's download, then the conversion proper (the
-// source spooled to a temp dir, ffmpeg with ffprobe beside it (converter/encode.ts), the
+// source streamed out of GridFS, or spooled to a temp dir where it must be: source.ts; ffmpeg with ffprobe beside it (converter/encode.ts), the
 // MP3 checked, its ID3 tag put in front as it is stored in GridFS `mp3s`, the cover stored
 // in `covers`, the job marked done and the outcome announced).
 import { createReadStream } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
@@ -13,10 +13,11 @@ import type { Logger } from "../lib/log.ts";
 import { checkOutput } from "./check.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { downloadVideo } from "./download.ts";
-import { type Encoded, encode } from "./encode.ts";
+import { type Encoded, encode, NotStreamable } from "./encode.ts";
 import { BadInput } from "./errors.ts";
 import { id3Tag } from "./id3.ts";
 import { dropUnclaimed, removeSourceVideo, removeStrayFiles, type Unclaimed } from "./leftovers.ts";
+import { streamedSource } from "./source.ts";
 import { makeJobDir, removeJobDir } from "./workdir.ts";
 
 /** Progress is written into the job at most this often. */
@@ -46,7 +47,7 @@ export async function convert(context: ConverterContext, job: Job, signal: Abort
   const unclaimed: Unclaimed = {}; // files stored that the job does not point to yet
   try {
     if (!job.videoFileId) throw new BadInput("the job has no video");
-    const encoded = await spoolAndEncode(context, job, job.videoFileId, workDir, signal, jobLog);
+    const encoded = await streamAndEncode(context, job, job.videoFileId, workDir, signal, jobLog);
     // Past ffmpeg the signal is not heeded: storing the MP3 finishes.
     const stored = await storeResult(context, job, encoded, unclaimed);
     const durationSec = encoded.writtenSeconds;
@@ -75,8 +76,13 @@ export async function convert(context: ConverterContext, job: Job, signal: Abort
   }
 }
 
-/** Spools the source (an MP4 with its index at the end cannot be read from a pipe), encodes it, checks the MP3. */
-async function spoolAndEncode(
+/**
+ * Encodes the source, streamed out of GridFS where its container allows (converter/source.ts),
+ * else spooled to the work dir first; checks the MP3. A streamed source that ffmpeg or
+ * ffprobe could not read (an MP4 whose samples a pipe cannot reach in order, a Matroska
+ * file without its length) is spooled and converted once more: the file decides, not the pipe.
+ */
+async function streamAndEncode(
   context: ConverterContext,
   job: Job,
   videoFileId: ObjectId,
@@ -84,13 +90,32 @@ async function spoolAndEncode(
   signal: AbortSignal,
   log: Logger,
 ): Promise<Encoded> {
-  const input = join(workDir, "input");
-  context.metrics.bytesIn.inc(await context.files.saveToFile("videos", videoFileId, input));
-  signal.throwIfAborted();
   const from = job.source.kind === "url" ? DOWNLOAD_SHARE : 0;
   const report = progressWriter(context, job._id);
   const onProgress = (fraction: number) => report(Math.min(99, from + fraction * (100 - from)));
-  const encoded = await encode(context, job, input, workDir, { signal, log, onProgress });
+  const options = { signal, log, onProgress };
+  const streamed = await streamedSource(context.files, videoFileId, job.source.contentType, signal);
+  signal.throwIfAborted();
+  if (streamed) {
+    log.info({ event: "convert.streamed", mode: streamed.mode }, "converting as the video is read");
+    try {
+      const encoded = await encode(context, job, streamed, workDir, options);
+      await checkOutput(encoded.output, encoded.plan.spanSec, encoded.writtenSeconds);
+      context.metrics.bytesIn.inc(job.source.bytes);
+      return encoded;
+    } catch (error) {
+      const unreadable = error instanceof NotStreamable || (error instanceof BadInput && error.kind === "damaged");
+      if (signal.aborted || !unreadable) throw error;
+      log.info({ event: "convert.spooling", mode: streamed.mode, reason: error.message }, "streaming failed: spooling");
+      await rm(join(workDir, "audio.mp3"), { force: true });
+      await rm(join(workDir, "cover.jpg"), { force: true });
+    }
+  }
+  const path = join(workDir, "input");
+  context.metrics.bytesIn.inc(await context.files.saveToFile("videos", videoFileId, path, signal));
+  signal.throwIfAborted();
+  if (!streamed) log.info({ event: "convert.streamed", mode: "spooled" }, "converting from a copy");
+  const encoded = await encode(context, job, { mode: "spooled", path }, workDir, options);
   await checkOutput(encoded.output, encoded.plan.spanSec, encoded.writtenSeconds);
   return encoded;
 }

@@ -4,8 +4,10 @@
 // it decodes one picture, so it costs a process start and little else. A source whose
 // picture cannot be had gets no cover rather than a failed job: the audio is what was asked.
 import { stat } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import { BadInput } from "./errors.ts";
 import type { CoverSource } from "./plan.ts";
+import { feed } from "./source.ts";
 
 /** A frame cover is at most this wide (height in proportion). */
 export const COVER_WIDTH = 600;
@@ -20,7 +22,7 @@ const COVER_TIMEOUT_MS = 30_000;
  * the log, not the user) when ffmpeg could not make it.
  */
 export async function extractCover(
-  input: string,
+  input: string | Readable,
   source: CoverSource,
   { inputOptions, output, signal }: { inputOptions: string[]; output: string; signal: AbortSignal },
 ): Promise<boolean> {
@@ -31,14 +33,28 @@ export async function extractCover(
   // The keyframe at or before the time is the cover: the seek lands on it and only keyframes
   // are decoded. Its timestamp is before the seek's, so it is passed through as it is
   // rather than dropped as early (which would leave no frame when no keyframe follows).
-  if ("atSec" in source) command.push("-noaccurate_seek", "-skip_frame", "nokey", "-ss", String(source.atSec));
-  command.push("-i", input, "-map", `0:${source.stream}`, "-fps_mode", "passthrough", "-frames:v", "1");
+  // A pipe cannot seek: only keyframes are decoded, up to the time, each written over the
+  // last (`-update 1`), so the cover is the same keyframe at or before it as from a file.
+  const piped = typeof input !== "string";
+  const frame = "atSec" in source;
+  if (frame && !piped) command.push("-noaccurate_seek", "-skip_frame", "nokey", "-ss", String(source.atSec));
+  if (frame && piped) command.push("-skip_frame", "nokey", "-t", String(source.atSec + 0.001));
+  command.push("-i", piped ? "pipe:0" : input, "-map", `0:${source.stream}`, "-fps_mode", "passthrough");
+  if (!(frame && piped)) command.push("-frames:v", "1");
   if ("codec" in source && source.codec === "mjpeg") command.push("-c:v", "copy");
   else command.push("-vf", `scale=w='min(${COVER_WIDTH},iw)':h=-2`, "-q:v", "3");
-  command.push("-f", "mjpeg", output);
-  const child = Bun.spawn(command, { stdout: "ignore", stderr: "pipe", signal: AbortSignal.any([signal, timeout]) });
-  const [code, errors] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+  command.push(...(frame && piped ? ["-update", "1", "-f", "image2"] : ["-f", "mjpeg"]), output);
+  const stdin = piped ? "pipe" : "ignore";
+  const child = Bun.spawn(command, {
+    stdin,
+    stdout: "ignore",
+    stderr: "pipe",
+    signal: AbortSignal.any([signal, timeout]),
+  });
+  const feeding = piped ? feed(input, child.stdin as Bun.FileSink, child.exited) : null;
+  const [code, errors, fed] = await Promise.all([child.exited, new Response(child.stderr).text(), feeding]);
   if (signal.aborted) throw signal.reason;
+  if (fed) throw fed; // the store, not the picture
   if (timeout.aborted) throw new BadInput(`no picture within ${COVER_TIMEOUT_MS / 1000} s`);
   if (code !== 0) throw new BadInput(`ffmpeg could not take the picture: ${errors.trim().split("\n").pop()}`);
   const size = (await stat(output).catch(() => undefined))?.size ?? 0;

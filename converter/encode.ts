@@ -8,14 +8,15 @@
 // track, an audio track that starts late under a trim) runs ffmpeg again with them. The
 // cover's ffmpeg runs beside the audio's as soon as the plan names one.
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ConverterContext } from "./context.ts";
 import { extractCover } from "./cover.ts";
-import { inputOptions } from "./inputs.ts";
 import { overBudget, timeBudgetMs } from "./limits.ts";
 import { guessAudio, type Plan, planConversion } from "./plan.ts";
 import { probeSource, type SourceInfo } from "./probe.ts";
+import { type Input, inputArgs } from "./source.ts";
 import { type AudioSettings, transcode } from "./transcode.ts";
 
 export interface Encoded {
@@ -35,6 +36,14 @@ export interface EncodeOptions {
   onProgress: (fraction: number) => void;
 }
 
+/**
+ * A streamed source whose length the stream did not give (a Matroska file without one in its
+ * header): it is spooled instead (converter/convert.ts), where ffprobe can read its end.
+ */
+export class NotStreamable extends Error {
+  override name = "NotStreamable";
+}
+
 /** The guess was wrong: the first ffmpeg stops, and runs again with the plan's settings. */
 class WrongGuess extends Error {
   override name = "WrongGuess";
@@ -43,22 +52,28 @@ class WrongGuess extends Error {
 export async function encode(
   context: ConverterContext,
   job: Job,
-  input: string,
+  input: Input,
   workDir: string,
   { signal, log, onProgress }: EncodeOptions,
 ): Promise<Encoded> {
   const { config } = context;
   const output = join(workDir, "audio.mp3");
-  const opened = inputOptions(job.source.contentType); // the one demuxer, the file protocol alone
+  const opened = inputArgs(input, job.source.contentType).options; // the one demuxer, the one protocol
   const verdict = new AbortController(); // bad input found by the plan, the store away, or the time budget passed
-  const probing = probeSource(input, { contentType: job.source.contentType, signal });
+  // Each process reads its own stream of a streamed source: ffprobe and the cover stop early.
+  const bytes = (stop: AbortSignal) => (input.mode === "spooled" ? input.path : input.open(stop));
+  const probing = probeSource(bytes(signal), { contentType: job.source.contentType, signal }).then((source) => {
+    if (input.mode !== "spooled" && source.tracks.some((track) => !track.durationSec))
+      throw new NotStreamable("the stream does not say how long the audio lasts");
+    return source;
+  });
   const planning = probing.then((source) => planConversion(job, source, config));
   const recording = recordProbe(context, job, probing, planning);
   recording.catch((error) => verdict.abort(error));
   const guess = guessAudio(job.options, config);
   const followed = followPlan(planning, guess, verdict);
   const run = (settings: AudioSettings, ...signals: AbortSignal[]) =>
-    transcode(input, output, {
+    transcode(bytes(AbortSignal.any([signal, verdict.signal, ...signals])), output, {
       ...settings,
       inputOptions: opened,
       signal: AbortSignal.any([signal, verdict.signal, ...signals]),
@@ -67,7 +82,7 @@ export async function encode(
   const stopCover = new AbortController();
   const coverSignal = AbortSignal.any([signal, verdict.signal, stopCover.signal]);
   const covering = planning.then(
-    (plan) => makeCover(input, plan, { inputOptions: opened, workDir, signal: coverSignal, log }),
+    (plan) => makeCover(() => bytes(coverSignal), plan, { inputOptions: opened, workDir, signal: coverSignal, log }),
     () => undefined,
   );
   try {
@@ -131,14 +146,14 @@ async function recordProbe(
 
 /** The plan's cover as a JPEG in `workDir`, or undefined: none planned, none to be had (logged), or stopped. */
 async function makeCover(
-  input: string,
+  input: () => string | Readable,
   plan: Plan,
   { inputOptions, workDir, signal, log }: { inputOptions: string[]; workDir: string; signal: AbortSignal; log: Logger },
 ): Promise<string | undefined> {
   if (!plan.cover) return undefined;
   const output = join(workDir, "cover.jpg");
   try {
-    return (await extractCover(input, plan.cover, { inputOptions, output, signal })) ? output : undefined;
+    return (await extractCover(input(), plan.cover, { inputOptions, output, signal })) ? output : undefined;
   } catch (error) {
     if (!signal.aborted) log.info({ event: "cover.skipped", reason: (error as Error).message }, "no cover");
     return undefined;

@@ -40,10 +40,11 @@ export const demuxerFor = (contentType: string): string | undefined => DEMUXERS[
 
 /**
  * ffmpeg's and ffprobe's options for the input (before `-i`, or before the path for
- * ffprobe). A type with no demuxer here is refused as bad input.
+ * ffprobe): the spooled file (`file`) or the bytes on stdin (`pipe`, converter/source.ts),
+ * and that protocol alone. A type with no demuxer here is refused as bad input.
  */
-export function inputOptions(contentType: string): string[] {
+export function inputOptions(contentType: string, protocol: "file" | "pipe" = "file"): string[] {
   const demuxer = demuxerFor(contentType);
   if (!demuxer) throw new BadInput("the file is not a video we can read (not a container we convert)");
-  return ["-f", demuxer, "-format_whitelist", demuxer, "-protocol_whitelist", "file"];
+  return ["-f", demuxer, "-format_whitelist", demuxer, "-protocol_whitelist", protocol];
 }

@@ -4,10 +4,12 @@
 // ffprobe cannot be stopped: it is killed when the message's signal is aborted or after
 // PROBE_TIMEOUT_MS. What to make of it (which track, which span) is converter/plan.ts's.
 import { stat } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import type { AudioTrack } from "../lib/options.ts";
 import { BadInput } from "./errors.ts";
 import { inputOptions } from "./inputs.ts";
 import { PROBE_TIMEOUT_MS } from "./limits.ts";
+import { feed } from "./source.ts";
 
 export interface SourceInfo {
   /** The audio tracks in order: the option `track` N is tracks[N]. */
@@ -52,9 +54,10 @@ interface Probed {
 
 const NOT_MEDIA = "the file is not a video we can read (damaged, truncated or not a media file)";
 
-export async function probeSource(path: string, options: ProbeOptions): Promise<SourceInfo> {
-  if ((await stat(path)).size === 0) throw new BadInput("the file is empty");
-  const data = await ffprobe(path, options);
+/** What the source holds: a spooled file, or the stored bytes as a stream into ffprobe's stdin (converter/source.ts). */
+export async function probeSource(input: string | Readable, options: ProbeOptions): Promise<SourceInfo> {
+  if (typeof input === "string" && (await stat(input)).size === 0) throw new BadInput("the file is empty");
+  const data = await ffprobe(input, options);
   const streams = data.streams ?? [];
   const audio = streams.filter((stream) => stream.codec_type === "audio");
   const kind = options.contentType.startsWith("audio/") ? "file" : "video";
@@ -124,14 +127,29 @@ function tag(tags: Tags | undefined, name: string): string | undefined {
   return undefined;
 }
 
-async function ffprobe(path: string, { contentType, signal }: ProbeOptions): Promise<Probed> {
+async function ffprobe(input: string | Readable, { contentType, signal }: ProbeOptions): Promise<Probed> {
   signal.throwIfAborted();
   const timeout = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+  const piped = typeof input !== "string";
   const command = [process.env.FFPROBE_PATH || "ffprobe", "-v", "error", "-print_format", "json"];
-  command.push("-show_streams", "-show_format", "-show_chapters", ...inputOptions(contentType), path);
-  const child = Bun.spawn(command, { stdout: "pipe", stderr: "ignore", signal: AbortSignal.any([signal, timeout]) });
-  const [code, out] = await Promise.all([child.exited, new Response(child.stdout).text()]);
+  command.push(
+    "-show_streams",
+    "-show_format",
+    "-show_chapters",
+    ...inputOptions(contentType, piped ? "pipe" : "file"),
+  );
+  command.push(piped ? "pipe:0" : input);
+  const stop = AbortSignal.any([signal, timeout]);
+  const child = Bun.spawn(command, {
+    stdin: piped ? "pipe" : "ignore",
+    stdout: "pipe",
+    stderr: "ignore",
+    signal: stop,
+  });
+  const feeding = piped ? feed(input, child.stdin as Bun.FileSink, child.exited) : null;
+  const [code, out, fed] = await Promise.all([child.exited, new Response(child.stdout).text(), feeding]);
   if (signal.aborted) throw signal.reason;
+  if (fed) throw fed; // the store, not the file
   if (timeout.aborted) throw new BadInput(`the file could not be read within ${PROBE_TIMEOUT_MS / 1000} s`);
   if (code !== 0) throw new BadInput(NOT_MEDIA);
   try {

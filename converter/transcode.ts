@@ -4,6 +4,7 @@
 // (converter/id3.ts), since it needs what the probe finds and ffmpeg starts before that.
 // It stops on an AbortSignal: the worker's shutdown, the job's deletion, its time budget,
 // or a probe that found the input bad (or the guessed track wrong) while ffmpeg ran.
+import type { Readable } from "node:stream";
 import ffmpeg from "fluent-ffmpeg";
 import { BadInput } from "./errors.ts";
 
@@ -41,15 +42,24 @@ export interface TranscodeOptions extends AudioSettings {
   onProgress?: (writtenSeconds: number) => void;
 }
 
-/** Runs ffmpeg; resolves with the seconds of audio it wrote (its last `time=` report). */
-export function transcode(input: string, output: string, options: TranscodeOptions): Promise<number> {
+/**
+ * Runs ffmpeg on a file, or on a stream piped into its stdin (converter/source.ts); resolves
+ * with the seconds of audio it wrote (its last `time=` report). A stream that fails (the
+ * store away, the file gone) rejects with its own error: the input is not to blame.
+ */
+export function transcode(input: string | Readable, output: string, options: TranscodeOptions): Promise<number> {
   const { signal, onProgress } = options;
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
     let writtenSeconds = 0;
+    let streamError: Error | undefined;
+    if (typeof input !== "string") input.on("error", (error) => (streamError ??= error));
     const command = ffmpegCommand(input, options);
     const kill = () => command.kill("SIGKILL");
-    const finish = () => signal.removeEventListener("abort", kill);
+    const finish = () => {
+      signal.removeEventListener("abort", kill);
+      if (typeof input !== "string") input.destroy(); // ffmpeg may stop before the end (a trim)
+    };
     command
       .format("mp3")
       // Not fluent-ffmpeg's "progress" event: listening to it makes it run ffprobe once more.
@@ -62,6 +72,7 @@ export function transcode(input: string, output: string, options: TranscodeOptio
       .on("error", (error: Error) => {
         finish();
         if (signal.aborted) return reject(signal.reason);
+        if (streamError) return reject(streamError);
         if (/signal/i.test(error.message)) return reject(error); // killed from outside: transient
         reject(new BadInput("the video could not be converted: its audio is damaged or in a format we cannot read"));
       })
@@ -78,7 +89,7 @@ export function transcode(input: string, output: string, options: TranscodeOptio
 }
 
 /** The ffmpeg command for `settings`, up to its output. */
-function ffmpegCommand(input: string, settings: TranscodeOptions) {
+function ffmpegCommand(input: string | Readable, settings: TranscodeOptions) {
   const { quality, bitrateKbps, track = 0, seekSec, durationSec, channels, normalize } = settings;
   const command = ffmpeg(input).inputOptions(settings.inputOptions);
   if (seekSec) command.seekInput(seekSec);
