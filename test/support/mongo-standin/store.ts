@@ -202,9 +202,43 @@ export class Collection {
       if (this.#multikey.has(field) || !plain(equal[field])) continue;
       const ids = [...(values.get(keyString(equal[field])) ?? [])];
       ids.sort((a, b) => this.#order.get(a)! - this.#order.get(b)!);
-      return ids.map((id) => this.docs.get(id)!);
+      const docs = ids.map((id) => this.docs.get(id)!);
+      return this.#withinRange(docs, field, equal);
     }
     return this.all();
+  }
+
+  /**
+   * `docs` cut to a numeric range the filter puts on an index's second field after `field`
+   * (GridFS's `{files_id, n: {$gte, $lt}}`), as the index would serve it; the query still
+   * checks every condition afterwards.
+   */
+  #withinRange(docs: Doc[], field: string, filter: Doc): Doc[] {
+    for (const index of this.indexes) {
+      const [first, second] = Object.keys(index.keyPattern);
+      const range = second && first === field ? filter[second] : undefined;
+      if (!range || typeof range !== "object" || Object.getPrototypeOf(range) !== Object.prototype) continue;
+      const bounds = Object.entries(range as Doc);
+      const numeric = bounds.every(
+        ([op, value]) => ["$gte", "$gt", "$lte", "$lt"].includes(op) && typeof value === "number",
+      );
+      if (!numeric || !bounds.length) continue;
+      // Not a number (an int64, say): left to the query.
+      const inRange = (value: unknown) =>
+        typeof value !== "number" ||
+        bounds.every(([op, bound]) => {
+          const limit = bound as number;
+          return op === "$gte"
+            ? value >= limit
+            : op === "$gt"
+              ? value > limit
+              : op === "$lte"
+                ? value <= limit
+                : value < limit;
+        });
+      return docs.filter((doc) => inRange(resolve(doc, second)));
+    }
+    return docs;
   }
 
   /** Throws E11000 if `doc` collides in a unique index with a document other than `self` (an `_id` key string). */
