@@ -236,7 +236,7 @@ export class Collection {
                 ? value <= limit
                 : value < limit;
         });
-      return docs.filter((doc) => inRange(resolve(doc, second)));
+      return docs.filter((doc) => inRange(resolve(doc, second as string)));
     }
     return docs;
   }
