@@ -1,0 +1,226 @@
+// Conversion without the copy (issue 20): ffmpeg reads the video as it comes out of GridFS
+// wherever the container allows (converter/source.ts): Matroska, WebM and MP4 with the
+// index first through a pipe, an MP4 with the index at the end with its index sent first
+// (converter/faststart.ts), the rest spooled. The converter runs in-process with real
+// ffmpeg, RabbitMQ and MongoDB (MONGODB_URL or the stand-in); the temp dir is watched.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, watch } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { fileTypeFromBuffer } from "file-type";
+import type { ObjectId } from "mongodb";
+import { movLayout, relocatedIndex } from "../converter/faststart.ts";
+import { fileStore } from "../lib/files.ts";
+import { type Job, jobStore } from "../lib/jobs.ts";
+import { createLogger } from "../lib/log.ts";
+import { connectMongo, type Mongo } from "../lib/mongo.ts";
+import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import { processesFor } from "./support/hostile.ts";
+import { drainQueue, settle, waitForJob } from "./support/jobs.ts";
+import { startLocalConverter } from "./support/local-converter.ts";
+import { makeVideo, probe, run } from "./support/media.ts";
+import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
+import { createTestVhost } from "./support/rabbit.ts";
+
+const log = createLogger("converter-streaming-test", "silent");
+let mongo: Mongo;
+let mongoUrl: string;
+let vhost: Awaited<ReturnType<typeof createTestVhost>>;
+let queue: Queue;
+let files: ReturnType<typeof fileStore>;
+let jobs: ReturnType<typeof jobStore>;
+const tmp = mkdtempSync(join(tmpdir(), "m3dio-streaming-test-"));
+
+beforeAll(async () => {
+  mongoUrl = await testMongoUrl();
+  mongo = await connectMongo(mongoUrl);
+  vhost = await createTestVhost();
+  queue = await connectQueue(vhost.url, log);
+  files = fileStore(mongo.db);
+  jobs = jobStore(mongo.db);
+});
+afterAll(async () => {
+  await queue?.close();
+  await vhost?.drop();
+  await mongo?.close();
+  if (mongoUrl) await dropTestDatabase(mongoUrl);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const entries: Record<string, unknown>[] = [];
+const converterLog = createLogger("converter", "info", {
+  write: (line: string) => void entries.push(JSON.parse(line)),
+});
+const startConverter = (env: Record<string, string> = {}) =>
+  startLocalConverter(
+    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log: converterLog },
+    { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", ...env },
+  );
+
+/** The converter's log entries for a job with `event`, once there are `count` of them. */
+async function logged(id: ObjectId, event: string, count = 1) {
+  const match = (entry: Record<string, unknown>) => entry.event === event && entry.jobId === id.toHexString();
+  const found = await settle(
+    async () => entries.filter(match),
+    (matching) => matching.length >= count,
+    30_000,
+  );
+  if (found.length < count) throw new Error(`no ${event} for job ${id}`);
+  return found;
+}
+
+/** A job as the gateway leaves it, queued with the type its first bytes show. */
+async function queueJob(path: string): Promise<ObjectId> {
+  const contentType = (await fileTypeFromBuffer(readFileSync(path).subarray(0, 4100)))?.mime ?? "video/mp4";
+  const filename = `clip.${path.split(".").pop()}`;
+  const stored = await files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
+  const job = await jobs.create({
+    userId: "42",
+    email: "owner@example.com",
+    videoFileId: stored.id,
+    source: { kind: "upload", filename, bytes: stored.bytes, contentType },
+  });
+  await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
+  return job._id;
+}
+
+/** Every file the converter's temp dir gets while watched: its name and the most bytes it was seen with. */
+function watchTempDir() {
+  const seen = new Map<string, number>();
+  const watcher = watch(tmp, { recursive: true }, (_, name) => {
+    if (!name) return;
+    const size = statSync(join(tmp, name), { throwIfNoEntry: false });
+    if (size?.isFile()) seen.set(name, Math.max(seen.get(name) ?? 0, size.size));
+    else if (!seen.has(name)) seen.set(name, 0);
+  });
+  return {
+    stop() {
+      watcher.close();
+      return seen;
+    },
+  };
+}
+
+async function downloadMp3(job: Job): Promise<string> {
+  const path = join(mkdtempSync(join(tmp, "mp3-")), "out.mp3");
+  await Bun.write(
+    path,
+    new Response(Readable.toWeb(files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
+  );
+  return path;
+}
+
+describe("a video is read as it comes out of the store where its container allows", () => {
+  let converter: Awaited<ReturnType<typeof startConverter>>;
+  beforeAll(async () => {
+    converter = await startConverter();
+  });
+  afterAll(() => converter?.stop());
+
+  // Big enough (~6 MB) that a copy of it would stand out against the MP3 (~0.2 MB).
+  const cases = [
+    ["MKV", { format: "mkv" }, "piped"],
+    ["WebM", { format: "webm", noise: 0 }, "piped"], // VP8 on noise is slow to make: a small file
+    ["MP4 with the index first", { format: "mp4", faststart: true }, "piped"],
+    ["MP4 with the index at the end", { format: "mp4" }, "relocated"],
+    ["MOV with the index at the end", { format: "mov" }, "relocated"],
+    ["MPEG-TS", { format: "ts" }, "spooled"],
+  ] as const;
+
+  for (const [name, options, mode] of cases) {
+    test(`${name} is converted ${mode}${mode === "spooled" ? "" : ", the temp dir never holding more than the MP3 and 1 MiB"}`, async () => {
+      const video = await makeVideo({ seconds: 8, size: "320x240", noise: 20, ...options });
+      const watched = watchTempDir();
+      const id = await queueJob(video);
+      const job = await waitForJob(jobs, id, ["done", "failed"], 60_000);
+      const seen = watched.stop();
+      expect(job.error).toBeUndefined();
+      expect(job.status).toBe("done");
+      const [streamed] = await logged(id, "convert.streamed");
+      expect(streamed!.mode).toBe(mode);
+      const mp3 = await downloadMp3(job);
+      const probed = await probe(mp3);
+      expect(probed.streams).toEqual(["audio:mp3", "video:mjpeg"]); // the audio, and a frame as its cover
+      expect(probed.durationSec).toBeCloseTo((await probe(video)).durationSec, 0);
+      const names = [...seen.keys()].map((path) => path.split("/").pop());
+      if (mode === "spooled") {
+        expect(names).toContain("input"); // the watch sees a spool when there is one
+        return;
+      }
+      expect(names).not.toContain("input");
+      expect(Math.max(0, ...seen.values())).toBeLessThanOrEqual(statSync(mp3).size + 1024 * 1024);
+      if (options.format !== "webm") expect(statSync(video).size).toBeGreaterThan(statSync(mp3).size + 1024 * 1024);
+    }, 90_000);
+  }
+});
+
+describe("a streamed conversion stopped midway", () => {
+  test("is handed back cleanly: no ffmpeg left, no temp dir, and the next worker converts it", async () => {
+    const video = await makeVideo({ format: "mkv", seconds: 240, size: "64x36" });
+    const first = await startConverter({ SHUTDOWN_GRACE_MS: "0", MP3_QUALITY: "0" });
+    const id = await queueJob(video);
+    const running = await settle(
+      async () => processesFor(id.toHexString()).filter((process) => process.endsWith("ffmpeg")),
+      (found) => found.length > 0,
+      30_000,
+    );
+    expect(running.length).toBeGreaterThan(0);
+    await first.stop();
+    await logged(id, "job.handed_back");
+    expect((await logged(id, "convert.streamed"))[0]!.mode).toBe("piped");
+    expect(
+      await settle(
+        async () => processesFor(id.toHexString()),
+        (left) => left.length === 0,
+      ),
+    ).toEqual([]);
+    expect((await jobs.get(id))!.attempts).toBe(0);
+    const next = await startConverter({ MP3_QUALITY: "0" });
+    const job = await waitForJob(jobs, id, ["done", "failed"], 120_000);
+    await next.stop();
+    expect(job.status).toBe("done");
+    await drainQueue(vhost.url, QUEUES.mp3, 1);
+  }, 180_000);
+});
+
+describe("the index moved to the front (converter/faststart.ts)", () => {
+  const layoutOf = (bytes: Buffer) =>
+    movLayout(bytes.length, async (start, end) => bytes.subarray(start, end), 64 * 1024);
+
+  test("gives ffmpeg, reading a pipe, the same audio as the file", async () => {
+    const path = await makeVideo({ format: "mp4", seconds: 3 });
+    const bytes = readFileSync(path);
+    const layout = (await layoutOf(bytes))!;
+    expect(layout.moov.start).toBeGreaterThan(layout.mdat.start);
+    const moov = bytes.subarray(layout.moov.start, layout.moov.start + layout.moov.size);
+    const index = relocatedIndex(moov, layout)!;
+    const moved = join(tmp, "moved.mp4");
+    await Bun.write(
+      moved,
+      Buffer.concat([
+        bytes.subarray(0, layout.mdat.start),
+        index,
+        bytes.subarray(layout.mdat.start, layout.moov.start),
+      ]),
+    );
+    const audioOf = (file: string) => run(["ffmpeg", "-v", "error", "-i", file, "-map", "0:a", "-f", "md5", "-"]);
+    expect(await audioOf(moved)).toBe(await audioOf(path));
+    expect((await layoutOf(readFileSync(moved)))!.moov.start).toBeLessThan(layout.mdat.start + 1);
+  });
+
+  test("is refused (the file is spooled) when an offset points outside the samples or a table overruns its box", async () => {
+    const path = await makeVideo({ format: "mp4", seconds: 3 });
+    const bytes = readFileSync(path);
+    const layout = (await layoutOf(bytes))!;
+    const moov = Buffer.from(bytes.subarray(layout.moov.start, layout.moov.start + layout.moov.size));
+    const stco = moov.indexOf("stco");
+    expect(stco).toBeGreaterThan(0);
+    const outside = Buffer.from(moov);
+    outside.writeUInt32BE(layout.moov.start + 10, stco + 12); // the first offset: inside the index itself
+    expect(relocatedIndex(outside, layout)).toBeNull();
+    const overrun = Buffer.from(moov);
+    overrun.writeUInt32BE(0x10000000, stco + 8); // the count: far more entries than the box holds
+    expect(relocatedIndex(overrun, layout)).toBeNull();
+  });
+});
