@@ -5,12 +5,11 @@ import { randomUUID } from "node:crypto";
 import { and, count, eq, gt, isNull, lt, min } from "drizzle-orm";
 import type { MySql2Database } from "drizzle-orm/mysql2";
 import { loginAttempts, users } from "../db/schema.ts";
+import { deleteInBatches } from "./batch-delete.ts";
 import type { HashSlots } from "./limits.ts";
 
 /** Failed logins allowed per account and client address within the window before 429. */
 export const LOCKOUT = { maxFailures: 5, windowMs: 15 * 60 * 1000 };
-/** Expired attempts deleted per statement, so a sweep never holds a long lock. */
-const SWEEP_BATCH = 5000;
 
 export interface HashCost {
   memoryCost: number; // KiB
@@ -167,12 +166,7 @@ export function accountStore(db: MySql2Database, cost: HashCost, slots: HashSlot
     /** Deletes attempts older than the lockout window (they count for nothing); answers how many. */
     async sweepAttempts(now = new Date()): Promise<number> {
       const before = new Date(now.getTime() - LOCKOUT.windowMs);
-      let deleted = 0;
-      for (;;) {
-        const [result] = await db.delete(loginAttempts).where(lt(loginAttempts.attemptedAt, before)).limit(SWEEP_BATCH);
-        deleted += result.affectedRows;
-        if (result.affectedRows < SWEEP_BATCH) return deleted;
-      }
+      return deleteInBatches(db, loginAttempts, lt(loginAttempts.attemptedAt, before));
     },
   };
 }

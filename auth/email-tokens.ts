@@ -11,13 +11,13 @@ import { emailTokens, users } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { type EmailKind, emailTokenId } from "../lib/messages.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
+import { deleteInBatches } from "./batch-delete.ts";
 import { hashToken, newToken } from "./opaque.ts";
 
 /** How long a link works. */
 export const EMAIL_TOKEN_TTL_MS: Record<EmailKind, number> = { verify: 48 * 3_600_000, reset: 30 * 60_000 };
 /** A token unpublished this long is the sweeper's: the request that made it has given up by then. */
 const UNPUBLISHED_GRACE_MS = 60_000;
-const SWEEP_BATCH = 5000;
 
 export interface Issued {
   id: number;
@@ -122,14 +122,7 @@ export function emailTokenStore(db: MySql2Database) {
     },
 
     /** Deletes expired tokens; answers how many. */
-    async sweep(now = new Date()): Promise<number> {
-      let deleted = 0;
-      for (;;) {
-        const [result] = await db.delete(emailTokens).where(lt(emailTokens.expiresAt, now)).limit(SWEEP_BATCH);
-        deleted += result.affectedRows;
-        if (result.affectedRows < SWEEP_BATCH) return deleted;
-      }
-    },
+    sweep: (now = new Date()): Promise<number> => deleteInBatches(db, emailTokens, lt(emailTokens.expiresAt, now)),
   };
 }
 export type EmailTokenStore = ReturnType<typeof emailTokenStore>;

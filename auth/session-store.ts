@@ -8,12 +8,11 @@ import { randomBytes } from "node:crypto";
 import { and, eq, isNull, lt, ne } from "drizzle-orm";
 import type { MySql2Database } from "drizzle-orm/mysql2";
 import { refreshTokens } from "../db/schema.ts";
+import { deleteInBatches } from "./batch-delete.ts";
 import { hashToken, newToken } from "./opaque.ts";
 
 /** How long a refresh token works (each refresh gives a new one, for as long again). */
 export const REFRESH_TTL_MS = 30 * 24 * 3_600_000;
-/** Expired tokens deleted per statement, so a sweep never holds a long lock. */
-const SWEEP_BATCH = 5000;
 
 export interface RefreshToken {
   refreshToken: string;
@@ -88,14 +87,7 @@ export function sessionStore(db: MySql2Database) {
     },
 
     /** Deletes tokens past their expiry (rotated or not, they count for nothing); answers how many. */
-    async sweep(now = new Date()): Promise<number> {
-      let deleted = 0;
-      for (;;) {
-        const [result] = await db.delete(refreshTokens).where(lt(refreshTokens.expiresAt, now)).limit(SWEEP_BATCH);
-        deleted += result.affectedRows;
-        if (result.affectedRows < SWEEP_BATCH) return deleted;
-      }
-    },
+    sweep: (now = new Date()): Promise<number> => deleteInBatches(db, refreshTokens, lt(refreshTokens.expiresAt, now)),
   };
 }
 export type SessionStore = ReturnType<typeof sessionStore>;
