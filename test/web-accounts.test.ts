@@ -8,8 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, te
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as jose from "jose";
-import type { Browser, Locator, Page } from "playwright-core";
-import { openPage, type TestPage } from "./support/browser.ts";
+import type { Browser, Page } from "playwright-core";
+import { ARTIFACTS, DESKTOP, openPage, screenshots, type TestPage } from "./support/browser.ts";
 import { gatewayClient } from "./support/client.ts";
 import type { ReceivedEmail } from "./support/resend.ts";
 import {
@@ -27,9 +27,6 @@ import {
   webStack,
 } from "./support/web-stack.ts";
 
-const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 const NEW_PASSWORD = "a brand new password";
 setDefaultTimeout(60_000);
 
@@ -70,19 +67,6 @@ const kept = (page: Page, area: "localStorage" | "sessionStorage" = "localStorag
     token: string;
     refreshToken: string;
   } | null>;
-
-/** The page at 1280×800 and at 390×844 (a phone), `shown` scrolled into view; back to 1280×800 after. */
-async function screenshots(page: Page, name: string, shown?: Locator) {
-  for (const [size, viewport] of [
-    ["desktop", DESKTOP],
-    ["phone", PHONE],
-  ] as const) {
-    await page.setViewportSize(viewport);
-    await shown?.scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(ARTIFACTS, `${name}-${size}.png`) });
-  }
-  await page.setViewportSize(DESKTOP);
-}
 
 const postJson = (path: string, body: unknown) =>
   fetch(`${base}${path}`, {

@@ -7,20 +7,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import type { Mongo } from "../lib/mongo.ts";
 import type { WebhookDelivery } from "../lib/webhooks.ts";
 import { ApiError } from "../web/api.ts";
 import type { Delivery } from "../web/developer-api.ts";
 import { deliveryDetail, developerError, momentText } from "../web/developer-text.ts";
-import { openPage, type TestPage } from "./support/browser.ts";
+import { ARTIFACTS, DESKTOP, openPage, screenshots, type TestPage } from "./support/browser.ts";
 import { gatewayClient } from "./support/client.ts";
 import { alert, jobItem, loggedIn, logIn, PASSWORD, sendFile, textOf, webStack } from "./support/web-stack.ts";
 import { startReceiver, verified } from "./support/webhooks.ts";
 
-const ARTIFACTS = join(import.meta.dir, "..", "test-artifacts");
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 /** Each gateway remembers what auth said about a key for up to 30 s (gateway/api-keys.ts). */
 const REVOCATION_WINDOW_MS = 30_000;
 setDefaultTimeout(90_000);
@@ -61,19 +58,6 @@ async function developer() {
   const dialog = page.getByRole("dialog", { name: "Developer" });
   await dialog.waitFor();
   return { ...opened, dialog };
-}
-
-/** The page at 1280×800 and at 390×844 (a phone), `shown` scrolled into view; back to 1280×800 after. */
-async function screenshots(page: Page, name: string, shown?: Locator) {
-  for (const [size, viewport] of [
-    ["desktop", DESKTOP],
-    ["phone", PHONE],
-  ] as const) {
-    await page.setViewportSize(viewport);
-    await shown?.scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(ARTIFACTS, `${name}-${size}.png`) });
-  }
-  await page.setViewportSize(DESKTOP);
 }
 
 /** Asks `probe` again every 100 ms until it answers something, for at most `limitMs`. */

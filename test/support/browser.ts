@@ -3,9 +3,14 @@
 // where it is. The flags keep Chromium from reaching out to Google's services,
 // which this machine's closed network would refuse.
 import { existsSync } from "node:fs";
-import { type Browser, type BrowserContextOptions, chromium, type Page } from "playwright-core";
+import { join } from "node:path";
+import { type Browser, type BrowserContextOptions, chromium, type Locator, type Page } from "playwright-core";
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+/** Where the page's tests leave their screenshots. */
+export const ARTIFACTS = join(import.meta.dir, "..", "..", "test-artifacts");
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
 const ARGS = [
   "--headless",
   "--no-sandbox",
@@ -45,4 +50,17 @@ export async function openPage(browser: Browser, url: string, options: BrowserCo
   });
   await page.goto(url);
   return { page, errors, close: () => context.close() };
+}
+
+/** The page at 1280×800 and at 390×844 (a phone), `shown` scrolled into view; back to 1280×800 after. */
+export async function screenshots(page: Page, name: string, shown?: Locator) {
+  for (const [size, viewport] of [
+    ["desktop", DESKTOP],
+    ["phone", PHONE],
+  ] as const) {
+    await page.setViewportSize(viewport);
+    await shown?.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, `${name}-${size}.png`) });
+  }
+  await page.setViewportSize(DESKTOP);
 }
