@@ -6,20 +6,7 @@
 //
 // The 1 GiB body is made on the fly: a real small MP4 (the gateway sniffs the first
 // bytes for a video signature) followed by filler bytes; nothing converts it.
-import { readFileSync } from "node:fs";
-import { gatewayClient } from "../test/support/client.ts";
-import {
-  cachedVideo,
-  drive,
-  MiB,
-  readMemory,
-  report,
-  reportLoad,
-  resetPeak,
-  sampleMemory,
-  startBenchStack,
-  startService,
-} from "./support.ts";
+import { drive, MiB, peakRssDuring, report, reportLoad, startBenchStack, startUploadGateway } from "./support.ts";
 
 const BENCH = "gateway";
 const UPLOAD_BYTES = 1024 * MiB;
@@ -55,23 +42,10 @@ function generatedBody(head: Uint8Array, total: number, tail = new Uint8Array(0)
 }
 
 reportLoad(BENCH, "start");
-const { mongoUrl, vhost, auth, stop } = await startBenchStack();
+const stack = await startBenchStack();
 try {
-  const gateway = await startService("gateway", {
-    AUTH_URL: auth.url,
-    MONGODB_URL: mongoUrl,
-    AMQP_URL: vhost.url,
-    MAX_UPLOAD_BYTES: String(2 * UPLOAD_BYTES),
-    // One user stores every upload of the bench (over 4 GiB, none converted): no quota in the way.
-    MAX_ACTIVE_JOBS: "100",
-    USER_STORAGE_BYTES: String(16 * UPLOAD_BYTES),
-  });
-  const base = gateway.url;
-  const { authorization } = (await gatewayClient(base).newUser("bench")).headers;
-  const header = readFileSync(await cachedVideo("header-1s-160x90", { seconds: 1, faststart: true }));
-
-  const idle = readMemory(gateway.pid)!;
-  report(BENCH, "gateway RSS at rest (after login)", idle.rss / 1e6, "MB");
+  // One user stores every upload of the bench (over 4 GiB, none converted): no quota in the way.
+  const { gateway, base, authorization, header } = await startUploadGateway(BENCH, stack, UPLOAD_BYTES);
 
   const uploads: {
     label: string;
@@ -109,23 +83,18 @@ try {
   // First an eighth of the bytes: a peak that does not grow with the upload size means the body streams.
   {
     const small = UPLOAD_BYTES / 8;
-    resetPeak(gateway.pid);
-    const sampler = sampleMemory([gateway.pid], 50);
-    const response = await fetch(`${base}/jobs?filename=small.mp4`, {
-      method: "POST",
-      headers: { authorization, "content-type": "video/mp4" },
-      body: generatedBody(header, small),
-      duplex: "half",
-    } as RequestInit);
-    const answer = (await response.json()) as { id: string };
-    const memory = sampler.stop().get(gateway.pid)!;
+    const { result, peak } = await peakRssDuring(gateway.pid, async () => {
+      const response = await fetch(`${base}/jobs?filename=small.mp4`, {
+        method: "POST",
+        headers: { authorization, "content-type": "video/mp4" },
+        body: generatedBody(header, small),
+        duplex: "half",
+      } as RequestInit);
+      return { response, answer: (await response.json()) as { id: string } };
+    });
+    const { response, answer } = result;
     if (response.status !== 202) throw new Error(`128 MiB upload answered ${response.status}`);
-    report(
-      BENCH,
-      "peak RSS, 128 MiB raw video/mp4 upload (first, for comparison)",
-      Math.max(memory.peakRss, memory.hwm) / 1e6,
-      "MB",
-    );
+    report(BENCH, "peak RSS, 128 MiB raw video/mp4 upload (first, for comparison)", peak / 1e6, "MB");
     await fetch(`${base}/jobs/${answer.id}`, { method: "DELETE", headers: { authorization } });
   }
 
@@ -136,23 +105,23 @@ try {
     const rates: number[] = [];
     for (let round = 0; round < 2; round++) {
       const { headers, body } = upload.init();
-      resetPeak(gateway.pid);
-      const sampler = sampleMemory([gateway.pid], 50);
-      const started = performance.now();
-      const response = await fetch(`${base}${upload.path}`, {
-        method: "POST",
-        headers,
-        body,
-        duplex: "half",
-      } as RequestInit);
-      const answer = (await response.json()) as { id: string; source?: { bytes: number } };
-      const seconds = (performance.now() - started) / 1000;
-      const memory = sampler.stop().get(gateway.pid)!;
+      const { result, peak } = await peakRssDuring(gateway.pid, async () => {
+        const started = performance.now();
+        const response = await fetch(`${base}${upload.path}`, {
+          method: "POST",
+          headers,
+          body,
+          duplex: "half",
+        } as RequestInit);
+        const answer = (await response.json()) as { id: string; source?: { bytes: number } };
+        return { response, answer, seconds: (performance.now() - started) / 1000 };
+      });
+      const { response, answer, seconds } = result;
       if (response.status !== 202)
         throw new Error(`${upload.label} upload answered ${response.status}: ${JSON.stringify(answer)}`);
       if (answer.source?.bytes !== UPLOAD_BYTES)
         throw new Error(`${upload.label}: stored ${answer.source?.bytes} bytes, sent ${UPLOAD_BYTES}`);
-      peaks.push(Math.max(memory.peakRss, memory.hwm));
+      peaks.push(peak);
       rates.push(UPLOAD_BYTES / 1e6 / seconds);
       // Free the stand-in's memory before the next one (the last job stays for the reads below).
       if (jobId) await fetch(`${base}/jobs/${jobId}`, { method: "DELETE", headers: { authorization } });
@@ -179,5 +148,5 @@ try {
   report(BENCH, "GET /jobs/:id p99", reads.p99, "ms");
   reportLoad(BENCH, "end");
 } finally {
-  await stop();
+  await stack.stop();
 }

@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { gatewayClient } from "../test/support/client.ts";
 import { keptVideo, type VideoOptions } from "../test/support/media.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestDatabase, type TestDatabase } from "../test/support/mysql.ts";
@@ -269,6 +270,20 @@ export function sampleMemory(pids: number[], intervalMs = 50) {
   };
 }
 
+/** `work` with `pid`'s peak reset before and sampled meanwhile; answers its result and the peak RSS (bytes) it saw. */
+export async function peakRssDuring<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; peak: number }> {
+  resetPeak(pid);
+  const sampler = sampleMemory([pid], 50);
+  try {
+    const result = await work();
+    const memory = sampler.stop().get(pid)!;
+    return { result, peak: Math.max(memory.peakRss, memory.hwm) };
+  } catch (error) {
+    sampler.stop();
+    throw error;
+  }
+}
+
 /** Runs a command to completion; throws with its stderr on failure; answers the wall time in ms. */
 async function run(command: string[]): Promise<number> {
   const started = performance.now();
@@ -380,4 +395,30 @@ export async function startBenchStack() {
     await stop();
     throw error;
   }
+}
+
+/**
+ * The gateway of the upload benches, as a process on a startBenchStack's stores and auth,
+ * taking bodies up to twice `uploadBytes`; one user logged in whose quotas keep every upload
+ * of the bench (none is converted); the small real MP4 each upload starts with (the gateway
+ * sniffs the first bytes for a video signature). Reports the gateway's RSS at rest.
+ */
+export async function startUploadGateway(
+  bench: string,
+  { mongoUrl, vhost, auth }: Pick<Awaited<ReturnType<typeof startBenchStack>>, "mongoUrl" | "vhost" | "auth">,
+  uploadBytes: number,
+) {
+  const gateway = await startService("gateway", {
+    AUTH_URL: auth.url,
+    MONGODB_URL: mongoUrl,
+    AMQP_URL: vhost.url,
+    MAX_UPLOAD_BYTES: String(2 * uploadBytes),
+    MAX_ACTIVE_JOBS: "100",
+    USER_STORAGE_BYTES: String(16 * uploadBytes),
+  });
+  const { authorization } = (await gatewayClient(gateway.url).newUser("bench")).headers;
+  const header = readFileSync(await cachedVideo("header-1s-160x90", { seconds: 1, faststart: true }));
+  const rest = readMemory(gateway.pid)!.rss;
+  report(bench, "gateway RSS at rest (after login)", rest / 1e6, "MB");
+  return { gateway, base: gateway.url, authorization, header, rest };
 }

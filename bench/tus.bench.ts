@@ -6,19 +6,7 @@
 //
 // The file is made on the fly: a real small MP4 (the gateway sniffs the first bytes), then
 // filler bytes; nothing converts it.
-import { readFileSync } from "node:fs";
-import { gatewayClient } from "../test/support/client.ts";
-import {
-  cachedVideo,
-  MiB,
-  readMemory,
-  report,
-  reportLoad,
-  resetPeak,
-  sampleMemory,
-  startBenchStack,
-  startService,
-} from "./support.ts";
+import { MiB, peakRssDuring, report, reportLoad, startBenchStack, startUploadGateway } from "./support.ts";
 
 const BENCH = "tus";
 const UPLOAD_BYTES = 1024 * MiB;
@@ -69,31 +57,17 @@ async function upload(
 }
 
 reportLoad(BENCH, "start");
-const { mongoUrl, vhost, auth, stop } = await startBenchStack();
+const stack = await startBenchStack();
 try {
-  const gateway = await startService("gateway", {
-    AUTH_URL: auth.url,
-    MONGODB_URL: mongoUrl,
-    AMQP_URL: vhost.url,
-    MAX_UPLOAD_BYTES: String(2 * UPLOAD_BYTES),
-    MAX_ACTIVE_JOBS: "100",
-    USER_STORAGE_BYTES: String(16 * UPLOAD_BYTES),
-  });
-  const base = gateway.url;
-  const { authorization } = (await gatewayClient(base).newUser("bench")).headers;
-  const header = readFileSync(await cachedVideo("header-1s-160x90", { seconds: 1, faststart: true }));
-  const rest = readMemory(gateway.pid)!.rss;
-  report(BENCH, "gateway RSS at rest (after login)", rest / 1e6, "MB");
+  const { gateway, base, authorization, header, rest } = await startUploadGateway(BENCH, stack, UPLOAD_BYTES);
 
   // Twice: the peak varies with when the collector runs; the higher one counts.
   const peaks: number[] = [];
   const rates: number[] = [];
   for (let round = 0; round < 2; round++) {
-    resetPeak(gateway.pid);
-    const sampler = sampleMemory([gateway.pid], 50);
-    const { seconds, jobId } = await upload(base, authorization, header);
-    const memory = sampler.stop().get(gateway.pid)!;
-    peaks.push(Math.max(memory.peakRss, memory.hwm));
+    const { result, peak } = await peakRssDuring(gateway.pid, () => upload(base, authorization, header));
+    const { seconds, jobId } = result;
+    peaks.push(peak);
     rates.push(UPLOAD_BYTES / 1e6 / seconds);
     // Free the stand-in's memory before the next one.
     await fetch(`${base}/jobs/${jobId}`, { method: "DELETE", headers: { authorization } });
@@ -110,5 +84,5 @@ try {
   report(BENCH, "tus upload throughput, the other run", Math.max(...rates), "MB/s");
   reportLoad(BENCH, "end");
 } finally {
-  await stop();
+  await stack.stop();
 }
