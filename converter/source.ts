@@ -100,7 +100,8 @@ export async function feed(source: Readable, stdin: Bun.FileSink, exited: Promis
       }
       if (next.done || gone) return null;
       try {
-        stdin.write(next.value);
+        // Both awaited: either may answer a promise that rejects (EPIPE) once the child closed its stdin.
+        await stdin.write(next.value);
         await stdin.flush();
       } catch {
         return null; // the child closed its stdin
