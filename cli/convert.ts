@@ -14,6 +14,7 @@ import { followJob } from "./follow.ts";
 import { onInterrupt } from "./interrupt.ts";
 import { saveAudio, stateOf } from "./jobs.ts";
 import { type Progress, progressBar, say } from "./progress.ts";
+import { printJson } from "./table.ts";
 
 type OptionName = (typeof OPTION_FIELDS)[number];
 
@@ -82,7 +83,8 @@ async function convert(api: Api, globals: GlobalOptions, source: string, flags: 
       })
     : await upload(api, source, options, globals.quiet);
   if (!flags.wait) {
-    process.stdout.write(flags.json ? `${JSON.stringify(queued, null, 2)}\n` : `${queued.id}\n`);
+    if (flags.json) printJson(queued);
+    else process.stdout.write(`${queued.id}\n`);
     return;
   }
   say(globals.quiet, `Job ${queued.id}: ${queued.source.filename}`);
@@ -92,13 +94,13 @@ async function convert(api: Api, globals: GlobalOptions, source: string, flags: 
   );
   const job = await followWithBar(api, queued, globals.quiet).finally(forget);
   if (job.status === "failed") {
-    if (flags.json) process.stdout.write(`${JSON.stringify({ job }, null, 2)}\n`);
+    if (flags.json) printJson({ job });
     throw new CliError(EXIT.failed, `the conversion failed: ${job.error ?? "no reason given"}`, [
       `  job ${job.id}; m3dio jobs shows it, m3dio delete ${job.id} removes it`,
     ]);
   }
   const file = await saveAudio(api, job, flags.output, globals.quiet);
-  if (flags.json) process.stdout.write(`${JSON.stringify({ file, job }, null, 2)}\n`);
+  if (flags.json) printJson({ file, job });
   else if (file !== "-") process.stdout.write(`${file}\n`);
 }
 

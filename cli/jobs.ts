@@ -12,7 +12,7 @@ import type { Api, GlobalOptions } from "./api.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { onInterrupt } from "./interrupt.ts";
 import { progressBar, say } from "./progress.ts";
-import { minute, table } from "./table.ts";
+import { minute, printJson, table } from "./table.ts";
 
 const PAGE_SIZE = 100;
 
@@ -28,7 +28,7 @@ export function jobCommands(program: Command, connect: () => { api: Api; globals
       if (!options.all && !(Number.isInteger(limit) && limit > 0))
         throw new CliError(EXIT.usage, "--limit must be a whole number above 0");
       const jobs = await listJobs(connect().api, limit);
-      if (options.json) process.stdout.write(`${JSON.stringify(jobs, null, 2)}\n`);
+      if (options.json) printJson(jobs);
       else process.stdout.write(jobTable(jobs));
     });
 

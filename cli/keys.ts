@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import type { ApiKeyList, CreatedApiKey } from "../lib/account-models.ts";
 import type { Api, GlobalOptions } from "./api.ts";
 import { say } from "./progress.ts";
-import { minute, table } from "./table.ts";
+import { minute, printJson, table } from "./table.ts";
 
 type KeyList = typeof ApiKeyList.static;
 type NewKey = typeof CreatedApiKey.static;
@@ -21,7 +21,7 @@ export function keyCommands(program: Command, connect: () => { api: Api; globals
     .option("--json", "as JSON")
     .action(async (options: { json?: boolean }) => {
       const { items } = await connect().api.json<KeyList>("/auth/keys", "could not list the keys", { auth: "session" });
-      if (options.json) return void process.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+      if (options.json) return void printJson(items);
       process.stdout.write(
         table(
           ["ID", "NAME", "KEY", "CREATED (UTC)", "LAST USED (UTC)"],
@@ -47,7 +47,8 @@ export function keyCommands(program: Command, connect: () => { api: Api; globals
         auth: "session",
         json: { name },
       });
-      process.stdout.write(options.json ? `${JSON.stringify(created, null, 2)}\n` : `${created.key}\n`);
+      if (options.json) printJson(created);
+      else process.stdout.write(`${created.key}\n`);
       say(globals.quiet, `Key ${created.id} "${created.name}": shown this once, keep it safe`);
     });
 

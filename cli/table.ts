@@ -1,5 +1,5 @@
-// Rows as aligned columns for a person to read (`--json` is the form for programs):
-// every column padded to its widest cell, the last one left as it is.
+// Rows as aligned columns for a person to read, every column padded to its widest cell,
+// the last one left as it is; and the `--json` form, for programs.
 
 export function table(header: string[], rows: string[][]): string {
   if (!rows.length) return "";
@@ -16,3 +16,6 @@ export function table(header: string[], rows: string[][]): string {
 
 /** An ISO time to the minute, as a table shows it; empty for none. */
 export const minute = (iso: string | null | undefined) => (iso ? iso.slice(0, 16).replace("T", " ") : "");
+
+/** `--json`: the value as indented JSON on stdout. */
+export const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

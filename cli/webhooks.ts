@@ -10,10 +10,9 @@ import { WEBHOOK_EVENTS } from "../lib/webhooks.ts";
 import type { Api, GlobalOptions } from "./api.ts";
 import { CliError, EXIT } from "./errors.ts";
 import { say } from "./progress.ts";
-import { minute, table } from "./table.ts";
+import { minute, printJson, table } from "./table.ts";
 
 type Connect = () => { api: Api; globals: GlobalOptions };
-const printJson = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 
 export function webhookCommands(program: Command, connect: Connect): void {
   const webhooks = program
