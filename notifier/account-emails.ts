@@ -8,7 +8,7 @@ import { type EmailKind, type EmailMessage, emailTokenId } from "../lib/messages
 import type { Delivery } from "../lib/queue.ts";
 import type { Email } from "./email.ts";
 import { SendRefused } from "./mailer.ts";
-import { type NotifierContext, untilAborted } from "./notify.ts";
+import { type NotifierContext, retryLater } from "./notify.ts";
 import { html, render, type Template, text } from "./templates.ts";
 
 /** Fixed subjects, like every email's. */
@@ -67,7 +67,7 @@ export function composeAccountEmail(
 
 /** Sends the email; failures a retry may fix are retried (counted) after a pause, then dead-lettered. */
 export async function sendAccountEmail(context: NotifierContext, delivery: Delivery<EmailMessage>): Promise<void> {
-  const { config, log, mail, emails, stopping } = context;
+  const { config, log, mail, emails } = context;
   const { kind, userId, token } = delivery.body;
   const tokenId = emailTokenId(token);
   const emailLog = log.child({ userId, kind, tokenId });
@@ -80,13 +80,7 @@ export async function sendAccountEmail(context: NotifierContext, delivery: Deliv
       emails.inc({ outcome: "refused" });
       return emailLog.error({ event: "email.refused", reason: error.message }, "email refused");
     }
-    if (delivery.attempt < delivery.maxAttempts) {
-      const delay = config.RETRY_BASE_MS * 2 ** (delivery.attempt - 1);
-      emails.inc({ outcome: "retried" });
-      emailLog.warn({ event: "email.retry", err: error, attempt: delivery.attempt, retryInMs: delay }, "will retry");
-      await untilAborted(stopping, delay);
-    }
-    return delivery.retry(error); // on the last attempt this dead-letters and calls accountEmailExhausted()
+    return retryLater(context, delivery, emailLog, error); // on the last attempt: accountEmailExhausted()
   }
 }
 

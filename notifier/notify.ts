@@ -55,12 +55,13 @@ export async function notify(context: NotifierContext, delivery: Delivery<Mp3Mes
 
 /** Sorts a failed send: MongoDB away → thrown (waited out); refused → recorded; else retried later. */
 async function sendFailed(
-  { config, jobs, emails, stopping }: NotifierContext,
+  context: NotifierContext,
   delivery: Delivery<Mp3Message>,
   job: Job,
   jobLog: Logger,
   error: unknown,
 ) {
+  const { jobs, emails } = context;
   // Sent but not recorded: retryAfterMongo waits for MongoDB; the retry's send is deduplicated by its key.
   if (isMongoUnavailable(error)) throw error;
   if (error instanceof SendRefused) {
@@ -69,16 +70,30 @@ async function sendFailed(
     jobLog.error({ event: "email.refused", reason: error.message }, "email refused; recorded on the job");
     return;
   }
+  return retryLater(context, delivery, jobLog, error); // on the last attempt: exhausted()
+}
+
+/**
+ * A send that a retry may fix: after a pause that doubles with each attempt (cut short by
+ * the stop), the message goes back to the queue, counted; on the last attempt it is
+ * dead-lettered and the consumer's onExhausted runs.
+ */
+export async function retryLater(
+  { config, emails, stopping }: Pick<NotifierContext, "config" | "emails" | "stopping">,
+  delivery: Pick<Delivery, "attempt" | "maxAttempts" | "retry">,
+  emailLog: Logger,
+  error: unknown,
+): Promise<void> {
   if (delivery.attempt < delivery.maxAttempts) {
     const delay = config.RETRY_BASE_MS * 2 ** (delivery.attempt - 1);
     emails.inc({ outcome: "retried" });
-    jobLog.warn(
+    emailLog.warn(
       { event: "email.retry", err: error, attempt: delivery.attempt, retryInMs: delay },
       "email not sent; will retry",
     );
     await untilAborted(stopping, delay);
   }
-  return delivery.retry(error); // on the last attempt this dead-letters and calls exhausted()
+  return delivery.retry(error);
 }
 
 /** Resend stayed away through every attempt: the message goes to `mp3.dead`, logged with its job. */
@@ -91,7 +106,7 @@ export function exhausted({ config, log, emails }: NotifierContext, body: Mp3Mes
 }
 
 /** Waits `ms`, or less if `signal` aborts first. */
-export function untilAborted(signal: AbortSignal, ms: number): Promise<void> {
+function untilAborted(signal: AbortSignal, ms: number): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -6,6 +6,7 @@ import { ObjectId } from "mongodb";
 import { parseConfig } from "../lib/config.ts";
 import { jobStore } from "../lib/jobs.ts";
 import { createLogger } from "../lib/log.ts";
+import { emailTokenId } from "../lib/messages.ts";
 import { connectMongo, type Mongo } from "../lib/mongo.ts";
 import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
 import { createNotifier, NotifierConfig } from "../notifier.ts";
@@ -202,6 +203,25 @@ describe("emails", () => {
     expect(resend.received).toHaveLength(3);
     expect(new Set(resend.received.map((email) => email.idempotencyKey))).toEqual(new Set([`job-${id}-done`]));
     expect(resend.delivered()).toBe(1);
+  });
+
+  test("an account email Resend answers 503 once is sent on the retry, under the same idempotency key", async () => {
+    resend.answer([503]);
+    const token = "r".repeat(43);
+    const tokenId = emailTokenId(token);
+    const message = { kind: "reset" as const, to: "ada@example.com", token, userId: "7" };
+    await publisher.publish(QUEUES.email, message, { messageId: `reset-7-${tokenId}` });
+    const eventsOfToken = () =>
+      notifierLines
+        .map((line) => JSON.parse(line) as { event?: string; tokenId?: string })
+        .filter((entry) => entry.tokenId === tokenId)
+        .map((entry) => entry.event);
+    await until(() => eventsOfToken().includes("email.sent"));
+    expect(eventsOfToken()).toEqual(["email.retry", "email.sent"]);
+    const key = `email-reset-${tokenId}`;
+    expect(resend.received.map((email) => email.idempotencyKey)).toEqual([key, key]);
+    expect(resend.received[1]!.text).toContain(`https://m3dio.example/reset?token=${token}`);
+    expect(resend.delivered("email-")).toBe(1);
   });
 
   test("Resend failing forever: tried MAX_ATTEMPTS times, then dead-lettered, the job not marked notified", async () => {
