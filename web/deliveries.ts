@@ -33,7 +33,7 @@ function deliveryRow(delivery: Delivery): HTMLLIElement {
 
 /** The deliveries box for `webhook`, hidden until `toggle` opens it (and reads them). */
 export function deliveriesBox(webhook: Webhook, toggle: HTMLButtonElement): HTMLElement {
-  const list = h("ul", { class: "deliveries" });
+  const list = h("ul", { class: "deliveries card-list" });
   const empty = h("p", { class: "empty", hidden: true }, "Nothing sent yet: an event is sent when a conversion ends.");
   const refreshed = h("p", { class: "meta", role: "status" });
   const message = h("div", { class: "messages" });
