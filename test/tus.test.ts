@@ -361,6 +361,36 @@ describe("replicas, expiry and termination", () => {
     expect(Buffer.from(stored).equals(video)).toBe(true);
   });
 
+  test("a chunk write refused while the client is still sending (another writer's chunk there) is 409 at once, and the gateway stays up", async () => {
+    const user = await stack.newUser("tus");
+    const url = await created(user, video);
+    const _id = new ObjectId(url.split("/").pop());
+    await stack.mongo.db
+      .collection("videos.chunks")
+      .insertOne({ _id: new ObjectId(), files_id: _id, n: 0, data: Buffer.alloc(255 * 1024, 7) });
+    // Four full chunks and a little more, then the client goes quiet: the write of the four fails meanwhile.
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(video.subarray(0, 4 * 255 * 1024 + 1000));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const refused = await stack.call(url, {
+      method: "PATCH",
+      headers: { ...user.headers, ...TUS, "upload-offset": "0", "content-type": PATCH_TYPE },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(refused.status).toBe(409);
+    expect(cancelled).toBe(true);
+    const there = await head(user, url);
+    expect(there.status).toBe(200);
+    expect(there.headers.get("upload-offset")).toBe("0");
+  });
+
   test("an upload abandoned past its expiry is removed by the sweeper, with its chunks; a finished one keeps its job's file", async () => {
     const user = await stack.newUser("tus");
     const abandoned = await created(user, video);

@@ -143,6 +143,9 @@ export async function receive(
       bytes.storedUpTo(n + chunks.length, chunks);
       collect(chunks.length * CHUNK_BYTES);
     });
+    // A write fails while the loop waits for the client's next bytes: the read ends at once and the
+    // loop's `await writing` throws it. Unheard until then, the rejection would end the process.
+    writing.catch(() => void reader?.cancel().catch(() => {}));
   };
   try {
     while (reader) {
