@@ -16,6 +16,7 @@ import type { Logger } from "../lib/log.ts";
 import type { Mp3Message } from "../lib/messages.ts";
 import { isMongoUnavailable } from "../lib/mongo.ts";
 import type { DeliveryTry, WebhookDelivery, WebhookEvent, WebhookStore } from "../lib/webhooks.ts";
+import { naps } from "./naps.ts";
 import { type PostResult, postSigned } from "./webhook-post.ts";
 
 /** Deliveries tried at once by one notifier. */
@@ -48,11 +49,7 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
     registers: [registry],
   });
   const stopping = new AbortController();
-  let sleepers: (() => void)[] = [];
-  const wake = () => {
-    for (const resume of sleepers) resume();
-    sleepers = [];
-  };
+  const { nap, wake } = naps();
   let workers: Promise<void>[] = [];
   const tries = new Set<Promise<void>>();
 
@@ -163,15 +160,7 @@ export function webhookSender({ store, jobs, log, registry, allow, timeoutMs, sc
 
   /** Waits until `dueAt` (at most MAX_IDLE_MS), a new delivery, or the stop. */
   function idle(dueAt: number | undefined): Promise<void> {
-    const ms = Math.min(MAX_IDLE_MS, Math.max(0, (dueAt ?? Number.POSITIVE_INFINITY) - Date.now()));
-    return new Promise((resume) => {
-      const done = () => {
-        clearTimeout(timer);
-        resume();
-      };
-      const timer = setTimeout(done, ms);
-      sleepers.push(done);
-    });
+    return nap(Math.min(MAX_IDLE_MS, Math.max(0, (dueAt ?? Number.POSITIVE_INFINITY) - Date.now())));
   }
 
   return {
