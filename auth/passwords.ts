@@ -56,6 +56,11 @@ async function sendReset({ accounts, sender }: AuthParts, log: Logger, email: st
 
 export const passwordRoutes = (parts: AuthParts) => {
   const { log, accounts, sessions, emailTokens, tokens, gate, background } = parts;
+  /** A new password's hash; 503 when every hashing slot is taken, as for a login. */
+  const newHash = (password: string) =>
+    accounts.hash(password).catch((error) => {
+      throw error instanceof HashingBusy ? gate.hashingFull("login") : error;
+    });
   return new Elysia({ name: "auth.passwords" })
     .use(bearerCaller(tokens, accounts))
     .post(
@@ -75,9 +80,7 @@ export const passwordRoutes = (parts: AuthParts) => {
       async ({ body, status }) => {
         // The link is checked before the (costly) hash, and spent only once the hash is made.
         if (!(await emailTokens.holder("reset", body.token))) throw linkNotWorking("reset");
-        const passwordHash = await accounts.hash(body.password).catch((error) => {
-          throw error instanceof HashingBusy ? gate.hashingFull("login") : error;
-        });
+        const passwordHash = await newHash(body.password);
         const userId = await emailTokens.spend("reset", body.token);
         const user = userId === undefined ? undefined : await accounts.find(userId);
         if (!user) throw linkNotWorking("reset");
@@ -98,9 +101,7 @@ export const passwordRoutes = (parts: AuthParts) => {
       "/password",
       async ({ body, caller, request, server, status }) => {
         await checkPassword(parts, caller, body.currentPassword, { field: "currentPassword", request, server });
-        const passwordHash = await accounts.hash(body.newPassword).catch((error) => {
-          throw error instanceof HashingBusy ? gate.hashingFull("login") : error;
-        });
+        const passwordHash = await newHash(body.newPassword);
         await accounts.setPasswordHash(caller.id, passwordHash);
         await sessions.revokeAll(caller.id, caller.sessionId);
         log.info({ event: "password.changed", userId: String(caller.id) }, "password changed; other sessions ended");
