@@ -5,9 +5,9 @@ import { create as contentDisposition } from "content-disposition";
 import { cleanUp } from "../lib/cleanup.ts";
 import { mp3Filename } from "../lib/filenames.ts";
 import type { FileStore } from "../lib/files.ts";
-import { type Job, type JobStore, jobFiles, parseJobId } from "../lib/jobs.ts";
+import { hasExpired, type Job, type JobStore, jobFiles, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
-import { Conflict, HttpProblem, NotFound, Unavailable, Unprocessable } from "../lib/problem.ts";
+import { Conflict, Gone, NotFound, Unavailable, Unprocessable } from "../lib/problem.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import type { Caller } from "./bearer.ts";
 import { sizedDownloads } from "./downloads.ts";
@@ -21,13 +21,6 @@ export interface JobServiceDeps {
   queue: Pick<Queue, "publish">;
   quotas: Pick<Quotas, "claimSlot">;
   log: Logger;
-}
-
-/** 410: what the job needs is no longer kept. */
-class Gone extends HttpProblem {
-  constructor(detail: string) {
-    super(410, "Gone", detail);
-  }
 }
 
 export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) {
@@ -114,8 +107,7 @@ export function jobService({ jobs, files, queue, quotas, log }: JobServiceDeps) 
   /** Only a failed job whose video is still kept can run again. */
   async function mustBeRetryable(job: Job): Promise<void> {
     if (job.status !== "failed") throw new Conflict(`only a failed job can be retried; this one is ${job.status}`);
-    if (job.sweepingAt || (job.expiresAt && job.expiresAt <= new Date()))
-      throw new Gone("the job has expired and its video is no longer kept; upload the video again");
+    if (hasExpired(job)) throw new Gone("the job has expired and its video is no longer kept; upload the video again");
     const videoKept = job.videoFileId ? await files.stat("videos", job.videoFileId) : job.source.kind === "url";
     if (!videoKept) throw new Gone("the job's video is no longer kept; upload the video again");
   }

@@ -4,9 +4,9 @@
 // DELETE /jobs/:id/share revokes every one made so far (the job's `shareVersion` moves on).
 // HEAD /jobs/:id/audio answers the same headers without the bytes (gateway/downloads.ts).
 import { Elysia } from "elysia";
-import { type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
+import { hasExpired, type Job, type JobStore, parseJobId } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
-import { Conflict, HttpProblem, NotFound } from "../lib/problem.ts";
+import { Conflict, Gone, HttpProblem, NotFound } from "../lib/problem.ts";
 import type { LinkQuery, LinkSigner } from "../lib/signed-links.ts";
 import { authenticate, bearer, type Caller, type TokenVerifier, USER_OR_KEY } from "./bearer.ts";
 import { headDocs } from "./downloads.ts";
@@ -55,8 +55,7 @@ export function linkRoutes({ service, jobs, links, verifier, publicUrl, log }: L
   function share(job: Job): ShareLink {
     if (job.status !== "done" || !job.audioFileId)
       throw new Conflict(`only a done job's MP3 can be shared; this one is ${job.status}`);
-    if (job.sweepingAt || (job.expiresAt && job.expiresAt <= new Date()))
-      throw new HttpProblem(410, "Gone", "the job has expired; its MP3 is no longer kept");
+    if (hasExpired(job)) throw new Gone("the job has expired; its MP3 is no longer kept");
     const { path, expires } = links.audioPath(job);
     log.info({ event: "audio_link.shared", jobId: job._id, userId: job.userId }, "share link made");
     return { url: `${publicUrl.replace(/\/+$/, "")}${path}`, expiresAt: new Date(expires * 1000).toISOString() };

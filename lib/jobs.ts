@@ -111,6 +111,10 @@ export function jobFiles(job: Job): { bucket: BucketName; id: ObjectId }[] {
   return files.filter((file): file is { bucket: BucketName; id: ObjectId } => file.id !== undefined);
 }
 
+/** Whether the job has expired (its files are about to go, or going): past `expiresAt`, or being swept. */
+export const hasExpired = (job: Pick<Job, "expiresAt" | "sweepingAt">, now = new Date()): boolean =>
+  job.sweepingAt !== undefined || (job.expiresAt !== undefined && job.expiresAt <= now);
+
 /** Parses a job id from a URL or message; anything that is not an ObjectId is "no such job". */
 export function parseJobId(id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null;

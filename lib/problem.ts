@@ -57,6 +57,12 @@ export class Conflict extends HttpProblem {
     super(409, "Conflict", detail);
   }
 }
+/** 410: what the request needs is no longer kept (expired and removed, or being removed). */
+export class Gone extends HttpProblem {
+  constructor(detail: string) {
+    super(410, "Gone", detail);
+  }
+}
 export class ContentTooLarge extends HttpProblem {
   constructor(detail: string) {
     super(413, "Content Too Large", detail);

@@ -13,7 +13,7 @@
 // gone quietly (a half-open connection) hands over within a renewal.
 import { type Binary, type Collection, type Db, ObjectId } from "mongodb";
 import type { ConversionOptions } from "../../lib/options.ts";
-import { Conflict, HttpProblem, NotFound } from "../../lib/problem.ts";
+import { Conflict, Gone, HttpProblem, NotFound } from "../../lib/problem.ts";
 import { UPLOAD_TTL_MS } from "./protocol.ts";
 
 /** How long a PATCH's lease holds without renewal (a dead replica's lease is taken over after this). */
@@ -62,8 +62,7 @@ export const tailOf = (upload: Pick<UploadRecord, "tail">): Uint8Array =>
 export const NO_SUCH_UPLOAD = "no such upload among yours (never made, finished long ago, removed or expired)";
 
 /** 410: the upload expired; it is about to be removed. */
-const expired = () =>
-  new HttpProblem(410, "Gone", "the upload expired (24 hours without new bytes) and is being removed; start again");
+const expired = () => new Gone("the upload expired (24 hours without new bytes) and is being removed; start again");
 
 /** 423: another request is writing to the upload; it has been asked to stop. */
 const locked = () =>
