@@ -18,6 +18,7 @@
 import { type Collection, type Db, ObjectId } from "mongodb";
 import { cleanUp } from "../lib/cleanup.ts";
 import type { Logger } from "../lib/log.ts";
+import { isDuplicateKey } from "../lib/mongo.ts";
 import { Conflict, HttpProblem, Unprocessable } from "../lib/problem.ts";
 import type { Caller } from "./bearer.ts";
 import { digestOnly, type RequestDigest, requestDigest } from "./request-digest.ts";
@@ -63,8 +64,6 @@ export function idempotencyKey(headers: Headers): string | undefined {
   return key;
 }
 
-const isDuplicate = (error: unknown) => (error as { code?: number }).code === 11000;
-
 export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logger; maxUploadBytes: number }) {
   const records: Collection<KeyRecord> = db.collection<KeyRecord>("idempotency_keys");
 
@@ -85,7 +84,7 @@ export function idempotentRequests(db: Db, { log, maxUploadBytes }: { log: Logge
         });
         return { claim };
       } catch (error) {
-        if (!isDuplicate(error)) throw error;
+        if (!isDuplicateKey(error)) throw error;
       }
       const held = await records.findOne({ userId, key });
       if (!held && tries < 3) continue; // released meanwhile: claim it

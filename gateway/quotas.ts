@@ -15,9 +15,10 @@
 //   refused (and a retry of one succeeds). MP3s are written by the converter after the
 //   job was taken: they can take the stored bytes past the quota by their size, which
 //   refuses the next upload until something is deleted.
-import { type Db, MongoServerError, ObjectId } from "mongodb";
+import { type Db, ObjectId } from "mongodb";
 import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
+import { isDuplicateKey } from "../lib/mongo.ts";
 import { HttpProblem } from "../lib/problem.ts";
 import { ACTIVE_STATUSES, storageQuotaMessage, usageStore } from "../lib/usage.ts";
 import type { UsageView } from "./models.ts";
@@ -124,7 +125,7 @@ function jobSlots(db: Db, count: number) {
       await slots.insertOne({ _id: id, jobId, claim });
       return true;
     } catch (error) {
-      if (error instanceof MongoServerError && error.code === 11000) return false; // another request made it first
+      if (isDuplicateKey(error)) return false; // another request made it first
       throw error;
     }
   }

@@ -61,6 +61,9 @@ export function isMongoUnavailable(error: unknown): boolean {
   return /^Mongo(ServerSelection|Network|NetworkTimeout|NotConnected|TopologyClosed|PoolCleared)Error$/.test(name);
 }
 
+/** A write refused by a unique index (E11000): the document, or the key, is there already. */
+export const isDuplicateKey = (error: unknown): boolean => (error as { code?: unknown } | null)?.code === 11000;
+
 /**
  * Waits until MongoDB answers a ping again: at most `timeoutMs`, or until `giveUp()`
  * says to stop (e.g. the worker is shutting down). Answers whether it answered.

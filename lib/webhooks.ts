@@ -11,6 +11,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import { type Collection, type Db, ObjectId } from "mongodb";
 import { checked } from "./config.ts";
+import { isDuplicateKey } from "./mongo.ts";
 
 export const WEBHOOK_EVENTS = ["job.done", "job.failed"] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -151,7 +152,7 @@ export function webhookStore(db: Db) {
         return { id, written: true };
       } catch (error) {
         // Written before (a redelivered `mp3`, or another notifier at the same moment): the same id.
-        if ((error as { code?: number }).code === 11000) return { id, written: false };
+        if (isDuplicateKey(error)) return { id, written: false };
         throw error;
       }
     },

@@ -10,6 +10,7 @@ import { cleanUp } from "../../lib/cleanup.ts";
 import type { FileStore } from "../../lib/files.ts";
 import type { Job, JobStore } from "../../lib/jobs.ts";
 import type { Logger } from "../../lib/log.ts";
+import { isDuplicateKey } from "../../lib/mongo.ts";
 import { HttpProblem, Unavailable } from "../../lib/problem.ts";
 import { QUEUES, type Queue } from "../../lib/queue.ts";
 import type { Caller } from "../bearer.ts";
@@ -27,8 +28,6 @@ export interface FinishDeps {
   uploadedBytes: Counter;
   jobsCreated: Counter;
 }
-
-const isDuplicateKey = (error: unknown) => (error as { code?: number }).code === 11000;
 
 /** Makes and queues the received upload's job (whose lease `writer` holds, and gives back); answers the job's id. */
 export async function finishUpload(

@@ -10,6 +10,7 @@ import type { ObjectId } from "mongodb";
 import { CHUNK_BYTES, type FileStore } from "../../lib/files.ts";
 import type { Logger } from "../../lib/log.ts";
 import { collectEvery } from "../../lib/memory.ts";
+import { isDuplicateKey } from "../../lib/mongo.ts";
 import { Conflict, ContentTooLarge, NotFound } from "../../lib/problem.ts";
 import { SNIFF_BYTES, sniffMedia } from "../../lib/upload.ts";
 import { NO_SUCH_UPLOAD, type Stored, tailOf, type UploadRecord, type UploadStore } from "./store.ts";
@@ -244,5 +245,3 @@ async function drain(reader: ReadableStreamDefaultReader<Uint8Array> | undefined
     // the client is gone
   }
 }
-
-const isDuplicateKey = (error: unknown) => (error as { code?: number }).code === 11000;
