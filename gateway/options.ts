@@ -14,12 +14,9 @@ import {
   OPTION_FIELDS,
   parseTimestamp,
 } from "../lib/options.ts";
-import { Unprocessable } from "../lib/problem.ts";
+import { type FieldError, invalidFields } from "../lib/problem.ts";
 
-export interface FieldError {
-  field: string;
-  message: string;
-}
+export type { FieldError };
 /** One field as it came: its name and its value (text from a form or query; anything from JSON). */
 export type OptionEntry = readonly [name: string, value: unknown];
 
@@ -140,6 +137,5 @@ export const withGatewayDefaults = (chosen: ConversionOptions): ConversionOption
   ...chosen,
 });
 
-/** The 422 for `errors`: every field named, and a detail a person can read. */
-export const badOptions = (errors: FieldError[]) =>
-  new Unprocessable(errors.map((error) => `${error.field}: ${error.message}`).join("; "), errors);
+/** The 422 for `errors`: every field named, in the words of every other 422 (lib/problem.ts). */
+export const badOptions = invalidFields;

@@ -5,8 +5,8 @@
 // file's name and the conversion options by their usual names (parsed by gateway/options.ts).
 import { cleanFilename } from "../../lib/filenames.ts";
 import type { ConversionOptions } from "../../lib/options.ts";
-import { HttpProblem, Unprocessable, UnsupportedMediaType } from "../../lib/problem.ts";
-import { badOptions, parseOptions } from "../options.ts";
+import { HttpProblem, invalidFields, UnsupportedMediaType } from "../../lib/problem.ts";
+import { parseOptions } from "../options.ts";
 
 export const TUS_VERSION = "1.0.0";
 export const TUS_EXTENSIONS = "creation,termination,expiration";
@@ -38,7 +38,7 @@ export function checkVersion(headers: Headers): void {
 }
 
 /** 422 naming the header, as every bad field is named. */
-const badHeader = (field: string, message: string) => new Unprocessable(`${field} ${message}`, [{ field, message }]);
+const badHeader = (field: string, message: string) => invalidFields([{ field, message }]);
 
 /** A whole number of bytes as a required header gives it: digits only, within what a number holds exactly. */
 function byteCount(headers: Headers, field: string, what: string): number {
@@ -108,7 +108,7 @@ export function describeUpload(headers: Headers): UploadDescription {
   }
   const file = Object.fromEntries(entries.filter(([key]) => FILE_KEYS.includes(key)));
   const { options, errors } = parseOptions(entries.filter(([key]) => !FILE_KEYS.includes(key)));
-  if (errors.length) throw badOptions(errors);
+  if (errors.length) throw invalidFields(errors);
   return {
     filename: cleanFilename(file.filename ?? ""),
     declaredType: (file.filetype ?? "").slice(0, 255),
