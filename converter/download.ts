@@ -106,14 +106,13 @@ async function followsPages(links: LinkDownloads, log: Logger): Promise<boolean>
 /** The link fetched as a video file. A web page is thrown as it is (BadLink) when pages are followed. */
 async function fromLink(job: Job, links: LinkDownloads, options: DownloadOptions, pages: boolean) {
   const { files } = links;
-  const { signal, share, report, log } = options;
+  const { signal, log } = options;
   const fetchOptions = {
     allow: links.allow,
     maxBytes: links.maxBytes,
     timeoutMs: links.timeoutMs,
     signal,
-    // An unknown size shows no fraction.
-    onProgress: (bytes: number, total?: number) => total && report(Math.min(share - 1, (bytes / total) * share)),
+    onProgress: downloadProgress(options),
   };
   const metadata = videoMetadata(job);
   const quota = await storageRoom(job, links);
@@ -135,7 +134,7 @@ async function fromLink(job: Job, links: LinkDownloads, options: DownloadOptions
 /** The link as a video page: yt-dlp downloads its video, which is stored named by its title. */
 async function fromPage(job: Job, links: LinkDownloads, options: DownloadOptions): Promise<StoredVideo> {
   const { files, pages } = links;
-  const { signal, share, report, log } = options;
+  const { signal, log } = options;
   const link = job.source.url ?? "";
   const host = URL.parse(link)?.host ?? "";
   log.info({ event: "page.following", host, known: isKnownVideoSite(link) }, "following a video page");
@@ -149,7 +148,7 @@ async function fromPage(job: Job, links: LinkDownloads, options: DownloadOptions
     tmpDir: pages!.tmpDir,
     jobId: job._id.toHexString(),
     signal,
-    onProgress: (bytes: number, total?: number) => total && report(Math.min(share - 1, (bytes / total) * share)),
+    onProgress: downloadProgress(options),
     log,
   };
   return withPageVideo(link, pageOptions, async (video): Promise<StoredVideo> => {
@@ -173,6 +172,12 @@ async function fromPage(job: Job, links: LinkDownloads, options: DownloadOptions
     throw refusal;
   });
 }
+
+/** The download's bytes as the job's progress, within its share (an unknown size shows no fraction). */
+const downloadProgress =
+  ({ share, report }: DownloadOptions) =>
+  (bytes: number, total?: number) =>
+    total && report(Math.min(share - 1, (bytes / total) * share));
 
 const videoMetadata = (job: Job) => ({
   owner: job.userId,
