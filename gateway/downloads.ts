@@ -8,7 +8,7 @@
 // of the file until it is evicted: unused for SPOOL_IDLE_MS, or least recently used when
 // the spool would pass its budget. An MP3 larger than the whole budget (hours long at a
 // high bitrate) is streamed from GridFS as before, without a length. The route has checked
-// the job first, every time; the spool only saves reading the bytes again.
+// the job first, every time; the spool only saves looking the file up and reading its bytes again.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
@@ -103,10 +103,17 @@ export function sizedDownloads(
     }
   }
 
+  /** The file's copy if one is held, marked used now (so no eviction takes it from under its answer). */
+  function heldCopy(bucket: BucketName, id: ObjectId): Copy | undefined {
+    const copy = copies.get(`${bucket}-${id}`);
+    if (copy) copy.usedAt = Date.now();
+    return copy;
+  }
+
   /** The file's local copy, made now if need be; undefined when it cannot fit in the budget. */
   async function copyOf(bucket: BucketName, id: ObjectId, bytes: number): Promise<Copy | undefined> {
     const name = `${bucket}-${id}`;
-    const found = copies.get(name);
+    const found = heldCopy(bucket, id);
     if (found) return found;
     const underWay = copying.get(name);
     if (underWay) return underWay;
@@ -144,27 +151,27 @@ export function sizedDownloads(
      * 416 past the end, headers only for HEAD; streamed without a length if it cannot be copied.
      */
     async respond(bucket: BucketName, id: ObjectId, request: Request, headers: Record<string, string>) {
-      const file = await files.stat(bucket, id);
-      if (!file) throw new NotFound("the file is gone");
+      // A held copy knows the length (GridFS files never change): a player's many Range requests cost no look-up.
+      const size = heldCopy(bucket, id)?.bytes ?? (await files.stat(bucket, id))?.length;
+      if (size === undefined) throw new NotFound("the file is gone");
       const header = request.headers.get("range");
-      const ranges = header ? parseRange(file.length, header, { combine: true }) : undefined;
+      const ranges = header ? parseRange(size, header, { combine: true }) : undefined;
       if (ranges === -1) return files.respond(bucket, id, request, headers); // its 416
       const range = Array.isArray(ranges) && ranges.type === "bytes" ? ranges[0] : undefined;
       const common = { ...headers, "accept-ranges": "bytes", etag: `"${id}"` };
-      const part = range && { "content-range": `bytes ${range.start}-${range.end}/${file.length}` };
+      const part = range && { "content-range": `bytes ${range.start}-${range.end}/${size}` };
       if (request.method === "HEAD") {
-        const length = range ? range.end - range.start + 1 : file.length;
+        const length = range ? range.end - range.start + 1 : size;
         return new Response(null, {
           status: range ? 206 : 200,
           headers: { ...common, ...part, "content-length": String(length) },
         });
       }
-      const copy = await copyOf(bucket, id, file.length);
+      const copy = await copyOf(bucket, id, size);
       if (!copy) {
-        log.info({ event: "download.unsized", bucket, fileId: String(id), bytes: file.length }, "too large to copy");
+        log.info({ event: "download.unsized", bucket, fileId: String(id), bytes: size }, "too large to copy");
         return files.respond(bucket, id, request, headers);
       }
-      copy.usedAt = Date.now();
       const whole = Bun.file(copy.path);
       if (!range) return new Response(whole, { headers: common });
       return new Response(whole.slice(range.start, range.end + 1), { status: 206, headers: { ...common, ...part } });
