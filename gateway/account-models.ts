@@ -2,7 +2,7 @@
 // themselves are lib/account-models.ts, which auth validates with too), and each route's
 // OpenAPI text. Registered as copies (lib/openapi.ts `registered`), like gateway/models.ts
 // does, so a schema embedded elsewhere never shares an `$id`.
-import { type DocumentDecoration, Elysia } from "elysia";
+import { Elysia } from "elysia";
 import {
   ApiKeyList,
   ChangePasswordBody,
@@ -18,7 +18,7 @@ import {
   VerifyBody,
 } from "../lib/account-models.ts";
 import { registered } from "../lib/openapi.ts";
-import { answers as described } from "./route-docs.ts";
+import { answers as described, routeDocs } from "./route-docs.ts";
 
 export const accountModels = new Elysia({ name: "gateway.account-models" }).model({
   Registered: registered(Registered),
@@ -50,22 +50,10 @@ const PROBLEMS: Record<number, string> = {
 
 /**
  * The answers of a route whose success has no body: written out here, because Elysia
- * has no schema for "no body". (A route's `response` schemas and these merge: lib/openapi.ts.)
+ * has no schema for "no body"; each problem's body is lib/openapi.ts's to add.
  */
-const answers = (success: Record<number, string>, ...problems: number[]) => ({
-  ...Object.fromEntries(Object.entries(success).map(([status, description]) => [status, { description }])),
-  ...Object.fromEntries(
-    problems.map((status) => [
-      status,
-      {
-        description: PROBLEMS[status]!,
-        content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
-      },
-    ]),
-  ),
-});
-
-const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
+const answers = (success: Record<number, string>, ...problems: number[]) =>
+  described({ ...success, ...Object.fromEntries(problems.map((status) => [status, PROBLEMS[status]!])) });
 
 /** Each account route's OpenAPI text. */
 export const accountAuthDocs = routeDocs({

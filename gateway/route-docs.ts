@@ -8,7 +8,8 @@ import { MAX_LINK_LENGTH } from "../lib/link.ts";
 import { ConversionOptions, OPTION_FIELDS, TIMESTAMP_PATTERN } from "../lib/options.ts";
 import { IDEMPOTENCY_HEADER, MAX_KEY_LENGTH } from "./idempotency.ts";
 
-const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
+/** A module's route docs by name, each checked as Elysia's `detail`. */
+export const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
 
 /** A route's answers by status, each with what it means there (a problem's body is lib/openapi.ts's to add). */
 export const answers = (meanings: Record<number, string>) =>

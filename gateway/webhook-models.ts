@@ -1,11 +1,12 @@
 // The webhook routes' models and OpenAPI text (gateway/webhook-routes.ts), and the event
 // the notifier posts (WebhookEvent: described in components.schemas and, as OpenAPI 3.1
 // allows, under the document's `webhooks`).
-import { type DocumentDecoration, Elysia, t } from "elysia";
+import { Elysia, t } from "elysia";
 import { MAX_LINK_LENGTH } from "../lib/link.ts";
 import { registered } from "../lib/openapi.ts";
 import { MAX_WEBHOOKS_PER_USER, WEBHOOK_EVENTS } from "../lib/webhooks.ts";
 import { JobView } from "./models.ts";
+import { routeDocs } from "./route-docs.ts";
 
 const EventName = t.UnionEnum(WEBHOOK_EVENTS, {
   description: "`job.done`: a job's MP3 is ready; `job.failed`: a job failed (its `error` says why)",
@@ -172,8 +173,6 @@ export const webhookDocument = Object.fromEntries(
     },
   ]),
 );
-
-const routeDocs = <K extends string>(docs: Record<K, DocumentDecoration>) => docs;
 
 export const webhookDocs = routeDocs({
   create: {
