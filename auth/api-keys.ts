@@ -34,16 +34,25 @@ type Owner = typeof KeyOwner.static;
 
 export function apiKeyStore(db: MySql2Database) {
   return {
-    /** A new key for the account (Conflict past MAX_KEYS_PER_ACCOUNT); the key itself is in this answer only. */
+    /**
+     * A new key for the account (Conflict past MAX_KEYS_PER_ACCOUNT); the key itself is in this
+     * answer only. The user's row is locked meanwhile, so requests at once cannot pass the limit together.
+     */
     async create(userId: number, name: string): Promise<Created> {
-      const [held] = await db.select({ keys: count() }).from(apiKeys).where(eq(apiKeys.userId, userId));
-      if ((held?.keys ?? 0) >= MAX_KEYS_PER_ACCOUNT)
-        throw new Conflict(`an account holds at most ${MAX_KEYS_PER_ACCOUNT} API keys; delete one first`);
       const { key, hash } = newApiKey();
-      const createdAt = new Date();
       const prefix = key.slice(0, SHOWN_KEY_CHARS);
-      const [row] = await db.insert(apiKeys).values({ userId, name, keyHash: hash, prefix, createdAt }).$returningId();
-      return { id: row!.id, name, key, createdAt: createdAt.toISOString() };
+      return db.transaction(async (tx) => {
+        await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for("update");
+        const [held] = await tx.select({ keys: count() }).from(apiKeys).where(eq(apiKeys.userId, userId));
+        if ((held?.keys ?? 0) >= MAX_KEYS_PER_ACCOUNT)
+          throw new Conflict(`an account holds at most ${MAX_KEYS_PER_ACCOUNT} API keys; delete one first`);
+        const createdAt = new Date();
+        const [row] = await tx
+          .insert(apiKeys)
+          .values({ userId, name, keyHash: hash, prefix, createdAt })
+          .$returningId();
+        return { id: row!.id, name, key, createdAt: createdAt.toISOString() };
+      });
     },
 
     /** The account's keys, newest first, without the keys themselves. */

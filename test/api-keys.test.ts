@@ -208,6 +208,21 @@ describe("a limit", () => {
     expect(((await refused.json()) as { detail: string }).detail).toContain("50");
     expect((await listKeys(token)).items).toHaveLength(50);
   });
+
+  test("keys asked for at once cannot pass the limit together: of 20 asked with room for 2, 2 are made, the rest 409", async () => {
+    const { token } = await person();
+    for (let n = 0; n < 48; n++) await makeKey(token, `key ${n}`);
+    const asked = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => {
+        const { body, ...type } = json({ name: `at once ${n}` });
+        return gateway("/auth/keys", { method: "POST", headers: { ...type, ...bearer(token) }, body });
+      }),
+    );
+    const statuses = asked.map((answer) => answer.status);
+    expect(statuses.filter((status) => status === 201)).toHaveLength(2);
+    expect(statuses.filter((status) => status === 409)).toHaveLength(18);
+    expect((await listKeys(token)).items).toHaveLength(50);
+  });
 });
 
 describe("what a key may do", () => {
