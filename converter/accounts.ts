@@ -8,34 +8,58 @@
 // removes what is left; removing what is gone already is no error.
 import type { Db, ObjectId } from "mongodb";
 import { BUCKETS } from "../lib/files.ts";
-import { jobFiles } from "../lib/jobs.ts";
+import { type Job, jobFiles } from "../lib/jobs.ts";
 import type { AccountMessage } from "../lib/messages.ts";
 import { retryAfterMongo } from "../lib/mongo.ts";
 import { type Delivery, QUEUES } from "../lib/queue.ts";
+import { MAX_TOKEN_SECONDS } from "../lib/tokens.ts";
 import type { ConverterContext } from "./context.ts";
 
 /** Collections of a user's own documents (field `userId`), removed whole; absent ones are fine. */
 export const USER_COLLECTIONS = ["api_keys", "webhooks", "webhook_deliveries", "idempotency_keys"] as const;
+/**
+ * Accounts deleted within the longest life a token may have. The gateway checks tokens without
+ * asking auth, so a deleted account's token still makes jobs until it expires: the converter
+ * removes such a job instead of converting it (converter/handle.ts). Entries expire (TTL index).
+ */
+const DELETED_ACCOUNTS = "deleted_accounts";
+
+/** Whether the user's account was deleted (within the longest token life). */
+export async function accountDeleted(db: Db, userId: string): Promise<boolean> {
+  return (await db.collection<{ _id: string }>(DELETED_ACCOUNTS).countDocuments({ _id: userId }, { limit: 1 })) > 0;
+}
+
+/** A job and its files, removed as the retention sweeper removes one: files first. */
+export async function removeJobAndFiles({ jobs, files }: ConverterContext, job: Job): Promise<boolean> {
+  await Promise.all(jobFiles(job).map(({ bucket, id }) => files.remove(bucket, id)));
+  return jobs.remove(job._id);
+}
+
 /** Jobs read per round: a user may have many. */
 const BATCH = 100;
 
 /** Removes the account's data; a stop in between hands the message back (what is removed stays removed). */
 export async function removeAccount(
-  { jobs, files, mongo, log }: ConverterContext,
+  context: ConverterContext,
   delivery: Delivery<AccountMessage>,
   signal: AbortSignal,
 ): Promise<void> {
+  const { jobs, files, mongo, log } = context;
   const { userId } = delivery.body;
   const accountLog = log.child({ userId });
   accountLog.info({ event: "account.removing", attempt: delivery.attempt }, "removing a deleted account's data");
+  // First, so a job a still-valid token makes from now on is removed, not converted.
+  const until = new Date(Date.now() + MAX_TOKEN_SECONDS * 1000);
+  await mongo.db
+    .collection<{ _id: string }>(DELETED_ACCOUNTS)
+    .updateOne({ _id: userId }, { $setOnInsert: { deletedAt: new Date(), until } }, { upsert: true });
   let removedJobs = 0;
   for (;;) {
     const batch = await jobs.collection.find({ userId }).limit(BATCH).toArray();
     if (batch.length === 0) break;
     for (const job of batch) {
       if (signal.aborted) return delivery.requeue();
-      await Promise.all(jobFiles(job).map(({ bucket, id }) => files.remove(bucket, id)));
-      if (await jobs.remove(job._id)) removedJobs++;
+      if (await removeJobAndFiles(context, job)) removedJobs++;
       accountLog.debug({ event: "account.job_removed", jobId: job._id }, "job and its files removed");
     }
   }
@@ -73,8 +97,10 @@ export function accountRemover(context: ConverterContext) {
   const { config, log, mongo, queue } = context;
   const stopping = new AbortController();
   return {
-    start: () =>
-      queue.consume(
+    start: async () => {
+      const tombstones = mongo.db.collection(DELETED_ACCOUNTS);
+      await tombstones.createIndex({ until: 1 }, { name: "deleted_accounts_expire", expireAfterSeconds: 0 });
+      await queue.consume(
         QUEUES.account,
         {
           prefetch: 1,
@@ -93,7 +119,8 @@ export function accountRemover(context: ConverterContext) {
             giveUp: () => stopping.signal.aborted,
           },
         ),
-      ),
+      );
+    },
     stop: () => stopping.abort(),
   };
 }

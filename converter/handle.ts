@@ -8,6 +8,7 @@ import type { Logger } from "../lib/log.ts";
 import type { VideoMessage } from "../lib/messages.ts";
 import { isMongoUnavailable } from "../lib/mongo.ts";
 import type { Delivery } from "../lib/queue.ts";
+import { accountDeleted, removeJobAndFiles } from "./accounts.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { convert, download } from "./convert.ts";
 import { BadInput, HandedBack, JobGone } from "./errors.ts";
@@ -40,6 +41,12 @@ export async function handleVideo(
       { event: "job.redelivered_finished", status: existing.status },
       "redelivered message for a finished job",
     );
+    return delivery.ack();
+  }
+  if (await accountDeleted(context.mongo.db, existing.userId)) {
+    // Made with a token of an account deleted since: removed like the account's other jobs.
+    await removeJobAndFiles(context, existing);
+    jobLog.info({ event: "job.owner_deleted", userId: existing.userId }, "the job's account was deleted; job removed");
     return delivery.ack();
   }
   const job = await jobs.startConverting(jobId, needsDownload(existing) ? "downloading" : "converting");

@@ -23,6 +23,7 @@ import {
   mysqlRowsOf,
   PASSWORD,
 } from "./support/accounts.ts";
+import { makeVideo } from "./support/media.ts";
 import { startResendStandin } from "./support/resend.ts";
 import { type Stack, startStack } from "./support/stack.ts";
 
@@ -392,6 +393,29 @@ describe("deleting the account", () => {
     );
     const second = converterLog.lines.filter((l) => l.event === "account.deleted" && l.userId === person.id)[1]!;
     expect([second.jobs, second.files]).toEqual([0, 0]);
+  });
+});
+
+describe("a token that outlives its deleted account", () => {
+  test("still makes a job at the gateway (tokens are checked there alone), which the converter removes unconverted", async () => {
+    const person = await registered("late-token");
+    const { token } = await steps.session(person.email);
+    expect((await steps.deleteAccount(token)).status).toBe(204);
+    await converterLog.waitFor((l) => l.event === "account.deleted" && l.userId === person.id, "account.deleted");
+
+    const form = new FormData();
+    form.append("file", new Blob([await Bun.file(await makeVideo({ seconds: 1 })).bytes()]), "late.mp4");
+    const upload = await stack.call("/jobs", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body: form,
+    });
+    expect(upload.status).toBe(202);
+    const { id } = (await upload.json()) as { id: string };
+    await converterLog.waitFor((l) => l.event === "job.owner_deleted" && l.jobId === id, "job.owner_deleted");
+    expect(converterLog.lines.some((l) => l.event === "job.converting" && l.jobId === id)).toBe(false);
+    const left = await mongoDocumentsOf(stack.mongo.db, person.id);
+    expect([left.jobs, left.videos, left.mp3s, left.covers]).toEqual([0, 0, 0, 0]);
   });
 });
 
