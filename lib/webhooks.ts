@@ -11,7 +11,11 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
 import { type Collection, type Db, ObjectId } from "mongodb";
 import { checked } from "./config.ts";
+import { DEFAULT_RETENTION_HOURS } from "./jobs.ts";
 import { isDuplicateKey } from "./mongo.ts";
+
+/** How long a delivery's record is kept: the default retention of a job (its retries end within a day). */
+export const DELIVERY_RETENTION_SECONDS = DEFAULT_RETENTION_HOURS * 3600;
 
 export const WEBHOOK_EVENTS = ["job.done", "job.failed"] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -110,6 +114,11 @@ export function webhookStore(db: Db) {
       await deliveries.createIndex({ nextAttemptAt: 1 }, { name: "deliveries_due", sparse: true });
       await deliveries.createIndex({ webhookId: 1, createdAt: -1 }, { name: "deliveries_by_webhook_newest" });
       await deliveries.createIndex({ userId: 1 }, { name: "deliveries_by_user" });
+      // A delivery carries a copy of its job: kept as long as a job is, then MongoDB drops it.
+      await deliveries.createIndex(
+        { createdAt: 1 },
+        { name: "deliveries_expire", expireAfterSeconds: DELIVERY_RETENTION_SECONDS },
+      );
     },
 
     async create(fields: Pick<Webhook, "userId" | "url" | "events">): Promise<Webhook> {

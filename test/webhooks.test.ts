@@ -2,6 +2,7 @@
 // access token or an API key, the link rules on their URLs, and the OpenAPI document.
 // Their deliveries: test/webhook-delivery.test.ts; the harness: test/support/webhooks.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DELIVERY_RETENTION_SECONDS } from "../lib/webhooks.ts";
 import { webhookHarness } from "./support/webhooks.ts";
 
 const h = webhookHarness();
@@ -100,6 +101,15 @@ describe("registering", () => {
 });
 
 describe("OpenAPI", () => {
+  test("a delivery's record (a copy of its job) expires as a job does: a TTL index on createdAt", async () => {
+    const indexes = await h.deliveryStore().indexes();
+    expect(indexes.find((index) => index.name === "deliveries_expire")).toMatchObject({
+      key: { createdAt: 1 },
+      expireAfterSeconds: DELIVERY_RETENTION_SECONDS,
+    });
+    expect(DELIVERY_RETENTION_SECONDS).toBe(168 * 3600);
+  });
+
   test("the webhook routes and the posted event are described", async () => {
     const spec = (await (await call("/docs/json")).json()) as {
       paths: Record<string, Record<string, unknown>>;
