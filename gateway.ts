@@ -97,55 +97,56 @@ export interface GatewayDeps {
 /** MongoDB or the broker being away is a 503 the client may retry, not a 500. */
 const storeUnavailable = (error: unknown) => isMongoUnavailable(error) || error instanceof QueueUnavailable;
 
-export function createGateway({ config, log, mongo, queue, verifier, resolve }: GatewayDeps) {
+/** The gateway's stores and services, built once from its deps. */
+function gatewayParts({ config, log, mongo, queue, verifier: tokens }: GatewayDeps) {
   // Every route module gets a verifier that knows API keys too (asking auth: gateway/api-keys.ts).
-  verifier = withApiKeys(
-    verifier,
+  const verifier = withApiKeys(
+    tokens,
     apiKeyChecker({ authUrl: config.AUTH_URL, gatewaySecret: config.GATEWAY_SECRET, log }),
   );
   const jobs = jobStore(mongo.db);
   const files = fileStore(mongo.db, { log });
   const metrics = createMetrics("gateway");
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [metrics.registry] });
-  const webhooks = webhookStore(mongo.db);
-  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
   const limits = { activeJobs: config.MAX_ACTIVE_JOBS, storedBytes: config.USER_STORAGE_BYTES };
   const quotas = userQuotas(mongo.db, limits, log);
-  const uploadedBytes = counter("gateway_upload_bytes_total", "video bytes stored");
-  const jobsCreated = counter("gateway_jobs_created_total", "jobs queued");
-  const intake = jobIntake({
-    files,
-    jobs,
-    queue,
-    log,
-    maxUploadBytes: config.MAX_UPLOAD_BYTES,
-    allowList,
-    quotas,
-    uploadedBytes,
-    jobsCreated,
-  });
-  const streams = liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log });
-  const idempotency = idempotentRequests(mongo.db, { log, maxUploadBytes: config.MAX_UPLOAD_BYTES });
+  const allowList = parseAllowList(config.URL_ALLOW_HOSTS);
+  const counted = {
+    uploadedBytes: counter("gateway_upload_bytes_total", "video bytes stored"),
+    jobsCreated: counter("gateway_jobs_created_total", "jobs queued"),
+  };
+  const maxUploadBytes = config.MAX_UPLOAD_BYTES;
+  const intake = jobIntake({ files, jobs, queue, log, maxUploadBytes, allowList, quotas, ...counted });
+  const idempotency = idempotentRequests(mongo.db, { log, maxUploadBytes });
   const uploads = resumableUploads({
-    db: mongo.db,
-    files,
-    jobs,
-    queue,
-    quotas,
-    log,
-    verifier,
-    maxUploadBytes: config.MAX_UPLOAD_BYTES,
-    idempotency,
-    uploadedBytes,
-    jobsCreated,
+    ...{ db: mongo.db, files, jobs, queue, quotas, log, verifier, maxUploadBytes, idempotency },
+    ...counted,
   });
-  const service = jobService({ jobs, files, queue, quotas, log });
-  const links = linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log));
-  const startup = startupCheck();
+  return {
+    verifier,
+    jobs,
+    files,
+    metrics,
+    quotas,
+    allowList,
+    intake,
+    idempotency,
+    uploads,
+    webhooks: webhookStore(mongo.db),
+    streams: liveStreams({ maxStreamsPerUser: config.MAX_STREAMS_PER_USER, log }),
+    service: jobService({ jobs, files, queue, quotas, log }),
+    links: linkSigner(linkSigningKey(config.LINK_SIGNING_KEY, log)),
+    startup: startupCheck(),
+  };
+}
+type GatewayParts = ReturnType<typeof gatewayParts>;
 
-  const app = new Elysia({ name: "gateway", serve: { maxRequestBodySize: BUN_BODY_CEILING } })
+/** The public app: its plugins, one per concern, in the order a request meets them. */
+function gatewayApp({ config, log, mongo, queue, resolve }: GatewayDeps, parts: GatewayParts) {
+  const { verifier, quotas, service, streams, idempotency, intake, webhooks, allowList, startup } = parts;
+  return new Elysia({ name: "gateway", serve: { maxRequestBodySize: BUN_BODY_CEILING } })
     .use(problems(log, { unavailable: storeUnavailable }))
-    .use(metrics.plugin)
+    .use(parts.metrics.plugin)
     .use(bodyLimit(config.MAX_UPLOAD_BYTES))
     .use(
       apiDocs({
@@ -173,15 +174,19 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
       }),
     )
     .use(accountRoutes({ quotas, verifier }))
-    .use(linkRoutes({ service, jobs, links, verifier, publicUrl: config.PUBLIC_URL, log }))
+    .use(linkRoutes({ service, jobs: parts.jobs, links: parts.links, verifier, publicUrl: config.PUBLIC_URL, log }))
     .use(jobRoutes({ intake, service, verifier, streams, idempotency }))
-    .use(uploads.routes)
+    .use(parts.uploads.routes)
     .use(webhookRoutes({ webhooks, verifier, allowList, log, resolve }));
+}
 
+export function createGateway(deps: GatewayDeps) {
+  const parts = gatewayParts(deps);
+  const { jobs, quotas, idempotency, webhooks, uploads, verifier, streams, startup } = parts;
   return {
-    app,
-    metricsApp: metrics.app,
-    /** Job indexes, then auth's keys; auth being away is no reason not to start (keys are fetched on first use). */
+    app: gatewayApp(deps, parts),
+    metricsApp: parts.metrics.app,
+    /** Indexes, then auth's keys; auth being away is no reason not to start (keys are fetched on first use). */
     start: () =>
       startup.run(async () => {
         await jobs.ensureIndexes();
@@ -192,7 +197,7 @@ export function createGateway({ config, log, mongo, queue, verifier, resolve }: 
         await verifier
           .ready()
           .catch((error) =>
-            log.warn(
+            deps.log.warn(
               { event: "auth.unreachable", err: error },
               "auth's JWKS not reachable yet; will fetch on first use",
             ),

@@ -15,10 +15,11 @@ import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
 import { AllowHosts, parseAllowList, type Resolver } from "./lib/link.ts";
 import type { Logger } from "./lib/log.ts";
+import type { Mp3Message } from "./lib/messages.ts";
 import { createMetrics } from "./lib/metrics.ts";
 import { connectMongo, type Mongo, retryAfterMongo } from "./lib/mongo.ts";
 import { problems } from "./lib/problem.ts";
-import { CONNECT_IN_BACKGROUND, connectQueue, QUEUES, type Queue } from "./lib/queue.ts";
+import { CONNECT_IN_BACKGROUND, connectQueue, type Delivery, QUEUES, type Queue } from "./lib/queue.ts";
 import { runService } from "./lib/runner.ts";
 import { linkSigner, linkSigningKey } from "./lib/signed-links.ts";
 import { parseRetrySchedule, RetrySchedule, webhookStore } from "./lib/webhooks.ts";
@@ -114,32 +115,7 @@ export function createNotifier({ config, log, mongo, queue, resolve }: NotifierD
           );
         await webhooks.ensureIndexes();
         sender.start();
-        await queue.consume(
-          QUEUES.mp3,
-          { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
-          retryAfterMongo(
-            mongo,
-            log,
-            async (delivery) => {
-              // The email first: a webhook's trouble never holds it up. Both are done once, however often this runs.
-              await notify(context, delivery);
-              await sender.announce(delivery.body);
-            },
-            {
-              giveUp: () => stopping.signal.aborted,
-            },
-          ),
-        );
-        // Account emails (notifier/account-emails.ts): they need no store but Resend.
-        await queue.consume(
-          QUEUES.email,
-          {
-            prefetch: 8,
-            maxAttempts: config.MAX_ATTEMPTS,
-            onExhausted: (body) => accountEmailExhausted(context, body),
-          },
-          (delivery) => sendAccountEmail(context, delivery),
-        );
+        await consumeQueues({ config, log, mongo, queue }, context, sender);
       }),
     /**
      * Stops taking messages; the ones in hand finish, or go back at once if they were waiting to retry.
@@ -152,6 +128,29 @@ export function createNotifier({ config, log, mongo, queue, resolve }: NotifierD
       await sender.stop();
     },
   };
+}
+
+/** `mp3`: the email, then the webhooks; `email`: auth's account emails. Both done once, however often a message comes. */
+async function consumeQueues(
+  { config, log, mongo, queue }: Omit<NotifierDeps, "resolve">,
+  context: NotifierContext,
+  sender: ReturnType<typeof webhookSender>,
+): Promise<void> {
+  const announce = async (delivery: Delivery<Mp3Message>) => {
+    await notify(context, delivery); // the email first: a webhook's trouble never holds it up
+    await sender.announce(delivery.body);
+  };
+  await queue.consume(
+    QUEUES.mp3,
+    { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => exhausted(context, body) },
+    retryAfterMongo(mongo, log, announce, { giveUp: () => context.stopping.aborted }),
+  );
+  // Account emails (notifier/account-emails.ts): they need no store but Resend.
+  await queue.consume(
+    QUEUES.email,
+    { prefetch: 8, maxAttempts: config.MAX_ATTEMPTS, onExhausted: (body) => accountEmailExhausted(context, body) },
+    (delivery) => sendAccountEmail(context, delivery),
+  );
 }
 
 // ── start and graceful stop ─────────────────────────────────────────────────
