@@ -98,6 +98,8 @@ export async function encode(
       log.info({ event: "convert.rerun", guessed: guess, planned: plan.audio }, "ffmpeg runs again with the plan");
       writtenSeconds = await run(plan.audio);
     }
+    // ffmpeg may finish before the probe told the span, its progress unreported: the end is said once.
+    if (plan.spanSec) onProgress(writtenSeconds / plan.spanSec);
     const cover = await covering;
     return { output, writtenSeconds, plan, ...(cover ? { cover } : {}) };
   } finally {
