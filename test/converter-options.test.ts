@@ -4,27 +4,22 @@
 // (a vhost of its own) and MongoDB (MONGODB_URL or the stand-in); jobs are made the way the
 // gateway leaves them, with an `options` field. Every MP3 is read by ffprobe and by an ID3
 // library (music-metadata), as players would.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { createReadStream, mkdtempSync, readdirSync } from "node:fs";
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { createReadStream, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileTypeFromFile } from "file-type";
 import type { ObjectId } from "mongodb";
 import { type IAudioMetadata, parseFile } from "music-metadata";
-import { converterContext } from "../converter/context.ts";
 import { encode } from "../converter/encode.ts";
 import { retentionSweeper } from "../converter/sweeper.ts";
-import { ConverterConfig } from "../converter.ts";
-import { parseConfig } from "../lib/config.ts";
-import { type BucketName, fileStore } from "../lib/files.ts";
-import { type Job, jobStore } from "../lib/jobs.ts";
-import { createLogger } from "../lib/log.ts";
-import { connectMongo, type Mongo } from "../lib/mongo.ts";
+import type { BucketName } from "../lib/files.ts";
+import type { Job } from "../lib/jobs.ts";
 import type { ConversionOptions } from "../lib/options.ts";
-import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import { QUEUES } from "../lib/queue.ts";
+import { converterBench } from "./support/converter-bench.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "./support/jobs.ts";
-import { startLocalConverter } from "./support/local-converter.ts";
 import {
   type AudioFormat,
   loudness,
@@ -36,70 +31,34 @@ import {
   run,
   toneFrequency,
 } from "./support/media.ts";
-import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
-import { createTestVhost } from "./support/rabbit.ts";
 
-const log = createLogger("converter-options-test", "silent");
-let mongo: Mongo;
-let mongoUrl: string;
-let vhost: Awaited<ReturnType<typeof createTestVhost>>;
-let queue: Queue;
-let files: ReturnType<typeof fileStore>;
-let jobs: ReturnType<typeof jobStore>;
-const tmp = mkdtempSync(join(tmpdir(), "m3dio-converter-options-"));
+const bench = converterBench("converter-options", { MP3_QUALITY: "2" });
+const { tmp, log, entries, startConverter } = bench;
 const outputs = mkdtempSync(join(tmpdir(), "m3dio-options-mp3-"));
-let converter: Awaited<ReturnType<typeof startLocalConverter>>;
-
-/** What the in-process converter logs, parsed. */
-const entries: Record<string, unknown>[] = [];
-const converterLog = createLogger("converter", "info", {
-  write: (line: string) => void entries.push(JSON.parse(line)),
-});
-const startConverter = (env: Record<string, string> = {}) =>
-  startLocalConverter(
-    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log: converterLog },
-    { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", MP3_QUALITY: "2", ...env },
-  );
+let converter: Awaited<ReturnType<typeof startConverter>>;
 
 beforeAll(async () => {
-  mongoUrl = await testMongoUrl();
-  mongo = await connectMongo(mongoUrl);
-  vhost = await createTestVhost();
-  queue = await connectQueue(vhost.url, log);
-  files = fileStore(mongo.db);
-  jobs = jobStore(mongo.db);
   converter = await startConverter();
 });
-afterAll(async () => {
-  await converter?.stop();
-  await queue?.close();
-  await vhost?.drop();
-  await mongo?.close();
-  if (mongoUrl) await dropTestDatabase(mongoUrl);
-});
+bench.beforeTeardown(() => converter?.stop());
 afterEach(async () => {
-  await drainQueue(vhost.url, QUEUES.mp3); // the announcements are converter.test.ts's subject
+  await drainQueue(bench.vhost.url, QUEUES.mp3); // the announcements are converter.test.ts's subject
   // Every temp directory is gone, whatever happened (the worker removes it last).
-  expect(
-    await settle(
-      async () => readdirSync(tmp),
-      (left) => left.length === 0,
-    ),
-  ).toEqual([]);
+  await bench.expectTmpEmpty();
 });
 
 /** A job as the gateway leaves it (file in GridFS, record queued with its sniffed type and `options`), published. */
 async function queueJob(path: string, filename: string, options?: ConversionOptions): Promise<ObjectId> {
   const contentType = (await fileTypeFromFile(path))?.mime ?? "video/mp4";
-  const stored = await files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
-  const job = await jobs.create({
+  const stored = await bench.files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
+  const job = await bench.jobs.create({
     userId: "42",
     email: "owner@example.com",
     videoFileId: stored.id,
     source: { kind: "upload", filename, bytes: stored.bytes, contentType },
     ...(options ? { options } : {}),
   });
-  await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
+  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
   return job._id;
 }
 
@@ -107,7 +66,7 @@ let saved = 0;
 /** A file of a bucket, saved to disk. */
 async function saveFile(bucket: BucketName, id: ObjectId, extension: string): Promise<string> {
   const path = join(outputs, `${++saved}.${extension}`);
-  const stream = Readable.toWeb(files.download(bucket, id)) as unknown as ReadableStream;
+  const stream = Readable.toWeb(bench.files.download(bucket, id)) as unknown as ReadableStream;
   await Bun.write(path, new Response(stream));
   return path;
 }
@@ -115,7 +74,7 @@ async function saveFile(bucket: BucketName, id: ObjectId, extension: string): Pr
 /** Converts `path` with `options`: the job, done, and its MP3 as ffprobe and music-metadata read it. */
 async function convert(path: string, filename: string, options?: ConversionOptions) {
   const id = await queueJob(path, filename, options);
-  const job = await waitForFinished(jobs, id);
+  const job = await waitForFinished(bench.jobs, id);
   expect(job.error).toBeUndefined();
   expect(job.status).toBe("done");
   const mp3 = await saveFile("mp3s", job.audioFileId!, "mp3");
@@ -124,7 +83,7 @@ async function convert(path: string, filename: string, options?: ConversionOptio
 
 /** Converts `path` with `options`, expecting the job to fail. */
 async function convertFailing(path: string, filename: string, options?: ConversionOptions): Promise<Job> {
-  const job = await waitForFinished(jobs, await queueJob(path, filename, options));
+  const job = await waitForFinished(bench.jobs, await queueJob(path, filename, options));
   expect(job.status).toBe("failed");
   expect(job.attempts).toBe(1);
   expect(job.audioFileId).toBeUndefined();
@@ -295,14 +254,13 @@ describe("trim", () => {
   test("progress counts the trimmed span, not the whole audio", async () => {
     const video = await makeVideo({ seconds: 20, size: "64x36" });
     const contentType = (await fileTypeFromFile(video))!.mime;
-    const job = await jobs.create({
+    const job = await bench.jobs.create({
       userId: "42",
       email: "owner@example.com",
       source: { kind: "upload", filename: "long.mp4", bytes: 0, contentType },
       options: { start: 5, end: 15 },
     });
-    const config = parseConfig(ConverterConfig, { MONGODB_URL: mongoUrl, AMQP_URL: vhost.url, TMP_DIR: tmp });
-    const context = converterContext({ config, log, mongo, queue });
+    const context = bench.context();
     const workDir = mkdtempSync(join(tmp, "progress-"));
     const fractions: number[] = [];
     try {
@@ -455,30 +413,30 @@ describe("limits and files", () => {
 
   test("the retention sweeper removes the cover with the job", async () => {
     const { job } = await convert(await makeVideo({ seconds: 1 }), "expiring.mp4");
-    expect(await files.stat("covers", job.coverFileId!)).not.toBeNull();
-    await jobs.collection.updateOne({ _id: job._id }, { $set: { expiresAt: new Date(Date.now() - 1000) } });
-    await retentionSweeper({ jobs, files, log }).sweepOnce();
-    expect(await jobs.get(job._id)).toBeNull();
-    expect(await files.stat("covers", job.coverFileId!)).toBeNull();
-    expect(await files.stat("mp3s", job.audioFileId!)).toBeNull();
+    expect(await bench.files.stat("covers", job.coverFileId!)).not.toBeNull();
+    await bench.jobs.collection.updateOne({ _id: job._id }, { $set: { expiresAt: new Date(Date.now() - 1000) } });
+    await retentionSweeper({ jobs: bench.jobs, files: bench.files, log }).sweepOnce();
+    expect(await bench.jobs.get(job._id)).toBeNull();
+    expect(await bench.files.stat("covers", job.coverFileId!)).toBeNull();
+    expect(await bench.files.stat("mp3s", job.audioFileId!)).toBeNull();
   });
 
   test("a cover an earlier attempt left is removed when the job's message comes again", async () => {
     const { job } = await convert(await makeVideo({ seconds: 1 }), "again.mp4");
     const jobId = job._id.toHexString();
-    const stray = await files.upload("covers", Readable.from([Buffer.from("left behind")]), {
+    const stray = await bench.files.upload("covers", Readable.from([Buffer.from("left behind")]), {
       owner: "42",
       filename: "again.jpg",
       contentType: "image/jpeg",
       jobId,
     });
-    await queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
+    await bench.queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
     expect(
       await settle(
-        () => files.stat("covers", stray.id),
+        () => bench.files.stat("covers", stray.id),
         (file) => file === null,
       ),
     ).toBeNull();
-    expect(await files.stat("covers", job.coverFileId!)).not.toBeNull();
+    expect(await bench.files.stat("covers", job.coverFileId!)).not.toBeNull();
   });
 });

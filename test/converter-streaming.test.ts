@@ -4,59 +4,21 @@
 // (converter/faststart.ts), the rest spooled. The converter runs in-process with real
 // ffmpeg, RabbitMQ and MongoDB (MONGODB_URL or the stand-in); the temp dir is watched.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, watch } from "node:fs";
-import { tmpdir } from "node:os";
+import { createReadStream, mkdtempSync, readFileSync, statSync, watch } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileTypeFromBuffer } from "file-type";
 import type { ObjectId } from "mongodb";
 import { movLayout, relocatedIndex } from "../converter/faststart.ts";
-import { fileStore } from "../lib/files.ts";
-import { type Job, jobStore } from "../lib/jobs.ts";
-import { createLogger } from "../lib/log.ts";
-import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import type { Job } from "../lib/jobs.ts";
+import { QUEUES } from "../lib/queue.ts";
+import { converterBench } from "./support/converter-bench.ts";
 import { processesFor } from "./support/hostile.ts";
 import { drainQueue, settle, waitForJob } from "./support/jobs.ts";
-import { startLocalConverter } from "./support/local-converter.ts";
 import { makeVideo, probe, run } from "./support/media.ts";
-import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
-import { createTestVhost } from "./support/rabbit.ts";
 
-const log = createLogger("converter-streaming-test", "silent");
-let mongo: Mongo;
-let mongoUrl: string;
-let vhost: Awaited<ReturnType<typeof createTestVhost>>;
-let queue: Queue;
-let files: ReturnType<typeof fileStore>;
-let jobs: ReturnType<typeof jobStore>;
-const tmp = mkdtempSync(join(tmpdir(), "m3dio-streaming-test-"));
-
-beforeAll(async () => {
-  mongoUrl = await testMongoUrl();
-  mongo = await connectMongo(mongoUrl);
-  vhost = await createTestVhost();
-  queue = await connectQueue(vhost.url, log);
-  files = fileStore(mongo.db);
-  jobs = jobStore(mongo.db);
-});
-afterAll(async () => {
-  await queue?.close();
-  await vhost?.drop();
-  await mongo?.close();
-  if (mongoUrl) await dropTestDatabase(mongoUrl);
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-const entries: Record<string, unknown>[] = [];
-const converterLog = createLogger("converter", "info", {
-  write: (line: string) => void entries.push(JSON.parse(line)),
-});
-const startConverter = (env: Record<string, string> = {}) =>
-  startLocalConverter(
-    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log: converterLog },
-    { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", ...env },
-  );
+const bench = converterBench("streaming-test");
+const { tmp, entries, startConverter } = bench;
 
 /** The converter's log entries for a job with `event`, once there are `count` of them. */
 async function logged(id: ObjectId, event: string, count = 1) {
@@ -74,14 +36,14 @@ async function logged(id: ObjectId, event: string, count = 1) {
 async function queueJob(path: string): Promise<ObjectId> {
   const contentType = (await fileTypeFromBuffer(readFileSync(path).subarray(0, 4100)))?.mime ?? "video/mp4";
   const filename = `clip.${path.split(".").pop()}`;
-  const stored = await files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
-  const job = await jobs.create({
+  const stored = await bench.files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
+  const job = await bench.jobs.create({
     userId: "42",
     email: "owner@example.com",
     videoFileId: stored.id,
     source: { kind: "upload", filename, bytes: stored.bytes, contentType },
   });
-  await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
+  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
   return job._id;
 }
 
@@ -106,7 +68,7 @@ async function downloadMp3(job: Job): Promise<string> {
   const path = join(mkdtempSync(join(tmp, "mp3-")), "out.mp3");
   await Bun.write(
     path,
-    new Response(Readable.toWeb(files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
+    new Response(Readable.toWeb(bench.files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
   );
   return path;
 }
@@ -133,7 +95,7 @@ describe("a video is read as it comes out of the store where its container allow
       const video = await makeVideo({ seconds: 8, size: "320x240", noise: 20, ...options });
       const watched = watchTempDir();
       const id = await queueJob(video);
-      const job = await waitForJob(jobs, id, ["done", "failed"], 60_000);
+      const job = await waitForJob(bench.jobs, id, ["done", "failed"], 60_000);
       const seen = watched.stop();
       expect(job.error).toBeUndefined();
       expect(job.status).toBe("done");
@@ -175,12 +137,12 @@ describe("a streamed conversion stopped midway", () => {
         (left) => left.length === 0,
       ),
     ).toEqual([]);
-    expect((await jobs.get(id))!.attempts).toBe(0);
+    expect((await bench.jobs.get(id))!.attempts).toBe(0);
     const next = await startConverter({ MP3_QUALITY: "0" });
-    const job = await waitForJob(jobs, id, ["done", "failed"], 120_000);
+    const job = await waitForJob(bench.jobs, id, ["done", "failed"], 120_000);
     await next.stop();
     expect(job.status).toBe("done");
-    await drainQueue(vhost.url, QUEUES.mp3, 1);
+    await drainQueue(bench.vhost.url, QUEUES.mp3, 1);
   }, 180_000);
 });
 

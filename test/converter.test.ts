@@ -10,56 +10,17 @@ import { fileTypeFromBuffer } from "file-type";
 import type { ObjectId } from "mongodb";
 import { inputOptions } from "../converter/inputs.ts";
 import { transcode } from "../converter/transcode.ts";
-import { fileStore } from "../lib/files.ts";
-import { type Job, jobStore } from "../lib/jobs.ts";
-import { createLogger } from "../lib/log.ts";
-import { connectMongo, type Mongo } from "../lib/mongo.ts";
-import { connectQueue, QUEUES, type Queue } from "../lib/queue.ts";
+import type { Job } from "../lib/jobs.ts";
+import { QUEUES } from "../lib/queue.ts";
+import { converterBench } from "./support/converter-bench.ts";
 import { makeSilence, processesFor } from "./support/hostile.ts";
 import { drainQueue, settle, waitForJob as waitForFinished } from "./support/jobs.ts";
-import { startLocalConverter } from "./support/local-converter.ts";
 import { makeVideo, probe } from "./support/media.ts";
-import { dropTestDatabase, testMongoUrl } from "./support/mongo.ts";
-import { createTestVhost } from "./support/rabbit.ts";
 
-const log = createLogger("converter-test", "silent");
-let mongo: Mongo;
-let mongoUrl: string;
-let vhost: Awaited<ReturnType<typeof createTestVhost>>;
-let queue: Queue;
-let files: ReturnType<typeof fileStore>;
-let jobs: ReturnType<typeof jobStore>;
-const tmp = mkdtempSync(join(tmpdir(), "m3dio-converter-test-"));
-
-beforeAll(async () => {
-  mongoUrl = await testMongoUrl();
-  mongo = await connectMongo(mongoUrl);
-  vhost = await createTestVhost();
-  queue = await connectQueue(vhost.url, log);
-  files = fileStore(mongo.db);
-  jobs = jobStore(mongo.db);
-});
-afterAll(async () => {
-  await queue?.close();
-  await vhost?.drop();
-  await mongo?.close();
-  if (mongoUrl) await dropTestDatabase(mongoUrl);
-});
-afterEach(async () => {
-  // Every temp directory is gone, whatever happened (the worker removes it last, after the job reads done).
-  expect(
-    await settle(
-      async () => readdirSync(tmp),
-      (left) => left.length === 0,
-    ),
-  ).toEqual([]);
-});
-
-/** What the in-process converters log, parsed: a test waits for what a worker says it did. */
-const entries: Record<string, unknown>[] = [];
-const converterLog = createLogger("converter", "info", {
-  write: (line: string) => void entries.push(JSON.parse(line)),
-});
+const bench = converterBench("converter-test");
+const { tmp, entries, startConverter } = bench;
+// Every temp directory is gone, whatever happened (the worker removes it last, after the job reads done).
+afterEach(bench.expectTmpEmpty);
 
 /** The `count`th log entry of the converters that `match`es; throws after `timeoutMs`. */
 async function logged(match: (entry: Record<string, unknown>) => boolean, count = 1, timeoutMs = 10_000) {
@@ -72,13 +33,6 @@ async function logged(match: (entry: Record<string, unknown>) => boolean, count 
   return found[count - 1]!;
 }
 
-/** A converter with a queue connection of its own; `stop()` stops both. */
-const startConverter = (env: Record<string, string> = {}) =>
-  startLocalConverter(
-    { mongo, mongoUrl, amqpUrl: vhost.url, tmpDir: tmp, log: converterLog },
-    { LOG_LEVEL: "info", SHUTDOWN_GRACE_MS: "5000", ...env },
-  );
-
 /**
  * A job as the gateway leaves it: video in GridFS, record queued with the type its first
  * bytes show, message published. What the gateway would refuse (empty, text) is queued
@@ -88,21 +42,21 @@ async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise
   const bytes = typeof source === "string" ? Buffer.from(await Bun.file(source).arrayBuffer()) : source;
   const contentType = (await fileTypeFromBuffer(bytes))?.mime ?? "video/mp4";
   const stream = typeof source === "string" ? createReadStream(source) : Readable.from([source]);
-  const stored = await files.upload("videos", stream, { owner: "42", filename, contentType });
-  const job = await jobs.create({
+  const stored = await bench.files.upload("videos", stream, { owner: "42", filename, contentType });
+  const job = await bench.jobs.create({
     userId: "42",
     email: "owner@example.com",
     videoFileId: stored.id,
     source: { kind: "upload", filename, bytes: stored.bytes, contentType },
   });
-  await queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
+  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
   return job._id;
 }
 
 const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number) =>
-  waitForFinished(jobs, id, statuses, timeoutMs);
+  waitForFinished(bench.jobs, id, statuses, timeoutMs);
 /** The `mp3` queue's messages: the announcements the notifier would get. */
-const takeMp3Messages = (expected = 0) => drainQueue(vhost.url, QUEUES.mp3, expected);
+const takeMp3Messages = (expected = 0) => drainQueue(bench.vhost.url, QUEUES.mp3, expected);
 
 /** Four minutes of audio: ffmpeg is busy for seconds, long enough to be stopped midway. Made once, when first asked for. */
 let longVideo: Promise<string> | undefined;
@@ -112,7 +66,7 @@ async function downloadMp3(job: Job): Promise<string> {
   const path = join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3");
   await Bun.write(
     path,
-    new Response(Readable.toWeb(files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
+    new Response(Readable.toWeb(bench.files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
   );
   return path;
 }
@@ -148,10 +102,10 @@ describe("in-process conversions", () => {
       expect(mp3.streams).toEqual(["audio:mp3", "video:mjpeg"]); // the audio, and a frame as its cover (the default)
       expect(Math.abs(mp3.durationSec - 3)).toBeLessThan(0.3);
       expect(job.audio?.durationSec).toBeCloseTo(mp3.durationSec, 0);
-      expect(job.audio?.bytes).toBe((await files.stat("mp3s", job.audioFileId!))!.length);
+      expect(job.audio?.bytes).toBe((await bench.files.stat("mp3s", job.audioFileId!))!.length);
       expect(
         await settle(
-          () => files.stat("videos", job.videoFileId!),
+          () => bench.files.stat("videos", job.videoFileId!),
           (file) => file === null,
         ),
       ).toBeNull(); // KEEP_VIDEOS=false
@@ -196,7 +150,9 @@ describe("in-process conversions", () => {
       expect(job.attempts).toBe(1);
       expect(job.audioFileId).toBeUndefined();
       expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "failed" }]);
-      expect(await mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": id.toHexString() })).toBe(0);
+      expect(await bench.mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": id.toHexString() })).toBe(
+        0,
+      );
     });
   }
 
@@ -213,25 +169,25 @@ describe("in-process conversions", () => {
     const id = await queueJob(await makeVideo({ seconds: 1 }));
     const done = await waitForJob(id);
     expect(await takeMp3Messages(1)).toHaveLength(1);
-    const mp3Count = await mongo.db.collection("mp3s.files").countDocuments();
+    const mp3Count = await bench.mongo.db.collection("mp3s.files").countDocuments();
     const redelivered = (entry: Record<string, unknown>) =>
       entry.event === "job.redelivered_finished" && entry.jobId === id.toHexString();
-    await queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
+    await bench.queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
     await logged(redelivered);
     expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "done" }]); // not notified yet: announce again
-    await jobs.markNotified(id);
-    await queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
+    await bench.jobs.markNotified(id);
+    await bench.queue.publish(QUEUES.video, { jobId: id.toHexString() }, { messageId: id.toHexString() });
     await logged(redelivered, 2);
     expect(await takeMp3Messages()).toEqual([]);
-    expect(await mongo.db.collection("mp3s.files").countDocuments()).toBe(mp3Count);
-    expect((await jobs.get(id))!.audioFileId).toEqual(done.audioFileId);
+    expect(await bench.mongo.db.collection("mp3s.files").countDocuments()).toBe(mp3Count);
+    expect((await bench.jobs.get(id))!.audioFileId).toEqual(done.audioFileId);
   });
 
   test("a message for a deleted job is acknowledged and forgotten", async () => {
     const id = await queueJob(await makeVideo({ seconds: 1 }));
-    await jobs.remove(id);
+    await bench.jobs.remove(id);
     await logged((entry) => entry.event === "job.gone" && entry.jobId === id.toHexString());
-    expect(await jobs.get(id)).toBeNull();
+    expect(await bench.jobs.get(id)).toBeNull();
     expect(await takeMp3Messages()).toEqual([]);
   });
 });
@@ -250,10 +206,10 @@ describe("deleting a job", () => {
         ),
       ).toHaveLength(1);
       // What DELETE /jobs/:id does: the job, then its files.
-      const job = (await jobs.get(id))!;
+      const job = (await bench.jobs.get(id))!;
       expect(job.status).toBe("converting");
-      await jobs.remove(id);
-      await files.remove("videos", job.videoFileId!);
+      await bench.jobs.remove(id);
+      await bench.files.remove("videos", job.videoFileId!);
       const deleted = performance.now();
       await logged((entry) => entry.event === "job.gone" && entry.jobId === jobId, 1, 3000);
       expect(
@@ -266,7 +222,7 @@ describe("deleting a job", () => {
       const ownDirs = async () => readdirSync(tmp).filter((dir) => dir.includes(`-${jobId}-`));
       expect(await settle(ownDirs, (dirs) => dirs.length === 0, 3000)).toEqual([]);
       expect(performance.now() - deleted).toBeLessThan(3000);
-      expect(await mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": jobId })).toBe(0);
+      expect(await bench.mongo.db.collection("mp3s.files").countDocuments({ "metadata.jobId": jobId })).toBe(0);
       expect(await takeMp3Messages()).toEqual([]);
     } finally {
       await converter.stop();
@@ -289,7 +245,7 @@ describe("transient trouble", () => {
       expect(job.error).toStartWith("gave up after 3 attempts");
       expect(job.attempts).toBe(3);
       expect(await takeMp3Messages(1)).toEqual([{ jobId: id.toHexString(), status: "failed" }]);
-      expect(await drainQueue<{ jobId: string }>(vhost.url, `${QUEUES.video}.dead`, 1)).toEqual([
+      expect(await drainQueue<{ jobId: string }>(bench.vhost.url, `${QUEUES.video}.dead`, 1)).toEqual([
         { jobId: id.toHexString() },
       ]);
     } finally {
@@ -311,10 +267,10 @@ describe("stopping a worker mid-conversion", () => {
       30_000,
     );
     expect(running).toHaveLength(1);
-    expect((await jobs.get(id))!.status).toBe("converting");
+    expect((await bench.jobs.get(id))!.status).toBe("converting");
     await first.stop();
     await logged((entry) => entry.event === "job.handed_back" && entry.jobId === id.toHexString());
-    const handedBack = (await jobs.get(id))!;
+    const handedBack = (await bench.jobs.get(id))!;
     expect(handedBack.status).toBe("converting");
     expect(handedBack.attempts).toBe(0);
     const next = await startConverter({ MP3_QUALITY: "0" });
