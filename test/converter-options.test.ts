@@ -50,25 +50,13 @@ afterEach(async () => {
 /** A job as the gateway leaves it (file in GridFS, record queued with its sniffed type and `options`), published. */
 async function queueJob(path: string, filename: string, options?: ConversionOptions): Promise<ObjectId> {
   const contentType = (await fileTypeFromFile(path))?.mime ?? "video/mp4";
-  const stored = await bench.files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
-  const job = await bench.jobs.create({
-    userId: "42",
-    email: "owner@example.com",
-    videoFileId: stored.id,
-    source: { kind: "upload", filename, bytes: stored.bytes, contentType },
-    ...(options ? { options } : {}),
-  });
-  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
-  return job._id;
+  return bench.queueUpload(createReadStream(path), filename, contentType, options);
 }
 
 let saved = 0;
 /** A file of a bucket, saved to disk. */
 async function saveFile(bucket: BucketName, id: ObjectId, extension: string): Promise<string> {
-  const path = join(outputs, `${++saved}.${extension}`);
-  const stream = Readable.toWeb(bench.files.download(bucket, id)) as unknown as ReadableStream;
-  await Bun.write(path, new Response(stream));
-  return path;
+  return bench.saveFile(bucket, id, join(outputs, `${++saved}.${extension}`));
 }
 
 /** Converts `path` with `options`: the job, done, and its MP3 as ffprobe and music-metadata read it. */

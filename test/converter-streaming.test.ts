@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createReadStream, mkdtempSync, readFileSync, statSync, watch } from "node:fs";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { fileTypeFromBuffer } from "file-type";
 import type { ObjectId } from "mongodb";
 import { movLayout, relocatedIndex } from "../converter/faststart.ts";
@@ -36,15 +35,7 @@ async function logged(id: ObjectId, event: string, count = 1) {
 async function queueJob(path: string): Promise<ObjectId> {
   const contentType = (await fileTypeFromBuffer(readFileSync(path).subarray(0, 4100)))?.mime ?? "video/mp4";
   const filename = `clip.${path.split(".").pop()}`;
-  const stored = await bench.files.upload("videos", createReadStream(path), { owner: "42", filename, contentType });
-  const job = await bench.jobs.create({
-    userId: "42",
-    email: "owner@example.com",
-    videoFileId: stored.id,
-    source: { kind: "upload", filename, bytes: stored.bytes, contentType },
-  });
-  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
-  return job._id;
+  return bench.queueUpload(createReadStream(path), filename, contentType);
 }
 
 /** Every file the converter's temp dir gets while watched: its name and the most bytes it was seen with. */
@@ -64,14 +55,8 @@ function watchTempDir() {
   };
 }
 
-async function downloadMp3(job: Job): Promise<string> {
-  const path = join(mkdtempSync(join(tmp, "mp3-")), "out.mp3");
-  await Bun.write(
-    path,
-    new Response(Readable.toWeb(bench.files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
-  );
-  return path;
-}
+const downloadMp3 = (job: Job) =>
+  bench.saveFile("mp3s", job.audioFileId!, join(mkdtempSync(join(tmp, "mp3-")), "out.mp3"));
 
 describe("a video is read as it comes out of the store where its container allows", () => {
   let converter: Awaited<ReturnType<typeof startConverter>>;

@@ -42,15 +42,7 @@ async function queueJob(source: string | Buffer, filename = "clip.mp4"): Promise
   const bytes = typeof source === "string" ? Buffer.from(await Bun.file(source).arrayBuffer()) : source;
   const contentType = (await fileTypeFromBuffer(bytes))?.mime ?? "video/mp4";
   const stream = typeof source === "string" ? createReadStream(source) : Readable.from([source]);
-  const stored = await bench.files.upload("videos", stream, { owner: "42", filename, contentType });
-  const job = await bench.jobs.create({
-    userId: "42",
-    email: "owner@example.com",
-    videoFileId: stored.id,
-    source: { kind: "upload", filename, bytes: stored.bytes, contentType },
-  });
-  await bench.queue.publish(QUEUES.video, { jobId: job._id.toHexString() }, { messageId: job._id.toHexString() });
-  return job._id;
+  return bench.queueUpload(stream, filename, contentType);
 }
 
 const waitForJob = (id: ObjectId, statuses?: Job["status"][], timeoutMs?: number) =>
@@ -62,14 +54,8 @@ const takeMp3Messages = (expected = 0) => drainQueue(bench.vhost.url, QUEUES.mp3
 let longVideo: Promise<string> | undefined;
 const makeLongVideo = () => (longVideo ??= makeVideo({ seconds: 240, size: "64x36" }));
 
-async function downloadMp3(job: Job): Promise<string> {
-  const path = join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3");
-  await Bun.write(
-    path,
-    new Response(Readable.toWeb(bench.files.download("mp3s", job.audioFileId!)) as unknown as ReadableStream),
-  );
-  return path;
-}
+const downloadMp3 = (job: Job) =>
+  bench.saveFile("mp3s", job.audioFileId!, join(mkdtempSync(join(tmpdir(), "m3dio-mp3-")), "out.mp3"));
 
 describe("in-process conversions", () => {
   let converter: Awaited<ReturnType<typeof startConverter>>;

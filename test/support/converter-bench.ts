@@ -7,14 +7,17 @@ import { afterAll, beforeAll, expect } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import type { ObjectId } from "mongodb";
 import { converterContext } from "../../converter/context.ts";
 import { ConverterConfig } from "../../converter.ts";
 import { parseConfig } from "../../lib/config.ts";
-import { fileStore } from "../../lib/files.ts";
+import { type BucketName, fileStore } from "../../lib/files.ts";
 import { jobStore } from "../../lib/jobs.ts";
 import { createLogger } from "../../lib/log.ts";
 import { connectMongo, type Mongo } from "../../lib/mongo.ts";
-import { connectQueue, type Queue } from "../../lib/queue.ts";
+import type { ConversionOptions } from "../../lib/options.ts";
+import { connectQueue, QUEUES, type Queue } from "../../lib/queue.ts";
 import { settle } from "./jobs.ts";
 import { startLocalConverter } from "./local-converter.ts";
 import { dropTestDatabase, testMongoUrl } from "./mongo.ts";
@@ -39,6 +42,13 @@ export interface ConverterBench {
   context(): ReturnType<typeof converterContext>;
   /** Waits until every temp directory is gone (the worker removes it last, after the job reads done). */
   expectTmpEmpty(): Promise<void>;
+  /**
+   * Queues a job as the gateway leaves it: `video` in GridFS, the record queued with
+   * `contentType` (and `options`, if any), the message published. Returns the job's id.
+   */
+  queueUpload(video: Readable, filename: string, contentType: string, options?: ConversionOptions): Promise<ObjectId>;
+  /** Saves a file of a bucket to `path`; returns `path`. */
+  saveFile(bucket: BucketName, id: ObjectId, path: string): Promise<string>;
   /** Runs `stop` at the end, before the connections close (a converter the file keeps running). */
   beforeTeardown(stop: () => Promise<void> | undefined): void;
 }
@@ -80,6 +90,26 @@ export function converterBench(name: string, env: Record<string, string> = {}): 
           (left) => left.length === 0,
         ),
       ).toEqual([]);
+    },
+    queueUpload: async (video: Readable, filename: string, contentType: string, options?: ConversionOptions) => {
+      const stored = await bench.files.upload("videos", video, { owner: "42", filename, contentType });
+      const job = await bench.jobs.create({
+        userId: "42",
+        email: "owner@example.com",
+        videoFileId: stored.id,
+        source: { kind: "upload", filename, bytes: stored.bytes, contentType },
+        ...(options ? { options } : {}),
+      });
+      const jobId = job._id.toHexString();
+      await bench.queue.publish(QUEUES.video, { jobId }, { messageId: jobId });
+      return job._id;
+    },
+    saveFile: async (bucket: BucketName, id: ObjectId, path: string) => {
+      await Bun.write(
+        path,
+        new Response(Readable.toWeb(bench.files.download(bucket, id)) as unknown as ReadableStream),
+      );
+      return path;
     },
     beforeTeardown: (stop: () => Promise<void> | undefined) => void teardown.push(stop),
   } as ConverterBench;
