@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { accountRemover } from "./converter/accounts.ts";
-import { converterContext } from "./converter/context.ts";
+import { type ConverterContext, converterContext } from "./converter/context.ts";
 import type { LinkDownloads } from "./converter/download.ts";
 import { HandedBack } from "./converter/errors.ts";
 import { giveUp, handleVideo } from "./converter/handle.ts";
@@ -99,25 +99,12 @@ export interface ConverterDeps {
 export function createConverter(deps: ConverterDeps): Service {
   const { config, log, mongo, queue } = deps;
   const context = converterContext(deps);
-  /** The controllers of the messages in hand: stop() aborts them to hand the messages back. */
-  const inHand = new Set<AbortController>();
+  const inHand = messagesInHand(context);
   /** Expired jobs go (converter/sweeper.ts): every converter sweeps, claims keep them apart. */
   const sweeper = retentionSweeper(context);
   /** Deleted accounts' data goes (converter/accounts.ts). */
   const accounts = accountRemover(context);
   const startup = startupCheck();
-
-  /** One message in hand: its own controller, and MongoDB outages waited out (until the signal) before a retry. */
-  async function consume(delivery: Delivery<VideoMessage>): Promise<void> {
-    const controller = new AbortController();
-    inHand.add(controller);
-    try {
-      const handler = (held: Delivery<VideoMessage>) => handleVideo(context, held, controller.signal);
-      await retryAfterMongo(mongo, log, handler, { giveUp: () => controller.signal.aborted })(delivery);
-    } finally {
-      inHand.delete(controller);
-    }
-  }
 
   const app = new Elysia({ name: "converter" })
     .use(problems(log))
@@ -137,7 +124,7 @@ export function createConverter(deps: ConverterDeps): Service {
         await context.jobs.ensureIndexes();
         const onExhausted = (body: VideoMessage) => giveUp(context, body);
         const options = { prefetch: config.CONVERTER_CONCURRENCY, maxAttempts: config.MAX_ATTEMPTS, onExhausted };
-        await queue.consume(QUEUES.video, options, consume);
+        await queue.consume(QUEUES.video, options, inHand.consume);
         await accounts.start();
         const ytdlp = (await toolReport(context.links))["yt-dlp"];
         log.info(
@@ -150,7 +137,32 @@ export function createConverter(deps: ConverterDeps): Service {
     async stop() {
       accounts.stop();
       await Promise.all([queue.stopConsuming(), sweeper.stop()]);
-      const deadline = Date.now() + config.SHUTDOWN_GRACE_MS;
+      await inHand.handBack(config.SHUTDOWN_GRACE_MS);
+    },
+  };
+}
+
+/**
+ * The video messages in hand, each with a controller of its own: `consume` takes one,
+ * MongoDB outages waited out (until its signal) before a retry; `handBack` gives them
+ * `graceMs`, then aborts what is not done so that its message goes back to the queue.
+ */
+function messagesInHand(context: ConverterContext) {
+  const { log, mongo, queue } = context;
+  const inHand = new Set<AbortController>();
+  return {
+    async consume(delivery: Delivery<VideoMessage>): Promise<void> {
+      const controller = new AbortController();
+      inHand.add(controller);
+      try {
+        const handler = (held: Delivery<VideoMessage>) => handleVideo(context, held, controller.signal);
+        await retryAfterMongo(mongo, log, handler, { giveUp: () => controller.signal.aborted })(delivery);
+      } finally {
+        inHand.delete(controller);
+      }
+    },
+    async handBack(graceMs: number): Promise<void> {
+      const deadline = Date.now() + graceMs;
       while (queue.inFlight() > 0 && Date.now() < deadline) await Bun.sleep(100);
       // What is past ffmpeg (storing the MP3) finishes; the rest stops and is handed back.
       // Aborted again each round: a message whose handler began after the first round is caught too.
