@@ -9,7 +9,7 @@
 // own posts and retries (notifier/webhooks.ts).
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
-import { Counter } from "prom-client";
+import { Counter, type Registry } from "prom-client";
 import { AmqpUrl, LinkSigningKey, LogLevel, MetricsPort, MongoUrl, Port, PublicUrl, Url } from "./lib/config.ts";
 import { health, startupCheck } from "./lib/health.ts";
 import { jobStore } from "./lib/jobs.ts";
@@ -70,12 +70,7 @@ export interface NotifierDeps {
 export function createNotifier({ config, log, mongo, queue, resolve }: NotifierDeps) {
   const jobs = jobStore(mongo.db);
   const metrics = createMetrics("notifier");
-  const emails = new Counter({
-    name: "notifier_emails_total",
-    help: "emails, by outcome",
-    labelNames: ["outcome"] as const,
-    registers: [metrics.registry],
-  });
+  const emails = emailsCounter(metrics.registry);
   const mail = mailer({
     apiKey: config.RESEND_API_KEY,
     baseUrl: config.RESEND_BASE_URL,
@@ -128,6 +123,16 @@ export function createNotifier({ config, log, mongo, queue, resolve }: NotifierD
       await sender.stop();
     },
   };
+}
+
+/** notifier_emails_total{outcome}: every email's end, sent or not. */
+function emailsCounter(registry: Registry) {
+  return new Counter({
+    name: "notifier_emails_total",
+    help: "emails, by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
 }
 
 /** `mp3`: the email, then the webhooks; `email`: auth's account emails. Both done once, however often a message comes. */

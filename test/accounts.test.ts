@@ -6,7 +6,15 @@
 // password reset, test/faults/accounts.test.ts runs them as processes.
 import { describe, expect, test } from "bun:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { claimsOf, furnish, mongoDocumentsOf, mysqlRowsOf, PASSWORD } from "./support/accounts.ts";
+import {
+  claimsOf,
+  furnish,
+  mongoDocumentsOf,
+  mysqlRowsOf,
+  NOTHING_IN_MONGODB,
+  NOTHING_IN_MYSQL,
+  PASSWORD,
+} from "./support/accounts.ts";
 import { converterLog, registered, stack, steps, useAccountsStack } from "./support/accounts-stack.ts";
 import { makeVideo } from "./support/media.ts";
 
@@ -84,22 +92,8 @@ describe("deleting the account", () => {
     expect((await steps.deleteAccount(token)).status).toBe(204);
 
     await converterLog.waitFor((l) => l.event === "account.deleted" && l.userId === person.id, "account.deleted");
-    expect(await mysqlRowsOf(stack.database.url, person.id, person.email)).toEqual({
-      users: 0,
-      login_attempts: 0,
-      refresh_tokens: 0,
-      email_tokens: 0,
-    });
-    expect(await mongoDocumentsOf(stack.mongo.db, person.id)).toEqual({
-      jobs: 0,
-      videos: 0,
-      mp3s: 0,
-      covers: 0,
-      uploads: 0,
-      api_keys: 0,
-      webhooks: 0,
-      job_slots: 0,
-    });
+    expect(await mysqlRowsOf(stack.database.url, person.id, person.email)).toEqual(NOTHING_IN_MYSQL);
+    expect(await mongoDocumentsOf(stack.mongo.db, person.id)).toEqual(NOTHING_IN_MONGODB);
     expect(await mongoDocumentsOf(stack.mongo.db, neighbour.id)).toEqual({
       jobs: 1,
       videos: 6, // the job's video and the partial upload, each a file and two chunks

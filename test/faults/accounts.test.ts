@@ -15,6 +15,8 @@ import {
   linkToken,
   mongoDocumentsOf,
   mysqlRowsOf,
+  NOTHING_IN_MONGODB,
+  NOTHING_IN_MYSQL,
 } from "../support/accounts.ts";
 import type { GatewayClient } from "../support/client.ts";
 import type { LogEntry, ServiceProcess } from "../support/system.ts";
@@ -34,18 +36,6 @@ beforeAll(async () => {
   db = mongo.db();
 }, 90_000);
 afterAll(() => mongo?.close());
-
-const NOTHING_IN_MYSQL = { users: 0, login_attempts: 0, refresh_tokens: 0, email_tokens: 0 };
-const NOTHING_IN_MONGODB = {
-  jobs: 0,
-  videos: 0,
-  mp3s: 0,
-  covers: 0,
-  uploads: 0,
-  api_keys: 0,
-  webhooks: 0,
-  job_slots: 0,
-};
 
 /** Registers; answers the id, email and the verification email as the Resend stand-in got it. */
 async function registered(prefix: string) {

@@ -77,6 +77,19 @@ export function linkToken(email: ReceivedEmail, kind: "verify" | "reset"): strin
 }
 
 /** Every row of the user's in MySQL, table by table (login attempts by email). */
+/** What `mysqlRowsOf` and `mongoDocumentsOf` answer for an account that is gone without a trace. */
+export const NOTHING_IN_MYSQL = { users: 0, login_attempts: 0, refresh_tokens: 0, email_tokens: 0 };
+export const NOTHING_IN_MONGODB = {
+  jobs: 0,
+  videos: 0,
+  mp3s: 0,
+  covers: 0,
+  uploads: 0,
+  api_keys: 0,
+  webhooks: 0,
+  job_slots: 0,
+};
+
 export async function mysqlRowsOf(mysqlUrl: string, userId: string, email: string) {
   const connection = await createConnection({ uri: mysqlUrl, timezone: "Z" });
   try {
