@@ -4,8 +4,10 @@
 // the same file (`latency`); what the options `cover` and `normalize` cost, against bare
 // ffmpeg doing the same, and how accurate one-pass and two-pass loudnorm are (`options`);
 // the converter process's peak memory (VmHWM, ffmpeg's own aside) for a 1 GiB input
-// (`memory`); and jobs per minute (16 jobs of a 60 s clip) with one worker, two worker
-// processes, and one process with CONVERTER_CONCURRENCY=2 (`throughput`).
+// (`memory`); an MP4 whose sound lies in runs of its own, read from only the chunks that
+// hold it (`sound`, bench/converter-sound.ts); and jobs per minute (16 jobs of a 60 s
+// clip) with one worker, two worker processes, and one process with
+// CONVERTER_CONCURRENCY=2 (`throughput`).
 // `bun bench/converter.bench.ts latency options` runs only the parts named.
 //
 // Media are made with ffmpeg once and kept under the temp dir (support.ts cachedVideo).
@@ -23,6 +25,7 @@ import { probe } from "../test/support/media.ts";
 import { dropTestDatabase, withDatabase } from "../test/support/mongo.ts";
 import { createTestVhost } from "../test/support/rabbit.ts";
 import { loudnormAccuracy, optionCosts } from "./converter-options.ts";
+import { soundReading } from "./converter-sound.ts";
 import {
   bareFfmpeg,
   cachedVideo,
@@ -46,7 +49,7 @@ import {
 const BENCH = "converter";
 const RUNS = Number(process.env.BENCH_RUNS) || 5; // more runs read better through a busy machine
 const log = createLogger("bench", "silent");
-const PARTS = ["latency", "options", "memory", "throughput"] as const;
+const PARTS = ["latency", "options", "memory", "sound", "throughput"] as const;
 const asked = process.argv.slice(2);
 const runs = (part: (typeof PARTS)[number]) => asked.length === 0 || asked.includes(part);
 
@@ -170,16 +173,19 @@ async function latency(fiveMinutes: string, converter: Service) {
  * copy (what overlapping the two can reach), the converter's CPU, its peak RSS (ffmpeg's own
  * aside) and the most its temp dir held.
  */
-async function memory(converter: Service) {
-  // 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
-  // noise keeps the encoder from compressing the test pattern away.
-  const big = await cachedVideo("big-180s-720p-mpeg2-48M", {
+// 1 GiB that is a real video: 3 minutes of 720p MPEG-2 at 48 Mbit/s (a broadcast bitrate);
+// noise keeps the encoder from compressing the test pattern away.
+const bigVideo = () =>
+  cachedVideo("big-180s-720p-mpeg2-48M", {
     seconds: 180,
     size: "1280x720",
     rate: 25,
     noise: 30,
     encoder: ["mpeg2video", "-b:v", "48M", "-minrate", "48M", "-maxrate", "48M", "-bufsize", "16M"],
   });
+
+async function memory(converter: Service) {
+  const big = await bigVideo();
   const size = `${(statSync(big).size / 2 ** 30).toFixed(2)} GiB`;
   const remuxed = async (name: string, args: string[]) => {
     const path = join(MEDIA_DIR, name);
@@ -306,6 +312,18 @@ try {
     await loudnormAccuracy(work);
   }
   if (runs("memory")) await memory(converter);
+  if (runs("sound")) {
+    await converter.stop(); // one consumer: the one whose log says what it read
+    const logging = await startService("converter", converterEnv({ LOG_LEVEL: "info" }));
+    await convertOnce(await storeJob(warmup));
+    const readAll = async (id: ObjectId) => timeRead((await jobs.get(id))!.videoFileId!);
+    const store = (path: string) => storeJob(path);
+    const options = { big: await bigVideo(), converter: logging, store, convert: convertOnce, readAll };
+    await soundReading({ ...options, bareMp3, runs: BIG_RUNS });
+    await logging.stop();
+    converter = await startService("converter", converterEnv());
+    await convertOnce(await storeJob(warmup));
+  }
   if (runs("throughput")) converter = await throughputs(converter, warmup);
   reportLoad(BENCH, "end");
 } finally {

@@ -13,8 +13,8 @@ import type { Logger } from "../lib/log.ts";
 import { checkOutput } from "./check.ts";
 import { type ConverterContext, publishOutcome } from "./context.ts";
 import { downloadVideo } from "./download.ts";
-import { type Encoded, encode, NotStreamable } from "./encode.ts";
-import { BadInput } from "./errors.ts";
+import { type Encoded, encode } from "./encode.ts";
+import { BadInput, NotStreamable } from "./errors.ts";
 import { id3Tag } from "./id3.ts";
 import { dropUnclaimed, removeSourceVideo, removeStrayFiles, type Unclaimed } from "./leftovers.ts";
 import { streamedSource } from "./source.ts";
@@ -97,11 +97,17 @@ async function streamAndEncode(
   const streamed = await streamedSource(context.files, videoFileId, job.source.contentType, signal);
   signal.throwIfAborted();
   if (streamed) {
-    log.info({ event: "convert.streamed", mode: streamed.mode }, "converting as the video is read");
+    const { mode, share } = streamed;
+    log.info(
+      { event: "convert.streamed", mode, ...(share === undefined ? {} : { share }) },
+      "converting as the video is read",
+    );
     try {
       const encoded = await encode(context, job, streamed, workDir, options);
       await checkOutput(encoded.output, encoded.plan.spanSec, encoded.writtenSeconds);
-      context.metrics.bytesIn.inc(job.source.bytes);
+      context.metrics.bytesIn.inc(streamed.read.bytes);
+      // What was read out of the store, against the file: the whole of it, or in `audio` mode far less.
+      log.info({ event: "convert.read", mode, bytesRead: streamed.read.bytes, bytes: job.source.bytes }, "read");
       return encoded;
     } catch (error) {
       const unreadable = error instanceof NotStreamable || (error instanceof BadInput && error.kind === "damaged");

@@ -13,10 +13,11 @@ import type { Job } from "../lib/jobs.ts";
 import type { Logger } from "../lib/log.ts";
 import type { ConverterContext } from "./context.ts";
 import { extractCover } from "./cover.ts";
+import { NotStreamable } from "./errors.ts";
 import { overBudget, timeBudgetMs } from "./limits.ts";
 import { guessAudio, type Plan, planConversion } from "./plan.ts";
 import { probeSource, type SourceInfo } from "./probe.ts";
-import { type Input, inputArgs } from "./source.ts";
+import { type Input, inputArgs, type StreamedSource } from "./source.ts";
 import { type AudioSettings, transcode } from "./transcode.ts";
 
 export interface Encoded {
@@ -34,14 +35,6 @@ export interface EncodeOptions {
   log: Logger;
   /** Called with the share of the span written (0 to 1), once the span is known. */
   onProgress: (fraction: number) => void;
-}
-
-/**
- * A streamed source whose length the stream did not give (a Matroska file without one in its
- * header): it is spooled instead (converter/convert.ts), where ffprobe can read its end.
- */
-export class NotStreamable extends Error {
-  override name = "NotStreamable";
 }
 
 /** The guess was wrong: the first ffmpeg stops, and runs again with the plan's settings. */
@@ -62,7 +55,9 @@ export async function encode(
   const verdict = new AbortController(); // bad input found by the plan, the store away, or the time budget passed
   // Each process reads its own stream of a streamed source: ffprobe and the cover stop early.
   const bytes = (stop: AbortSignal) => (input.mode === "spooled" ? input.path : input.open(stop));
-  const probing = probeSource(bytes(signal), { contentType: job.source.contentType, signal }).then((source) => {
+  const probed = input.mode === "spooled" ? input.path : input.openProbe(signal);
+  const probing = probeSource(probed, { contentType: job.source.contentType, signal }).then((probed) => {
+    const source = input.mode === "spooled" ? probed : withDurations(probed, input.durations);
     if (input.mode !== "spooled" && source.tracks.some((track) => !track.durationSec))
       throw new NotStreamable("the stream does not say how long the audio lasts");
     return source;
@@ -72,8 +67,9 @@ export async function encode(
   recording.catch((error) => verdict.abort(error));
   const guess = guessAudio(job.options, config);
   const followed = followPlan(planning, guess, verdict);
+  const audio = (stop: AbortSignal) => (input.mode === "spooled" ? input.path : input.openAudio(stop));
   const run = (settings: AudioSettings, ...signals: AbortSignal[]) =>
-    transcode(bytes(AbortSignal.any([signal, verdict.signal, ...signals])), output, {
+    transcode(audio(AbortSignal.any([signal, verdict.signal, ...signals])), output, {
       ...settings,
       inputOptions: opened,
       signal: AbortSignal.any([signal, verdict.signal, ...signals]),
@@ -161,5 +157,19 @@ async function makeCover(
     return undefined;
   }
 }
+
+/**
+ * The probe's answer with the lengths the index told (a fragmented MP4 through a pipe: ffprobe
+ * sees the first fragment only), when they name the same audio tracks.
+ */
+function withDurations(source: SourceInfo, durations: StreamedSource["durations"]): SourceInfo {
+  if (!durations || durations.audio.length !== source.tracks.length) return source;
+  const tracks = source.tracks.map((track, index) => ({ ...track, durationSec: round(durations.audio[index]!) }));
+  const video =
+    source.video && durations.video ? { ...source.video, durationSec: round(durations.video) } : source.video;
+  return { ...source, tracks, ...(video ? { video } : {}) };
+}
+
+const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
 
 const sameSettings = (a: AudioSettings, b: AudioSettings) => JSON.stringify(a) === JSON.stringify(b);

@@ -28,3 +28,12 @@ export class JobGone extends Error {
     super("the job was deleted");
   }
 }
+
+/**
+ * A streamed source that cannot be read as a stream after all (a Matroska file whose header
+ * does not give its length, an MP4 fragment this does not handle): it is spooled instead
+ * (converter/convert.ts), where ffmpeg and ffprobe can read it as a file.
+ */
+export class NotStreamable extends Error {
+  override name = "NotStreamable";
+}

@@ -14,10 +14,13 @@ export interface Box {
 }
 
 export interface MovLayout {
+  /** The top-level boxes, up to the first fragment (`moof`) if there are fragments. */
   boxes: Box[];
   /** The first box of samples. */
   mdat: Box;
   moov: Box;
+  /** Where the first fragment starts, in a fragmented file (its index first, then `moof` + `mdat` pairs). */
+  firstFragment?: number;
 }
 
 /** More top-level boxes than this is not a camera's file: spooled. */
@@ -27,7 +30,9 @@ const CONTAINERS = new Set(["moov", "trak", "mdia", "minf", "stbl"]);
 
 /**
  * The top-level boxes of a file of `length` bytes, read header by header (a box's header
- * is at most 16 bytes); null unless there is one `moov` and an `mdat` and the sizes add up.
+ * is at most 16 bytes) up to the first fragment; null unless there is one `moov` and an
+ * `mdat` and the sizes add up. A fragmented file's fragments are not walked here: there
+ * may be thousands, and its index comes first anyway.
  */
 export async function movLayout(
   length: number,
@@ -36,22 +41,33 @@ export async function movLayout(
 ): Promise<MovLayout | null> {
   const head = await readRange(0, Math.min(length, headBytes));
   const boxes: Box[] = [];
+  let firstFragment: number | undefined;
   for (let at = 0; at < length; ) {
     if (boxes.length >= MAX_BOXES || at + 8 > length) return null;
     const header = at + 16 <= head.length ? head.subarray(at, at + 16) : await readRange(at, Math.min(length, at + 16));
     const box = boxHeader(header, at, length);
     if (!box) return null;
+    if (box.type === "moof") {
+      firstFragment = at;
+      break;
+    }
     boxes.push(box);
     at += box.size;
   }
   const moovs = boxes.filter((box) => box.type === "moov");
   const mdat = boxes.find((box) => box.type === "mdat");
-  if (moovs.length !== 1 || !mdat) return null;
+  if (moovs.length !== 1) return null;
+  if (firstFragment !== undefined) {
+    // The samples of a fragmented file may all be in its fragments: the first fragment's stand for the `mdat`.
+    const samples = mdat ?? { type: "moof", start: firstFragment, size: 0 };
+    return moovs[0]!.start < samples.start ? { boxes, mdat: samples, moov: moovs[0]!, firstFragment } : null;
+  }
+  if (!mdat) return null;
   return { boxes, mdat, moov: moovs[0]! };
 }
 
 /** A box's type and size from its header at `start` (`header` holds its first bytes); null if malformed. */
-function boxHeader(header: Buffer, start: number, end: number): Box | null {
+export function boxHeader(header: Buffer, start: number, end: number): Box | null {
   if (header.length < 8) return null;
   let size = header.readUInt32BE(0);
   const type = header.toString("latin1", 4, 8);

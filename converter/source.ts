@@ -6,6 +6,9 @@
 // - `relocated`: MP4/MOV with the index at the end, as cameras and ffmpeg write it: the
 //   index is fetched first and sent ahead of the samples with their offsets moved by its
 //   size (what qt-faststart does to a file, converter/faststart.ts), then the rest as stored;
+// - `audio`: MP4/MOV whose sound lies in runs of its own (phones' ~1 s runs, fragmented
+//   files): the audio's ffmpeg reads an MP4 of the sound alone, made of only the GridFS
+//   chunks that hold it (converter/audio-only.ts); ffprobe and the cover read as above;
 // - `spooled`: everything else (MPEG-TS, AVI, FLV, … whose length a pipe does not give,
 //   and MP4s the relocation does not handle): copied to the job's temp dir first, as before.
 // Each process (ffmpeg, ffprobe, the cover's ffmpeg) reads its own stream from the store:
@@ -13,15 +16,28 @@
 import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
 import type { FileStore } from "../lib/files.ts";
+import { type Mp4Reading, mp4Reading } from "./audio-only.ts";
+import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
 
-export type SourceMode = "piped" | "relocated" | "spooled";
+export type SourceMode = "piped" | "relocated" | "audio" | "spooled";
 
 /** A streamed source: each call opens a fresh stream of the bytes as ffmpeg is to read them. */
 export interface StreamedSource {
-  mode: "piped" | "relocated";
+  mode: "piped" | "relocated" | "audio";
+  /** The whole file as a pipe can give it (`piped` or `relocated`): what ffprobe and the cover read. */
   open(signal: AbortSignal): Readable;
+  /** What the audio's ffmpeg reads: the same, or in `audio` mode the sound alone (converter/audio-only.ts). */
+  openAudio(signal: AbortSignal): Readable;
+  /** What ffprobe reads: the same, or in `audio` mode the index alone. */
+  openProbe(signal: AbortSignal): Readable;
+  /** The bytes read out of the store so far, by every stream opened. */
+  readonly read: ReadCount;
+  /** In `audio` mode, the share of the file's chunks the sound needs. */
+  share?: number;
+  /** What a fragmented MP4's index says of its length, which ffprobe on a pipe does not see. */
+  durations?: Mp4Reading["durations"];
 }
 
 /** What ffmpeg reads: the spooled file, or a stream of the stored bytes. */
@@ -45,31 +61,49 @@ export async function streamedSource(
   contentType: string,
   signal: AbortSignal,
 ): Promise<StreamedSource | null> {
+  const read: ReadCount = { bytes: 0 };
+  const stored = (range: { start?: number; end?: number }, stop: AbortSignal) =>
+    counted(files.readChunks("videos", id, { ...range, signal: stop }), read);
+  const whole = (stop: AbortSignal) => Readable.from(stored({}, stop), { objectMode: false });
   const demuxer = demuxerFor(contentType);
-  if (demuxer === "matroska") return { mode: "piped", open: (stop) => reader(files, id, {}, stop) };
+  if (demuxer === "matroska") return { mode: "piped", open: whole, openAudio: whole, openProbe: whole, read };
   if (demuxer !== "mov") return null;
   const file = await files.stat("videos", id);
   if (!file) return null; // the spool names the loss
-  const readRange = (start: number, end: number) => bytesOf(files.readChunks("videos", id, { start, end, signal }));
+  const readRange = (start: number, end: number) => bytesOf(stored({ start, end }, signal));
   const layout = await movLayout(file.length, readRange, HEAD_BYTES);
   if (!layout) return null;
-  if (layout.moov.start < layout.mdat.start) return { mode: "piped", open: (stop) => reader(files, id, {}, stop) };
-  if (layout.moov.size > MAX_INDEX_BYTES) return null;
+  const indexFirst = layout.moov.start < layout.mdat.start;
+  if (layout.moov.size > MAX_INDEX_BYTES)
+    return indexFirst ? { mode: "piped", open: whole, openAudio: whole, openProbe: whole, read } : null;
   const moov = await readRange(layout.moov.start, layout.moov.start + layout.moov.size);
-  const index = relocatedIndex(moov, layout);
-  if (!index) return null;
-  return { mode: "relocated", open: (stop) => Readable.from(relocated(files, id, layout, index, stop)) };
+  const index = indexFirst ? null : relocatedIndex(moov, layout);
+  if (!indexFirst && !index) return null;
+  const open = index ? (stop: AbortSignal) => Readable.from(relocated(stored, layout, index, stop)) : whole;
+  const mode = index ? "relocated" : "piped";
+  const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
+  const { sound, durations } = await mp4Reading(chunks, layout, moov, file);
+  const told = durations ? { durations } : {};
+  if (!sound) return { mode, open, openAudio: open, openProbe: open, read, ...told };
+  const openProbe = () => Readable.from([sound.index]);
+  return { mode: "audio", open, openAudio: sound.open, openProbe, read, share: sound.share, ...told };
 }
+
+type StoredRange = (range: { start?: number; end?: number }, signal: AbortSignal) => AsyncGenerator<Uint8Array>;
 
 /** The boxes before the samples, the moved index, then the samples up to the old index. */
-async function* relocated(files: FileStore, id: ObjectId, layout: MovLayout, index: Buffer, signal: AbortSignal) {
-  yield* files.readChunks("videos", id, { start: 0, end: layout.mdat.start, signal });
+async function* relocated(stored: StoredRange, layout: MovLayout, index: Buffer, signal: AbortSignal) {
+  yield* stored({ start: 0, end: layout.mdat.start }, signal);
   yield index;
-  yield* files.readChunks("videos", id, { start: layout.mdat.start, end: layout.moov.start, signal });
+  yield* stored({ start: layout.mdat.start, end: layout.moov.start }, signal);
 }
 
-const reader = (files: FileStore, id: ObjectId, range: { start?: number; end?: number }, signal: AbortSignal) =>
-  files.openReader("videos", id, { ...range, signal });
+async function* counted(chunks: AsyncIterable<Uint8Array>, read: ReadCount) {
+  for await (const chunk of chunks) {
+    read.bytes += chunk.byteLength;
+    yield chunk;
+  }
+}
 
 async function bytesOf(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];

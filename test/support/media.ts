@@ -24,6 +24,11 @@ export interface VideoOptions {
   noise?: number;
   /** the video encoder and its settings, instead of the format's own (H.264 ultrafast; VP8 in WebM) */
   encoder?: string[];
+  /**
+   * MP4/MOV: the sound in ~1 s runs of its own: in fragments (`-movflags +frag_keyframe`), or
+   * in chunks of the one index, as phones write them (`-chunk_duration`)
+   */
+  runs?: "fragments" | "chunks";
 }
 
 /** ffmpeg's muxer for each container (a temporary file's name does not say which). */
@@ -89,6 +94,7 @@ function ffmpegArguments({
   audioStartSec = 0,
   noise,
   encoder,
+  runs,
 }: VideoOptions): string[] {
   const args = ["-hide_banner", "-loglevel", "error", "-y"];
   args.push("-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=${size}:rate=${rate}`);
@@ -104,6 +110,9 @@ function ffmpegArguments({
   if (audio && format === "webm") args.push("-c:a", "libopus");
   else if (audio && h264) args.push("-c:a", "aac");
   if (faststart) args.push("-movflags", "+faststart");
+  if (runs === "fragments") args.push("-movflags", "+frag_keyframe", "-frag_duration", "1000000");
+  if (runs === "chunks")
+    args.push("-max_interleave_delta", "0", "-chunk_duration", "1000000", "-chunk_size", "100000000");
   args.push("-shortest");
   return args;
 }
