@@ -1,7 +1,8 @@
 // Conversion without the copy (issue 20): ffmpeg reads the video as it comes out of GridFS
 // wherever the container allows (converter/source.ts): Matroska, WebM and MP4 with the
 // index first through a pipe, an MP4 with the index at the end with its index sent first
-// (converter/faststart.ts), the rest spooled. The converter runs in-process with real
+// (converter/faststart.ts), an MP4 whose sound lies in runs of its own from only the
+// chunks holding it (converter/audio-only.ts; test/converter-sound.test.ts), the rest spooled. The converter runs in-process with real
 // ffmpeg, RabbitMQ and MongoDB (MONGODB_URL or the stand-in); the temp dir is watched.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createReadStream, mkdtempSync, readFileSync, statSync, watch } from "node:fs";
@@ -78,6 +79,8 @@ describe("a video is read as it comes out of the store where its container allow
     // A keyframe a second, as cameras and phones make them: the cover stops at the one after its time.
     ["MP4 in 1 s fragments", { format: "mp4", runs: "fragments", ...EVERY_SECOND }, "audio"],
     ["MP4 with the sound in 1 s runs, as phones write it", { format: "mp4", runs: "chunks", ...EVERY_SECOND }, "audio"],
+    // Small pictures: the sound is in most chunks, so the file is piped, its length told by the fragments.
+    ["MP4 in 1 s fragments, the sound in most chunks", { format: "mp4", runs: "fragments", size: "160x90" }, "piped"],
     ["MPEG-TS", { format: "ts" }, "spooled"],
   ] as const;
 

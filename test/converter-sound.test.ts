@@ -1,0 +1,158 @@
+// The sound alone (issue 20, converter/audio-only.ts): an MP4 whose sound lies in runs of
+// its own is read from only the GridFS chunks that hold the index and the sound. The
+// stream the audio's ffmpeg reads must carry exactly the file's audio, every track of it,
+// and a file whose index this cannot follow must still convert, read another way.
+// Real MongoDB (MONGODB_URL or the stand-in), RabbitMQ and ffmpeg.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createReadStream, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ObjectId } from "mongodb";
+import { childBoxes, find, type InnerBox } from "../converter/mp4-index.ts";
+import { type StreamedSource, streamedSource } from "../converter/source.ts";
+import { converterBench } from "./support/converter-bench.ts";
+import { waitForJob } from "./support/jobs.ts";
+import { makeVideo, probe, run } from "./support/media.ts";
+
+const bench = converterBench("sound-test");
+const { tmp } = bench;
+
+/** A keyframe a second, as cameras and phones make them. */
+const EVERY_SECOND = { size: "640x360", noise: 20, encoder: ["libx264", "-preset", "ultrafast", "-g", "15"] };
+const FRAGMENTS = ["-movflags", "+frag_keyframe", "-frag_duration", "1000000"];
+const CHUNKS = ["-max_interleave_delta", "0", "-chunk_duration", "1000000", "-chunk_size", "100000000"];
+
+let stored = 0;
+async function store(path: string): Promise<ObjectId> {
+  const file = { owner: "sound-test", filename: "clip.mp4", contentType: "video/mp4" };
+  return (await bench.files.upload("videos", createReadStream(path), file)).id;
+}
+
+/** How the converter would read the stored `path`, and the stream its audio's ffmpeg gets, written to a file. */
+async function soundOf(path: string): Promise<{ source: StreamedSource; sound: string }> {
+  const signal = AbortSignal.timeout(30_000);
+  const source = (await streamedSource(bench.files, await store(path), "video/mp4", signal))!;
+  const sound = join(tmp, `sound-${++stored}.mp4`);
+  const parts: Buffer[] = [];
+  for await (const part of source.openAudio(signal)) parts.push(Buffer.from(part));
+  writeFileSync(sound, Buffer.concat(parts));
+  return { source, sound };
+}
+
+/** The decoded audio of one track, as a checksum. */
+const audioOf = (file: string, track = 0) =>
+  run(["ffmpeg", "-v", "error", "-i", file, "-map", `0:a:${track}`, "-f", "md5", "-"]);
+
+const remux = async (path: string, args: string[]) => {
+  const output = join(tmp, `remuxed-${++stored}.mp4`);
+  await run(["ffmpeg", "-v", "error", "-y", "-i", path, "-map", "0", "-c", "copy", ...args, "-f", "mp4", output]);
+  return output;
+};
+
+/** A 640×360 video with two audio tracks that tell apart: 440 Hz stereo, 880 Hz mono. */
+async function twoTracks(seconds: number): Promise<string> {
+  const output = join(tmp, `two-tracks-${++stored}.mkv`);
+  const args = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=640x360:rate=15`];
+  args.push("-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`);
+  args.push("-f", "lavfi", "-i", `sine=frequency=880:duration=${seconds}`);
+  args.push("-map", "0:v", "-map", "1:a", "-map", "2:a", "-vf", "noise=alls=20:allf=t");
+  args.push(
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-g",
+    "15",
+    "-c:a",
+    "aac",
+    "-ac:a:0",
+    "2",
+    "-ac:a:1",
+    "1",
+    output,
+  );
+  await run(args);
+  return output;
+}
+
+/**
+ * The MP4 at `path` (index at the end) with its audio track's sample sizes in a compact
+ * table (\`stz2\`, 16 bits each), which ffmpeg reads and converter/mp4-index.ts does not.
+ */
+function withCompactSizes(path: string): string {
+  const bytes = readFileSync(path);
+  const top = childBoxes(bytes, 0, bytes.length);
+  const moov = top.find((box) => box.type === "moov")!;
+  expect(moov).toBe(top.at(-1)!); // shrinking the index moves no sample
+  const handler = (trak: InnerBox) => {
+    const hdlr = find(bytes, trak, "mdia", "hdlr");
+    return hdlr && bytes.toString("latin1", hdlr.body + 8, hdlr.body + 12);
+  };
+  const trak = childBoxes(bytes, moov.body, moov.end).find((box) => box.type === "trak" && handler(box) === "soun")!;
+  const around = [
+    moov,
+    trak,
+    ...["mdia", "minf", "stbl"].map((_, depth, path) => find(bytes, trak, ...path.slice(0, depth + 1))!),
+  ];
+  const stsz = find(bytes, trak, "mdia", "minf", "stbl", "stsz")!;
+  const count = bytes.readUInt32BE(stsz.body + 8);
+  const stz2 = Buffer.alloc(20 + count * 2);
+  stz2.writeUInt32BE(stz2.length);
+  stz2.write("stz2", 4, "latin1");
+  stz2.writeUInt32BE(16, 12); // reserved (3 bytes) and the field size
+  stz2.writeUInt32BE(count, 16);
+  for (let sample = 0; sample < count; sample++)
+    stz2.writeUInt16BE(bytes.readUInt32BE(stsz.body + 12 + sample * 4), 20 + sample * 2);
+  const shrink = stsz.end - stsz.start - stz2.length;
+  const out = Buffer.concat([bytes.subarray(0, stsz.start), stz2, bytes.subarray(stsz.end)]);
+  for (const box of around) out.writeUInt32BE(box.end - box.start - shrink, box.start); // each box around it
+  const output = join(tmp, `compact-${++stored}.mp4`);
+  writeFileSync(output, out);
+  return output;
+}
+
+describe("the sound alone, read out of the store", () => {
+  for (const [layout, args] of [
+    ["1 s fragments", FRAGMENTS],
+    ["1 s chunks, as phones write", CHUNKS],
+  ] as const) {
+    test(`of an MP4 in ${layout} is the file's audio, with no video, from well under half the bytes`, async () => {
+      const video = await remux(await makeVideo({ seconds: 8, ...EVERY_SECOND }), [...args]);
+      const { source, sound } = await soundOf(video);
+      expect(source.mode).toBe("audio");
+      expect(await audioOf(sound)).toBe(await audioOf(video));
+      expect((await probe(sound)).streams).toEqual(["audio:aac"]);
+      expect(source.read.bytes).toBeLessThan(statSync(video).size / 2);
+      if (layout === "1 s fragments") expect(source.durations!.audio[0]).toBeCloseTo(8, 0);
+    });
+  }
+
+  test("keeps every audio track of a fragmented MP4, each the same as in the file", async () => {
+    const video = await remux(await twoTracks(6), FRAGMENTS);
+    const { source, sound } = await soundOf(video);
+    expect(source.mode).toBe("audio");
+    expect((await probe(sound)).streams).toEqual(["audio:aac", "audio:aac"]);
+    expect(await audioOf(sound, 0)).toBe(await audioOf(video, 0));
+    expect(await audioOf(sound, 1)).toBe(await audioOf(video, 1));
+  });
+});
+
+describe("an MP4 whose index this cannot follow (compact sample sizes)", () => {
+  let converter: Awaited<ReturnType<typeof bench.startConverter>>;
+  beforeAll(async () => {
+    converter = await bench.startConverter();
+  });
+  afterAll(() => converter?.stop());
+
+  test("is read another way and still converts to the whole length", async () => {
+    const video = withCompactSizes(await remux(await makeVideo({ seconds: 8, ...EVERY_SECOND }), CHUNKS));
+    expect(await audioOf(video)).toBeTruthy(); // ffmpeg reads it
+    const { source } = await soundOf(video);
+    expect(source.mode).toBe("relocated");
+    const id = await bench.queueUpload(createReadStream(video), "compact.mp4", "video/mp4");
+    const job = await waitForJob(bench.jobs, id, ["done", "failed"], 60_000);
+    expect(job.error).toBeUndefined();
+    expect(job.status).toBe("done");
+    const mp3 = await bench.saveFile("mp3s", job.audioFileId!, join(tmp, "compact.mp3"));
+    expect((await probe(mp3)).durationSec).toBeCloseTo(8, 0);
+  }, 90_000);
+});
