@@ -2,8 +2,9 @@
 // wherever the container allows (converter/source.ts): Matroska, WebM and MP4 with the
 // index first through a pipe, an MP4 with the index at the end with its index sent first
 // (converter/faststart.ts), an MP4 whose sound lies in runs of its own from only the
-// chunks holding it (converter/audio-only.ts; test/converter-sound.test.ts), the rest spooled. The converter runs in-process with real
-// ffmpeg, RabbitMQ and MongoDB (MONGODB_URL or the stand-in); the temp dir is watched.
+// chunks holding it (converter/audio-only.ts; test/converter-sound.test.ts), the rest
+// spooled. The converter runs in-process with real ffmpeg, RabbitMQ and MongoDB
+// (MONGODB_URL or the stand-in); the temp dir is watched.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createReadStream, mkdtempSync, readFileSync, statSync, watch } from "node:fs";
 import { join } from "node:path";
