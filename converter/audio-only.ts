@@ -14,6 +14,7 @@ import { Readable } from "node:stream";
 import type { ChunkReader } from "./chunk-reader.ts";
 import { boxHeader, type MovLayout } from "./faststart.ts";
 import {
+  box,
   childBoxes,
   readMoof,
   readMoov,
@@ -215,14 +216,6 @@ function mdatHeader(bytes: number): Buffer {
   header.write("mdat", 4, "latin1");
   header.writeBigUInt64BE(BigInt(bytes + 16), 8);
   return header;
-}
-
-/** A box of `type` around `parts`. */
-function box(type: string, parts: Buffer[]): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt32BE(8 + parts.reduce((sum, part) => sum + part.length, 0));
-  header.write(type, 4, "latin1");
-  return Buffer.concat([header, ...parts]);
 }
 
 /**

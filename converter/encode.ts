@@ -78,7 +78,16 @@ export async function encode(
   const stopCover = new AbortController();
   const coverSignal = AbortSignal.any([signal, verdict.signal, stopCover.signal]);
   const covering = planning.then(
-    (plan) => makeCover(() => bytes(coverSignal), plan, { inputOptions: opened, workDir, signal: coverSignal, log }),
+    (plan) => {
+      // An MP4's keyframe alone where its index gives it (converter/keyframe.ts): its stream 0 at 0 s.
+      const frame =
+        plan.cover && "atSec" in plan.cover && input.mode !== "spooled"
+          ? input.openCover?.(plan.cover, coverSignal)
+          : null;
+      const cover = frame ? { ...plan, cover: { stream: 0, atSec: 0 } } : plan;
+      const from = frame ? () => frame : () => bytes(coverSignal);
+      return makeCover(from, cover, { inputOptions: opened, workDir, signal: coverSignal, log });
+    },
     () => undefined,
   );
   try {

@@ -37,6 +37,14 @@ export function childBoxes(buffer: Buffer, start: number, end: number): InnerBox
   return boxes;
 }
 
+/** A box of `type` around `parts`. */
+export function box(type: string, parts: Buffer[]): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(8 + parts.reduce((sum, part) => sum + part.length, 0));
+  header.write(type, 4, "latin1");
+  return Buffer.concat([header, ...parts]);
+}
+
 /** The first box of `path` (types, each inside the last) under `parent`; undefined if there is none. */
 export function find(buffer: Buffer, parent: InnerBox, ...path: string[]): InnerBox | undefined {
   let found: InnerBox | undefined = parent;

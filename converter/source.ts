@@ -20,6 +20,8 @@ import { type Mp4Reading, mp4Reading } from "./audio-only.ts";
 import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
+import { keyframeFile } from "./keyframe.ts";
+import { childBoxes } from "./mp4-index.ts";
 
 export type SourceMode = "piped" | "relocated" | "audio" | "spooled";
 
@@ -32,6 +34,12 @@ export interface StreamedSource {
   openAudio(signal: AbortSignal): Readable;
   /** What ffprobe reads: the same, or in `audio` mode the index alone. */
   openProbe(signal: AbortSignal): Readable;
+  /**
+   * For an MP4/MOV: a one-frame MP4 of the keyframe at or before `atSec` of stream `stream`
+   * (converter/keyframe.ts), whose frame is its stream 0 at 0 s; null where the index does not
+   * give one (the cover then reads `open()` up to its time).
+   */
+  openCover?(cover: { stream: number; atSec: number }, signal: AbortSignal): Readable | null;
   /** The bytes read out of the store so far, by every stream opened. */
   readonly read: ReadCount;
   /** In `audio` mode, the share of the file's chunks the sound needs. */
@@ -84,9 +92,10 @@ export async function streamedSource(
   const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
   const { sound, durations } = await mp4Reading(chunks, layout, moov, file);
   const told = durations ? { durations } : {};
-  if (!sound) return { mode, open, openAudio: open, openProbe: open, read, ...told };
+  const cover = layout.firstFragment === undefined ? { openCover: keyframes(moov, stored) } : {};
+  if (!sound) return { mode, open, openAudio: open, openProbe: open, read, ...told, ...cover };
   const openProbe = () => Readable.from([sound.index]);
-  return { mode: "audio", open, openAudio: sound.open, openProbe, read, share: sound.share, ...told };
+  return { mode: "audio", open, openAudio: sound.open, openProbe, read, share: sound.share, ...told, ...cover };
 }
 
 type StoredRange = (range: { start?: number; end?: number }, signal: AbortSignal) => AsyncGenerator<Uint8Array>;
@@ -96,6 +105,21 @@ async function* relocated(stored: StoredRange, layout: MovLayout, index: Buffer,
   yield* stored({ start: 0, end: layout.mdat.start }, signal);
   yield index;
   yield* stored({ start: layout.mdat.start, end: layout.moov.start }, signal);
+}
+
+/** The one-frame MP4 of a cover's keyframe, its sample read out of the store (ffprobe numbers streams as the index orders its tracks). */
+function keyframes(moov: Buffer, stored: StoredRange) {
+  return ({ stream, atSec }: { stream: number; atSec: number }, signal: AbortSignal) => {
+    const [outer] = childBoxes(moov, 0, moov.length);
+    const trak = childBoxes(moov, outer!.body, outer!.end).filter((box) => box.type === "trak")[stream];
+    const frame = trak && keyframeFile(moov, trak, atSec, Buffer.alloc(0));
+    if (!frame) return null;
+    const bytes = async function* () {
+      yield frame.head;
+      yield* stored(frame.sample, signal);
+    };
+    return Readable.from(bytes());
+  };
 }
 
 async function* counted(chunks: AsyncIterable<Uint8Array>, read: ReadCount) {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createReadStream, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ObjectId } from "mongodb";
+import { keyframeFile } from "../converter/keyframe.ts";
 import { childBoxes, find, type InnerBox } from "../converter/mp4-index.ts";
 import { type StreamedSource, streamedSource } from "../converter/source.ts";
 import { converterBench } from "./support/converter-bench.ts";
@@ -134,6 +135,46 @@ describe("the sound alone, read out of the store", () => {
     expect(await audioOf(sound, 0)).toBe(await audioOf(video, 0));
     expect(await audioOf(sound, 1)).toBe(await audioOf(video, 1));
   });
+});
+
+describe("the cover's keyframe alone (converter/keyframe.ts)", () => {
+  /** The first frame ffmpeg decodes, as a checksum of its pixels. */
+  const frameOf = (file: string, seek: string[] = []) =>
+    run([
+      "ffmpeg",
+      "-v",
+      "error",
+      ...seek,
+      "-i",
+      file,
+      "-map",
+      "0:v:0",
+      ...["-fps_mode", "passthrough", "-frames:v", "1"],
+      "-f",
+      "md5",
+      "-",
+    ]);
+
+  for (const format of ["mp4", "mov"] as const) {
+    test(`is the frame a seek in the ${format.toUpperCase()} file finds: the keyframe at or before the time`, async () => {
+      // B-frames (veryfast) give the samples composition offsets; a keyframe every 15 frames (1 s).
+      const encoder = ["libx264", "-preset", "veryfast", "-g", "15", "-keyint_min", "15"];
+      const video = await makeVideo({ seconds: 8, format, size: "320x240", encoder });
+      const bytes = readFileSync(video);
+      const top = childBoxes(bytes, 0, bytes.length);
+      const moovBox = top.find((box) => box.type === "moov")!;
+      const moov = bytes.subarray(moovBox.start, moovBox.end);
+      const trak = childBoxes(moov, 8, moov.length).find((box) => box.type === "trak")!; // the video: stream 0
+      for (const atSec of [0, 2.5, 5, 7.9]) {
+        const frame = keyframeFile(moov, trak, atSec, Buffer.alloc(0))!;
+        const one = join(tmp, `keyframe-${++stored}.${format}`);
+        writeFileSync(one, Buffer.concat([frame.head, bytes.subarray(frame.sample.start, frame.sample.end)]));
+        const seek = ["-noaccurate_seek", "-skip_frame", "nokey", "-ss", String(atSec)];
+        expect(await frameOf(one)).toBe(await frameOf(video, seek));
+        expect(frame.sample.end - frame.sample.start).toBeLessThan(bytes.length / 8); // one frame of 120
+      }
+    });
+  }
 });
 
 describe("an MP4 whose index this cannot follow (compact sample sizes)", () => {
