@@ -1,13 +1,14 @@
 // converter as real processes (`bun converter.ts`) with RabbitMQ (a vhost of its own)
 // and MongoDB (MONGODB_URL, or the stand-in in a process of its own): a job's time from
 // the `video` message published to the `mp3` message arriving, against bare ffmpeg on
-// the same file (`latency`); what the options `cover` and `normalize` cost, against bare
-// ffmpeg doing the same, and how accurate one-pass and two-pass loudnorm are (`options`);
-// the converter process's peak memory (VmHWM, ffmpeg's own aside) for a 1 GiB input
-// (`memory`); an MP4 whose sound lies in runs of its own, read from only the chunks that
-// hold it (`sound`, bench/converter-sound.ts); and jobs per minute (16 jobs of a 60 s
-// clip) with one worker, two worker processes, and one process with
-// CONVERTER_CONCURRENCY=2 (`throughput`).
+// the same file (`latency`), and a 15-minute clip three times in a row (`rounds`); what
+// the options `cover` and `normalize` cost, against bare ffmpeg doing the same, and how
+// accurate one-pass and two-pass loudnorm are (`options`); the converter process's peak
+// memory (VmHWM, ffmpeg's own aside) for a 1 GiB input (`memory`); an MP4 whose sound
+// lies in runs of its own, read from only the chunks that hold it (`sound`,
+// bench/converter-sound.ts); and jobs per minute (16 jobs of a 60 s clip) with one
+// worker, two worker processes, and one process with CONVERTER_CONCURRENCY=2
+// (`throughput`).
 // `bun bench/converter.bench.ts latency options` runs only the parts named.
 //
 // Media are made with ffmpeg once and kept under the temp dir (support.ts cachedVideo).
@@ -49,7 +50,7 @@ import {
 const BENCH = "converter";
 const RUNS = Number(process.env.BENCH_RUNS) || 5; // more runs read better through a busy machine
 const log = createLogger("bench", "silent");
-const PARTS = ["latency", "options", "memory", "sound", "throughput"] as const;
+const PARTS = ["latency", "rounds", "options", "memory", "sound", "throughput"] as const;
 const asked = process.argv.slice(2);
 const runs = (part: (typeof PARTS)[number]) => asked.length === 0 || asked.includes(part);
 
@@ -164,6 +165,28 @@ async function latency(fiveMinutes: string, converter: Service) {
   cpu("bare ffmpeg", ffmpegCpu);
   const ratioCpu = (median(converterCpu) + median(childrenCpu)) / median(ffmpegCpu);
   report(BENCH, "5-min 720p clip: CPU, converter (all) / bare ffmpeg", ratioCpu, "x");
+}
+
+/**
+ * A 15-minute clip converted three times in a row (issue 20 saw 1.04x, 1.26x, 1.27x black-box:
+ * later rounds slower). Each round against bare ffmpeg in the same round, with what the store
+ * holds by then, so a converter (or a store) that slows as data accumulates shows.
+ */
+async function rounds(converter: Service) {
+  const clip = await testClip(900);
+  for (let round = 1; round <= 3; round++) {
+    const id = await storeJob(clip);
+    const cpuBefore = cpuMs(converter.pid);
+    const ms = await convertOnce(id, 300_000);
+    const cpuAfter = cpuMs(converter.pid);
+    const bareMs = await bareFfmpeg(clip, bareMp3);
+    const stored = await mongo.db.collection("mp3s.files").countDocuments();
+    const at = `15-min 720p clip, round ${round} (${stored} MP3s stored)`;
+    report(BENCH, `${at}: message to mp3`, ms, "ms");
+    report(BENCH, `${at}: bare ffmpeg`, bareMs, "ms");
+    report(BENCH, `${at}: converter / bare ffmpeg`, ms / bareMs, "x", "≤ 1.10x, no later round slower");
+    report(BENCH, `${at}: CPU, converter process`, cpuAfter.own - cpuBefore.own, "ms");
+  }
 }
 
 /**
@@ -305,6 +328,7 @@ try {
   let converter: Service = await startService("converter", converterEnv());
   await convertOnce(await storeJob(warmup)); // first job pays fluent-ffmpeg's capability probes
   if (runs("latency")) await latency(fiveMinutes, converter);
+  if (runs("rounds")) await rounds(converter);
   if (runs("options")) {
     const convert = async (path: string, options?: ConversionOptions) => convertOnce(await storeJob(path, options));
     const clipSeconds = (await probe(fiveMinutes)).durationSec;
