@@ -103,9 +103,10 @@ try {
   for (const upload of uploads) {
     const peaks: number[] = [];
     const rates: number[] = [];
+    const cpus: number[] = [];
     for (let round = 0; round < 2; round++) {
       const { headers, body } = upload.init();
-      const { result, peak } = await peakRssDuring(gateway.pid, async () => {
+      const { result, peak, cpu } = await peakRssDuring(gateway.pid, async () => {
         const started = performance.now();
         const response = await fetch(`${base}${upload.path}`, {
           method: "POST",
@@ -123,6 +124,7 @@ try {
         throw new Error(`${upload.label}: stored ${answer.source?.bytes} bytes, sent ${UPLOAD_BYTES}`);
       peaks.push(peak);
       rates.push(UPLOAD_BYTES / 1e6 / seconds);
+      cpus.push(cpu / 1000 / (UPLOAD_BYTES / (1024 * MiB)));
       // Free the stand-in's memory before the next one (the last job stays for the reads below).
       if (jobId) await fetch(`${base}/jobs/${jobId}`, { method: "DELETE", headers: { authorization } });
       jobId = answer.id;
@@ -135,6 +137,8 @@ try {
       `< ${RSS_GOAL_MB} MB`,
     );
     report(BENCH, `upload throughput, ${upload.label} (mean of 2)`, (rates[0]! + rates[1]!) / 2, "MB/s");
+    // CPU time changes less than wall time with other work on the machine.
+    report(BENCH, `gateway CPU per GiB, ${upload.label} (mean of 2)`, (cpus[0]! + cpus[1]!) / 2, "s");
   }
 
   const reads = await drive(64, 5000, async () => {

@@ -163,7 +163,9 @@ export async function startService(name: string, env: Record<string, string>, ti
       .filter((key) => inherited.has(key))
       .map((key) => [key, undefined]),
   );
-  const proc = spawnProcess([process.execPath, "--no-env-file", `${name}.ts`], {
+  // BENCH_PROFILE=<service>: that service writes a CPU profile (markdown) into $TMPDIR when it stops.
+  const profile = process.env.BENCH_PROFILE === name ? ["--cpu-prof-md", `--cpu-prof-dir=${tmpdir()}`] : [];
+  const proc = spawnProcess([process.execPath, ...profile, "--no-env-file", `${name}.ts`], {
     ...clean,
     LOG_LEVEL: "warn",
     ...env,
@@ -270,14 +272,21 @@ export function sampleMemory(pids: number[], intervalMs = 50) {
   };
 }
 
-/** `work` with `pid`'s peak reset before and sampled meanwhile; answers its result and the peak RSS (bytes) it saw. */
-export async function peakRssDuring<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; peak: number }> {
+/**
+ * `work` with `pid`'s peak reset before and sampled meanwhile; answers its result, the peak
+ * RSS (bytes) it saw and the CPU time (ms, all threads) `pid` used meanwhile.
+ */
+export async function peakRssDuring<T>(
+  pid: number,
+  work: () => Promise<T>,
+): Promise<{ result: T; peak: number; cpu: number }> {
   resetPeak(pid);
   const sampler = sampleMemory([pid], 50);
+  const cpuBefore = cpuMs(pid).own;
   try {
     const result = await work();
     const memory = sampler.stop().get(pid)!;
-    return { result, peak: Math.max(memory.peakRss, memory.hwm) };
+    return { result, peak: Math.max(memory.peakRss, memory.hwm), cpu: cpuMs(pid).own - cpuBefore };
   } catch (error) {
     sampler.stop();
     throw error;
