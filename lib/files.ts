@@ -259,9 +259,17 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
      * A chunk number already stored fails (duplicate key), so two writers never mix.
      */
     async writeChunks(bucket: BucketName, id: ObjectId, firstN: number, chunks: Uint8Array[]): Promise<void> {
-      if (!chunks.length) return;
-      const docs = chunks.map((data, index) => ({ _id: new ObjectId(), files_id: id, n: firstN + index, data }));
-      await chunksOf(bucket).insertMany(docs, { ordered: true });
+      // One insertOne per chunk, all at once, not an insertMany: the driver copies an insertMany's
+      // bytes four times (each a buffer for the collector to free), an insertOne's twice.
+      const chunksCollection = chunksOf(bucket);
+      const inserts = await Promise.allSettled(
+        chunks.map((data, index) =>
+          chunksCollection.insertOne({ _id: new ObjectId(), files_id: id, n: firstN + index, data }),
+        ),
+      );
+      // Only once every insert is done: a caller that gives up must not race a late one.
+      const failed = inserts.find((insert) => insert.status === "rejected");
+      if (failed) throw failed.reason;
     },
 
     /** Removes the chunks of `id` from number `n` on (a write whose end was never recorded). */

@@ -2,19 +2,33 @@
 // BSON copies) only when it collects, and its collector paces itself by the JS heap,
 // which those buffers barely touch: a 1 GiB upload or spool left 150 to 450 MB of dead
 // buffers behind. Collecting after every few MiB moved keeps a process near its
-// resting size, at a few ms per collection (figures in BENCHMARKS.md).
+// resting size (figures in BENCHMARKS.md).
+import { edenGC } from "bun:jsc";
 
 /**
  * A counter of bytes moved that collects garbage each time `everyBytes` have passed.
  * Make one per kind of transfer at module level, so collections follow the bytes the
  * process moves, not the number of transfers running.
+ *
+ * A full collection costs the same whatever it frees (7 to 30 ms in the gateway, most of
+ * an upload's CPU at one per 4 MiB). With `youngEvery`, a young (eden) collection runs
+ * each time that many bytes have passed between the full ones: it frees most of the
+ * buffers made since the last collection in a fraction of a millisecond, though alone it
+ * leaves some behind, so full collections can be several times rarer for the same peak.
  */
-export function collectEvery(everyBytes: number): (bytes: number) => void {
+export function collectEvery(everyBytes: number, youngEvery = Number.POSITIVE_INFINITY): (bytes: number) => void {
   let since = 0;
+  let sinceYoung = 0;
   return (bytes) => {
     since += bytes;
-    if (since < everyBytes) return;
-    since = 0;
-    Bun.gc(true); // synchronous: a Bun.gc(false) hint left the peak where it was
+    sinceYoung += bytes;
+    if (since >= everyBytes) {
+      since = 0;
+      sinceYoung = 0;
+      Bun.gc(true); // synchronous: a Bun.gc(false) hint left the peak where it was
+    } else if (sinceYoung >= youngEvery) {
+      sinceYoung = 0;
+      edenGC();
+    }
   };
 }

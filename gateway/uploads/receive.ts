@@ -19,8 +19,11 @@ import { NO_SUCH_UPLOAD, type Stored, tailOf, type UploadRecord, type UploadStor
 const BATCH_CHUNKS = 4;
 /** How often a writing PATCH renews its lease and looks whether it is asked to stop. */
 const RENEW_MS = 2000;
-/** Bun frees request and BSON buffers only when it collects: once per 4 MiB written, as for whole uploads (lib/upload.ts). */
-const collect = collectEvery(4 * 1024 * 1024);
+/**
+ * Bun frees the driver's BSON buffers only when it collects (the body's pieces are freed as
+ * they are copied): a young collection per MiB written and a full one per 8 MiB.
+ */
+const collect = collectEvery(8 * 1024 * 1024, 1024 * 1024);
 
 export interface ReceiveDeps {
   files: FileStore;
@@ -123,6 +126,20 @@ function leaseKeeper(deps: ReceiveDeps, id: ObjectId, writer: ObjectId, stored: 
   };
 }
 
+/**
+ * Frees a body piece once it is copied into the chunks, rather than leaving it to the next
+ * collection: detaching its memory (transfer to nothing) frees it at once. Only a piece that
+ * is the whole of its memory, as Bun hands request bodies over, is ours to free.
+ */
+function release(piece: Uint8Array) {
+  if (piece.byteOffset !== 0 || piece.buffer.byteLength !== piece.byteLength) return;
+  try {
+    (piece.buffer as ArrayBuffer).transfer(0);
+  } catch {
+    // not detachable: the collector frees it
+  }
+}
+
 /** Reads `body` into the upload (which this request holds: `writer`); see Outcome. Throws NotAVideo, 413, 409, 404. */
 export async function receive(
   deps: ReceiveDeps,
@@ -160,6 +177,7 @@ export async function receive(
       const room = upload.length - bytes.received;
       overrun = piece.value.length > room;
       bytes.add(overrun ? piece.value.subarray(0, room) : piece.value);
+      release(piece.value);
       if (!sniffed && bytes.received >= Math.min(SNIFF_BYTES, upload.length))
         sniffed = (await sniffMedia(bytes.head())).mime;
       if (overrun) break;
