@@ -55,6 +55,8 @@ export interface Mp4Reading {
   durations?: { audio: number[]; video?: number };
   /** Reading only the sound: when the index allows it and it saves enough. */
   sound?: AudioOnly;
+  /** Every track fragment of a fragmented file, in the file's order (converter/keyframe.ts finds the cover's there). */
+  fragments?: TrackFragment[];
 }
 
 /** A fragment: where its header (`moof`) starts, the header, and its track fragments. */
@@ -84,7 +86,8 @@ export async function mp4Reading(
         : await walkFragments(reader(), layout.firstFragment, file.length, defaults, keptIds);
     const durations = fragments.length ? trackDurations(tracks, fragments) : undefined;
     const sound = await soundAlone(reader, layout, { moov, tracks, fragments }, file);
-    return { ...(durations ? { durations } : {}), ...(sound ? { sound } : {}) };
+    const trafs = fragments.flatMap((fragment) => fragment.trafs);
+    return { ...(durations ? { durations, fragments: trafs } : {}), ...(sound ? { sound } : {}) };
   } catch (error) {
     if (error instanceof Unhandled) return {};
     throw error;

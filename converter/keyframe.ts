@@ -6,7 +6,7 @@
 // of that video track alone (its description as stored, one sample), and the sample's bytes
 // (converter/source.ts fetches them, a chunk or two). Anything odd answers null, and the
 // cover is taken from the stream as before.
-import { box, childBoxes, find, type InnerBox, type Span, Unhandled } from "./mp4-index.ts";
+import { box, childBoxes, find, type InnerBox, type Span, type TrackFragment, Unhandled } from "./mp4-index.ts";
 
 /** The keyframe's place in the file, and the one-frame MP4 around it: `head`, then the sample's bytes. */
 export interface KeyframeFile {
@@ -17,18 +17,30 @@ export interface KeyframeFile {
 /**
  * The one-frame MP4 of the keyframe at or before `atSec` of the video track `trak` (a box
  * of `moov`, the file's index), after `ftyp` (the file's own, or none); null if the track's
- * tables are not the plain kind (or the track has no samples: a fragmented file's).
+ * tables are not the plain kind. In a fragmented file (`fragments`: every track fragment),
+ * the keyframe is the first sample of the last fragment of the track that starts with one
+ * at or before the time, or one of the index's own samples before the fragments.
  */
-export function keyframeFile(moov: Buffer, trak: InnerBox, atSec: number, ftyp: Buffer): KeyframeFile | null {
+export function keyframeFile(
+  moov: Buffer,
+  trak: InnerBox,
+  atSec: number,
+  ftyp: Buffer,
+  fragments: TrackFragment[] = [],
+): KeyframeFile | null {
   try {
     const box = (type: string) => find(moov, trak, ...pathTo(type));
-    const [mdhd, stbl] = [box("mdhd"), box("stbl")];
-    if (!mdhd || !stbl) return null;
+    const [tkhd, mdhd, stbl] = [find(moov, trak, "tkhd"), box("mdhd"), box("stbl")];
+    if (!tkhd || !mdhd || !stbl) return null;
     const tables = new Map(childBoxes(moov, stbl.body, stbl.end).map((table) => [table.type, table]));
     const timescale = moov.readUInt32BE(mdhd.body + (moov[mdhd.body] === 1 ? 20 : 12));
-    const sample = syncSampleAt(moov, tables, Math.floor(atSec * timescale));
-    if (sample === null) return null;
-    const span = sampleSpan(moov, tables, sample);
+    const time = Math.floor(atSec * timescale);
+    const trackId = moov.readUInt32BE(tkhd.body + (moov[tkhd.body] === 1 ? 20 : 12));
+    let span = fragmentKeyframe(fragments, trackId, time);
+    if (!span) {
+      const sample = syncSampleAt(moov, tables, time);
+      span = sample === null ? null : sampleSpan(moov, tables, sample);
+    }
     if (!span) return null;
     const oneFrame = indexOfOne(moov, trak, tables, span.end - span.start, ftyp.length);
     return oneFrame ? { head: Buffer.concat([ftyp, oneFrame]), sample: span } : null;
@@ -36,6 +48,18 @@ export function keyframeFile(moov: Buffer, trak: InnerBox, atSec: number, ftyp: 
     if (error instanceof Unhandled || error instanceof RangeError) return null;
     throw error;
   }
+}
+
+/** The first sample of the track's last fragment that starts with a keyframe at or before `time`. */
+function fragmentKeyframe(fragments: TrackFragment[], trackId: number, time: number): Span | null {
+  let found: Span | null = null;
+  for (const traf of fragments) {
+    const first = traf.runs[0]?.first;
+    if (traf.trackId !== trackId || traf.decodeTime === undefined || !first?.sync) continue;
+    if (traf.decodeTime > time) break;
+    found = first.span;
+  }
+  return found;
 }
 
 const pathTo = (type: string) =>

@@ -69,7 +69,7 @@ export interface Track {
 }
 
 /** Per-track defaults of a fragmented file (`trex`): the sample size and duration a run may leave out. */
-export type TrackDefaults = Map<number, { sampleSize: number; sampleDuration: number }>;
+export type TrackDefaults = Map<number, { sampleSize: number; sampleDuration: number; sampleFlags: number }>;
 
 /** The tracks of `moov` (the whole box in `buffer`) and the fragments' defaults. */
 export function readMoov(buffer: Buffer): { tracks: Track[]; defaults: TrackDefaults } {
@@ -84,6 +84,7 @@ export function readMoov(buffer: Buffer): { tracks: Track[]; defaults: TrackDefa
       defaults.set(buffer.readUInt32BE(trex.body + 4), {
         sampleDuration: buffer.readUInt32BE(trex.body + 12),
         sampleSize: buffer.readUInt32BE(trex.body + 16),
+        sampleFlags: buffer.readUInt32BE(trex.body + 20),
       });
   }
   return { tracks, defaults };
@@ -167,14 +168,16 @@ export interface TrackFragment {
   baseAt?: number;
   /** Whether offsets count from the fragment's start (`default-base-is-moof`). */
   baseIsMoof: boolean;
-  /** Each run: where its data offset is written, and its samples' span in the file. */
-  runs: { offsetAt: number; span: Span }[];
+  /** Each run: where its data offset is written, its samples' span in the file, and its first sample's. */
+  runs: { offsetAt: number; span: Span; first: { span: Span; sync: boolean } }[];
   /** When its first sample is decoded (`tfdt`), if it says, and how long its samples last (track units). */
   decodeTime?: number;
   duration: number;
 }
 
-const TFHD = { baseOffset: 0x1, sampleDescription: 0x2, duration: 0x8, size: 0x10, baseIsMoof: 0x20000 };
+const TFHD = { baseOffset: 0x1, sampleDescription: 0x2, duration: 0x8, size: 0x10, flags: 0x20, baseIsMoof: 0x20000 };
+/** In a sample's flags: the sample is not a sync sample (a keyframe). */
+const NON_SYNC = 0x10000;
 const TRUN = { dataOffset: 0x1, firstFlags: 0x4, duration: 0x100, size: 0x200, flags: 0x400, composition: 0x800 };
 
 /**
@@ -227,7 +230,10 @@ function readTfhd(buffer: Buffer, tfhd: InnerBox, defaults: TrackDefaults) {
   const sampleDuration = flags & TFHD.duration ? buffer.readUInt32BE(at) : defaults.get(trackId)?.sampleDuration;
   if (flags & TFHD.duration) at += 4;
   const sampleSize = flags & TFHD.size ? buffer.readUInt32BE(at) : defaults.get(trackId)?.sampleSize;
-  return { trackId, baseAt, baseIsMoof: Boolean(flags & TFHD.baseIsMoof), sampleSize, sampleDuration };
+  if (flags & TFHD.size) at += 4;
+  const sampleFlags = flags & TFHD.flags ? buffer.readUInt32BE(at) : defaults.get(trackId)?.sampleFlags;
+  const baseIsMoof = Boolean(flags & TFHD.baseIsMoof);
+  return { trackId, baseAt, baseIsMoof, sampleSize, sampleDuration, sampleFlags };
 }
 
 const decodeTimeOf = (buffer: Buffer, tfdt: InnerBox) =>
@@ -237,7 +243,7 @@ function readTrun(
   buffer: Buffer,
   trun: InnerBox,
   base: number,
-  defaults: { sampleSize?: number; sampleDuration?: number },
+  defaults: { sampleSize?: number; sampleDuration?: number; sampleFlags?: number },
 ) {
   const flags = buffer.readUInt32BE(trun.body) & 0xffffff;
   const count = buffer.readUInt32BE(trun.body + 4);
@@ -249,11 +255,22 @@ function readTrun(
   if (at + count * fields * 4 > trun.end) throw new Unhandled("a run past its box");
   if (!(flags & TRUN.size) && defaults.sampleSize === undefined) throw new Unhandled("a run without sample sizes");
   const sizeAt = flags & TRUN.duration ? 4 : 0;
+  const flagsAt = sizeAt + (flags & TRUN.size ? 4 : 0);
+  const firstFlags =
+    flags & TRUN.firstFlags
+      ? buffer.readUInt32BE(offsetAt + 4)
+      : flags & TRUN.flags
+        ? buffer.readUInt32BE(at + flagsAt)
+        : (defaults.sampleFlags ?? 0);
   let bytes = 0;
   let duration = 0;
+  let firstSize = 0;
   for (let sample = 0; sample < count; sample++, at += fields * 4) {
-    bytes += flags & TRUN.size ? buffer.readUInt32BE(at + sizeAt) : defaults.sampleSize!;
+    const size = flags & TRUN.size ? buffer.readUInt32BE(at + sizeAt) : defaults.sampleSize!;
+    if (sample === 0) firstSize = size;
+    bytes += size;
     duration += flags & TRUN.duration ? buffer.readUInt32BE(at) : (defaults.sampleDuration ?? 0);
   }
-  return { offsetAt, span: { start, end: start + bytes }, duration };
+  const first = { span: { start, end: start + firstSize }, sync: count > 0 && !(firstFlags & NON_SYNC) };
+  return { offsetAt, span: { start, end: start + bytes }, first, duration };
 }

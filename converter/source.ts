@@ -21,7 +21,7 @@ import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
 import { keyframeFile } from "./keyframe.ts";
-import { childBoxes } from "./mp4-index.ts";
+import { childBoxes, type TrackFragment } from "./mp4-index.ts";
 
 export type SourceMode = "piped" | "relocated" | "audio" | "spooled";
 
@@ -90,9 +90,11 @@ export async function streamedSource(
   const open = index ? (stop: AbortSignal) => Readable.from(relocated(stored, layout, index, stop)) : whole;
   const mode = index ? "relocated" : "piped";
   const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
-  const { sound, durations } = await mp4Reading(chunks, layout, moov, file);
+  const { sound, durations, fragments } = await mp4Reading(chunks, layout, moov, file);
   const told = durations ? { durations } : {};
-  const cover = layout.firstFragment === undefined ? { openCover: keyframes(moov, stored) } : {};
+  // A fragmented file whose fragments could not be read gives its cover the old way.
+  const cover =
+    layout.firstFragment === undefined || fragments ? { openCover: keyframes(moov, stored, fragments) } : {};
   if (!sound) return { mode, open, openAudio: open, openProbe: open, read, ...told, ...cover };
   const openProbe = () => Readable.from([sound.index]);
   return { mode: "audio", open, openAudio: sound.open, openProbe, read, share: sound.share, ...told, ...cover };
@@ -108,11 +110,11 @@ async function* relocated(stored: StoredRange, layout: MovLayout, index: Buffer,
 }
 
 /** The one-frame MP4 of a cover's keyframe, its sample read out of the store (ffprobe numbers streams as the index orders its tracks). */
-function keyframes(moov: Buffer, stored: StoredRange) {
+function keyframes(moov: Buffer, stored: StoredRange, fragments?: TrackFragment[]) {
   return ({ stream, atSec }: { stream: number; atSec: number }, signal: AbortSignal) => {
     const [outer] = childBoxes(moov, 0, moov.length);
     const trak = childBoxes(moov, outer!.body, outer!.end).filter((box) => box.type === "trak")[stream];
-    const frame = trak && keyframeFile(moov, trak, atSec, Buffer.alloc(0));
+    const frame = trak && keyframeFile(moov, trak, atSec, Buffer.alloc(0), fragments);
     if (!frame) return null;
     const bytes = async function* () {
       yield frame.head;

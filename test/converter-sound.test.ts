@@ -8,7 +8,7 @@ import { createReadStream, readFileSync, statSync, writeFileSync } from "node:fs
 import { join } from "node:path";
 import type { ObjectId } from "mongodb";
 import { keyframeFile } from "../converter/keyframe.ts";
-import { childBoxes, find, type InnerBox } from "../converter/mp4-index.ts";
+import { childBoxes, find, type InnerBox, readMoof, readMoov } from "../converter/mp4-index.ts";
 import { type StreamedSource, streamedSource } from "../converter/source.ts";
 import { converterBench } from "./support/converter-bench.ts";
 import { waitForJob } from "./support/jobs.ts";
@@ -155,18 +155,28 @@ describe("the cover's keyframe alone (converter/keyframe.ts)", () => {
       "-",
     ]);
 
-  for (const format of ["mp4", "mov"] as const) {
-    test(`is the frame a seek in the ${format.toUpperCase()} file finds: the keyframe at or before the time`, async () => {
+  for (const [name, format, remuxed] of [
+    ["MP4", "mp4", []],
+    ["MOV", "mov", []],
+    ["fragmented MP4", "mp4", FRAGMENTS],
+  ] as const) {
+    test(`is the frame a seek in the ${name} file finds: the keyframe at or before the time`, async () => {
       // B-frames (veryfast) give the samples composition offsets; a keyframe every 15 frames (1 s).
       const encoder = ["libx264", "-preset", "veryfast", "-g", "15", "-keyint_min", "15"];
-      const video = await makeVideo({ seconds: 8, format, size: "320x240", encoder });
+      const made = await makeVideo({ seconds: 8, format, size: "320x240", encoder });
+      const video = remuxed.length ? await remux(made, [...remuxed]) : made;
       const bytes = readFileSync(video);
       const top = childBoxes(bytes, 0, bytes.length);
       const moovBox = top.find((box) => box.type === "moov")!;
       const moov = bytes.subarray(moovBox.start, moovBox.end);
       const trak = childBoxes(moov, 8, moov.length).find((box) => box.type === "trak")!; // the video: stream 0
+      const { defaults } = readMoov(moov);
+      const fragments = top
+        .filter((box) => box.type === "moof")
+        .flatMap((box) => readMoof(bytes.subarray(box.start, box.end), box.start, defaults));
+      expect(fragments.length > 0).toBe(remuxed.length > 0);
       for (const atSec of [0, 2.5, 5, 7.9]) {
-        const frame = keyframeFile(moov, trak, atSec, Buffer.alloc(0))!;
+        const frame = keyframeFile(moov, trak, atSec, Buffer.alloc(0), fragments)!;
         const one = join(tmp, `keyframe-${++stored}.${format}`);
         writeFileSync(one, Buffer.concat([frame.head, bytes.subarray(frame.sample.start, frame.sample.end)]));
         const seek = ["-noaccurate_seek", "-skip_frame", "nokey", "-ss", String(atSec)];
