@@ -5,7 +5,6 @@
 // signed link: gateway/link-routes.ts), the webhooks users register (the notifier posts
 // them: gateway/webhook-routes.ts), the OpenAPI document with Swagger UI, and the
 // web page. Its parts live in gateway/.
-import "./gateway/bson-first.ts"; // first: see there
 import { Type } from "@sinclair/typebox";
 import { Elysia } from "elysia";
 import { Counter } from "prom-client";
