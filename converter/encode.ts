@@ -78,16 +78,8 @@ export async function encode(
   const stopCover = new AbortController();
   const coverSignal = AbortSignal.any([signal, verdict.signal, stopCover.signal]);
   const covering = planning.then(
-    (plan) => {
-      // An MP4's keyframe alone where its index gives it (converter/keyframe.ts): its stream 0 at 0 s.
-      const frame =
-        plan.cover && "atSec" in plan.cover && input.mode !== "spooled"
-          ? input.openCover?.(plan.cover, coverSignal)
-          : null;
-      const cover = frame ? { ...plan, cover: { stream: 0, atSec: 0 } } : plan;
-      const from = frame ? () => frame : () => bytes(coverSignal);
-      return makeCover(from, cover, { inputOptions: opened, workDir, signal: coverSignal, log });
-    },
+    (plan) =>
+      coverOf(input, plan, () => bytes(coverSignal), { inputOptions: opened, workDir, signal: coverSignal, log }),
     () => undefined,
   );
   try {
@@ -151,11 +143,31 @@ async function recordProbe(
   await jobs.recordProbe(job._id, source.value.tracks, applied);
 }
 
+/**
+ * The plan's cover: from an MP4's keyframe alone where its index gives it (converter/keyframe.ts:
+ * a one-frame MP4 whose frame is its stream 0 at 0 s), else (or if that fails) from the stream.
+ */
+async function coverOf(input: Input, plan: Plan, stream: () => string | Readable, options: CoverOptions) {
+  const wanted = plan.cover;
+  if (!wanted || !("atSec" in wanted) || input.mode === "spooled" || !input.openCover)
+    return makeCover(stream, plan, options);
+  const frame = input.openCover(wanted, options.signal);
+  const alone = frame && (await makeCover(() => frame, { ...plan, cover: { stream: 0, atSec: 0 } }, options));
+  return alone || options.signal.aborted ? alone : makeCover(stream, plan, options);
+}
+
+interface CoverOptions {
+  inputOptions: string[];
+  workDir: string;
+  signal: AbortSignal;
+  log: Logger;
+}
+
 /** The plan's cover as a JPEG in `workDir`, or undefined: none planned, none to be had (logged), or stopped. */
 async function makeCover(
   input: () => string | Readable,
   plan: Plan,
-  { inputOptions, workDir, signal, log }: { inputOptions: string[]; workDir: string; signal: AbortSignal; log: Logger },
+  { inputOptions, workDir, signal, log }: CoverOptions,
 ): Promise<string | undefined> {
   if (!plan.cover) return undefined;
   const output = join(workDir, "cover.jpg");
