@@ -38,11 +38,6 @@ const MAX_HELD_BYTES = 16 * 1024 * 1024;
 export interface AudioOnly {
   share: number;
   open(signal: AbortSignal): Readable;
-  /**
-   * The file's type and index alone (`ftyp`, `moov`): all ffprobe needs of an MP4, since the
-   * index describes every track; reading on into the samples would fetch megabytes of video.
-   */
-  index: Buffer;
 }
 
 /** What the index tells beyond what a pipe gives ffprobe, and how to read the sound alone. */
@@ -164,8 +159,7 @@ async function soundAlone(
 ): Promise<AudioOnly | undefined> {
   const keptIds = new Set(tracks.filter((track) => isKept(track.handler)).map((track) => track.id));
   if (!keptIds.size || keptIds.size === tracks.length) return undefined;
-  const ftyp = layout.boxes.find((box) => box.type === "ftyp");
-  const head = ftyp ? await reader().read(ftyp.start, ftyp.start + ftyp.size) : Buffer.alloc(0);
+  const head = layout.ftyp;
   const index = audioIndex(moov, tracks, head.length);
   const read = [
     ...index.spans,
@@ -175,7 +169,7 @@ async function soundAlone(
   const share = chunksTouched(read, file.chunkSize) / Math.ceil(file.length / file.chunkSize);
   if (share > MAX_SHARE) return undefined;
   const open = (signal: AbortSignal) => Readable.from(audioStream(reader(signal), head, index, fragments, keptIds));
-  return { share, open, index: Buffer.concat([head, moov]) };
+  return { share, open };
 }
 
 const keptRuns = (fragment: Fragment, keptIds: Set<number>) =>

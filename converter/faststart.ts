@@ -21,6 +21,8 @@ export interface MovLayout {
   moov: Box;
   /** Where the first fragment starts, in a fragmented file (its index first, then `moof` + `mdat` pairs). */
   firstFragment?: number;
+  /** The file's type box (`ftyp`) as stored, or empty: its brand tells ffmpeg how to read the index. */
+  ftyp: Buffer;
 }
 
 /** More top-level boxes than this is not a camera's file: spooled. */
@@ -57,13 +59,15 @@ export async function movLayout(
   const moovs = boxes.filter((box) => box.type === "moov");
   const mdat = boxes.find((box) => box.type === "mdat");
   if (moovs.length !== 1) return null;
+  const type = boxes.find((box) => box.type === "ftyp" && box.start + box.size <= head.length);
+  const ftyp = type ? Buffer.from(head.subarray(type.start, type.start + type.size)) : Buffer.alloc(0);
   if (firstFragment !== undefined) {
     // The samples of a fragmented file may all be in its fragments: the first fragment's stand for the `mdat`.
     const samples = mdat ?? { type: "moof", start: firstFragment, size: 0 };
-    return moovs[0]!.start < samples.start ? { boxes, mdat: samples, moov: moovs[0]!, firstFragment } : null;
+    return moovs[0]!.start < samples.start ? { boxes, mdat: samples, moov: moovs[0]!, firstFragment, ftyp } : null;
   }
   if (!mdat) return null;
-  return { boxes, mdat, moov: moovs[0]! };
+  return { boxes, mdat, moov: moovs[0]!, ftyp };
 }
 
 /** A box's type and size from its header at `start` (`header` holds its first bytes); null if malformed. */

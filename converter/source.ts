@@ -32,7 +32,7 @@ export interface StreamedSource {
   open(signal: AbortSignal): Readable;
   /** What the audio's ffmpeg reads: the same, or in `audio` mode the sound alone (converter/audio-only.ts). */
   openAudio(signal: AbortSignal): Readable;
-  /** What ffprobe reads: the same, or in `audio` mode the index alone. */
+  /** What ffprobe reads: an MP4's type and index alone (they describe every track), else the same. */
   openProbe(signal: AbortSignal): Readable;
   /**
    * For an MP4/MOV: a one-frame MP4 of the keyframe at or before `atSec` of stream `stream`
@@ -94,9 +94,10 @@ export async function streamedSource(
   const told = durations ? { durations } : {};
   // A fragmented file whose fragments could not be read gives its cover the old way.
   const cover =
-    layout.firstFragment === undefined || fragments ? { openCover: keyframes(moov, stored, fragments) } : {};
-  if (!sound) return { mode, open, openAudio: open, openProbe: open, read, ...told, ...cover };
-  const openProbe = () => Readable.from([sound.index]);
+    layout.firstFragment === undefined || fragments ? { openCover: keyframes(layout, moov, stored, fragments) } : {};
+  // The index describes every track: ffprobe needs nothing past it (read on, it would take ~5 MB of samples).
+  const openProbe = () => Readable.from([layout.ftyp, moov]);
+  if (!sound) return { mode, open, openAudio: open, openProbe, read, ...told, ...cover };
   return { mode: "audio", open, openAudio: sound.open, openProbe, read, share: sound.share, ...told, ...cover };
 }
 
@@ -110,11 +111,11 @@ async function* relocated(stored: StoredRange, layout: MovLayout, index: Buffer,
 }
 
 /** The one-frame MP4 of a cover's keyframe, its sample read out of the store (ffprobe numbers streams as the index orders its tracks). */
-function keyframes(moov: Buffer, stored: StoredRange, fragments?: TrackFragment[]) {
+function keyframes(layout: MovLayout, moov: Buffer, stored: StoredRange, fragments?: TrackFragment[]) {
   return ({ stream, atSec }: { stream: number; atSec: number }, signal: AbortSignal) => {
     const [outer] = childBoxes(moov, 0, moov.length);
     const trak = childBoxes(moov, outer!.body, outer!.end).filter((box) => box.type === "trak")[stream];
-    const frame = trak && keyframeFile(moov, trak, atSec, Buffer.alloc(0), fragments);
+    const frame = trak && keyframeFile(moov, trak, atSec, layout.ftyp, fragments);
     if (!frame) return null;
     const bytes = async function* () {
       yield frame.head;
