@@ -41,12 +41,12 @@ const READ_BATCH_CHUNKS = 4;
 const READ_AHEAD_BATCHES = 3;
 /**
  * A chunk read leaves two dead copies behind (the socket's pieces, the driver's reply), so a
- * full collection per 16 MiB let the converter reach ~55 MB above rest on a 1 GiB input; a
- * young one per MiB between them takes ~10 MB off that for ~0.5 s of CPU per GiB. A full
- * one per 8 MiB instead took ~15 MB off for ~2 s (each costs 15-30 ms with the converter's
- * heap; figures in the commit).
+ * full collection per 16 MiB let the converter reach ~55 MB above rest on a 1 GiB input. A
+ * young one per 4 MiB between them takes ~8 MB off that at no CPU measured; one per MiB
+ * ~5 MB more for ~0.7 s of CPU per GiB, and a full one per 8 MiB costs ~2 s (each takes
+ * 15-30 ms with the converter's heap). Figures in the commits.
  */
-const spooled = collectEvery(16 * 1024 * 1024, 1024 * 1024);
+const spooled = collectEvery(16 * 1024 * 1024, 4 * 1024 * 1024);
 
 export interface ReadOptions {
   /** The first byte (default 0). */
