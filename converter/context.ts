@@ -8,7 +8,6 @@ import { type FileStore, fileStore } from "../lib/files.ts";
 import { type JobStore, jobStore } from "../lib/jobs.ts";
 import { parseAllowList } from "../lib/link.ts";
 import type { Logger } from "../lib/log.ts";
-import { renewBsonScratch } from "../lib/memory.ts";
 import type { Mp3Message } from "../lib/messages.ts";
 import type { Mongo } from "../lib/mongo.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
@@ -29,7 +28,6 @@ export interface ConverterContext {
 }
 
 export function converterContext({ config, log, mongo, queue }: ConverterDeps): ConverterContext {
-  renewBsonScratch();
   const files = fileStore(mongo.db, { log });
   const jobs = jobStore(mongo.db, { retentionHours: config.RETENTION_HOURS });
   const links: LinkDownloads = {

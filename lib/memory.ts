@@ -43,6 +43,9 @@ export function collectEvery(everyBytes: number, youngEvery = Number.POSITIVE_IN
  * sent, a 255 KiB chunk): 8 starts of 8 at 79-80 MB. The old one goes at the collection.
  */
 export function renewBsonScratch(): void {
+  if (renewed) return; // once per process: every service that talks to MongoDB calls it (lib/mongo.ts)
+  renewed = true;
   BSON.setInternalBufferSize(64 * 1024 * 1024);
   Bun.gc(true);
 }
+let renewed = false;

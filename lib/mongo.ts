@@ -1,6 +1,8 @@
 // One MongoClient per process. The database is the one named in the URL's path
 // (default "m3dio"), so tests and deployments choose it by URL alone.
+
 import { type Db, MongoClient } from "mongodb";
+import { renewBsonScratch } from "./memory.ts";
 
 export interface Mongo {
   client: MongoClient;
@@ -15,6 +17,7 @@ export interface Mongo {
  * operations (and readiness) fail until then. Tests wait, so a wrong URL fails at once.
  */
 export async function connectMongo(url: string, { appName = "m3dio", waitForConnect = true } = {}): Promise<Mongo> {
+  renewBsonScratch(); // bson's scratch buffer in fresh memory: 17 MB less at rest in half the starts
   // Short server selection: a request should fail fast (503) rather than hang when MongoDB is away.
   const client = new MongoClient(url, { appName, serverSelectionTimeoutMS: 5000, connectTimeoutMS: 5000 });
   let closed = false;
