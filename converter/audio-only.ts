@@ -166,6 +166,8 @@ async function soundAlone(
     ...fragments.map((fragment) => ({ start: fragment.start, end: fragment.start + fragment.moof.length })),
     ...fragments.flatMap((fragment) => keptRuns(fragment, keptIds)),
   ];
+  // An index pointing outside the file is damage for ffmpeg to name, reading the file as it is.
+  if (read.some((span) => span.start < 0 || span.end > file.length)) return undefined;
   const share = chunksTouched(read, file.chunkSize) / Math.ceil(file.length / file.chunkSize);
   if (share > MAX_SHARE) return undefined;
   const open = (signal: AbortSignal) => Readable.from(audioStream(reader(signal), head, index, fragments, keptIds));

@@ -23,6 +23,8 @@ export interface MovLayout {
   firstFragment?: number;
   /** The file's type box (`ftyp`) as stored, or empty: its brand tells ffmpeg how to read the index. */
   ftyp: Buffer;
+  /** The file's length. */
+  length: number;
 }
 
 /** More top-level boxes than this is not a camera's file: spooled. */
@@ -64,10 +66,12 @@ export async function movLayout(
   if (firstFragment !== undefined) {
     // The samples of a fragmented file may all be in its fragments: the first fragment's stand for the `mdat`.
     const samples = mdat ?? { type: "moof", start: firstFragment, size: 0 };
-    return moovs[0]!.start < samples.start ? { boxes, mdat: samples, moov: moovs[0]!, firstFragment, ftyp } : null;
+    return moovs[0]!.start < samples.start
+      ? { boxes, mdat: samples, moov: moovs[0]!, firstFragment, ftyp, length }
+      : null;
   }
   if (!mdat) return null;
-  return { boxes, mdat, moov: moovs[0]!, ftyp };
+  return { boxes, mdat, moov: moovs[0]!, ftyp, length };
 }
 
 /** A box's type and size from its header at `start` (`header` holds its first bytes); null if malformed. */

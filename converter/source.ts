@@ -116,7 +116,7 @@ function keyframes(layout: MovLayout, moov: Buffer, stored: StoredRange, fragmen
     const [outer] = childBoxes(moov, 0, moov.length);
     const trak = childBoxes(moov, outer!.body, outer!.end).filter((box) => box.type === "trak")[stream];
     const frame = trak && keyframeFile(moov, trak, atSec, layout.ftyp, fragments);
-    if (!frame) return null;
+    if (!frame || frame.sample.end > layout.length) return null; // outside the file: the stream's cover will say
     const bytes = async function* () {
       yield frame.head;
       yield* stored(frame.sample, signal);

@@ -206,4 +206,21 @@ describe("an MP4 whose index this cannot follow (compact sample sizes)", () => {
     const mp3 = await bench.saveFile("mp3s", job.audioFileId!, join(tmp, "compact.mp3"));
     expect((await probe(mp3)).durationSec).toBeCloseTo(8, 0);
   }, 90_000);
+
+  test("whose sound is said to lie past the end of the file is read as it is, and the job ends on its first attempt", async () => {
+    const video = await remux(await makeVideo({ seconds: 8, ...EVERY_SECOND }), [...CHUNKS, "-movflags", "+faststart"]);
+    const bytes = readFileSync(video);
+    const moov = childBoxes(bytes, 0, bytes.length).find((box) => box.type === "moov")!;
+    const traks = childBoxes(bytes, moov.body, moov.end).filter((box) => box.type === "trak");
+    const stco = find(bytes, traks[1]!, "mdia", "minf", "stbl", "stco")!; // the sound's chunk offsets
+    bytes.writeUInt32BE(bytes.length + 100_000, stco.body + 8); // its first chunk: past the end
+    const damaged = join(tmp, "past-the-end.mp4");
+    writeFileSync(damaged, bytes);
+    const source = await streamedSource(bench.files, await store(damaged), "video/mp4", AbortSignal.timeout(30_000));
+    expect(source!.mode).toBe("piped"); // the file as it is: ffmpeg says what it makes of it
+    const id = await bench.queueUpload(createReadStream(damaged), "past.mp4", "video/mp4");
+    const job = await waitForJob(bench.jobs, id, ["done", "failed"], 60_000);
+    // Whatever ffmpeg makes of it, the job ends on its first attempt: no store error to retry.
+    expect(job.attempts).toBe(1);
+  }, 90_000);
 });
