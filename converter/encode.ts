@@ -57,7 +57,7 @@ export async function encode(
   const bytes = (stop: AbortSignal) => (input.mode === "spooled" ? input.path : input.open(stop));
   const probed = input.mode === "spooled" ? input.path : input.openProbe(signal);
   const probing = probeSource(probed, { contentType: job.source.contentType, signal }).then((probed) => {
-    const source = input.mode === "spooled" ? probed : withDurations(probed, input.durations);
+    const source = input.mode === "spooled" ? probed : withDurations(probed, input);
     if (input.mode !== "spooled" && source.tracks.some((track) => !track.durationSec))
       throw new NotStreamable("the stream does not say how long the audio lasts");
     return source;
@@ -180,10 +180,20 @@ async function makeCover(
 }
 
 /**
- * The probe's answer with the lengths the index told (a fragmented MP4 through a pipe: ffprobe
- * sees the first fragment only), when they name the same audio tracks.
+ * The probe's answer with the lengths the source told, which ffprobe reading a pipe does not
+ * see: a fragmented MP4's index (ffprobe sees the first fragment only) when it names the same
+ * audio tracks, an MPEG-TS file's first and last audio times (ffprobe sees none) for each
+ * track that has no length of its own.
  */
-function withDurations(source: SourceInfo, durations: StreamedSource["durations"]): SourceInfo {
+function withDurations(source: SourceInfo, { durations, lengthSec }: StreamedSource): SourceInfo {
+  if (lengthSec) {
+    const tracks = source.tracks.map((track) =>
+      track.durationSec ? track : { ...track, durationSec: round(lengthSec) },
+    );
+    const video =
+      source.video && !source.video.durationSec ? { ...source.video, durationSec: round(lengthSec) } : source.video;
+    return { ...source, tracks, ...(video ? { video } : {}) };
+  }
   if (!durations || durations.audio.length !== source.tracks.length) return source;
   const tracks = source.tracks.map((track, index) => ({ ...track, durationSec: round(durations.audio[index]!) }));
   const video =

@@ -9,7 +9,9 @@
 // - `audio`: MP4/MOV whose sound lies in runs of its own (phones' ~1 s runs, fragmented
 //   files): the audio's ffmpeg reads an MP4 of the sound alone, made of only the GridFS
 //   chunks that hold it (converter/audio-only.ts); ffprobe and the cover read as above;
-// - `spooled`: everything else (MPEG-TS, AVI, FLV, … whose length a pipe does not give,
+// - `piped` too: MPEG-TS, whose length no header gives: its first and last audio times
+//   do (converter/ts-length.ts);
+// - `spooled`: everything else (AVI, FLV, … whose length a pipe does not give,
 //   and MP4s the relocation does not handle): copied to the job's temp dir first, as before.
 // Each process (ffmpeg, ffprobe, the cover's ffmpeg) reads its own stream from the store:
 // ffprobe and the cover stop early, and a rerun starts from the start.
@@ -22,6 +24,7 @@ import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
 import { keyframeFile } from "./keyframe.ts";
 import { childBoxes, type TrackFragment } from "./mp4-index.ts";
+import { tsAudioLength } from "./ts-length.ts";
 
 export type SourceMode = "piped" | "relocated" | "audio" | "spooled";
 
@@ -46,6 +49,8 @@ export interface StreamedSource {
   share?: number;
   /** What a fragmented MP4's index says of its length, which ffprobe on a pipe does not see. */
   durations?: Mp4Reading["durations"];
+  /** An MPEG-TS file's length, from its first and last audio times (converter/ts-length.ts): for every track. */
+  lengthSec?: number;
 }
 
 /** What ffmpeg reads: the spooled file, or a stream of the stored bytes. */
@@ -59,6 +64,8 @@ export const inputArgs = (input: Input, contentType: string) =>
 
 /** The bytes read to choose (GridFS's first chunk holds them). */
 const HEAD_BYTES = 64 * 1024;
+/** An MPEG-TS file's first and last this many bytes are read for its audio times (a second of a broadcast). */
+const TS_END_BYTES = 1024 * 1024;
 /** An index larger than this is not held in memory: the file is spooled. */
 const MAX_INDEX_BYTES = 32 * 1024 * 1024;
 
@@ -75,10 +82,15 @@ export async function streamedSource(
   const whole = (stop: AbortSignal) => Readable.from(stored({}, stop), { objectMode: false });
   const demuxer = demuxerFor(contentType);
   if (demuxer === "matroska") return { mode: "piped", open: whole, openAudio: whole, openProbe: whole, read };
-  if (demuxer !== "mov") return null;
+  if (demuxer !== "mov" && demuxer !== "mpegts") return null;
   const file = await files.stat("videos", id);
   if (!file) return null; // the spool names the loss
   const readRange = (start: number, end: number) => bytesOf(stored({ start, end }, signal));
+  if (demuxer === "mpegts") {
+    const ends = [readRange(0, TS_END_BYTES), readRange(Math.max(0, file.length - TS_END_BYTES), file.length)];
+    const lengthSec = tsAudioLength(...((await Promise.all(ends)) as [Buffer, Buffer]));
+    return lengthSec ? { mode: "piped", open: whole, openAudio: whole, openProbe: whole, read, lengthSec } : null;
+  }
   const layout = await movLayout(file.length, readRange, HEAD_BYTES);
   if (!layout) return null;
   const indexFirst = layout.moov.start < layout.mdat.start;

@@ -1,5 +1,7 @@
 // The sound alone (issue 20, converter/audio-only.ts): an MP4 whose sound lies in runs of
-// its own is read from only the GridFS chunks that hold the index and the sound. The
+// its own is read from only the GridFS chunks that hold the index and the sound; the
+// cover's keyframe alone (converter/keyframe.ts); an MPEG-TS file's length from its two
+// ends (converter/ts-length.ts), so that it is piped. The
 // stream the audio's ffmpeg reads must carry exactly the file's audio, every track of it,
 // and a file whose index this cannot follow must still convert, read another way.
 // Real MongoDB (MONGODB_URL or the stand-in), RabbitMQ and ffmpeg.
@@ -10,6 +12,7 @@ import type { ObjectId } from "mongodb";
 import { keyframeFile } from "../converter/keyframe.ts";
 import { childBoxes, find, type InnerBox, readMoof, readMoov } from "../converter/mp4-index.ts";
 import { type StreamedSource, streamedSource } from "../converter/source.ts";
+import { tsAudioLength } from "../converter/ts-length.ts";
 import { converterBench } from "./support/converter-bench.ts";
 import { waitForJob } from "./support/jobs.ts";
 import { makeVideo, probe, run } from "./support/media.ts";
@@ -185,6 +188,28 @@ describe("the cover's keyframe alone (converter/keyframe.ts)", () => {
       }
     });
   }
+});
+
+describe("an MPEG-TS file's length (converter/ts-length.ts)", () => {
+  const lengthOf = (bytes: Buffer) => tsAudioLength(bytes.subarray(0, 1024 * 1024), bytes.subarray(-1024 * 1024));
+
+  test("is its last audio time less its first, read from its two ends, across the 2^33 wrap too", async () => {
+    for (const offset of [[], ["-output_ts_offset", "95440"]]) {
+      // 95440 s: the times wrap round 2^33 ticks of 90 kHz (95443.7 s) three seconds in.
+      const video = join(tmp, `clip-${++stored}.ts`);
+      const args = ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=8:size=320x240:rate=15"];
+      args.push("-f", "lavfi", "-i", "sine=duration=8", "-c:v", "mpeg2video", "-c:a", "mp2", ...offset, "-f", "mpegts");
+      await run(["ffmpeg", ...args, video]);
+      expect(lengthOf(readFileSync(video))).toBeCloseTo(8, 1);
+    }
+  });
+
+  test("is unknown for bytes that are not a transport stream, or carry no audio times", async () => {
+    expect(lengthOf(Buffer.from("#EXTM3U\n#EXT-X-ENDLIST\n".repeat(1000)))).toBeUndefined();
+    const silent = join(tmp, `silent-${++stored}.ts`);
+    await run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2", "-f", "mpegts", silent]);
+    expect(lengthOf(readFileSync(silent))).toBeUndefined();
+  });
 });
 
 describe("an MP4 whose index this cannot follow (compact sample sizes)", () => {

@@ -82,7 +82,8 @@ describe("a video is read as it comes out of the store where its container allow
     ["MP4 with the sound in 1 s runs, as phones write it", { format: "mp4", runs: "chunks", ...EVERY_SECOND }, "audio"],
     // Small pictures: the sound is in most chunks, so the file is piped, its length told by the fragments.
     ["MP4 in 1 s fragments, the sound in most chunks", { format: "mp4", runs: "fragments", size: "160x90" }, "piped"],
-    ["MPEG-TS", { format: "ts" }, "spooled"],
+    ["MPEG-TS", { format: "ts", size: "640x360" }, "piped"], // its length from its first and last audio times
+    ["AVI", { format: "avi" }, "spooled"],
   ] as const;
 
   for (const [name, options, mode] of cases) {
