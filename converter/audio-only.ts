@@ -1,15 +1,19 @@
 // An MP4/MOV's sound without its pictures, read out of GridFS chunk by chunk: what the
-// audio's ffmpeg is fed when the index shows the sound in runs of its own (phones write ~1 s
-// runs, fragmented files a run per fragment), so only the chunks holding the index and the
-// sound are fetched. The stream is a smaller MP4 of the same tracks but the video ones:
+// audio's ffmpeg is fed whenever the file has video to leave out. The stream is a smaller
+// MP4 of the same tracks but the video ones:
 // - the index (`moov`) without its video tracks, each kept chunk's offset rewritten to
 //   where it now lies, then one `mdat` with those chunks in the file's order;
 // - then, for a fragmented file, each fragment (`moof`) without its video track fragments,
 //   each run's offset rewritten, and an `mdat` with the runs.
+// Where the sound lies in runs of its own (phones write ~1 s runs, fragmented files a run
+// per fragment), only the chunks holding the index and the sound are fetched. Where it is
+// in every chunk (a camera's audio every 23 ms), every chunk is read, as it would be
+// anyway, but only the sound crosses the pipe: ffmpeg no longer reads a gigabyte of video
+// to throw it away, nor does this process write it.
 // Every fragment's header is read first (one chunk each, held while converting): they also
 // tell how long the tracks last, which ffprobe reading a pipe cannot see past the first
-// fragment. Probing and the cover still read the file as stored (converter/source.ts); a
-// file this does not handle, or where the sound is in most chunks anyway, stays on that path.
+// fragment. Probing and the cover read the index and a keyframe (converter/source.ts); a
+// file this does not handle stays on the `piped` or `relocated` path.
 import { Readable } from "node:stream";
 import type { ChunkReader } from "./chunk-reader.ts";
 import { boxHeader, type MovLayout } from "./faststart.ts";
@@ -25,8 +29,6 @@ import {
   Unhandled,
 } from "./mp4-index.ts";
 
-/** Above this share of the file's chunks, reading it as stored is as cheap. */
-const MAX_SHARE = 0.5;
 /** A fragment header larger than this is not a recording's. */
 const MAX_MOOF_BYTES = 4 * 1024 * 1024;
 /** The fragments' headers are held while converting: at most this much of them. */
@@ -150,7 +152,7 @@ function trackDurations(tracks: Track[], fragments: Fragment[]) {
   return { audio, ...(video ? { video: seconds(video) } : {}) };
 }
 
-/** Reading the sound alone, if there is video to leave out and leaving it saves enough. */
+/** Reading the sound alone, if there is video to leave out. */
 async function soundAlone(
   reader: (signal?: AbortSignal) => ChunkReader,
   layout: MovLayout,
@@ -169,7 +171,6 @@ async function soundAlone(
   // An index pointing outside the file is damage for ffmpeg to name, reading the file as it is.
   if (read.some((span) => span.start < 0 || span.end > file.length)) return undefined;
   const share = chunksTouched(read, file.chunkSize) / Math.ceil(file.length / file.chunkSize);
-  if (share > MAX_SHARE) return undefined;
   const open = (signal: AbortSignal) => Readable.from(audioStream(reader(signal), head, index, fragments, keptIds));
   return { share, open };
 }

@@ -87,26 +87,93 @@ export function chunkReader(
       return Buffer.concat(parts); // a copy: the chunks it came from can go
     },
     async *spans(spans) {
-      const merged = mergeAdjacent(spans.filter((span) => span.end > span.start));
-      let next = merged.length ? partsOf(merged[0]!) : undefined;
-      for (let index = 0; next; index++) {
-        const parts = await next;
-        // The next span's chunks are asked for while these are used; a failure waits its turn.
-        next = index + 1 < merged.length ? partsOf(merged[index + 1]!) : undefined;
-        next?.catch(() => {});
-        yield* parts;
+      const runs = chunkRuns(spans, chunkSize);
+      // A short run is fetched whole while the one before it is used (a phone's second of
+      // sound: the round trips overlap); a long one streams, readChunks reading ahead itself.
+      const fetchShort = (run: ChunkRun) => {
+        const fetching = partsOfRun(run);
+        fetching.catch(() => {}); // awaited in turn
+        return fetching;
+      };
+      let pending = runs[0] && isShort(runs[0]) ? fetchShort(runs[0]) : undefined;
+      for (const [index, run] of runs.entries()) {
+        const following = runs[index + 1];
+        if (isShort(run)) {
+          const parts = await pending!;
+          pending = following && isShort(following) ? fetchShort(following) : undefined;
+          yield* parts;
+        } else {
+          yield* streamRun(run);
+          pending = following && isShort(following) ? fetchShort(following) : undefined;
+        }
       }
     },
   };
+
+  /** The spans' bytes out of the run's chunks, fetched together. */
+  async function partsOfRun(run: ChunkRun): Promise<Uint8Array[]> {
+    const fetched = await chunks(run.first, run.last);
+    return run.spans.flatMap((span) => slices(span, (n) => fetched[n - run.first]!));
+  }
+
+  /** The spans' bytes as the run's chunks arrive, one chunk held at a time. */
+  async function* streamRun(run: ChunkRun) {
+    const range = { start: run.first * chunkSize, end: Math.min(length, (run.last + 1) * chunkSize), signal };
+    let n = run.first;
+    let next = 0; // the first span not wholly yielded
+    for await (const chunk of files.readChunks("videos", id, range)) {
+      count.bytes += chunk.byteLength;
+      kept.set(n, chunk);
+      for (const old of kept.keys()) if (kept.size > KEPT_CHUNKS) kept.delete(old);
+      const chunkEnd = n * chunkSize + chunk.byteLength;
+      for (; next < run.spans.length && run.spans[next]!.start < chunkEnd; next++) {
+        const span = run.spans[next]!;
+        yield* slices({ start: Math.max(span.start, n * chunkSize), end: Math.min(span.end, chunkEnd) }, () => chunk);
+        if (span.end > chunkEnd) break; // it goes on in the next chunk
+      }
+      n++;
+    }
+  }
+
+  /** The parts of `span` in the chunks it lies in, each chunk given by `chunkAt`. */
+  function slices({ start, end }: Span, chunkAt: (n: number) => Uint8Array): Uint8Array[] {
+    const parts: Uint8Array[] = [];
+    for (let n = Math.floor(start / chunkSize); n * chunkSize < end; n++) {
+      const at = n * chunkSize;
+      parts.push(chunkAt(n).subarray(Math.max(0, start - at), Math.min(chunkAt(n).byteLength, end - at)));
+    }
+    return parts;
+  }
 }
 
-/** Spans that follow each other without a gap, as one. */
-function mergeAdjacent(spans: Span[]): Span[] {
-  const merged: Span[] = [];
+/** Spans whose chunks follow each other (or overlap), with the chunks they lie in. */
+interface ChunkRun {
+  first: number;
+  last: number;
+  spans: Span[];
+}
+
+/** Above this many chunks a run streams rather than being fetched whole. */
+const SHORT_RUN_CHUNKS = 8;
+const isShort = (run: ChunkRun) => run.last - run.first < SHORT_RUN_CHUNKS;
+
+/**
+ * The spans in order as runs of chunks: a span whose first chunk is the run's last or the
+ * next joins it, so no chunk is read that holds none of them, and a chunk two spans share
+ * is read once. A span that starts before the last one ended starts a run of its own.
+ */
+function chunkRuns(spans: Span[], chunkSize: number): ChunkRun[] {
+  const runs: ChunkRun[] = [];
   for (const span of spans) {
-    const last = merged.at(-1);
-    if (last && last.end === span.start) last.end = span.end;
-    else merged.push({ ...span });
+    if (span.end <= span.start) continue;
+    const first = Math.floor(span.start / chunkSize);
+    const last = Math.floor((span.end - 1) / chunkSize);
+    const run = runs.at(-1);
+    const previous = run?.spans.at(-1);
+    if (run && previous && span.start >= previous.end && first <= run.last + 1) {
+      run.last = Math.max(run.last, last);
+      run.spans.push(span);
+    } else runs.push({ first, last, spans: [span] });
   }
-  return merged;
+  return runs;
 }
