@@ -99,8 +99,10 @@ try {
   }
 
   // Each kind twice: the peak varies by a few tens of MB with when the collector runs; the higher one counts.
+  // BENCH_UPLOADS=multipart (or raw): that kind alone, for a quicker look at one path.
+  const only = process.env.BENCH_UPLOADS;
   let jobId = "";
-  for (const upload of uploads) {
+  for (const upload of uploads.filter(({ label }) => !only || label.startsWith(only))) {
     const peaks: number[] = [];
     const rates: number[] = [];
     const cpus: number[] = [];
