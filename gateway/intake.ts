@@ -6,7 +6,6 @@
 // upload's stream, and are checked again once the video is stored and the job recorded.
 // Given a digest (an Idempotency-Key's request: gateway/idempotency.ts), the intake feeds
 // it what the request asks for, the file's bytes as they stream past.
-import { Readable, type Transform } from "node:stream";
 import { ObjectId } from "mongodb";
 import type { Counter } from "prom-client";
 import { cleanUp } from "../lib/cleanup.ts";
@@ -20,12 +19,12 @@ import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } fro
 import { QUEUES, type Queue } from "../lib/queue.ts";
 import {
   BadMultipart,
-  byteLimit,
+  bodyPieces,
+  checkedUpload,
   formatBytes,
   NotAVideo,
   readMultipartFile,
   TooLarge,
-  videoSniffer,
 } from "../lib/upload.ts";
 import type { Caller } from "./bearer.ts";
 import { badOptions, type FieldError, type OptionEntry, parseOptions, withGatewayDefaults } from "./options.ts";
@@ -122,7 +121,8 @@ async function receiveForm(
       const hashing = digest?.bytes();
       stored.upload = await storeUpload(deps, user, {
         ...room,
-        stream: file.stream,
+        pieces: file.stream,
+        stop: (error) => file.stream.destroy(error),
         filename,
         type: file.contentType,
         hashing,
@@ -150,11 +150,12 @@ async function receiveRaw(
 ) {
   const options = chosenOptions(deps, user, "query", queryOptions(query));
   const room = await admitUpload(deps, user, request, 0);
-  const stream = Readable.fromWeb(request.body as never);
+  const pieces = bodyPieces(request.body!);
   const filename = rawBodyFilename(request, queryFilename(query));
   digest?.describe(rawDescription(query, type, request));
   const hashing = digest?.bytes();
-  return recordUpload(deps, user, await storeUpload(deps, user, { ...room, stream, filename, type, hashing }), options);
+  const upload = { ...room, pieces, stop: pieces.cancel, filename, type, hashing };
+  return recordUpload(deps, user, await storeUpload(deps, user, upload), options);
 }
 
 /** JSON {url, ...options}: the link and the options are checked together, every bad field named at once. */
@@ -201,13 +202,16 @@ async function admitUpload(deps: IntakeDeps, user: Caller, request: Request, ove
 const tooLarge = (limit: number) => new ContentTooLarge(`the video is larger than ${formatBytes(limit)}`);
 
 interface Upload extends UploadRoom {
-  stream: Readable;
+  /** The file's bytes as they arrive. */
+  pieces: AsyncIterable<Uint8Array>;
+  /** Ends `pieces` early: a write to GridFS failed. */
+  stop: (error: Error) => void;
   /** The name as its owner typed it, cleaned (gateway/upload-names.ts). */
   filename: string;
   /** The declared content type (the stored one is what the bytes show). */
   type: string;
   /** Hashes the bytes on their way (an Idempotency-Key's digest). */
-  hashing?: Transform;
+  hashing?: (piece: Uint8Array) => void;
 }
 
 /** A video or audio file stored in GridFS, not yet a job. */
@@ -266,21 +270,14 @@ const removeVideo = (deps: IntakeDeps, id: ObjectId) =>
 async function storeUpload(
   { files, maxUploadBytes, quotas }: IntakeDeps,
   user: Caller,
-  { stream, type, left, limit, filename, hashing }: Upload,
+  { pieces, stop, type, left, limit, filename, hashing }: Upload,
 ): Promise<StoredUpload> {
-  const sniffer = videoSniffer();
+  const checked = checkedUpload(pieces, limit, hashing);
+  const metadata = { owner: user.id, filename, contentType: type || "application/octet-stream" };
   let stored: StoredFile;
   try {
-    stored = await files.upload(
-      "videos",
-      stream,
-      { owner: user.id, filename, contentType: type || "application/octet-stream" },
-      sniffer,
-      byteLimit(limit),
-      ...(hashing ? [hashing] : []),
-    );
+    stored = await files.writeFile("videos", checked.pieces, metadata, stop);
   } catch (error) {
-    stream.resume();
     if (error instanceof TooLarge && limit < maxUploadBytes) {
       const quota = quotas.limits.storedBytes;
       throw storageQuotaExceeded(quota, quota - left);
@@ -289,7 +286,7 @@ async function storeUpload(
     if (error instanceof NotAVideo) throw new UnsupportedMediaType(`${error.message}: ${WHAT_TO_SEND}`);
     throw error;
   }
-  return { stored, mime: (await sniffer.sniffed).mime, filename };
+  return { stored, mime: checked.sniffed().mime, filename };
 }
 
 const WHAT_TO_SEND =

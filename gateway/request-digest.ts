@@ -6,13 +6,12 @@
 // while it stores an upload; a repeat of an Idempotency-Key is only read and digested
 // here (`digestOnly`), never stored (gateway/idempotency.ts).
 import { createHash } from "node:crypto";
-import { Readable, Transform, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { limitedJson } from "../lib/json.ts";
+import { collectEvery } from "../lib/memory.ts";
 import { ContentTooLarge, Unprocessable, UnsupportedMediaType } from "../lib/problem.ts";
 import {
   BadMultipart,
-  byteLimit,
+  bodyPieces,
   FILE_PART,
   formatBytes,
   type MultipartField,
@@ -29,15 +28,10 @@ export function requestDigest() {
   let hashedBytes = false;
   let description: unknown;
   return {
-    /** Passes the file's bytes through, hashing them. */
-    bytes(): Transform {
+    /** Hashes the file's bytes, given piece by piece as they pass. */
+    bytes(): (piece: Uint8Array) => void {
       hashedBytes = true;
-      return new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          fileHash.update(chunk);
-          done(null, chunk);
-        },
-      });
+      return (piece) => fileHash.update(piece);
     },
     /** What the request says besides its file's bytes (a form's fields, a raw body's type, a JSON body). */
     describe(what: Description): void {
@@ -104,6 +98,12 @@ function canonicalJson(value: unknown): string {
 }
 
 /**
+ * A multipart body's pieces, read and dropped, are freed only when Bun collects: a young
+ * collection per MiB and a full one per 8 MiB, as for a stored upload (lib/files.ts).
+ */
+const dropped = collectEvery(8 * 1024 * 1024, 1024 * 1024);
+
+/**
  * Reads a request the way the intake would (multipart, raw body, JSON) and answers its
  * digest, storing nothing: the file's bytes are hashed and dropped. A body past
  * `maxBytes` is 413, one that cannot be read is 415 or 422, as the intake answers them.
@@ -112,17 +112,27 @@ export async function digestOnly(request: Request, maxBytes: number): Promise<st
   const digest = requestDigest();
   const type = request.headers.get("content-type") ?? "";
   const query = [...new URL(request.url).searchParams];
-  const drop = () => new Writable({ write: (_chunk, _encoding, done) => done() });
+  // The file's bytes, hashed and dropped, at most maxBytes of them.
+  const hashAll = async (pieces: AsyncIterable<Uint8Array>) => {
+    const hash = digest.bytes();
+    let bytes = 0;
+    for await (const piece of pieces) {
+      bytes += piece.length;
+      if (bytes > maxBytes) throw new TooLarge(maxBytes);
+      hash(piece);
+      dropped(piece.length);
+    }
+  };
   try {
     if (!request.body) throw new Unprocessable("the request has no body: send a video or an audio file");
     if (/^multipart\/form-data/i.test(type)) {
       const { result: filename, fields } = await readMultipartFile(request.body, type, "file", async (file) => {
-        await pipeline(file.stream, byteLimit(maxBytes), digest.bytes(), drop());
+        await hashAll(file.stream);
         return file.filename;
       });
       digest.describe(formDescription(query, fields, filename));
     } else if (/^(video|audio)\//i.test(type) || /^application\/octet-stream/i.test(type)) {
-      await pipeline(Readable.fromWeb(request.body as never), byteLimit(maxBytes), digest.bytes(), drop());
+      await hashAll(bodyPieces(request.body));
       digest.describe(rawDescription(query, type, request));
     } else if (/^application\/json/i.test(type))
       digest.describe(jsonDescription(query, await limitedJson()({ request })));

@@ -2,10 +2,9 @@
 // checked while the bytes flow, a check of the first bytes that this is a video or
 // audio (by its signature, with file-type, not by its name or declared type), and a
 // streaming multipart reader (busboy), so no upload is ever held in memory whole.
-import { Readable, Transform, type TransformCallback } from "node:stream";
+import { type Readable, Transform, type TransformCallback } from "node:stream";
 import busboy from "busboy";
 import { fileTypeFromBuffer } from "file-type";
-import { collectEvery } from "./memory.ts";
 
 export class TooLarge extends Error {
   override name = "TooLarge";
@@ -33,14 +32,6 @@ export function formatBytes(bytes: number): string {
   return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-/**
- * Each uploaded byte is copied about four times on its way into GridFS (the driver's
- * chunk buffer, the chunk document, its BSON, the socket). A young collection per MiB
- * and a full one per 8 MiB keep a 1 GiB upload ~35-40 MB above rest at about half the
- * CPU of a full one per 4 MiB (~50 MB above rest; per 16 MiB: ~95 MB; never: ~170 MB).
- */
-const uploaded = collectEvery(8 * 1024 * 1024, 1024 * 1024);
-
 /** Passes bytes through, failing with TooLarge as soon as more than `max` have passed. */
 export function byteLimit(max: number): Transform & { bytes: number } {
   let bytes = 0;
@@ -48,7 +39,6 @@ export function byteLimit(max: number): Transform & { bytes: number } {
     transform(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
       limit.bytes = bytes;
-      uploaded(chunk.length);
       if (bytes > max) done(new TooLarge(max));
       else done(null, chunk);
     },
@@ -87,6 +77,93 @@ export async function sniffMedia(head: Uint8Array): Promise<Sniffed> {
   if (!type || !isMedia(type.mime))
     throw new NotAVideo(head.length === 0 ? "the file is empty" : "the file is not a video or an audio file");
   return { mime: type.mime, ext: type.ext };
+}
+
+/** What `checkedUpload` passes on: the file's pieces, and what they are once sniffed. */
+export interface CheckedUpload {
+  pieces: AsyncIterable<Uint8Array>;
+  /** The type the first bytes showed (known once the first piece is passed on). */
+  sniffed(): Sniffed;
+}
+
+/**
+ * An upload's pieces as they are passed on to be stored, checked on the way, with no stream
+ * in between: at most `max` bytes (else TooLarge), and first bytes that show a video or an
+ * accepted audio type (else NotAVideo; nothing is passed on before they are known). `hash`
+ * sees every byte. A piece is done with when the next is asked for, as `pieces` gave it.
+ */
+export function checkedUpload(
+  source: AsyncIterable<Uint8Array>,
+  max: number,
+  hash?: (piece: Uint8Array) => void,
+): CheckedUpload {
+  let sniffed: Sniffed | undefined;
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    let bytes = 0;
+    let head = Buffer.alloc(0); // the first bytes, copied, until there are enough to sniff
+    for await (const piece of source) {
+      bytes += piece.length;
+      if (bytes > max) throw new TooLarge(max);
+      hash?.(piece);
+      if (sniffed) {
+        yield piece;
+        continue;
+      }
+      if (bytes < SNIFF_BYTES) {
+        head = Buffer.concat([head, piece]);
+        continue;
+      }
+      sniffed = await sniffMedia(Buffer.concat([head, piece.subarray(0, SNIFF_BYTES - head.length)]));
+      if (head.length) yield head;
+      yield piece;
+    }
+    if (sniffed) return;
+    sniffed = await sniffMedia(head);
+    yield head;
+  }
+  return {
+    pieces: pieces(),
+    sniffed: () => {
+      if (!sniffed) throw new Error("the upload is not sniffed yet");
+      return sniffed;
+    },
+  };
+}
+
+/**
+ * A request body's pieces as Bun hands them over, each freed once the next is asked for
+ * (the consumer has copied it by then): rather than left to the next collection, detaching
+ * its memory frees it at once. Only a piece that is the whole of its memory is ours to free.
+ * `cancel()` ends a read under way (the pieces end).
+ */
+export function bodyPieces(body: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> & { cancel(): void } {
+  const reader = body.getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    let done = false;
+    try {
+      for (;;) {
+        const { done: end, value } = await reader.read();
+        done = end;
+        if (end) return;
+        yield value;
+        release(value);
+      }
+    } finally {
+      if (!done) cancel(); // the consumer stopped early: the rest of the body is not read
+    }
+  }
+  return Object.assign(pieces(), { cancel });
+}
+
+/** Frees a piece of a request body that is the whole of its memory (see `bodyPieces`). */
+export function release(piece: Uint8Array): void {
+  if (piece.byteOffset !== 0 || piece.buffer.byteLength !== piece.byteLength) return;
+  try {
+    (piece.buffer as ArrayBuffer).transfer(0);
+  } catch {
+    // not detachable: the collector frees it
+  }
 }
 
 /**
@@ -167,7 +244,7 @@ export function readMultipartFile<T>(
   handle: (file: MultipartFile, fieldsBefore: MultipartField[]) => Promise<T>,
 ): Promise<{ result: T; fields: MultipartField[] }> {
   return new Promise((resolve, reject) => {
-    const source = Readable.fromWeb(body as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+    const reader = body.getReader();
     let parser: busboy.Busboy;
     try {
       parser = busboy({
@@ -176,7 +253,7 @@ export function readMultipartFile<T>(
         defParamCharset: "utf8", // browsers send file names as UTF-8; busboy's default is latin1
       });
     } catch (error) {
-      source.destroy();
+      void reader.cancel().catch(() => {});
       return reject(new BadMultipart(`the multipart body could not be read: ${(error as Error).message}`));
     }
     const fields: MultipartField[] = [];
@@ -201,8 +278,7 @@ export function readMultipartFile<T>(
     };
     const fail = (error: Error) => {
       failure ??= error;
-      source.unpipe(parser);
-      source.destroy();
+      void reader.cancel().catch(() => {});
       fileStream?.destroy(failure);
       void settle();
     };
@@ -229,7 +305,23 @@ export function readMultipartFile<T>(
       fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)),
     );
     parser.on("close", () => void settle());
-    source.on("error", (error) => fail(error));
-    source.pipe(parser);
+    feed(reader, parser, () => failure !== undefined).catch(fail);
   });
+}
+
+/**
+ * Writes the body into the parser piece by piece, each once the one before is taken (busboy
+ * holds a write back while the file's stream is full), then ends it. Not `Readable.fromWeb`
+ * piped into it: a stream less, and its buffering, between the socket and the file.
+ */
+async function feed(reader: ReadableStreamDefaultReader<Uint8Array>, parser: busboy.Busboy, failed: () => boolean) {
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (failed()) return;
+    if (done) break;
+    // A write that fails leaves the parser's error to its 'error' event (a BadMultipart).
+    const taken = await new Promise<boolean>((resolve) => parser.write(value, (error) => resolve(!error)));
+    if (!taken || failed()) return;
+  }
+  parser.end();
 }
