@@ -23,6 +23,7 @@ import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
 import { keyframeFile } from "./keyframe.ts";
+import { matroskaSound } from "./matroska-sound.ts";
 import { childBoxes, type TrackFragment } from "./mp4-index.ts";
 import { tsAudioLength } from "./ts-length.ts";
 
@@ -81,7 +82,11 @@ export async function streamedSource(
     counted(files.readChunks("videos", id, { ...range, signal: stop }), read);
   const whole = (stop: AbortSignal) => Readable.from(stored({}, stop), { objectMode: false });
   const demuxer = demuxerFor(contentType);
-  if (demuxer === "matroska") return { mode: "piped", open: whole, openAudio: whole, openProbe: whole, read };
+  if (demuxer === "matroska") {
+    // ffmpeg gets the sound alone (converter/matroska-sound.ts); ffprobe and the cover, the file.
+    const openAudio = (stop: AbortSignal) => Readable.from(matroskaSound(stored({}, stop)), { objectMode: false });
+    return { mode: "audio", open: whole, openAudio, openProbe: whole, read };
+  }
   if (demuxer !== "mov" && demuxer !== "mpegts") return null;
   const file = await files.stat("videos", id);
   if (!file) return null; // the spool names the loss

@@ -130,6 +130,26 @@ describe("the sound alone, read out of the store", () => {
     });
   }
 
+  for (const format of ["mkv", "webm"] as const) {
+    test(`of a ${format === "mkv" ? "Matroska" : "WebM"} file is the file's audio, with no video`, async () => {
+      const encoder = format === "webm" ? ["libvpx", "-b:v", "400k", "-deadline", "realtime"] : undefined;
+      const video = await makeVideo({ seconds: 6, format, size: "320x240", noise: 20, ...(encoder ? { encoder } : {}) });
+      const source = (await streamedSource(
+        bench.files,
+        await store(video),
+        `video/${format === "mkv" ? "matroska" : "webm"}`,
+        AbortSignal.timeout(30_000),
+      ))!;
+      expect(source.mode).toBe("audio");
+      const sound = join(tmp, `sound-${++stored}.${format}`);
+      const parts: Buffer[] = [];
+      for await (const part of source.openAudio(AbortSignal.timeout(30_000))) parts.push(Buffer.from(part));
+      writeFileSync(sound, Buffer.concat(parts));
+      expect(await audioOf(sound)).toBe(await audioOf(video));
+      expect(statSync(sound).size).toBeLessThan(statSync(video).size / 4);
+    });
+  }
+
   test("keeps every audio track of a fragmented MP4, each the same as in the file", async () => {
     const video = await remux(await twoTracks(6), FRAGMENTS);
     const { source, sound } = await soundOf(video);
