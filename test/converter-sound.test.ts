@@ -133,7 +133,13 @@ describe("the sound alone, read out of the store", () => {
   for (const format of ["mkv", "webm"] as const) {
     test(`of a ${format === "mkv" ? "Matroska" : "WebM"} file is the file's audio, with no video`, async () => {
       const encoder = format === "webm" ? ["libvpx", "-b:v", "400k", "-deadline", "realtime"] : undefined;
-      const video = await makeVideo({ seconds: 6, format, size: "320x240", noise: 20, ...(encoder ? { encoder } : {}) });
+      const video = await makeVideo({
+        seconds: 6,
+        format,
+        size: "320x240",
+        noise: 20,
+        ...(encoder ? { encoder } : {}),
+      });
       const source = (await streamedSource(
         bench.files,
         await store(video),
