@@ -121,8 +121,8 @@ async function receiveForm(
       const hashing = digest?.bytes();
       stored.upload = await storeUpload(deps, user, {
         ...room,
-        pieces: file.stream,
-        stop: (error) => file.stream.destroy(error),
+        pieces: file.pieces,
+        stop: file.stop,
         filename,
         type: file.contentType,
         hashing,

@@ -127,7 +127,7 @@ export async function digestOnly(request: Request, maxBytes: number): Promise<st
     if (!request.body) throw new Unprocessable("the request has no body: send a video or an audio file");
     if (/^multipart\/form-data/i.test(type)) {
       const { result: filename, fields } = await readMultipartFile(request.body, type, "file", async (file) => {
-        await hashAll(file.stream);
+        await hashAll(file.pieces);
         return file.filename;
       });
       digest.describe(formDescription(query, fields, filename));

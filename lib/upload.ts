@@ -217,7 +217,10 @@ export function videoSniffer(): Transform & { sniffed: Promise<Sniffed> } {
 }
 
 export interface MultipartFile {
-  stream: Readable;
+  /** The file's bytes as they arrive; each is done with when the next is asked for. */
+  pieces: AsyncIterable<Uint8Array>;
+  /** Ends `pieces` with `error` (e.g. a write of them failed). */
+  stop(error: Error): void;
   /** The file name as the part gave it (a browser's escapes, %22 and %0D%0A, left as they are). */
   filename: string;
   contentType: string;
@@ -259,6 +262,7 @@ export function readMultipartFile<T>(
     const fields: MultipartField[] = [];
     let handling: Promise<T> | undefined;
     let fileStream: Readable | undefined;
+    let file: PartPieces | undefined;
     let failure: Error | undefined;
     let settled = false;
 
@@ -291,10 +295,10 @@ export function readMultipartFile<T>(
         return;
       }
       fileStream = stream;
-      // Destroyed with the failure when the body fails: a handler that refused the file before
-      // reading it (or never piped it) must not leave that error unheard.
-      stream.on("error", () => {});
-      handling = handle({ stream, filename: info.filename ?? "video", contentType: info.mimeType }, [...fields]);
+      file = partPieces(stream);
+      const stop = (error: Error) => stream.destroy(error);
+      const named = { filename: info.filename ?? "video", contentType: info.mimeType };
+      handling = handle({ pieces: file.pieces, stop, ...named }, [...fields]);
       handling.catch((error: Error) => fail(error));
     });
     parser.on("field", (name, value) => fields.push([name, value]));
@@ -305,23 +309,127 @@ export function readMultipartFile<T>(
       fail(new BadMultipart(`the multipart body could not be read: ${error.message}`)),
     );
     parser.on("close", () => void settle());
-    feed(reader, parser, () => failure !== undefined).catch(fail);
+    feed(
+      reader,
+      parser,
+      () => file,
+      () => failure !== undefined,
+    ).catch(fail);
   });
 }
 
 /**
  * Writes the body into the parser piece by piece, each once the one before is taken (busboy
  * holds a write back while the file's stream is full), then ends it. Not `Readable.fromWeb`
- * piped into it: a stream less, and its buffering, between the socket and the file.
+ * piped into it: a stream less, and its buffering, between the socket and the file. A piece
+ * that went whole to the file, as views of it (no boundary, header or field in it), is freed
+ * once the file's reader has let go of them, as a raw body's pieces are (`bodyPieces`).
  */
-async function feed(reader: ReadableStreamDefaultReader<Uint8Array>, parser: busboy.Busboy, failed: () => boolean) {
+async function feed(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  parser: busboy.Busboy,
+  file: () => PartPieces | undefined,
+  failed: () => boolean,
+) {
   for (;;) {
     const { done, value } = await reader.read();
     if (failed()) return;
     if (done) break;
+    const part = file();
+    part?.watch(value);
     // A write that fails leaves the parser's error to its 'error' event (a BadMultipart).
     const taken = await new Promise<boolean>((resolve) => parser.write(value, (error) => resolve(!error)));
     if (!taken || failed()) return;
+    if (part && part === file() && (await part.caughtUp()) && part.whole()) release(value);
   }
   parser.end();
+}
+
+type PartPieces = ReturnType<typeof partPieces>;
+
+/**
+ * The file part's pieces, as busboy's stream emits them, for one reader. `watch(piece)` before
+ * a body piece is written to the parser, then `caughtUp()` (true once the reader has taken
+ * every piece emitted and asks for more) and `whole()`: every byte of the body piece was
+ * emitted as a view of it, so nothing else (a field's value) holds on to it.
+ */
+function partPieces(stream: Readable) {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let error: Error | undefined;
+  let over = false; // the reader stopped, or the stream is gone: never caught up again
+  let waiting = false; // the reader waits for a piece
+  let wake: (() => void) | undefined;
+  let idle: ((caught: boolean) => void) | undefined;
+  let watched: Uint8Array | undefined;
+  let viewBytes = 0;
+  const poke = () => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const checkIdle = () => {
+    if (!idle) return;
+    if (over) idle(false);
+    else if (waiting && !queue.length && !stream.readableLength) idle(true);
+    else return;
+    idle = undefined;
+  };
+  stream.on("data", (piece: Uint8Array) => {
+    if (over) return; // no reader any more: dropped
+    if (piece.buffer === watched?.buffer) viewBytes += piece.length;
+    queue.push(piece);
+    poke();
+  });
+  stream.on("end", () => {
+    ended = true;
+    poke();
+  });
+  // Destroyed with the failure when the body fails: a handler that refused the file before
+  // reading it must not leave that error unheard.
+  stream.on("error", (cause: Error) => {
+    error = cause;
+    poke();
+  });
+  stream.on("close", () => {
+    over = true;
+    poke();
+    checkIdle();
+  });
+  async function* pieces(): AsyncGenerator<Uint8Array> {
+    try {
+      for (;;) {
+        const piece = queue.shift();
+        if (piece) {
+          yield piece;
+          continue;
+        }
+        if (error) throw error;
+        if (ended) return;
+        waiting = true;
+        checkIdle();
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        waiting = false;
+      }
+    } finally {
+      over = true;
+      checkIdle();
+      if (!ended) stream.resume(); // the rest of the part is dropped
+    }
+  }
+  return {
+    pieces: pieces(),
+    watch(piece: Uint8Array) {
+      watched = piece;
+      viewBytes = 0;
+    },
+    caughtUp: () =>
+      new Promise<boolean>((resolve) => {
+        idle = resolve;
+        checkIdle();
+      }),
+    whole: () => watched !== undefined && viewBytes === watched.length,
+  };
 }
