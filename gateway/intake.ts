@@ -14,18 +14,11 @@ import type { Job, JobStore } from "../lib/jobs.ts";
 import { limitedJson } from "../lib/json.ts";
 import { type AllowList, BadLink, checkPostedLink, linkFilename } from "../lib/link.ts";
 import type { Logger } from "../lib/log.ts";
+import { BadMultipart, readMultipartFile } from "../lib/multipart.ts";
 import type { ConversionOptions } from "../lib/options.ts";
 import { ContentTooLarge, Unavailable, Unprocessable, UnsupportedMediaType } from "../lib/problem.ts";
 import { QUEUES, type Queue } from "../lib/queue.ts";
-import {
-  BadMultipart,
-  bodyPieces,
-  checkedUpload,
-  formatBytes,
-  NotAVideo,
-  readMultipartFile,
-  TooLarge,
-} from "../lib/upload.ts";
+import { bodyPieces, checkedUpload, formatBytes, NotAVideo, TooLarge } from "../lib/upload.ts";
 import type { Caller } from "./bearer.ts";
 import { badOptions, type FieldError, type OptionEntry, parseOptions, withGatewayDefaults } from "./options.ts";
 import { type Quotas, storageQuotaExceeded } from "./quotas.ts";

@@ -8,16 +8,9 @@
 import { createHash } from "node:crypto";
 import { limitedJson } from "../lib/json.ts";
 import { collectEvery } from "../lib/memory.ts";
+import { BadMultipart, FILE_PART, type MultipartField, readMultipartFile } from "../lib/multipart.ts";
 import { ContentTooLarge, Unprocessable, UnsupportedMediaType } from "../lib/problem.ts";
-import {
-  BadMultipart,
-  bodyPieces,
-  FILE_PART,
-  formatBytes,
-  type MultipartField,
-  readMultipartFile,
-  TooLarge,
-} from "../lib/upload.ts";
+import { bodyPieces, formatBytes, TooLarge } from "../lib/upload.ts";
 import { rawBodyFilename } from "./upload-names.ts";
 
 type Entries = [string, string][];
