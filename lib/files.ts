@@ -181,8 +181,8 @@ export function fileStore(db: Db, { log }: { log?: Logger } = {}) {
   /**
    * Stores `pieces` (of any size) as a new GridFS file: gathered into chunks, written
    * WRITE_BATCH_CHUNKS at a time with `writeChunks` while the next are gathered, then its
-   * files document. Not the driver's upload stream: it zero-fills a new chunk buffer for
-   * each chunk and inserts through Node streams, ~1.5 s more CPU per GiB (see the commit).
+   * files document. Not the driver's upload stream: it zero-fills a new buffer per chunk (one
+   * more for the collector to free) and inserts through Node streams.
    * Each piece is copied before the next is asked for: the source may reuse or free it then.
    * `stop` is called when a write fails while the next piece is awaited (to end the source).
    *
