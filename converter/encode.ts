@@ -144,15 +144,15 @@ async function recordProbe(
 }
 
 /**
- * The plan's cover: from an MP4's keyframe alone where its index gives it (converter/keyframe.ts:
- * a one-frame MP4 whose frame is its stream 0 at 0 s), else (or if that fails) from the stream.
+ * The plan's cover: from the frame's bytes alone where the file says where they are (an MP4's
+ * keyframe, a Matroska cluster: StreamedSource.openCover), else (or if that fails) from the stream.
  */
 async function coverOf(input: Input, plan: Plan, stream: () => string | Readable, options: CoverOptions) {
   const wanted = plan.cover;
   if (!wanted || !("atSec" in wanted) || input.mode === "spooled" || !input.openCover)
     return makeCover(stream, plan, options);
-  const frame = input.openCover(wanted, options.signal);
-  const alone = frame && (await makeCover(() => frame, { ...plan, cover: { stream: 0, atSec: 0 } }, options));
+  const frame = await input.openCover(wanted, options.signal).catch(() => null); // the stream's cover will do
+  const alone = frame && (await makeCover(() => frame.stream, { ...plan, cover: frame.cover }, options));
   return alone || options.signal.aborted ? alone : makeCover(stream, plan, options);
 }
 

@@ -11,8 +11,13 @@
 // stops the stream with NotStreamable: the job is converted from a copy instead.
 import { NotStreamable } from "./errors.ts";
 
-const ID = {
+/** The element IDs read here and in converter/matroska-cover.ts. */
+export const MATROSKA = {
+  ebml: 0x1a45dfa3,
   segment: 0x18538067,
+  info: 0x1549a966,
+  timecodeScale: 0x2ad7b1,
+  timecode: 0xe7,
   cluster: 0x1f43b675,
   simpleBlock: 0xa3,
   blockGroup: 0xa0,
@@ -24,16 +29,19 @@ const ID = {
   trackNumber: 0xd7,
   trackType: 0x83,
 };
+const ID = MATROSKA;
 /** An element size of all ones: "unknown", as a live stream writes its Segment and Clusters. */
-const UNKNOWN = Buffer.from([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+export const UNKNOWN_SIZE = Buffer.from([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const UNKNOWN = UNKNOWN_SIZE;
 const VIDEO = 1;
 
 interface Header {
   id: number;
   /** The body's size; undefined for "unknown". */
   size: number | undefined;
-  /** The header's own length. */
+  /** The header's own length, and its size field's. */
   length: number;
+  sizeLength: number;
 }
 
 /** An EBML variable-length integer at `at`: its value (with or without the length marker) and length. */
@@ -57,7 +65,17 @@ function header(bytes: Uint8Array, at: number): Header | undefined {
   const size = id && vint(bytes, at + id.length, false);
   if (!id || !size) return undefined;
   if (id.length > 4) throw new NotStreamable("a malformed Matroska element");
-  return { id: id.value, size: size.value < 0 ? undefined : size.value, length: id.length + size.length };
+  const known = size.value < 0 ? undefined : size.value;
+  return { id: id.value, size: known, length: id.length + size.length, sizeLength: size.length };
+}
+
+/** The element header at `at`; undefined if incomplete or malformed. */
+export function ebmlHeader(bytes: Uint8Array, at: number): Header | undefined {
+  try {
+    return header(bytes, at);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The numbers of the video tracks, from the Tracks element's body. */

@@ -23,6 +23,7 @@ import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
 import { keyframeFile } from "./keyframe.ts";
+import { matroskaCover } from "./matroska-cover.ts";
 import { matroskaSound } from "./matroska-sound.ts";
 import { childBoxes, type TrackFragment } from "./mp4-index.ts";
 import { tsAudioLength } from "./ts-length.ts";
@@ -39,11 +40,12 @@ export interface StreamedSource {
   /** What ffprobe reads: an MP4's type and index alone (they describe every track), else the same. */
   openProbe(signal: AbortSignal): Readable;
   /**
-   * For an MP4/MOV: a one-frame MP4 of the keyframe at or before `atSec` of stream `stream`
-   * (converter/keyframe.ts), whose frame is its stream 0 at 0 s; null where the index does not
-   * give one (the cover then reads `open()` up to its time).
+   * The cover's frame without reading up to it, and where it is in what it gives: for an
+   * MP4/MOV a one-frame MP4 of the keyframe at or before `atSec` (converter/keyframe.ts),
+   * for Matroska the header and the cluster holding `atSec` (converter/matroska-cover.ts);
+   * null where the file does not say (the cover then reads `open()` up to its time).
    */
-  openCover?(cover: { stream: number; atSec: number }, signal: AbortSignal): Readable | null;
+  openCover?(cover: CoverAt, signal: AbortSignal): Promise<{ stream: Readable; cover: CoverAt } | null>;
   /** The bytes read out of the store so far, by every stream opened. */
   readonly read: ReadCount;
   /** In `audio` mode, the share of the file's chunks the sound needs. */
@@ -53,6 +55,9 @@ export interface StreamedSource {
   /** An MPEG-TS file's length, from its first and last audio times (converter/ts-length.ts): for every track. */
   lengthSec?: number;
 }
+
+/** A video stream's frame at a time: the cover's. */
+type CoverAt = { stream: number; atSec: number };
 
 /** What ffmpeg reads: the spooled file, or a stream of the stored bytes. */
 export type Input = { mode: "spooled"; path: string } | StreamedSource;
@@ -82,14 +87,24 @@ export async function streamedSource(
     counted(files.readChunks("videos", id, { ...range, signal: stop }), read);
   const whole = (stop: AbortSignal) => Readable.from(stored({}, stop), { objectMode: false });
   const demuxer = demuxerFor(contentType);
-  if (demuxer === "matroska") {
-    // ffmpeg gets the sound alone (converter/matroska-sound.ts); ffprobe and the cover, the file.
-    const openAudio = (stop: AbortSignal) => Readable.from(matroskaSound(stored({}, stop)), { objectMode: false });
-    return { mode: "audio", open: whole, openAudio, openProbe: whole, read };
-  }
-  if (demuxer !== "mov" && demuxer !== "mpegts") return null;
+  if (demuxer !== "mov" && demuxer !== "mpegts" && demuxer !== "matroska") return null;
   const file = await files.stat("videos", id);
   if (!file) return null; // the spool names the loss
+  const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
+  if (demuxer === "matroska") {
+    // ffmpeg gets the sound alone (converter/matroska-sound.ts); ffprobe the file; the cover one cluster.
+    const openAudio = (stop: AbortSignal) => Readable.from(matroskaSound(stored({}, stop)), { objectMode: false });
+    const openCover = async (cover: CoverAt, stop: AbortSignal) => {
+      const found = await matroskaCover(chunks(stop), file.length, cover.atSec);
+      if (!found) return null;
+      const bytes = async function* () {
+        yield found.head;
+        yield* stored(found.cluster, stop);
+      };
+      return { stream: Readable.from(bytes()), cover: { stream: cover.stream, atSec: found.atSec } };
+    };
+    return { mode: "audio", open: whole, openAudio, openProbe: whole, openCover, read };
+  }
   const readRange = (start: number, end: number) => bytesOf(stored({ start, end }, signal));
   if (demuxer === "mpegts") {
     const ends = [readRange(0, TS_END_BYTES), readRange(Math.max(0, file.length - TS_END_BYTES), file.length)];
@@ -106,7 +121,6 @@ export async function streamedSource(
   if (!indexFirst && !index) return null;
   const open = index ? (stop: AbortSignal) => Readable.from(relocated(stored, layout, index, stop)) : whole;
   const mode = index ? "relocated" : "piped";
-  const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
   const { sound, durations, fragments } = await mp4Reading(chunks, layout, moov, file);
   const told = durations ? { durations } : {};
   // A fragmented file whose fragments could not be read gives its cover the old way.
@@ -129,7 +143,7 @@ async function* relocated(stored: StoredRange, layout: MovLayout, index: Buffer,
 
 /** The one-frame MP4 of a cover's keyframe, its sample read out of the store (ffprobe numbers streams as the index orders its tracks). */
 function keyframes(layout: MovLayout, moov: Buffer, stored: StoredRange, fragments?: TrackFragment[]) {
-  return ({ stream, atSec }: { stream: number; atSec: number }, signal: AbortSignal) => {
+  return async ({ stream, atSec }: CoverAt, signal: AbortSignal) => {
     const [outer] = childBoxes(moov, 0, moov.length);
     const trak = childBoxes(moov, outer!.body, outer!.end).filter((box) => box.type === "trak")[stream];
     const frame = trak && keyframeFile(moov, trak, atSec, layout.ftyp, fragments);
@@ -138,7 +152,7 @@ function keyframes(layout: MovLayout, moov: Buffer, stored: StoredRange, fragmen
       yield frame.head;
       yield* stored(frame.sample, signal);
     };
-    return Readable.from(bytes());
+    return { stream: Readable.from(bytes()), cover: { stream: 0, atSec: 0 } }; // the one frame
   };
 }
 

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createReadStream, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ObjectId } from "mongodb";
+import { extractCover } from "../converter/cover.ts";
+import { inputOptions } from "../converter/inputs.ts";
 import { keyframeFile } from "../converter/keyframe.ts";
 import { childBoxes, find, type InnerBox, readMoof, readMoov } from "../converter/mp4-index.ts";
 import { type StreamedSource, streamedSource } from "../converter/source.ts";
@@ -125,7 +127,8 @@ describe("the sound alone, read out of the store", () => {
       expect(source.mode).toBe("audio");
       expect(await audioOf(sound)).toBe(await audioOf(video));
       expect((await probe(sound)).streams).toEqual(["audio:aac"]);
-      expect(source.read.bytes).toBeLessThan(statSync(video).size / 2);
+      // A chunk per cluster's first bytes up to the time, and the one cluster.
+      expect(source.read.bytes).toBeLessThan(statSync(video).size * 0.6);
       if (layout === "1 s fragments") expect(source.durations!.audio[0]).toBeCloseTo(8, 0);
     });
   }
@@ -214,6 +217,38 @@ describe("the cover's keyframe alone (converter/keyframe.ts)", () => {
       }
     });
   }
+});
+
+describe("a Matroska file's cover from its clusters (converter/matroska-cover.ts)", () => {
+  test("is a picture of the video at or before its time, from a fraction of the file's bytes", async () => {
+    const encoder = ["libx264", "-preset", "veryfast", "-g", "15", "-keyint_min", "15"];
+    const video = await makeVideo({ seconds: 12, format: "mkv", size: "640x360", noise: 20, encoder });
+    const id = await store(video);
+    for (const atSec of [0.8, 2.5, 6.5, 11]) {
+      const signal = AbortSignal.timeout(30_000);
+      const source = (await streamedSource(bench.files, id, "video/matroska", signal))!;
+      const frame = (await source.openCover!({ stream: 0, atSec }, signal))!;
+      // Counted from the start of what it gives: the clusters holding the time, never more than a few seconds.
+      expect(frame.cover.atSec).toBeGreaterThanOrEqual(0);
+      expect(frame.cover.atSec).toBeLessThan(Math.min(atSec, 6) + 0.001);
+      const cover = join(tmp, `cluster-cover-${++stored}.jpg`);
+      const options = { inputOptions: inputOptions("video/matroska", "pipe"), signal, output: cover };
+      expect(await extractCover(frame.stream, frame.cover, options)).toBe(true);
+      const size = await run([
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=width,height",
+        "-of",
+        "csv=p=0",
+        cover,
+      ]);
+      expect(size.trim()).toBe("600,338");
+      // A chunk per cluster's first bytes up to the time, and two clusters.
+      expect(source.read.bytes).toBeLessThan(statSync(video).size * 0.6);
+    }
+  });
 });
 
 describe("an MPEG-TS file's length (converter/ts-length.ts)", () => {
