@@ -34,6 +34,8 @@ const ID = MATROSKA;
 export const UNKNOWN_SIZE = Buffer.from([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const UNKNOWN = UNKNOWN_SIZE;
 const VIDEO = 1;
+/** The track list is held whole to read it; a real one is a few hundred bytes. */
+const MAX_TRACKS_BYTES = 1024 * 1024;
 
 interface Header {
   id: number;
@@ -182,6 +184,7 @@ class SoundParser {
     if (found.size === undefined) throw new NotStreamable("a Matroska element of unknown size");
     if (this.#state.at === "cluster") return this.#inCluster(bytes, at, found, headerBytes);
     if (found.id === ID.tracks) {
+      if (found.size > MAX_TRACKS_BYTES) throw new NotStreamable("a Matroska track list too large to hold");
       if (bytes.length < body + found.size) return undefined; // held whole: it is small
       this.#video = videoTracks(bytes.subarray(body, body + found.size));
       return { out: [bytes.subarray(at, body + found.size)], next: body + found.size };
