@@ -178,7 +178,39 @@ async function soundAlone(
 const keptRuns = (fragment: Fragment, keptIds: Set<number>) =>
   fragment.trafs.filter((traf) => keptIds.has(traf.trackId)).flatMap((traf) => traf.runs.map((run) => run.span));
 
+/** The sound's pieces gathered into writes of about this size: a piece per audio chunk would be a pipe write each. */
+const WRITE_BYTES = 256 * 1024;
+
 async function* audioStream(
+  reader: ChunkReader,
+  head: Buffer,
+  index: ReturnType<typeof audioIndex>,
+  fragments: Fragment[],
+  keptIds: Set<number>,
+) {
+  yield* gathered(soundPieces(reader, head, index, fragments, keptIds), WRITE_BYTES);
+}
+
+/** `pieces` joined into buffers of at least `size` bytes (but the last). */
+export async function* gathered(pieces: AsyncIterable<Uint8Array>, size: number) {
+  let parts: Uint8Array[] = [];
+  let bytes = 0;
+  for await (const piece of pieces) {
+    if (piece.byteLength >= size && !parts.length) {
+      yield piece; // large already: no copy
+      continue;
+    }
+    parts.push(piece);
+    bytes += piece.byteLength;
+    if (bytes < size) continue;
+    yield Buffer.concat(parts);
+    parts = [];
+    bytes = 0;
+  }
+  if (parts.length) yield Buffer.concat(parts);
+}
+
+async function* soundPieces(
   reader: ChunkReader,
   head: Buffer,
   index: ReturnType<typeof audioIndex>,

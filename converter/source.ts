@@ -18,7 +18,7 @@
 import { Readable } from "node:stream";
 import type { ObjectId } from "mongodb";
 import type { FileStore } from "../lib/files.ts";
-import { type Mp4Reading, mp4Reading } from "./audio-only.ts";
+import { gathered, type Mp4Reading, mp4Reading } from "./audio-only.ts";
 import { chunkReader, type ReadCount } from "./chunk-reader.ts";
 import { type MovLayout, movLayout, relocatedIndex } from "./faststart.ts";
 import { demuxerFor, inputOptions } from "./inputs.ts";
@@ -93,7 +93,8 @@ export async function streamedSource(
   const chunks = (stop = signal) => chunkReader(files, id, file, stop, read);
   if (demuxer === "matroska") {
     // ffmpeg gets the sound alone (converter/matroska-sound.ts); ffprobe the file; the cover one cluster.
-    const openAudio = (stop: AbortSignal) => Readable.from(matroskaSound(stored({}, stop)), { objectMode: false });
+    const sound = (stop: AbortSignal) => gathered(matroskaSound(stored({}, stop)), 256 * 1024);
+    const openAudio = (stop: AbortSignal) => Readable.from(sound(stop), { objectMode: false });
     const openCover = async (cover: CoverAt, stop: AbortSignal) => {
       const found = await matroskaCover(chunks(stop), file.length, cover.atSec);
       if (!found) return null;
