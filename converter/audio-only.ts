@@ -191,23 +191,27 @@ async function* audioStream(
   yield* gathered(soundPieces(reader, head, index, fragments, keptIds), WRITE_BYTES);
 }
 
-/** `pieces` joined into buffers of at least `size` bytes (but the last). */
+/**
+ * `pieces` copied into buffers of `size` bytes (but the last). Copied, not kept: a piece is
+ * a view of the GridFS chunk it came from, and keeping views until a buffer fills would keep
+ * hundreds of those chunks alive (a second of sound spans ~40 chunks of a 48 Mbit/s video).
+ */
 export async function* gathered(pieces: AsyncIterable<Uint8Array>, size: number) {
-  let parts: Uint8Array[] = [];
-  let bytes = 0;
+  let buffer = Buffer.allocUnsafe(size);
+  let filled = 0;
   for await (const piece of pieces) {
-    if (piece.byteLength >= size && !parts.length) {
-      yield piece; // large already: no copy
-      continue;
+    for (let at = 0; at < piece.byteLength; ) {
+      const take = Math.min(size - filled, piece.byteLength - at);
+      buffer.set(piece.subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+      if (filled < size) continue;
+      yield buffer;
+      buffer = Buffer.allocUnsafe(size); // the one yielded is the pipe's now
+      filled = 0;
     }
-    parts.push(piece);
-    bytes += piece.byteLength;
-    if (bytes < size) continue;
-    yield Buffer.concat(parts);
-    parts = [];
-    bytes = 0;
   }
-  if (parts.length) yield Buffer.concat(parts);
+  if (filled) yield buffer.subarray(0, filled);
 }
 
 async function* soundPieces(
