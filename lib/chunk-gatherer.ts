@@ -1,5 +1,6 @@
-// The bytes of a whole file on their way into GridFS (lib/files.ts `writeFile`): pieces of
-// any size gathered into GridFS chunks, whose buffers are filled again once written.
+// The bytes of a file on their way into GridFS (lib/files.ts `writeFile`, and a tus PATCH's:
+// gateway/uploads/receive.ts): pieces of any size gathered into GridFS chunks, whose buffers
+// are filled again once written.
 import { collectEvery } from "./memory.ts";
 
 /** GridFS's default chunk size (255 KiB), of every file we write. */
@@ -18,15 +19,18 @@ const stored = collectEvery(16 * 1024 * 1024, 1024 * 1024);
 
 /**
  * Pieces of any size gathered into CHUNK_BYTES buffers; the buffers of written chunks are
- * filled again (fewer buffers for the collector to free).
+ * filled again (fewer buffers for the collector to free). A file written over several
+ * requests (tus: gateway/uploads/receive.ts) goes on `from` chunk `n`, whose first bytes
+ * (`tail`) an earlier request kept.
  */
-export function chunkGatherer() {
+export function chunkGatherer(from: { n: number; tail: Uint8Array } = { n: 0, tail: new Uint8Array(0) }) {
   const spare: Buffer[] = [];
   let current: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  let filled = 0;
+  current.set(from.tail);
+  let filled = from.tail.length;
   let full: Buffer[] = [];
-  let nextN = 0; // the number of full[0]
-  let length = 0;
+  let nextN = from.n; // the number of full[0]
+  let length = 0; // the bytes added (the tail aside)
   return {
     get length() {
       return length;
@@ -48,6 +52,10 @@ export function chunkGatherer() {
       }
       length += piece.length;
     },
+    /** The first chunk's bytes so far (only while no chunk has been taken): what the sniff reads. */
+    head: (): Uint8Array => (full.length ? full[0]! : current.subarray(0, filled)),
+    /** The bytes past the last full chunk. */
+    unfinished: (): Uint8Array => current.subarray(0, filled),
     /** The source is done: its last, shorter chunk is full too (no chunk at all for an empty file). */
     end() {
       if (filled) full.push(current.subarray(0, filled));

@@ -7,23 +7,16 @@
 // (lib/upload.ts): not a video or an audio file, and the upload is refused (NotAVideo) before
 // a chunk of it is written. The last byte makes the chunks a GridFS file.
 import type { ObjectId } from "mongodb";
+import { chunkGatherer, WRITE_BATCH_CHUNKS } from "../../lib/chunk-gatherer.ts";
 import { CHUNK_BYTES, type FileStore } from "../../lib/files.ts";
 import type { Logger } from "../../lib/log.ts";
-import { collectEvery } from "../../lib/memory.ts";
 import { isDuplicateKey } from "../../lib/mongo.ts";
 import { Conflict, ContentTooLarge, NotFound } from "../../lib/problem.ts";
 import { SNIFF_BYTES, sniffMedia } from "../../lib/upload.ts";
 import { NO_SUCH_UPLOAD, type Stored, tailOf, type UploadRecord, type UploadStore } from "./store.ts";
 
-/** Chunks per write (1 MiB): larger inserts cost more memory than they save time (BENCHMARKS.md). */
-const BATCH_CHUNKS = 4;
 /** How often a writing PATCH renews its lease and looks whether it is asked to stop. */
 const RENEW_MS = 2000;
-/**
- * Bun frees the driver's BSON buffers only when it collects (the body's pieces are freed as
- * they are copied): a young collection per MiB written and a full one per 8 MiB.
- */
-const collect = collectEvery(8 * 1024 * 1024, 1024 * 1024);
 
 export interface ReceiveDeps {
   files: FileStore;
@@ -37,59 +30,37 @@ export type Outcome =
   /** Every byte is stored and the file is whole; the lease is still held, for making the job. */
   | { kind: "received"; upload: UploadRecord };
 
-/** The bytes of the upload from its stored offset on, gathered into GridFS chunks. */
-function chunkGatherer(upload: UploadRecord) {
+/** The bytes of the upload from its stored offset on, gathered into GridFS chunks (lib/chunk-gatherer.ts). */
+function uploadGatherer(upload: UploadRecord) {
   const tail = tailOf(upload);
   const firstN = Math.floor(upload.offset / CHUNK_BYTES);
-  const spare: Buffer[] = []; // written chunks' buffers, filled again (fewer allocations for the collector to free)
-  let current: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  current.set(tail);
-  let filled = tail.length;
-  let full: Buffer[] = []; // filled chunks not yet taken for writing
-  let nextN = firstN; // the number of full[0]
+  const chunks = chunkGatherer({ n: firstN, tail });
   let storedN = firstN; // every chunk below this one is stored
-  let received = upload.offset;
-
+  const received = () => upload.offset + chunks.length;
   return {
     get received() {
-      return received;
+      return received();
     },
     get fullChunks() {
-      return full.length;
+      return chunks.fullCount;
     },
-    add(piece: Uint8Array) {
-      for (let at = 0; at < piece.length; ) {
-        const take = Math.min(CHUNK_BYTES - filled, piece.length - at);
-        current.set(piece.subarray(at, at + take), filled);
-        filled += take;
-        at += take;
-        if (filled === CHUNK_BYTES) {
-          full.push(current);
-          current = spare.pop() ?? Buffer.allocUnsafe(CHUNK_BYTES);
-          filled = 0;
-        }
-      }
-      received += piece.length;
-    },
-    /** The file's first bytes (only while chunk 0 is not yet written). */
-    head: (): Uint8Array => (full.length ? full[0]! : current.subarray(0, filled)),
+    add: chunks.add,
+    head: chunks.head,
     /** The full chunks to write next, and the number of the first. */
     take(): { n: number; chunks: Buffer[] } {
-      const batch = { n: nextN, chunks: full };
-      nextN += full.length;
-      full = [];
-      return batch;
+      const { n, full } = chunks.take();
+      return { n, chunks: full };
     },
     /** The chunks before `n` are stored; `written`, once the driver is done with them, are filled again. */
     storedUpTo(n: number, written: Buffer[]) {
       storedN = n;
-      spare.push(...written.slice(0, 2 * BATCH_CHUNKS - spare.length));
+      chunks.written(written);
     },
     /** What is durably stored now: the tail as it was until a chunk of this request is written. */
     stored: (): Stored =>
       storedN > firstN ? { offset: storedN * CHUNK_BYTES, tail: new Uint8Array(0) } : { offset: upload.offset, tail },
     /** Once every full chunk is stored: the offset, and the bytes past the last full chunk. */
-    rest: (): Stored => ({ offset: received, tail: current.subarray(0, filled) }),
+    rest: (): Stored => ({ offset: received(), tail: chunks.unfinished() }),
   };
 }
 
@@ -149,7 +120,7 @@ export async function receive(
 ): Promise<Outcome> {
   const { files } = deps;
   const id = upload._id;
-  const bytes = chunkGatherer(upload);
+  const bytes = uploadGatherer(upload);
   const reader = body?.getReader();
   const lease = leaseKeeper(deps, id, writer, bytes.stored, () => void reader?.cancel().catch(() => {}));
   let sniffed = upload.sniffed;
@@ -158,8 +129,7 @@ export async function receive(
   const writeFull = () => {
     const { n, chunks } = bytes.take();
     writing = files.writeChunks("videos", id, n, chunks).then(() => {
-      bytes.storedUpTo(n + chunks.length, chunks);
-      collect(chunks.length * CHUNK_BYTES);
+      bytes.storedUpTo(n + chunks.length, chunks); // and the collections the bytes stored call for
     });
     // A write fails while the loop waits for the client's next bytes: the read ends at once and the
     // loop's `await writing` throws it. Unheard until then, the rejection would end the process.
@@ -181,7 +151,7 @@ export async function receive(
       if (!sniffed && bytes.received >= Math.min(SNIFF_BYTES, upload.length))
         sniffed = (await sniffMedia(bytes.head())).mime;
       if (overrun) break;
-      if (bytes.fullChunks >= BATCH_CHUNKS) {
+      if (bytes.fullChunks >= WRITE_BATCH_CHUNKS) {
         await writing;
         writeFull();
       }
