@@ -82,7 +82,7 @@ export async function mp4Reading(
         ? []
         : await walkFragments(reader(), layout.firstFragment, file.length, defaults, keptIds);
     const durations = fragments.length ? trackDurations(tracks, fragments) : undefined;
-    const sound = await soundAlone(reader, layout, { moov, tracks, fragments }, file);
+    const sound = await soundAlone(reader, layout, { moov, tracks, fragments, keptIds }, file);
     const trafs = fragments.flatMap((fragment) => fragment.trafs);
     return { ...(durations ? { durations, fragments: trafs } : {}), ...(sound ? { sound } : {}) };
   } catch (error) {
@@ -156,10 +156,9 @@ function trackDurations(tracks: Track[], fragments: Fragment[]) {
 async function soundAlone(
   reader: (signal?: AbortSignal) => ChunkReader,
   layout: MovLayout,
-  { moov, tracks, fragments }: { moov: Buffer; tracks: Track[]; fragments: Fragment[] },
+  { moov, tracks, fragments, keptIds }: { moov: Buffer; tracks: Track[]; fragments: Fragment[]; keptIds: Set<number> },
   file: { chunkSize: number; length: number },
 ): Promise<AudioOnly | undefined> {
-  const keptIds = new Set(tracks.filter((track) => isKept(track.handler)).map((track) => track.id));
   if (!keptIds.size || keptIds.size === tracks.length) return undefined;
   const head = layout.ftyp;
   const index = audioIndex(moov, tracks, head.length);

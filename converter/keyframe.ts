@@ -6,7 +6,18 @@
 // of that video track alone (its description as stored, one sample), and the sample's bytes
 // (converter/source.ts fetches them, a chunk or two). Anything odd answers null, and the
 // cover is taken from the stream as before.
-import { box, childBoxes, find, type InnerBox, type Span, type TrackFragment, Unhandled } from "./mp4-index.ts";
+import {
+  box,
+  childBoxes,
+  find,
+  type InnerBox,
+  readOffsets,
+  type Span,
+  sampleSizes,
+  samplesPerChunk,
+  type TrackFragment,
+  Unhandled,
+} from "./mp4-index.ts";
 
 /** The keyframe's place in the file, and the one-frame MP4 around it: `head`, then the sample's bytes. */
 export interface KeyframeFile {
@@ -97,27 +108,16 @@ function sampleSpan(moov: Buffer, tables: Map<string, InnerBox>, sample: number)
   const [stsc, stsz] = [tables.get("stsc"), tables.get("stsz")];
   const stco = tables.get("stco") ?? tables.get("co64");
   if (!stsc || !stsz || !stco) return null;
-  const uniform = moov.readUInt32BE(stsz.body + 4);
-  const sizeOf = (n: number) => uniform || moov.readUInt32BE(stsz.body + 12 + n * 4);
-  if (sample >= moov.readUInt32BE(stsz.body + 8)) return null;
-  const runs = moov.readUInt32BE(stsc.body + 4);
-  const chunks = moov.readUInt32BE(stco.body + 4);
-  let first = 0; // the first sample of the run's first chunk
-  for (let run = 0; run < runs; run++) {
-    const at = stsc.body + 8 + run * 12;
-    const firstChunk = moov.readUInt32BE(at) - 1;
-    const nextChunk = run + 1 < runs ? moov.readUInt32BE(at + 12) - 1 : chunks;
-    const perChunk = moov.readUInt32BE(at + 4);
-    const inRun = (nextChunk - firstChunk) * perChunk;
-    if (sample < first + inRun && perChunk > 0) {
-      const chunk = firstChunk + Math.floor((sample - first) / perChunk);
-      const wide = stco.type === "co64";
-      const at = stco.body + 8 + chunk * (wide ? 8 : 4);
-      let offset = wide ? Number(moov.readBigUInt64BE(at)) : moov.readUInt32BE(at);
-      for (let before = sample - ((sample - first) % perChunk); before < sample; before++) offset += sizeOf(before);
+  const offsets = readOffsets(moov, stco, stco.type === "co64" ? 8 : 4);
+  const sizeOf = sampleSizes(moov, stsz);
+  let first = 0; // the chunk's first sample
+  for (const [chunk, count] of samplesPerChunk(moov, stsc, offsets.length).entries()) {
+    if (sample < first + count) {
+      let offset = offsets[chunk]!;
+      for (let before = first; before < sample; before++) offset += sizeOf(before);
       return { start: offset, end: offset + sizeOf(sample) };
     }
-    first += inRun;
+    first += count;
   }
   return null;
 }

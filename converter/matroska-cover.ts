@@ -6,7 +6,7 @@
 // minute in costs a few dozen small reads and two clusters, where the pipe read a tenth of
 // the file. The cover's time is then counted from the first of the two.
 import type { ChunkReader } from "./chunk-reader.ts";
-import { ebmlHeader, MATROSKA, UNKNOWN_SIZE } from "./matroska-sound.ts";
+import { ebmlHeader, MATROSKA, UNKNOWN_SIZE, uint } from "./matroska-sound.ts";
 import type { Span } from "./mp4-index.ts";
 
 /** A header (all before the first cluster) larger than this (attachments, say): the pipe as before. */
@@ -85,7 +85,7 @@ function timecodeOf(bytes: Uint8Array, at: number): number | undefined {
     const body = at + child.length;
     if (child.id === MATROSKA.timecode) {
       if (body + child.size > bytes.length) return undefined;
-      return bytes.subarray(body, body + child.size).reduce((value, byte) => value * 256 + byte, 0);
+      return uint(bytes, body, body + child.size);
     }
     if (child.id !== CRC32 && child.id !== VOID) return undefined;
     at = body + child.size;
@@ -102,8 +102,7 @@ function timecodeScale(info: Uint8Array): number | undefined {
     const field = ebmlHeader(info, at);
     if (!field || field.size === undefined) return undefined;
     const body = at + field.length;
-    if (field.id === MATROSKA.timecodeScale)
-      return info.subarray(body, body + field.size).reduce((value, byte) => value * 256 + byte, 0);
+    if (field.id === MATROSKA.timecodeScale) return uint(info, body, body + field.size);
     at = body + field.size;
   }
   return undefined;

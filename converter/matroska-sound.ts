@@ -29,10 +29,8 @@ export const MATROSKA = {
   trackNumber: 0xd7,
   trackType: 0x83,
 };
-const ID = MATROSKA;
 /** An element size of all ones: "unknown", as a live stream writes its Segment and Clusters. */
 export const UNKNOWN_SIZE = Buffer.from([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-const UNKNOWN = UNKNOWN_SIZE;
 const VIDEO = 1;
 /** The track list is held whole to read it; a real one is a few hundred bytes. */
 const MAX_TRACKS_BYTES = 1024 * 1024;
@@ -84,12 +82,12 @@ export function ebmlHeader(bytes: Uint8Array, at: number): Header | undefined {
 export function videoTracks(tracks: Uint8Array): Set<number> {
   const video = new Set<number>();
   for (const entry of children(tracks, 0, tracks.length)) {
-    if (entry.id !== ID.trackEntry) continue;
+    if (entry.id !== MATROSKA.trackEntry) continue;
     let number: number | undefined;
     let type: number | undefined;
     for (const field of children(tracks, entry.body, entry.end)) {
-      if (field.id === ID.trackNumber) number = uint(tracks, field.body, field.end);
-      if (field.id === ID.trackType) type = uint(tracks, field.body, field.end);
+      if (field.id === MATROSKA.trackNumber) number = uint(tracks, field.body, field.end);
+      if (field.id === MATROSKA.trackType) type = uint(tracks, field.body, field.end);
     }
     if (number !== undefined && type === VIDEO) video.add(number);
   }
@@ -106,7 +104,8 @@ function* children(bytes: Uint8Array, start: number, end: number) {
   }
 }
 
-const uint = (bytes: Uint8Array, start: number, end: number) =>
+/** A big-endian unsigned integer element's value. */
+export const uint = (bytes: Uint8Array, start: number, end: number) =>
   bytes.subarray(start, end).reduce((value, byte) => value * 256 + byte, 0);
 
 /**
@@ -170,20 +169,20 @@ class SoundParser {
     if (this.#state.at === "cluster" && this.#state.end !== undefined && fileAt >= this.#state.end)
       this.#state = { at: "top" }; // the cluster ended
     if (!this.#inSegment) {
-      if (found.id !== ID.segment) return this.#pass(headerBytes, body, found, true, this.#state); // the EBML header
+      if (found.id !== MATROSKA.segment) return this.#pass(headerBytes, body, found, true, this.#state); // the EBML header
       this.#inSegment = true;
-      return { out: [idBytes(bytes, at), UNKNOWN], next: body };
+      return { out: [idBytes(bytes, at), UNKNOWN_SIZE], next: body };
     }
-    if (found.id === ID.cluster) {
+    if (found.id === MATROSKA.cluster) {
       if (!this.#video) throw new NotStreamable("a Matroska cluster before the tracks");
       this.#seenCluster = true;
       const end = found.size === undefined ? undefined : fileAt + found.length + found.size;
       this.#state = { at: "cluster", end };
-      return { out: [idBytes(bytes, at), UNKNOWN], next: body };
+      return { out: [idBytes(bytes, at), UNKNOWN_SIZE], next: body };
     }
     if (found.size === undefined) throw new NotStreamable("a Matroska element of unknown size");
     if (this.#state.at === "cluster") return this.#inCluster(bytes, at, found, headerBytes);
-    if (found.id === ID.tracks) {
+    if (found.id === MATROSKA.tracks) {
       if (found.size > MAX_TRACKS_BYTES) throw new NotStreamable("a Matroska track list too large to hold");
       if (bytes.length < body + found.size) return undefined; // held whole: it is small
       this.#video = videoTracks(bytes.subarray(body, body + found.size));
@@ -196,9 +195,9 @@ class SoundParser {
   /** A cluster's child: its timecode and the sound's blocks kept, the video's blocks and positions left out. */
   #inCluster(bytes: Uint8Array, at: number, found: Header, headerBytes: Uint8Array) {
     const body = at + found.length;
-    if (found.id === ID.position || found.id === ID.prevSize)
+    if (found.id === MATROSKA.position || found.id === MATROSKA.prevSize)
       return this.#pass(headerBytes, body, found, false, this.#state);
-    if (found.id !== ID.simpleBlock && found.id !== ID.blockGroup)
+    if (found.id !== MATROSKA.simpleBlock && found.id !== MATROSKA.blockGroup)
       return this.#pass(headerBytes, body, found, true, this.#state);
     const track = this.#blockTrack(bytes, body, found);
     if (track === undefined) return undefined;
@@ -208,10 +207,10 @@ class SoundParser {
   /** The track of a SimpleBlock, or of the Block inside a BlockGroup (its first bytes name it). */
   #blockTrack(bytes: Uint8Array, body: number, found: Header): number | undefined {
     let start = body;
-    if (found.id === ID.blockGroup) {
+    if (found.id === MATROSKA.blockGroup) {
       const inner = header(bytes, body);
       if (!inner) return bytes.length - body >= Math.min(found.size!, 16) ? this.#noBlock() : undefined;
-      if (inner.id !== ID.block) return this.#noBlock();
+      if (inner.id !== MATROSKA.block) return this.#noBlock();
       start = body + inner.length;
     }
     const track = vint(bytes, start, false);

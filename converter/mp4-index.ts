@@ -113,7 +113,7 @@ function readTrack(buffer: Buffer, trak: InnerBox): Track {
   return { id, handler, timescale, duration, box: trak, chunks, offsets: { at: stco.body + 8, width } };
 }
 
-function readOffsets(buffer: Buffer, stco: InnerBox, width: 4 | 8): number[] {
+export function readOffsets(buffer: Buffer, stco: InnerBox, width: 4 | 8): number[] {
   const count = buffer.readUInt32BE(stco.body + 4);
   if (stco.body + 8 + count * width > stco.end) throw new Unhandled("a chunk offset table past its box");
   const offsets: number[] = [];
@@ -123,7 +123,7 @@ function readOffsets(buffer: Buffer, stco: InnerBox, width: 4 | 8): number[] {
 }
 
 /** How many samples each of `chunks` chunks holds (`stsc` gives runs of chunks alike). */
-function samplesPerChunk(buffer: Buffer, stsc: InnerBox, chunks: number): number[] {
+export function samplesPerChunk(buffer: Buffer, stsc: InnerBox, chunks: number): number[] {
   const count = buffer.readUInt32BE(stsc.body + 4);
   if (stsc.body + 8 + count * 12 > stsc.end) throw new Unhandled("a sample-to-chunk table past its box");
   const perChunk: number[] = [];
@@ -138,7 +138,7 @@ function samplesPerChunk(buffer: Buffer, stsc: InnerBox, chunks: number): number
 }
 
 /** Every sample's size: one for all, or a table. */
-function sampleSizes(buffer: Buffer, stsz: InnerBox): (sample: number) => number {
+export function sampleSizes(buffer: Buffer, stsz: InnerBox): (sample: number) => number {
   const uniform = buffer.readUInt32BE(stsz.body + 4);
   const count = buffer.readUInt32BE(stsz.body + 8);
   if (uniform === 0 && stsz.body + 12 + count * 4 > stsz.end) throw new Unhandled("a sample size table past its box");
