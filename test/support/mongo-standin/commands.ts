@@ -2,8 +2,9 @@
 // Each handler takes the request body and returns the reply body; errors are
 // thrown as CommandError and turned into `{ok: 0, errmsg, code, codeName}` here.
 import { flatten, resolve, unique } from "mingo/util";
+import { CommandError } from "./collection.ts";
 import { aggregate, findDocs, isPlainDoc, matcher } from "./query.ts";
-import { type Batch, CommandError } from "./store.ts";
+import type { Batch } from "./store.ts";
 import { type Doc, MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES } from "./wire.ts";
 import { type Context, collectionName, del, findAndModify, insert, update } from "./writes.ts";
 

@@ -7,7 +7,7 @@ import type { Options } from "mingo/types";
 import { updateOne } from "mingo/updater";
 import { cloneDeep, isEqual, MingoError, resolve, setValue } from "mingo/util";
 import { ObjectId } from "mongodb";
-import { CommandError } from "./store.ts";
+import { CommandError } from "./collection.ts";
 import type { Doc } from "./wire.ts";
 
 // mingo compares ObjectId, Binary and other BSON classes through their

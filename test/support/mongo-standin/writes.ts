@@ -1,6 +1,7 @@
 // Write commands: insert, update, delete, findAndModify.
 // Per-statement failures go into `writeErrors` with `ok: 1`; ordered batches stop at the first.
 import { BSON } from "mongodb";
+import { type Collection, CommandError } from "./collection.ts";
 import {
   applyUpdate,
   findDocs,
@@ -11,7 +12,7 @@ import {
   upsertSeed,
   withIdFirst,
 } from "./query.ts";
-import { type Collection, CommandError, type Store } from "./store.ts";
+import type { Store } from "./store.ts";
 import type { Doc } from "./wire.ts";
 
 export interface Context {
